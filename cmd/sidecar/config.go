@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+)
+
+// bindSources fills every flag the command line did not set from, in
+// order, the HANGUP_* environment variable of the same name and the YAML
+// config file given with --config (same keys as the flags). Flags win.
+func bindSources(cmd *cobra.Command) error {
+	fs := cmd.Flags()
+	var file map[string]any
+	if path, _ := fs.GetString("config"); path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return usageError{fmt.Errorf("invalid --config %q: %w", path, err)}
+		}
+		if err := yaml.Unmarshal(data, &file); err != nil {
+			return usageError{fmt.Errorf("invalid --config %q: not YAML: %w", path, err)}
+		}
+		var unknown []string
+		for k := range file {
+			if f := fs.Lookup(k); f == nil || k == "config" {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return usageError{fmt.Errorf("invalid --config %q: unknown keys %s: want the flag names of %q",
+				path, strings.Join(unknown, ", "), cmd.CommandPath())}
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "config" {
+			return
+		}
+		env := "HANGUP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = usageError{fmt.Errorf("invalid %s %q: %v", env, v, e)}
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			s := yamlScalar(v)
+			if e := fs.Set(f.Name, s); e != nil {
+				err = usageError{fmt.Errorf("invalid %s %q in --config: %v", f.Name, s, e)}
+			}
+		}
+	})
+	return err
+}
+
+// yamlScalar turns a config value into flag syntax; lists become
+// comma-separated.
+func yamlScalar(v any) string {
+	switch v := v.(type) {
+	case []any:
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = fmt.Sprint(e)
+		}
+		return strings.Join(parts, ",")
+	case float64:
+		if v == float64(int64(v)) {
+			return fmt.Sprint(int64(v))
+		}
+	}
+	return fmt.Sprint(v)
+}
+
+// newLogger builds the process's one logger from --log-format and
+// --log-level.
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("invalid --log-format %q: want text or json", format)}
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hangup-dev/hangup/pkg/admin"
+	"github.com/hangup-dev/hangup/pkg/proxy"
+)
+
+// proxyOptions are the flags of `sidecar proxy`; every one can also come
+// from HANGUP_<NAME> or the --config file.
+type proxyOptions struct {
+	listen, upstream, admin string
+	tlsCert, tlsKey         string
+	logFormat, logLevel     string
+	maxHeaderListSize       uint32
+	shutdownTimeout         time.Duration
+}
+
+func newProxyCmd() *cobra.Command {
+	var o proxyOptions
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Relay HTTP/2 (gRPC) clients to the app and report their disconnects",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindSources(cmd); err != nil {
+				return err
+			}
+			return runProxy(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.String("config", "", "YAML file with the same keys as these flags (flags and HANGUP_* variables win)")
+	f.StringVar(&o.listen, "listen", ":15006", "address clients connect to (host:port)")
+	f.StringVar(&o.upstream, "upstream", "", "the app's address: host:port or unix:///path (required)")
+	f.StringVar(&o.admin, "admin", "127.0.0.1:15020", "address of /healthz and /readyz")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for TLS on the listen side (ALPN h2, http/1.1); needs --tls-key")
+	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.Uint32Var(&o.maxHeaderListSize, "max-header-list-size", proxy.DefaultMaxHeaderListSize, "largest header block accepted from a client, in bytes (minimum 4096)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for connections to end")
+	return cmd
+}
+
+// proxyConfig turns the options into a proxy.Config, or a usage error that
+// names the flag, the value and what is expected.
+func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
+	cfg := proxy.Config{Logger: log, MaxHeaderListSize: o.maxHeaderListSize}
+	if o.upstream == "" {
+		return cfg, usageError{errors.New("missing --upstream: want the app's address, host:port or unix:///path (also HANGUP_UPSTREAM)")}
+	}
+	var err error
+	if cfg.Upstream, err = proxy.ParseAddress("upstream", o.upstream); err != nil {
+		return cfg, usageError{err}
+	}
+	if a, err := proxy.ParseAddress("listen", o.listen); err != nil || a.Network != "tcp" {
+		return cfg, usageError{fmt.Errorf("invalid --listen %q: want host:port such as :15006", o.listen)}
+	}
+	if _, err := proxy.ParseAddress("admin", o.admin); err != nil {
+		return cfg, usageError{err}
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return cfg, usageError{fmt.Errorf("invalid --tls-cert %q / --tls-key %q: give both or neither", o.tlsCert, o.tlsKey)}
+	}
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return cfg, usageError{fmt.Errorf("invalid --tls-cert %q / --tls-key %q: want a readable PEM certificate and its key: %v", o.tlsCert, o.tlsKey, err)}
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
+}
+
+func runProxy(ctx context.Context, o proxyOptions) error {
+	log, err := newLogger(o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.proxyConfig(log)
+	if err != nil {
+		return err
+	}
+	srv, err := proxy.New(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on --listen %s: %w", o.listen, err)
+	}
+	adm, err := admin.Listen(o.admin, admin.Handler(admin.Checks{
+		Live: func() error {
+			if !srv.Serving() {
+				return errors.New("listener not accepting")
+			}
+			return nil
+		},
+		Ready: func(ctx context.Context) error {
+			if !srv.Serving() {
+				return errors.New("listener not accepting")
+			}
+			return srv.CheckUpstream(ctx)
+		},
+	}), log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	log.Info("hangup proxy started", "version", versionString(), "listen", ln.Addr().String(),
+		"upstream", cfg.Upstream.String(), "admin", adm.Addr().String(), "tls", cfg.TLS != nil)
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- adm.Serve() }()
+	received := 0
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx))
+	case err = <-errc:
+		received++
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	_ = adm.Shutdown(sctx)
+	_ = srv.Close()
+	// Both goroutines have returned once their servers are closed.
+	for ; received < 2; received++ {
+		if e := <-errc; err == nil {
+			err = e
+		}
+	}
+	return err
+}

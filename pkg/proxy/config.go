@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// Defaults of Config, in one place.
+const (
+	// DefaultMaxHeaderListSize bounds a header block, compressed and decoded
+	// (bytes). gRPC metadata rarely exceeds a few KiB; 1 MiB leaves room and
+	// still stops a CONTINUATION flood early.
+	DefaultMaxHeaderListSize = 1 << 20
+	// DefaultDialTimeout bounds dialling the app.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultLinger is how long one side may stay open after the other has
+	// closed: time for the last frames to drain.
+	DefaultLinger = 5 * time.Second
+	// DefaultTLSHandshakeTimeout bounds a client's TLS handshake.
+	DefaultTLSHandshakeTimeout = 10 * time.Second
+)
+
+// Config is what a Server needs. The zero value of each optional field
+// means its default.
+type Config struct {
+	// Upstream is the app's address (required).
+	Upstream Address
+	// TLS, when set, terminates TLS on the listen side; ALPN "h2" selects
+	// the frame relay, anything else the plain TCP relay.
+	TLS *tls.Config
+	// MaxHeaderListSize bounds one header block, in bytes.
+	// Default DefaultMaxHeaderListSize; minimum 4096.
+	MaxHeaderListSize uint32
+	// DialTimeout bounds dialling the app. Default DefaultDialTimeout.
+	DialTimeout time.Duration
+	// Linger is how long a side may stay open after the other closed.
+	// Default DefaultLinger.
+	Linger time.Duration
+	// NotifyHeaders names request headers copied into disconnect events.
+	NotifyHeaders []string
+	// Sink receives disconnect events; nil logs them only.
+	Sink notify.Sink
+	// Logger is the structured logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxHeaderListSize == 0 {
+		c.MaxHeaderListSize = DefaultMaxHeaderListSize
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	for i, h := range c.NotifyHeaders {
+		c.NotifyHeaders[i] = strings.ToLower(strings.TrimSpace(h))
+	}
+	return c
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	if c.Upstream.Address == "" {
+		return fmt.Errorf("upstream is required: want host:port or unix:///path of the app")
+	}
+	if c.MaxHeaderListSize != 0 && c.MaxHeaderListSize < 4096 {
+		return fmt.Errorf("max header list size %d is below the minimum 4096", c.MaxHeaderListSize)
+	}
+	return nil
+}
+
+// Address is a dialable or listenable address: TCP host:port or a unix
+// socket path.
+type Address struct {
+	Network string // "tcp" or "unix"
+	Address string
+}
+
+func (a Address) String() string {
+	if a.Network == "unix" {
+		return "unix://" + a.Address
+	}
+	return a.Address
+}
+
+// ParseAddress parses "host:port" or "unix:///path". name is the flag the
+// value came from, for the error message.
+func ParseAddress(name, value string) (Address, error) {
+	if path, ok := strings.CutPrefix(value, "unix://"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return Address{}, fmt.Errorf("invalid --%s %q: want unix:///absolute/path", name, value)
+		}
+		return Address{Network: "unix", Address: path}, nil
+	}
+	host, port, err := net.SplitHostPort(value)
+	if err != nil || port == "" {
+		return Address{}, fmt.Errorf("invalid --%s %q: want host:port (such as 127.0.0.1:8080 or :15006) or unix:///path", name, value)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return Address{}, fmt.Errorf("invalid --%s %q: port %q is not a port number", name, value, port)
+	}
+	_ = host
+	return Address{Network: "tcp", Address: value}, nil
+}

@@ -1,0 +1,349 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// conn is one relayed HTTP/2 connection: a client and its own connection to
+// the app. Two forwarders run it, one per direction; each owns its socket's
+// reads and hpack state, and each socket's writes belong to its wire.
+type conn struct {
+	// Immutable after newConn.
+	srv      *Server
+	id       string
+	client   net.Conn
+	app      net.Conn
+	peer     string
+	start    time.Time
+	toApp    *wire
+	toClient *wire
+
+	// Written by one forwarder, read by the other.
+	appMaxFrame       atomic.Uint32 // the app's SETTINGS_MAX_FRAME_SIZE
+	appHeaderTable    atomic.Uint32 // the app's SETTINGS_HEADER_TABLE_SIZE
+	clientHeaderTable atomic.Uint32 // the client's SETTINGS_HEADER_TABLE_SIZE
+	appMaxStreams     atomic.Uint32 // the app's SETTINGS_MAX_CONCURRENT_STREAMS
+	bytesFromClient   atomic.Uint64
+	bytesToClient     atomic.Uint64
+
+	mu         sync.Mutex
+	streams    streamTable
+	eventSeq   uint32
+	goAway     *goAwayInfo // the client's GOAWAY, if it sent one
+	clientGone bool        // events for the client's loss were made
+	appGone    bool        // the app ended the connection: no client event
+	ended      string      // how the connection ended, for the log
+}
+
+type goAwayInfo struct {
+	lastStreamID uint32
+	code         http2.ErrCode
+	debug        string
+}
+
+var (
+	connPrefix = newConnPrefix()
+	connSeq    atomic.Uint64
+)
+
+// newConnPrefix makes this process's connection ids unique among processes
+// without a random read per connection.
+func newConnPrefix() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+}
+
+func newConnID() string {
+	return connPrefix + "-" + strconv.FormatUint(connSeq.Add(1), 36)
+}
+
+func newConn(srv *Server, client, app net.Conn) *conn {
+	c := &conn{
+		srv: srv, id: newConnID(), client: client, app: app,
+		peer: client.RemoteAddr().String(), start: srv.cfg.Now(),
+		toApp: &wire{conn: app}, toClient: &wire{conn: client},
+		streams: newStreamTable(),
+	}
+	c.appMaxFrame.Store(defaultMaxFrameSize)
+	c.appHeaderTable.Store(defaultHeaderTableSize)
+	c.clientHeaderTable.Store(defaultHeaderTableSize)
+	c.appMaxStreams.Store(^uint32(0))
+	return c
+}
+
+// serve relays until both directions have ended, then closes both sockets.
+func (c *conn) serve(preface []byte) {
+	log := c.srv.cfg.Logger
+	up := &forwarder{c: c, toApp: true, src: c.client, dst: c.toApp,
+		dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize), enc: newRequestEncoder()}
+	down := &forwarder{c: c, src: c.app, dst: c.toClient,
+		dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
+
+	if _, err := c.app.Write([]byte(clientPreface)); err != nil {
+		c.setEnded("app write failed: " + err.Error())
+	} else {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.upstreamEnded(up.run(preface))
+		}()
+		c.downstreamEnded(down.run(nil))
+		wg.Wait()
+	}
+	_ = c.client.Close()
+	_ = c.app.Close()
+
+	c.mu.Lock()
+	ended, opened := c.ended, c.streams.opened
+	c.mu.Unlock()
+	log.Info("connection closed", "conn", c.id, "peer", c.peer,
+		"duration", c.srv.cfg.Now().Sub(c.start).Round(time.Microsecond), "streams", opened,
+		"bytes_from_client", c.bytesFromClient.Load(), "bytes_to_client", c.bytesToClient.Load(),
+		"ended", ended)
+}
+
+// upstreamEnded handles the end of the client → app direction.
+func (c *conn) upstreamEnded(err error) {
+	var ce connError
+	var we writeError
+	switch {
+	case errors.As(err, &ce):
+		c.setEnded("client protocol error: " + ce.Reason)
+		c.mu.Lock()
+		last := c.streams.lastClientID
+		c.mu.Unlock()
+		_ = c.toClient.inject(appendGoAway(nil, last, ce.Code, ce.Reason))
+		c.lose(notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(ce.Code), ce.Reason)
+		_ = c.client.Close()
+	case errors.As(err, &we):
+		c.setEnded("app write failed: " + we.err.Error())
+		c.markAppGone()
+		_ = c.client.Close()
+	case errors.Is(err, io.EOF):
+		c.setEnded("client closed")
+		c.mu.Lock()
+		ga := c.goAway
+		c.mu.Unlock()
+		if ga != nil {
+			c.lose(notify.ReasonGoAway, notify.InitiatorClient, uint32(ga.code), ga.debug)
+		} else {
+			c.lose(notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "")
+		}
+	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
+		// The other direction ended first, or Server.Close closed the socket.
+	default:
+		c.setEnded("client read failed: " + err.Error())
+		c.lose(notify.ReasonConnectionReset, notify.InitiatorClient, 0, "")
+		_ = c.client.Close()
+	}
+	// Whatever ended this direction, the other gets Linger to finish.
+	_ = c.app.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+}
+
+// downstreamEnded handles the end of the app → client direction.
+func (c *conn) downstreamEnded(err error) {
+	var ce connError
+	var we writeError
+	switch {
+	case errors.As(err, &we):
+		if isLocalClose(we.err) {
+			break
+		}
+		c.setEnded("client write failed: " + we.err.Error())
+		c.lose(notify.ReasonConnectionReset, notify.InitiatorClient, 0, "")
+		_ = c.client.Close()
+	case errors.As(err, &ce):
+		c.setEnded("app protocol error: " + ce.Reason)
+		c.markAppGone()
+		_ = c.toClient.inject(appendGoAway(nil, 0, http2.ErrCodeInternal, "hangup: "+ce.Reason))
+		_ = c.client.Close()
+	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
+		// The client side ended first and the app had its linger time.
+	default:
+		if errors.Is(err, io.EOF) {
+			c.setEnded("app closed")
+		} else {
+			c.setEnded("app read failed: " + err.Error())
+		}
+		c.markAppGone()
+		c.toClient.closeWrite()
+	}
+	_ = c.client.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+}
+
+func isLocalClose(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+func (c *conn) setEnded(how string) {
+	c.mu.Lock()
+	if c.ended == "" {
+		c.ended = how
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) markAppGone() {
+	c.mu.Lock()
+	c.appGone = true
+	c.mu.Unlock()
+}
+
+// lose records that the client is gone: one event per stream whose handler
+// still runs, one for the connection when it ended abnormally, and — in
+// band, so the app's own gRPC library cancels those handlers —
+// RST_STREAM(CANCEL) for each such stream, then GOAWAY, then EOF.
+func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, debug string) {
+	now := c.srv.cfg.Now()
+	c.mu.Lock()
+	if c.clientGone || c.appGone {
+		c.mu.Unlock()
+		return
+	}
+	c.clientGone = true
+	var events []notify.Event
+	var frames []byte
+	for _, s := range c.streams.open {
+		if !s.appDone() {
+			events = append(events, c.streamEvent(s, reason, who, code, debug, now))
+			frames = appendRSTStream(frames, s.id, http2.ErrCodeCancel)
+		}
+		c.streams.reset(s)
+	}
+	abnormal := len(events) > 0 || reason == notify.ReasonConnectionReset ||
+		reason == notify.ReasonProtocolError || reason == notify.ReasonKeepaliveTimeout || reason == notify.ReasonPingAbuse
+	if abnormal {
+		events = append(events, c.connEvent(reason, who, code, debug, now))
+	}
+	last := c.streams.lastClientID
+	c.mu.Unlock()
+
+	for _, ev := range events {
+		c.publish(ev)
+	}
+	frames = appendGoAway(frames, last, http2.ErrCodeNo, "hangup: client gone")
+	_ = c.toApp.inject(frames)
+	c.toApp.closeWrite()
+}
+
+// openStream starts the stream a request HEADERS opens; nil when the id
+// cannot open one. Called with mu held.
+func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
+	s := c.streams.start(id, c.srv.cfg.Now())
+	if s == nil {
+		return nil
+	}
+	s.method = fieldValue(fields, ":path")
+	s.authority = fieldValue(fields, ":authority")
+	for _, name := range c.srv.cfg.NotifyHeaders {
+		if v := fieldValue(fields, name); v != "" {
+			if s.headers == nil {
+				s.headers = make(map[string]string, len(c.srv.cfg.NotifyHeaders))
+			}
+			s.headers[name] = v
+		}
+	}
+	return s
+}
+
+// streamEnded forgets a stream both sides have ended. Called with mu held.
+func (c *conn) streamEnded(s *stream) { c.streams.closeIfDone(s) }
+
+// clientReset handles RST_STREAM from the client. Called with mu held.
+func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event) {
+	s := c.streams.get(id)
+	if s == nil {
+		return
+	}
+	if !s.appDone() {
+		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", c.srv.cfg.Now()))
+	}
+	c.streams.reset(s)
+}
+
+// appReset handles RST_STREAM from the app: the app's choice, not a
+// disconnect. Called with mu held.
+func (c *conn) appReset(id uint32, code http2.ErrCode) {
+	if s := c.streams.get(id); s != nil {
+		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
+		c.streams.reset(s)
+	}
+}
+
+// clientGoAway records the client's GOAWAY: the streams open when its
+// connection then ends are lost to it. (A client's last-stream-id names
+// server-initiated streams, which gRPC never opens.) Called with mu held.
+func (c *conn) clientGoAway(last uint32, code http2.ErrCode, debug []byte, _ *[]notify.Event) {
+	c.goAway = &goAwayInfo{lastStreamID: last, code: code, debug: string(debug)}
+}
+
+// appGoAway records the app's GOAWAY. Called with mu held.
+func (c *conn) appGoAway(last uint32, code http2.ErrCode, debug []byte) {
+	c.srv.cfg.Logger.Debug("app sent GOAWAY", "conn", c.id, "last_stream", last, "code", code.String(),
+		"debug", string(debug), "initiator", notify.InitiatorApp.String())
+}
+
+// ownPingAck reports whether a PING ACK answers the relay's own PING.
+func (c *conn) ownPingAck(data [8]byte) bool { return false }
+
+// clientActive stamps a read from the client.
+func (c *conn) clientActive() {}
+
+// wroteToClient stamps a write of frames to the client.
+func (c *conn) wroteToClient() {}
+
+func (c *conn) streamEvent(s *stream, reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
+	ev := c.connEvent(reason, who, code, debug, now)
+	ev.Scope = notify.ScopeStream
+	ev.StreamID = s.id
+	ev.Method = s.method
+	ev.Authority = s.authority
+	ev.Headers = s.headers
+	ev.StartedAt = s.startedAt
+	ev.BytesFromClient = s.bytesFromClient
+	ev.BytesToClient = s.bytesToClient
+	return ev
+}
+
+// connEvent makes a connection-scope event. Called with mu held.
+func (c *conn) connEvent(reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
+	c.eventSeq++
+	return notify.Event{
+		ID:              c.id + "-" + strconv.FormatUint(uint64(c.eventSeq), 36),
+		Scope:           notify.ScopeConnection,
+		Reason:          reason,
+		Initiator:       who,
+		HTTP2ErrorCode:  code,
+		ConnectionID:    c.id,
+		PeerAddress:     c.peer,
+		StartedAt:       c.start,
+		DetectedAt:      now,
+		GoAwayDebug:     debug,
+		BytesFromClient: c.bytesFromClient.Load(),
+		BytesToClient:   c.bytesToClient.Load(),
+	}
+}
+
+func (c *conn) publish(ev notify.Event) {
+	c.srv.cfg.Logger.Info("disconnect", "event", ev.ID, "scope", ev.Scope.String(), "reason", ev.Reason.String(),
+		"initiator", ev.Initiator.String(), "code", http2.ErrCode(ev.HTTP2ErrorCode).String(),
+		"conn", ev.ConnectionID, "stream", ev.StreamID, "method", ev.Method, "peer", ev.PeerAddress,
+		"bytes_from_client", ev.BytesFromClient, "bytes_to_client", ev.BytesToClient)
+	if c.srv.cfg.Sink != nil {
+		c.srv.cfg.Sink.Publish(ev)
+	}
+}

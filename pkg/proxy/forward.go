@@ -1,0 +1,468 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// readBufSize holds two full default-size frames: a batch usually ends on a
+// frame boundary, and a larger frame grows its own buffer.
+const readBufSize = 2 * (defaultMaxFrameSize + frameHeaderLen)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// forwarder relays the frames of one direction of a connection. It runs on
+// one goroutine and owns everything below; the stream table it shares with
+// the other direction is guarded by conn.mu.
+//
+// It forwards in batches: read what the socket has, walk the frame headers
+// in the buffer, and write every complete frame on in one write. DATA
+// payloads are counted, never copied or decoded; header blocks are decoded
+// (and, toward the app, re-encoded); other frames are parsed in place.
+type forwarder struct {
+	c      *conn
+	toApp  bool // client → app; otherwise app → client
+	src    net.Conn
+	dst    *wire
+	dec    *headerDecoder
+	enc    *requestEncoder // toApp only
+	maxBuf int             // largest frame accepted, header included
+
+	buf *[]byte // nil while nothing is pending: an idle connection holds no buffer
+	n   int     // bytes held in *buf
+
+	// A DATA frame whose payload has not all arrived is forwarded as it
+	// comes; passLeft payload bytes of stream passStream are still due.
+	passLeft   uint32
+	passStream uint32
+
+	blk headerBlock
+
+	// Per batch, reused.
+	out      net.Buffers
+	scratch  []byte // frames the relay rewrote in this batch
+	runStart int    // start of the bytes of buf not yet added to out
+	events   []notify.Event
+}
+
+// headerBlock is a HEADERS or PUSH_PROMISE frame waiting for its
+// CONTINUATION frames (RFC 9113 §6.10). Nothing may be sent between them.
+type headerBlock struct {
+	active    bool
+	streamID  uint32
+	endStream bool
+	priority  []byte // nil when the HEADERS frame had none
+	prioBuf   [5]byte
+	frag      []byte // the header block fragments so far
+	raw       []byte // app → client: the frames so far, forwarded unchanged
+}
+
+// readError is a failed read of the source socket.
+type readError struct{ err error }
+
+func (e readError) Error() string { return "read: " + e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
+// writeError is a failed write to the destination socket.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return "write: " + e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+// run relays until the source ends or an error; it returns readError,
+// writeError or connError.
+func (f *forwarder) run(initial []byte) error {
+	if len(initial) > 0 {
+		f.buf = bufPool.Get().(*[]byte)
+		f.n = copy(*f.buf, initial)
+		if err := f.process(); err != nil {
+			return err
+		}
+	}
+	for {
+		if f.buf == nil {
+			if err := waitReadable(f.src); err != nil {
+				return readError{err}
+			}
+			f.buf = bufPool.Get().(*[]byte)
+		}
+		nr, err := f.src.Read((*f.buf)[f.n:])
+		if nr > 0 {
+			f.n += nr
+			if f.toApp {
+				f.c.bytesFromClient.Add(uint64(nr))
+				f.c.clientActive()
+			} else {
+				f.c.bytesToClient.Add(uint64(nr))
+			}
+			if perr := f.process(); perr != nil {
+				return perr
+			}
+		}
+		if err != nil {
+			return readError{err}
+		}
+		if f.n == 0 {
+			if len(*f.buf) == readBufSize {
+				bufPool.Put(f.buf)
+			}
+			f.buf = nil
+		}
+	}
+}
+
+// process walks the frames in the buffer, writes every complete one on and
+// keeps an incomplete one for the next read.
+func (f *forwarder) process() error {
+	b := (*f.buf)[:f.n]
+	f.out, f.scratch, f.runStart, f.events = f.out[:0], f.scratch[:0], 0, f.events[:0]
+	off, boundary, midFrame := 0, 0, false
+
+	f.c.mu.Lock()
+	if f.passLeft > 0 {
+		k := min(int(f.passLeft), len(b))
+		f.countData(f.passStream, k)
+		f.passLeft -= uint32(k)
+		off = k
+		if f.passLeft > 0 {
+			midFrame = true
+		}
+		f.flushRun(off)
+		boundary = len(f.out)
+	}
+	var err error
+	for !midFrame && len(b)-off >= frameHeaderLen {
+		h := parseFrameHeader(b[off:])
+		if f.blk.active && (h.Type != http2.FrameContinuation || h.StreamID != f.blk.streamID) {
+			err = connError{http2.ErrCodeProtocol, "a header block was interrupted by another frame"}
+			break
+		}
+		if h.Type == http2.FrameData {
+			avail := len(b) - off - frameHeaderLen
+			if int(h.Length) > avail {
+				// Forward what has arrived; the rest follows as it comes.
+				f.onData(h, avail)
+				f.passLeft, f.passStream = h.Length-uint32(avail), h.StreamID
+				off, midFrame = len(b), true
+				break
+			}
+			f.onData(h, int(h.Length))
+			off += frameHeaderLen + int(h.Length)
+			continue
+		}
+		if size := frameHeaderLen + int(h.Length); size > f.frameLimit() {
+			err = connError{http2.ErrCodeFrameSize, "frame larger than SETTINGS_MAX_FRAME_SIZE"}
+			break
+		} else if size > len(b)-off {
+			break // wait for the rest
+		}
+		frame := b[off : off+frameHeaderLen+int(h.Length)]
+		if f.toApp {
+			err = f.onClientFrame(h, frame, off)
+		} else {
+			err = f.onAppFrame(h, frame, off)
+		}
+		if err != nil {
+			break
+		}
+		off += len(frame)
+	}
+	if err == nil {
+		f.flushRun(off)
+	}
+	f.c.mu.Unlock()
+
+	for _, ev := range f.events {
+		f.c.publish(ev)
+	}
+	if err != nil {
+		return err
+	}
+	if len(f.out) > 0 {
+		if werr := f.dst.forward(&f.out, boundary, midFrame); werr != nil {
+			return writeError{werr}
+		}
+		if !f.toApp {
+			f.c.wroteToClient()
+		}
+	}
+	f.keepRest(b[off:])
+	return nil
+}
+
+// keepRest moves an incomplete frame to the front of the buffer, growing
+// the buffer when the frame is larger than it.
+func (f *forwarder) keepRest(rest []byte) {
+	f.n = len(rest)
+	if f.n == 0 {
+		return
+	}
+	need := len(*f.buf)
+	if f.n >= frameHeaderLen {
+		need = max(need, frameHeaderLen+int(parseFrameHeader(rest).Length))
+	}
+	if need > len(*f.buf) {
+		nb := make([]byte, need)
+		copy(nb, rest)
+		if len(*f.buf) == readBufSize {
+			bufPool.Put(f.buf)
+		}
+		f.buf = &nb
+		return
+	}
+	copy(*f.buf, rest)
+}
+
+func (f *forwarder) frameLimit() int {
+	if f.toApp {
+		return frameHeaderLen + int(f.c.appMaxFrame.Load())
+	}
+	return f.maxBuf
+}
+
+// flushRun adds the forwarded-as-is bytes up to end to the batch.
+func (f *forwarder) flushRun(end int) {
+	if end > f.runStart {
+		f.out = append(f.out, (*f.buf)[f.runStart:end])
+	}
+	f.runStart = end
+}
+
+// replace puts repl in the batch instead of the frame at off (nil drops it).
+func (f *forwarder) replace(off int, frame, repl []byte) {
+	f.flushRun(off)
+	if len(repl) > 0 {
+		f.out = append(f.out, repl)
+	}
+	f.runStart = off + len(frame)
+}
+
+// onData counts n payload bytes of a DATA frame and applies END_STREAM.
+func (f *forwarder) onData(h frameHeader, n int) {
+	f.countData(h.StreamID, n)
+	if !h.Flags.Has(http2.FlagDataEndStream) {
+		return
+	}
+	if s := f.c.streams.get(h.StreamID); s != nil {
+		if f.toApp {
+			s.endFromClient()
+		} else {
+			s.endFromApp()
+		}
+		f.c.streamEnded(s)
+	}
+}
+
+func (f *forwarder) countData(streamID uint32, n int) {
+	s := f.c.streams.get(streamID)
+	if s == nil {
+		return
+	}
+	if f.toApp {
+		s.bytesFromClient += uint64(n)
+	} else {
+		s.bytesToClient += uint64(n)
+	}
+}
+
+// onClientFrame handles a complete non-DATA frame from the client.
+func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
+	p := frame[frameHeaderLen:]
+	switch h.Type {
+	case http2.FrameHeaders:
+		if h.StreamID == 0 {
+			return connError{http2.ErrCodeProtocol, "HEADERS on stream 0"}
+		}
+		frag, prio, err := headerPayload(h, p)
+		if err != nil {
+			return err
+		}
+		f.blk = headerBlock{active: true, streamID: h.StreamID, endStream: h.Flags.Has(http2.FlagHeadersEndStream),
+			frag: append(f.blk.frag[:0], frag...), raw: f.blk.raw[:0]}
+		if prio != nil {
+			f.blk.priority = f.blk.prioBuf[:copy(f.blk.prioBuf[:], prio)]
+		}
+		return f.continueRequestBlock(h, frame, off)
+	case http2.FrameContinuation:
+		if !f.blk.active {
+			return connError{http2.ErrCodeProtocol, "CONTINUATION without HEADERS"}
+		}
+		f.blk.frag = append(f.blk.frag, p...)
+		return f.continueRequestBlock(h, frame, off)
+	case http2.FramePushPromise:
+		return connError{http2.ErrCodeProtocol, "PUSH_PROMISE from a client"}
+	case http2.FrameRSTStream:
+		if len(p) == 4 {
+			f.c.clientReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
+		}
+	case http2.FrameSettings:
+		if !h.Flags.Has(http2.FlagSettingsAck) {
+			forEachSetting(p, func(id http2.SettingID, v uint32) {
+				if id == http2.SettingHeaderTableSize {
+					f.c.clientHeaderTable.Store(v)
+				}
+			})
+		}
+	case http2.FramePing:
+		if h.Flags.Has(http2.FlagPingAck) && len(p) == 8 && f.c.ownPingAck([8]byte(p)) {
+			f.replace(off, frame, nil) // the answer to the relay's own PING
+		}
+	case http2.FrameGoAway:
+		if len(p) >= 8 {
+			f.c.clientGoAway(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:], &f.events)
+		}
+	}
+	return nil
+}
+
+// continueRequestBlock bounds the header block and, once END_HEADERS has
+// arrived, re-encodes it for the app in place of the client's frames.
+func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) error {
+	if len(f.blk.frag) > int(f.c.srv.cfg.MaxHeaderListSize) {
+		return connError{http2.ErrCodeEnhanceYourCalm, "header block larger than the limit (CONTINUATION flood?)"}
+	}
+	if !h.Flags.Has(http2.FlagHeadersEndHeaders) {
+		f.replace(off, frame, nil)
+		return nil
+	}
+	f.blk.active = false
+	f.dec.setAllowedTableSize(f.c.appHeaderTable.Load())
+	f.enc.setTableLimit(f.c.appHeaderTable.Load())
+	fields, err := f.dec.decode(f.blk.frag)
+	if err != nil {
+		return err
+	}
+	id := f.blk.streamID
+	s := f.c.streams.get(id)
+	isRequest := false
+	if s == nil {
+		if s = f.c.openStream(id, fields); s != nil {
+			isRequest = true
+		}
+	}
+	var extra []hpack.HeaderField
+	block := f.enc.encode(fields, isRequest, f.c.id, id, extra)
+	start := len(f.scratch)
+	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority, block, f.c.appMaxFrame.Load())
+	f.replace(off, frame, f.scratch[start:])
+	if s != nil && f.blk.endStream {
+		s.endFromClient()
+		f.c.streamEnded(s)
+	}
+	return nil
+}
+
+// onAppFrame handles a complete non-DATA frame from the app.
+func (f *forwarder) onAppFrame(h frameHeader, frame []byte, off int) error {
+	p := frame[frameHeaderLen:]
+	switch h.Type {
+	case http2.FrameHeaders, http2.FramePushPromise:
+		frag, err := appHeaderFragment(h, p)
+		if err != nil {
+			return err
+		}
+		f.blk = headerBlock{active: true, streamID: h.StreamID,
+			endStream: h.Type == http2.FrameHeaders && h.Flags.Has(http2.FlagHeadersEndStream),
+			frag:      append(f.blk.frag[:0], frag...), raw: f.blk.raw[:0]}
+		return f.continueResponseBlock(h, frame, off)
+	case http2.FrameContinuation:
+		if !f.blk.active {
+			return connError{http2.ErrCodeProtocol, "CONTINUATION without HEADERS from the app"}
+		}
+		f.blk.frag = append(f.blk.frag, p...)
+		return f.continueResponseBlock(h, frame, off)
+	case http2.FrameRSTStream:
+		if len(p) == 4 {
+			f.c.appReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)))
+		}
+	case http2.FrameSettings:
+		if !h.Flags.Has(http2.FlagSettingsAck) {
+			forEachSetting(p, func(id http2.SettingID, v uint32) {
+				switch id {
+				case http2.SettingHeaderTableSize:
+					f.c.appHeaderTable.Store(v)
+				case http2.SettingMaxFrameSize:
+					if v >= defaultMaxFrameSize && v <= maxFrameSizeLimit {
+						f.c.appMaxFrame.Store(v)
+					}
+				case http2.SettingMaxConcurrentStreams:
+					f.c.appMaxStreams.Store(v)
+				}
+			})
+		}
+	case http2.FrameGoAway:
+		if len(p) >= 8 {
+			f.c.appGoAway(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:])
+		}
+	}
+	return nil
+}
+
+// continueResponseBlock decodes the app's header blocks, to keep the
+// decoder in step and read grpc-status, and forwards them unchanged, held
+// back until END_HEADERS so that nothing is injected inside a block.
+func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) error {
+	if len(f.blk.frag) > int(f.c.srv.cfg.MaxHeaderListSize) {
+		return connError{http2.ErrCodeEnhanceYourCalm, "header block from the app larger than the limit"}
+	}
+	end := h.Flags.Has(http2.FlagHeadersEndHeaders)
+	if !end || len(f.blk.raw) > 0 {
+		f.blk.raw = append(f.blk.raw, frame...)
+		f.replace(off, frame, nil)
+	}
+	if !end {
+		return nil
+	}
+	f.blk.active = false
+	if len(f.blk.raw) > 0 {
+		// Copied: blk.raw is reused by the next block of this batch.
+		start := len(f.scratch)
+		f.scratch = append(f.scratch, f.blk.raw...)
+		f.out = append(f.out, f.scratch[start:])
+	}
+	f.dec.setAllowedTableSize(max(f.c.clientHeaderTable.Load(), defaultHeaderTableSize))
+	fields, err := f.dec.decode(f.blk.frag)
+	if err != nil {
+		return err
+	}
+	if s := f.c.streams.get(f.blk.streamID); s != nil && f.blk.endStream {
+		s.grpcStatus = fieldValue(fields, "grpc-status")
+		s.grpcMessage = fieldValue(fields, "grpc-message")
+		s.endFromApp()
+		f.c.streamEnded(s)
+	}
+	return nil
+}
+
+// appHeaderFragment returns the header block fragment of a HEADERS or
+// PUSH_PROMISE frame from the app.
+func appHeaderFragment(h frameHeader, p []byte) ([]byte, error) {
+	if h.Type == http2.FrameHeaders {
+		frag, _, err := headerPayload(h, p)
+		return frag, err
+	}
+	if h.Flags.Has(http2.FlagPushPromisePadded) {
+		if len(p) < 1 || int(p[0]) > len(p)-1 {
+			return nil, connError{http2.ErrCodeProtocol, "PUSH_PROMISE pad length exceeds payload"}
+		}
+		p = p[1 : len(p)-int(p[0])]
+	}
+	if len(p) < 4 {
+		return nil, connError{http2.ErrCodeFrameSize, "PUSH_PROMISE truncated"}
+	}
+	return p[4:], nil
+}
+
+// forEachSetting calls fn for each setting of a SETTINGS payload
+// (RFC 9113 §6.5.1); a malformed length is left for the receiver to reject.
+func forEachSetting(p []byte, fn func(http2.SettingID, uint32)) {
+	for ; len(p) >= 6; p = p[6:] {
+		fn(http2.SettingID(binary.BigEndian.Uint16(p)), binary.BigEndian.Uint32(p[2:]))
+	}
+}

@@ -1,0 +1,267 @@
+// Package proxy is hangup's data path: a one-to-one, frame-aware relay
+// between HTTP/2 clients and the app, which sees every RST_STREAM, GOAWAY and
+// PING and so knows when and why a client is gone.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server relays the connections of its listeners to the app.
+type Server struct {
+	cfg Config
+
+	wg sync.WaitGroup // one per connection goroutine and accept loop
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // client and app sockets, closed on Close
+	closed    bool
+
+	serving atomic.Int32 // listeners accepting now
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:       cfg.withDefaults(),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+	}, nil
+}
+
+// Serve accepts connections on ln until ln is closed or Close is called. It
+// returns nil after Close, else the accept error.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.serving.Add(1)
+	defer func() {
+		s.serving.Add(-1)
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of descriptors and the like: back off as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		if !s.track(c) {
+			_ = c.Close()
+			return nil
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.handle(c)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// track registers a socket for Close to close; false once closed.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Close stops the listeners, closes every connection and waits for their
+// goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Serving reports whether at least one listener accepts connections.
+func (s *Server) Serving() bool { return s.serving.Load() > 0 }
+
+// CheckUpstream dials the app once, for readiness.
+func (s *Server) CheckUpstream(ctx context.Context) error {
+	c, err := s.dialUpstream(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: s.cfg.DialTimeout}
+	c, err := d.DialContext(ctx, s.cfg.Upstream.Network, s.cfg.Upstream.Address)
+	if err != nil {
+		return nil, fmt.Errorf("dial upstream %s: %w", s.cfg.Upstream, err)
+	}
+	return c, nil
+}
+
+// handle serves one accepted connection: TLS if configured, then the frame
+// relay for HTTP/2 and the plain TCP relay for anything else.
+func (s *Server) handle(c net.Conn) {
+	if s.cfg.TLS != nil {
+		tc := tls.Server(c, s.cfg.TLS)
+		_ = c.SetDeadline(time.Now().Add(DefaultTLSHandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			s.cfg.Logger.Info("tls handshake failed", "peer", c.RemoteAddr().String(), "err", err)
+			_ = c.Close()
+			return
+		}
+		_ = c.SetDeadline(time.Time{})
+		c = tc
+	}
+	head, isH2, err := sniffPreface(c)
+	if err != nil {
+		s.cfg.Logger.Debug("connection closed before the first bytes", "peer", c.RemoteAddr().String(), "err", err)
+		_ = c.Close()
+		return
+	}
+	app, err := s.dialUpstream(context.Background())
+	if err == nil && !s.track(app) {
+		_ = app.Close()
+		err = errors.New("server closed")
+	}
+	if err != nil {
+		s.cfg.Logger.Warn("app unreachable; closing client connection", "peer", c.RemoteAddr().String(), "err", err)
+		if isH2 {
+			// An empty SETTINGS then GOAWAY(0): the client knows no stream
+			// was processed and may retry elsewhere.
+			var b []byte
+			b = appendFrameHeader(b, frameHeader{Type: 0x4})
+			b = appendGoAway(b, 0, 0x2, "hangup: app unreachable")
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write(b)
+		}
+		_ = c.Close()
+		return
+	}
+	defer s.untrack(app)
+	if isH2 {
+		newConn(s, c, app).serve(head[len(clientPreface):])
+		return
+	}
+	s.relayTCP(c, app, head)
+}
+
+// sniffPreface reads until the bytes read either are the HTTP/2 client
+// preface or cannot be. It returns what it read.
+func sniffPreface(c net.Conn) ([]byte, bool, error) {
+	buf := make([]byte, len(clientPreface))
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if !bytes.HasPrefix([]byte(clientPreface), buf[:n]) {
+			return buf[:n], false, nil
+		}
+		if err != nil {
+			if n > 0 && errors.Is(err, io.EOF) {
+				return buf[:n], false, nil
+			}
+			return nil, false, err
+		}
+	}
+	return buf, true, nil
+}
+
+// relayTCP copies bytes both ways for a connection that is not HTTP/2,
+// passing half-closes on; it knows no streams, only the connection.
+func (s *Server) relayTCP(client, app net.Conn, head []byte) {
+	start := s.cfg.Now()
+	var up, down int64
+	var upErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, upErr = app.Write(head); upErr == nil {
+			up, upErr = io.Copy(app, client)
+		}
+		up += int64(len(head))
+		closeWrite(app)
+		_ = app.SetReadDeadline(time.Now().Add(s.cfg.Linger))
+	}()
+	down, downErr := io.Copy(client, app)
+	closeWrite(client)
+	_ = client.SetReadDeadline(time.Now().Add(s.cfg.Linger))
+	wg.Wait()
+	_ = client.Close()
+	_ = app.Close()
+	ended := "closed"
+	if err := errors.Join(upErr, downErr); err != nil {
+		ended = err.Error()
+	}
+	s.cfg.Logger.Info("connection closed", "protocol", "tcp", "peer", client.RemoteAddr().String(),
+		"duration", s.cfg.Now().Sub(start).Round(time.Microsecond),
+		"bytes_from_client", up, "bytes_to_client", down, "ended", ended)
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		return
+	}
+	_ = c.Close()
+}

@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// streamState is a stream's state as RFC 9113 §5.1 names it, seen from the
+// app (the server): "remote" is the client, "local" the app.
+type streamState uint8
+
+const (
+	stateIdle streamState = iota
+	stateOpen
+	stateHalfClosedRemote // the client sent END_STREAM
+	stateHalfClosedLocal  // the app sent END_STREAM
+	stateClosed
+)
+
+var stateNames = [...]string{"idle", "open", "half-closed (remote)", "half-closed (local)", "closed"}
+
+func (s streamState) String() string { return stateNames[s] }
+
+// stream is what the relay knows of one client-initiated stream.
+type stream struct {
+	id        uint32
+	state     streamState
+	method    string // :path
+	authority string // :authority
+	headers   map[string]string
+	startedAt time.Time
+
+	bytesFromClient uint64 // DATA payload bytes, padding included
+	bytesToClient   uint64
+
+	grpcStatus  string // from the app's trailers; "" until they arrive
+	grpcMessage string
+}
+
+// endFromClient records END_STREAM sent by the client.
+func (s *stream) endFromClient() {
+	switch s.state {
+	case stateOpen:
+		s.state = stateHalfClosedRemote
+	case stateHalfClosedLocal:
+		s.state = stateClosed
+	}
+}
+
+// endFromApp records END_STREAM sent by the app.
+func (s *stream) endFromApp() {
+	switch s.state {
+	case stateOpen:
+		s.state = stateHalfClosedLocal
+	case stateHalfClosedRemote:
+		s.state = stateClosed
+	}
+}
+
+// appDone reports whether the app has finished the call: its handler no
+// longer runs, so losing the client is no longer worth an event.
+func (s *stream) appDone() bool {
+	return s.state == stateHalfClosedLocal || s.state == stateClosed
+}
+
+// streamTable holds the open streams of one connection. It is sized by the
+// streams open now, not by the ids seen: closed streams are deleted, and
+// lastClientID tells a closed stream from an idle one.
+type streamTable struct {
+	open         map[uint32]*stream
+	lastClientID uint32 // highest client stream id opened
+	opened       uint64 // streams opened over the connection's life
+}
+
+func newStreamTable() streamTable {
+	return streamTable{open: make(map[uint32]*stream)}
+}
+
+// get returns the open stream with this id, or nil.
+func (t *streamTable) get(id uint32) *stream { return t.open[id] }
+
+// start opens a stream for a request HEADERS frame on an idle client stream
+// id. It returns nil when the id cannot open a stream (even, or not above
+// the last one): the frame is forwarded and the app answers it.
+func (t *streamTable) start(id uint32, now time.Time) *stream {
+	if id%2 == 0 || id <= t.lastClientID {
+		return nil
+	}
+	t.lastClientID = id
+	t.opened++
+	s := &stream{id: id, state: stateOpen, startedAt: now}
+	t.open[id] = s
+	return s
+}
+
+// closeIfDone forgets s once both sides have ended it.
+func (t *streamTable) closeIfDone(s *stream) bool {
+	if s.state != stateClosed {
+		return false
+	}
+	delete(t.open, s.id)
+	return true
+}
+
+// reset closes s at once, as RST_STREAM does.
+func (t *streamTable) reset(s *stream) {
+	s.state = stateClosed
+	delete(t.open, s.id)
+}
+
+// endsStream reports whether a HEADERS or DATA frame carries END_STREAM.
+func endsStream(h frameHeader) bool {
+	return (h.Type == http2.FrameHeaders || h.Type == http2.FrameData) && h.Flags.Has(http2.FlagDataEndStream)
+}
