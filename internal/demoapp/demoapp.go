@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -37,9 +38,14 @@ type App struct {
 	// Ended receives every finished call; when nil, calls are only kept.
 	Ended chan Call
 
+	sent atomic.Int64 // message payload bytes sent by streaming handlers
+
 	mu    sync.Mutex
 	calls []Call
 }
+
+// SentBytes reports the payload bytes the streaming handlers have sent.
+func (a *App) SentBytes() int64 { return a.sent.Load() }
 
 // New returns an App whose Ended channel holds up to buffer calls.
 func New(buffer int) *App { return &App{Ended: make(chan Call, buffer)} }
@@ -131,6 +137,7 @@ func (a *App) StreamingOutputCall(in *testgrpc.StreamingOutputCallRequest, s tes
 		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(p.GetSize())}); err != nil {
 			return err
 		}
+		a.sent.Add(int64(p.GetSize()))
 	}
 	return nil
 }
@@ -165,6 +172,7 @@ func (a *App) FullDuplexCall(s testgrpc.TestService_FullDuplexCallServer) error 
 			if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(p.GetSize())}); err != nil {
 				return err
 			}
+			a.sent.Add(int64(p.GetSize()))
 		}
 	}
 }

@@ -1,0 +1,154 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hangup-dev/hangup/internal/h2raw"
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// TestClientDisconnects opens a bidi stream with a raw client, lets the app's
+// handler start, ends the client in each way and checks the events and
+// that the app's handler was cancelled in band.
+func TestClientDisconnects(t *testing.T) {
+	tests := []struct {
+		name       string
+		leave      func(c *h2raw.Client) error
+		reason     notify.Reason
+		initiator  notify.Initiator
+		code       http2.ErrCode
+		debug      string
+		connection bool // a connection-scope event follows the stream's
+	}{
+		{"RST_STREAM CANCEL", func(c *h2raw.Client) error { return c.Framer.WriteRSTStream(1, http2.ErrCodeCancel) },
+			notify.ReasonRSTStream, notify.InitiatorClient, http2.ErrCodeCancel, "", false},
+		{"RST_STREAM INTERNAL_ERROR", func(c *h2raw.Client) error { return c.Framer.WriteRSTStream(1, http2.ErrCodeInternal) },
+			notify.ReasonRSTStream, notify.InitiatorClient, http2.ErrCodeInternal, "", false},
+		{"TCP close with the stream open", func(c *h2raw.Client) error { return c.Close() },
+			notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "", true},
+		{"TCP reset", func(c *h2raw.Client) error { return c.Reset() },
+			notify.ReasonConnectionReset, notify.InitiatorClient, 0, "", true},
+		{"GOAWAY then close", func(c *h2raw.Client) error {
+			if err := c.Framer.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("bye now")); err != nil {
+				return err
+			}
+			return c.Close()
+		}, notify.ReasonGoAway, notify.InitiatorClient, http2.ErrCodeEnhanceYourCalm, "bye now", true},
+		{"malformed frame", func(c *h2raw.Client) error { return c.Framer.WriteContinuation(9, true, []byte{0x82}) },
+			notify.ReasonProtocolError, notify.InitiatorSidecar, http2.ErrCodeProtocol, "CONTINUATION without HEADERS", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app, appAddr := startApp(t)
+			r := startRelay(t, appAddr, withHeaders("x-tenant"))
+			c := openRawStream(t, r.addr, "x-tenant", "acme")
+			defer c.Close()
+
+			died := time.Now()
+			if err := tt.leave(c); err != nil {
+				t.Fatalf("leave: %v", err)
+			}
+			want := 1
+			if tt.connection {
+				want = 2
+			}
+			events := r.waitEvents(t, want, 5*time.Second)
+			ev := events[0]
+			if ev.Scope != notify.ScopeStream || ev.Reason != tt.reason || ev.Initiator != tt.initiator ||
+				ev.HTTP2ErrorCode != uint32(tt.code) || ev.StreamID != 1 || ev.GoAwayDebug != tt.debug {
+				t.Errorf("stream event %+v, want %v by %v code %v debug %q on stream 1", ev, tt.reason, tt.initiator, tt.code, tt.debug)
+			}
+			if ev.Method != fullDuplex || ev.Authority != "hangup.test" || ev.Headers["x-tenant"] != "acme" {
+				t.Errorf("stream event names %q %q %v", ev.Method, ev.Authority, ev.Headers)
+			}
+			if ev.BytesFromClient == 0 || ev.BytesToClient == 0 || ev.StartedAt.IsZero() || ev.DetectedAt.Before(ev.StartedAt) {
+				t.Errorf("stream event counts/times: %+v", ev)
+			}
+			if tt.connection {
+				if ce := events[1]; ce.Scope != notify.ScopeConnection || ce.Reason != tt.reason || ce.ConnectionID != ev.ConnectionID {
+					t.Errorf("connection event %+v", ce)
+				}
+			}
+			call := waitCall(t, app, 5*time.Second)
+			if !errors.Is(call.Err, context.Canceled) {
+				t.Errorf("app handler ended with %v, want its context cancelled", call.Err)
+			}
+			if call.ConnectionID != ev.ConnectionID || call.StreamID != ev.StreamID {
+				t.Errorf("event names %s/%d, the app saw %s/%d", ev.ConnectionID, ev.StreamID, call.ConnectionID, call.StreamID)
+			}
+			t.Logf("event after %v, handler cancelled after %v", ev.DetectedAt.Sub(died), call.Ended.Sub(died))
+			r.noEvents(t)
+		})
+	}
+}
+
+const fullDuplex = "/grpc.testing.TestService/FullDuplexCall"
+
+// openRawStream opens stream 1 (FullDuplexCall) and waits for the app's
+// first answer, so the handler is running.
+func openRawStream(t *testing.T, addr string, headers ...string) *h2raw.Client {
+	t.Helper()
+	c, err := h2raw.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := proto.Marshal(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
+	if err := c.OpenStream(1, h2raw.GRPCRequest(fullDuplex, headers...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMessage(1, msg, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool { return f.Header().Type == http2.FrameData }); err != nil {
+		t.Fatalf("waiting for the app's first message: %v", err)
+	}
+	return c
+}
+
+// TestNormalEndingsAreNotDisconnects checks that calls that end normally,
+// and a client that leaves with nothing open, produce no event.
+func TestNormalEndingsAreNotDisconnects(t *testing.T) {
+	_, appAddr := startApp(t)
+	r := startRelay(t, appAddr)
+	c := openRawStream(t, r.addr)
+	if err := c.SendMessage(1, nil, true); err != nil { // half-close: the app returns
+		t.Fatal(err)
+	}
+	if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool {
+		return f.Header().Type == http2.FrameHeaders && f.Header().Flags.Has(http2.FlagHeadersEndStream)
+	}); err != nil {
+		t.Fatalf("waiting for trailers: %v", err)
+	}
+	// RST_STREAM after the call ended, then a plain close with nothing open.
+	if err := c.Framer.WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	// A PING round trip proves the relay has processed the reset.
+	if err := c.Framer.WritePing(false, [8]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool {
+		p, ok := f.(*http2.PingFrame)
+		return ok && p.IsAck() && p.Data == [8]byte{1}
+	}); err != nil {
+		t.Fatalf("app's PING ACK did not come back through the relay: %v", err)
+	}
+	r.noEvents(t)
+	_ = c.Close()
+	// The relay closes the app connection after the client's EOF; a new
+	// connection and its call then prove the relay is done with the old one.
+	c2 := openRawStream(t, r.addr)
+	defer c2.Reset()
+	r.noEvents(t)
+}
+
+func withHeaders(names ...string) func(*proxyConfig) {
+	return func(c *proxyConfig) { c.NotifyHeaders = names }
+}

@@ -1,0 +1,582 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// bufConn is a net.Conn whose writes land in a buffer: the forwarders'
+// output in unit tests, with no socket.
+type bufConn struct {
+	net.Conn
+	out bytes.Buffer
+}
+
+func (c *bufConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *bufConn) SetWriteDeadline(time.Time) error { return nil }
+
+// testConn is a conn whose two forwarders are driven by hand.
+type testConn struct {
+	c          *conn
+	up, down   *forwarder
+	app, cli   *bufConn
+	events     []notify.Event
+	appDecoder *hpack.Decoder
+}
+
+func newTestConn(t *testing.T) *testConn {
+	t.Helper()
+	tc := &testConn{app: &bufConn{}, cli: &bufConn{}}
+	srv, err := New(Config{
+		Upstream: Address{Network: "tcp", Address: "127.0.0.1:1"},
+		Sink:     notify.SinkFunc(func(e notify.Event) { tc.events = append(tc.events, e) }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &conn{srv: srv, id: "test-conn", peer: "127.0.0.1:9", start: time.Now(),
+		toApp: &wire{conn: tc.app}, toClient: &wire{conn: tc.cli}, streams: newStreamTable()}
+	c.appMaxFrame.Store(defaultMaxFrameSize)
+	c.appHeaderTable.Store(defaultHeaderTableSize)
+	c.clientHeaderTable.Store(defaultHeaderTableSize)
+	tc.c = c
+	tc.up = &forwarder{c: c, toApp: true, dst: c.toApp, dec: newHeaderDecoder(DefaultMaxHeaderListSize), enc: newRequestEncoder()}
+	tc.down = &forwarder{c: c, dst: c.toClient, dec: newHeaderDecoder(DefaultMaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
+	tc.appDecoder = hpack.NewDecoder(defaultHeaderTableSize, nil)
+	return tc
+}
+
+// feed hands bytes to a forwarder as one read.
+func feed(t *testing.T, f *forwarder, b []byte) error {
+	t.Helper()
+	if f.buf == nil {
+		f.buf = bufPool.Get().(*[]byte)
+	}
+	if f.n+len(b) > len(*f.buf) {
+		t.Fatalf("feed of %d bytes overflows the %d-byte buffer", len(b), len(*f.buf))
+	}
+	f.n += copy((*f.buf)[f.n:], b)
+	return f.process()
+}
+
+// frames builds wire bytes with x/net's Framer.
+func frames(t *testing.T, write func(*http2.Framer, *hpack.Encoder, *bytes.Buffer)) []byte {
+	t.Helper()
+	var out, hb bytes.Buffer
+	fr := http2.NewFramer(&out, nil)
+	fr.AllowIllegalWrites = true
+	write(fr, hpack.NewEncoder(&hb), &hb)
+	return out.Bytes()
+}
+
+// readFrames parses everything in b.
+func readFrames(t *testing.T, b []byte) []http2.Frame {
+	t.Helper()
+	fr := http2.NewFramer(nil, bytes.NewReader(b))
+	var got []http2.Frame
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return got
+		}
+		switch f := f.(type) {
+		case *http2.HeadersFrame:
+			got = append(got, &headersCopy{HeadersFrame: f, frag: bytes.Clone(f.HeaderBlockFragment())})
+		case *http2.ContinuationFrame:
+			got = append(got, &contCopy{ContinuationFrame: f, frag: bytes.Clone(f.HeaderBlockFragment())})
+		case *http2.DataFrame:
+			got = append(got, &dataCopy{DataFrame: f, data: bytes.Clone(f.Data())})
+		default:
+			got = append(got, f)
+		}
+	}
+}
+
+type headersCopy struct {
+	*http2.HeadersFrame
+	frag []byte
+}
+type contCopy struct {
+	*http2.ContinuationFrame
+	frag []byte
+}
+type dataCopy struct {
+	*http2.DataFrame
+	data []byte
+}
+
+func request(enc *hpack.Encoder, hb *bytes.Buffer, path string, extra ...hpack.HeaderField) []byte {
+	hb.Reset()
+	for _, f := range []hpack.HeaderField{{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
+		{Name: ":path", Value: path}, {Name: ":authority", Value: "svc"}, {Name: "content-type", Value: "application/grpc"}} {
+		_ = enc.WriteField(f)
+	}
+	for _, f := range extra {
+		_ = enc.WriteField(f)
+	}
+	return bytes.Clone(hb.Bytes())
+}
+
+// appFields decodes the header blocks the app received, in order.
+func (tc *testConn) appFields(t *testing.T) [][]hpack.HeaderField {
+	t.Helper()
+	var blocks [][]hpack.HeaderField
+	var frag []byte
+	for _, f := range readFrames(t, tc.app.out.Bytes()) {
+		switch f := f.(type) {
+		case *headersCopy:
+			frag = append(frag[:0], f.frag...)
+			if !f.HeadersEnded() {
+				continue
+			}
+		case *contCopy:
+			frag = append(frag, f.frag...)
+			if !f.HeadersEnded() {
+				continue
+			}
+		default:
+			continue
+		}
+		fields, err := tc.appDecoder.DecodeFull(frag)
+		if err != nil {
+			t.Fatalf("app cannot decode a block from the relay: %v", err)
+		}
+		blocks = append(blocks, fields)
+	}
+	return blocks
+}
+
+func TestHeaderBlockReencoding(t *testing.T) {
+	custom := hpack.HeaderField{Name: "x-user", Value: "alice"}
+	forged := hpack.HeaderField{Name: HeaderConnectionID, Value: "forged"}
+	tests := []struct {
+		name  string
+		reads func(t *testing.T) [][]byte // one entry per socket read
+		want  []hpack.HeaderField         // the non-pseudo fields the app must see
+	}{
+		{"single HEADERS frame", func(t *testing.T) [][]byte {
+			return [][]byte{frames(t, func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+				_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: request(enc, hb, "/a.S/M", custom), EndHeaders: true})
+			})}
+		}, []hpack.HeaderField{{Name: "content-type", Value: "application/grpc"}, custom,
+			{Name: HeaderConnectionID, Value: "test-conn"}, {Name: HeaderStreamID, Value: "1"}}},
+		{"HEADERS and two CONTINUATIONs across three reads", func(t *testing.T) [][]byte {
+			var block []byte
+			head := frames(t, func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+				block = request(enc, hb, "/a.S/M", custom)
+			})
+			_ = head
+			return [][]byte{
+				frames(t, func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+					_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:3]})
+				}),
+				frames(t, func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+					_ = fr.WriteContinuation(1, false, block[3:7])
+				}),
+				frames(t, func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+					_ = fr.WriteContinuation(1, true, block[7:])
+				}),
+			}
+		}, []hpack.HeaderField{{Name: "content-type", Value: "application/grpc"}, custom,
+			{Name: HeaderConnectionID, Value: "test-conn"}, {Name: HeaderStreamID, Value: "1"}}},
+		{"forged ids are dropped", func(t *testing.T) [][]byte {
+			return [][]byte{frames(t, func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+				_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: request(enc, hb, "/a.S/M", forged,
+					hpack.HeaderField{Name: HeaderStreamID, Value: "99"}), EndHeaders: true})
+			})}
+		}, []hpack.HeaderField{{Name: "content-type", Value: "application/grpc"},
+			{Name: HeaderConnectionID, Value: "test-conn"}, {Name: HeaderStreamID, Value: "3"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := newTestConn(t)
+			reads := tt.reads(t)
+			for i, r := range reads {
+				if err := feed(t, tc.up, r); err != nil {
+					t.Fatalf("read %d: %v", i, err)
+				}
+				if i < len(reads)-1 && tc.app.out.Len() != 0 {
+					t.Fatalf("after read %d of an unfinished block the app already got %d bytes", i, tc.app.out.Len())
+				}
+			}
+			blocks := tc.appFields(t)
+			if len(blocks) != 1 {
+				t.Fatalf("app got %d header blocks, want 1", len(blocks))
+			}
+			var regular []hpack.HeaderField
+			for _, f := range blocks[0] {
+				if !f.IsPseudo() {
+					regular = append(regular, f)
+				}
+			}
+			if !equalFields(regular, tt.want) {
+				t.Errorf("app got %v, want %v", regular, tt.want)
+			}
+		})
+	}
+}
+
+func equalFields(a, b []hpack.HeaderField) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].Value != b[i].Value {
+			return false
+		}
+	}
+	return true
+}
+
+func TestHeadersPaddingAndPriority(t *testing.T) {
+	tc := newTestConn(t)
+	prio := http2.PriorityParam{StreamDep: 0, Exclusive: true, Weight: 200}
+	in := frames(t, func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: request(enc, hb, "/a.S/M"),
+			EndHeaders: true, EndStream: true, PadLength: 17, Priority: prio})
+	})
+	if err := feed(t, tc.up, in); err != nil {
+		t.Fatal(err)
+	}
+	got := readFrames(t, tc.app.out.Bytes())
+	if len(got) != 1 {
+		t.Fatalf("app got %d frames, want 1", len(got))
+	}
+	h := got[0].(*headersCopy)
+	if h.Flags.Has(http2.FlagHeadersPadded) {
+		t.Errorf("padding forwarded; the relay re-encodes and should drop it")
+	}
+	if !h.HasPriority() || h.Priority != prio {
+		t.Errorf("priority = %+v (present %v), want %+v", h.Priority, h.HasPriority(), prio)
+	}
+	if !h.StreamEnded() {
+		t.Errorf("END_STREAM lost")
+	}
+
+	bad := []struct {
+		name    string
+		payload []byte
+		flags   http2.Flags
+		code    http2.ErrCode
+	}{
+		{"pad length beyond payload", []byte{9, 0x82}, http2.FlagHeadersPadded | http2.FlagHeadersEndHeaders, http2.ErrCodeProtocol},
+		{"priority truncated", []byte{0, 0}, http2.FlagHeadersPriority | http2.FlagHeadersEndHeaders, http2.ErrCodeFrameSize},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := newTestConn(t)
+			b := appendFrameHeader(nil, frameHeader{Length: uint32(len(tt.payload)), Type: http2.FrameHeaders, Flags: tt.flags, StreamID: 1})
+			err := feed(t, tc.up, append(b, tt.payload...))
+			var ce connError
+			if !asConnError(err, &ce) || ce.Code != tt.code {
+				t.Fatalf("err = %v, want connection error %v", err, tt.code)
+			}
+		})
+	}
+}
+
+func asConnError(err error, ce *connError) bool {
+	c, ok := err.(connError)
+	if ok {
+		*ce = c
+	}
+	return ok
+}
+
+func TestHeaderBlockRules(t *testing.T) {
+	tests := []struct {
+		name string
+		in   func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer)
+		code http2.ErrCode
+	}{
+		{"DATA inside a header block", func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: request(enc, hb, "/a")})
+			_ = fr.WriteData(1, false, []byte("x"))
+		}, http2.ErrCodeProtocol},
+		{"CONTINUATION on another stream", func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: request(enc, hb, "/a")})
+			_ = fr.WriteContinuation(3, true, []byte{0x82})
+		}, http2.ErrCodeProtocol},
+		{"CONTINUATION without HEADERS", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteContinuation(1, true, []byte{0x82})
+		}, http2.ErrCodeProtocol},
+		{"HEADERS on stream 0", func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 0, BlockFragment: request(enc, hb, "/a"), EndHeaders: true})
+		}, http2.ErrCodeProtocol},
+		{"broken hpack", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff}, EndHeaders: true})
+		}, http2.ErrCodeCompression},
+		{"PUSH_PROMISE from the client", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, BlockFragment: []byte{0x82}, EndHeaders: true})
+		}, http2.ErrCodeProtocol},
+		{"frame larger than the app's SETTINGS_MAX_FRAME_SIZE", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteRawFrame(http2.FrameWindowUpdate, 0, 0, make([]byte, defaultMaxFrameSize+1))
+		}, http2.ErrCodeFrameSize},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := newTestConn(t)
+			var err error
+			for _, chunk := range chunks(frames(t, tt.in), readBufSize) {
+				if err = feed(t, tc.up, chunk); err != nil {
+					break
+				}
+			}
+			var ce connError
+			if !asConnError(err, &ce) || ce.Code != tt.code {
+				t.Fatalf("err = %v, want connection error %v", err, tt.code)
+			}
+		})
+	}
+}
+
+func chunks(b []byte, n int) [][]byte {
+	var out [][]byte
+	for len(b) > n {
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return append(out, b)
+}
+
+// TestHeaderTableSizeChange checks that the relay's encoder follows the
+// app's SETTINGS_HEADER_TABLE_SIZE: a smaller table is signalled at the
+// start of the next block, and the app's decoder stays in step.
+func TestHeaderTableSizeChange(t *testing.T) {
+	tc := newTestConn(t)
+	req := func(path string) []byte {
+		return frames(t, func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: request(enc, hb, path), EndHeaders: true, EndStream: true})
+		})
+	}
+	if err := feed(t, tc.up, req("/a.S/First")); err != nil {
+		t.Fatal(err)
+	}
+	settings := frames(t, func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+		_ = fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+	})
+	if err := feed(t, tc.down, settings); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(tc.cli.out.Bytes(), settings) {
+		t.Fatalf("SETTINGS not forwarded unchanged to the client")
+	}
+	// The app now decodes with a table of 0.
+	if got := len(tc.appFields(t)); got != 1 {
+		t.Fatalf("first block: %d", got)
+	}
+	tc.app.out.Reset()
+	tc.appDecoder.SetAllowedMaxDynamicTableSize(0)
+	// The client learned the new size too and encodes with a fresh encoder.
+	second := frames(t, func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		enc.SetMaxDynamicTableSizeLimit(0)
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: request(enc, hb, "/a.S/Second"), EndHeaders: true, EndStream: true})
+	})
+	tc.up.dec.setAllowedTableSize(0)
+	if err := feed(t, tc.up, second); err != nil {
+		t.Fatal(err)
+	}
+	got := readFrames(t, tc.app.out.Bytes())
+	if len(got) != 1 {
+		t.Fatalf("app got %d frames", len(got))
+	}
+	if frag := got[0].(*headersCopy).frag; len(frag) == 0 || frag[0] != 0x20 {
+		t.Fatalf("block starts with %#x, want a dynamic table size update to 0 (0x20)", frag[:1])
+	}
+	blocks := tc.appFields(t)
+	if len(blocks) != 1 || fieldValue(blocks[0], ":path") != "/a.S/Second" {
+		t.Fatalf("app decoded %v", blocks)
+	}
+}
+
+// TestStreamLifecycle follows streams through the RFC 9113 §5.1 states and
+// checks which endings are disconnects.
+func TestStreamLifecycle(t *testing.T) {
+	tc := newTestConn(t)
+	var respEnc bytes.Buffer
+	appEnc := hpack.NewEncoder(&respEnc)
+	block := func(fields ...hpack.HeaderField) []byte {
+		respEnc.Reset()
+		for _, f := range fields {
+			_ = appEnc.WriteField(f)
+		}
+		return bytes.Clone(respEnc.Bytes())
+	}
+	client := func(write func(*http2.Framer, *hpack.Encoder, *bytes.Buffer)) {
+		t.Helper()
+		if err := feed(t, tc.up, frames(t, write)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := func(write func(*http2.Framer)) {
+		t.Helper()
+		if err := feed(t, tc.down, frames(t, func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) { write(fr) })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func(id uint32) streamState {
+		if s := tc.c.streams.get(id); s != nil {
+			return s.state
+		}
+		return stateClosed
+	}
+
+	var clientEnc *hpack.Encoder
+	var clientBuf bytes.Buffer
+	clientEnc = hpack.NewEncoder(&clientBuf)
+	open := func(id uint32, end bool) {
+		client(func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: request(clientEnc, &clientBuf, "/a.S/M"), EndHeaders: true, EndStream: end})
+		})
+	}
+
+	open(1, false)
+	if s := state(1); s != stateOpen {
+		t.Fatalf("after HEADERS: %v, want open", s)
+	}
+	client(func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) { _ = fr.WriteData(1, true, []byte("hello")) })
+	if s := state(1); s != stateHalfClosedRemote {
+		t.Fatalf("after client END_STREAM: %v, want half-closed (remote)", s)
+	}
+	if got := tc.c.streams.get(1).bytesFromClient; got != 5 {
+		t.Fatalf("bytes from client = %d, want 5", got)
+	}
+	app(func(fr *http2.Framer) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block(hpack.HeaderField{Name: ":status", Value: "200"}), EndHeaders: true})
+		_ = fr.WriteData(1, false, []byte("world!"))
+	})
+	s1 := tc.c.streams.get(1)
+	if s1.bytesToClient != 6 {
+		t.Fatalf("bytes to client = %d, want 6", s1.bytesToClient)
+	}
+	app(func(fr *http2.Framer) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndStream: true, EndHeaders: true,
+			BlockFragment: block(hpack.HeaderField{Name: "grpc-status", Value: "5"}, hpack.HeaderField{Name: "grpc-message", Value: "not found"})})
+	})
+	if s := state(1); s != stateClosed || tc.c.streams.get(1) != nil {
+		t.Fatalf("after both END_STREAMs: %v, want closed and forgotten", s)
+	}
+	if s1.grpcStatus != "5" || s1.grpcMessage != "not found" {
+		t.Fatalf("trailers gave grpc-status %q message %q", s1.grpcStatus, s1.grpcMessage)
+	}
+
+	open(3, false)
+	app(func(fr *http2.Framer) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndStream: true, EndHeaders: true, BlockFragment: block(hpack.HeaderField{Name: "grpc-status", Value: "0"})})
+	})
+	if s := state(3); s != stateHalfClosedLocal {
+		t.Fatalf("after app END_STREAM: %v, want half-closed (local)", s)
+	}
+	client(func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) { _ = fr.WriteRSTStream(3, http2.ErrCodeCancel) })
+	if len(tc.events) != 0 {
+		t.Fatalf("reset of a stream the app had finished made events: %+v", tc.events)
+	}
+
+	open(5, false)
+	client(func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) { _ = fr.WriteRSTStream(5, http2.ErrCodeCancel) })
+	if len(tc.events) != 1 {
+		t.Fatalf("got %d events for a reset of a running stream, want 1", len(tc.events))
+	}
+	if e := tc.events[0]; e.Reason != notify.ReasonRSTStream || e.StreamID != 5 || e.HTTP2ErrorCode != uint32(http2.ErrCodeCancel) ||
+		e.Method != "/a.S/M" || e.Scope != notify.ScopeStream || e.Initiator != notify.InitiatorClient || e.ConnectionID != "test-conn" {
+		t.Fatalf("event %+v", e)
+	}
+
+	open(7, false)
+	app(func(fr *http2.Framer) { _ = fr.WriteRSTStream(7, http2.ErrCodeRefusedStream) })
+	if state(7) != stateClosed || len(tc.events) != 1 {
+		t.Fatalf("an app reset must close the stream without a disconnect event (events %d)", len(tc.events))
+	}
+	if len(tc.c.streams.open) != 0 {
+		t.Fatalf("stream table holds %d streams after all ended", len(tc.c.streams.open))
+	}
+}
+
+// TestInjectionWaitsForFrameBoundary checks that a frame injected while a
+// DATA frame is half forwarded goes out right after that frame.
+func TestInjectionWaitsForFrameBoundary(t *testing.T) {
+	tc := newTestConn(t)
+	data := frames(t, func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+		_ = fr.WriteData(1, false, bytes.Repeat([]byte("d"), 1000))
+		_ = fr.WriteData(1, false, []byte("next"))
+	})
+	if err := feed(t, tc.down, data[:500]); err != nil {
+		t.Fatal(err)
+	}
+	ping := appendPing(nil, false, [8]byte{'h', 'g', 'u', 'p'})
+	if err := tc.c.toClient.inject(ping); err != nil {
+		t.Fatal(err)
+	}
+	if err := feed(t, tc.down, data[500:]); err != nil {
+		t.Fatal(err)
+	}
+	got := readFrames(t, tc.cli.out.Bytes())
+	if len(got) != 3 {
+		t.Fatalf("client got %d frames, want DATA, PING, DATA", len(got))
+	}
+	if d, ok := got[0].(*dataCopy); !ok || len(d.data) != 1000 {
+		t.Fatalf("first frame %v, want the 1000-byte DATA", got[0])
+	}
+	if _, ok := got[1].(*http2.PingFrame); !ok {
+		t.Fatalf("second frame %T, want the injected PING", got[1])
+	}
+	if d, ok := got[2].(*dataCopy); !ok || string(d.data) != "next" {
+		t.Fatalf("third frame %v, want DATA \"next\"", got[2])
+	}
+}
+
+// TestAppendHeaderFrames checks the split of a re-encoded block into
+// HEADERS and CONTINUATION frames at the app's SETTINGS_MAX_FRAME_SIZE.
+func TestAppendHeaderFrames(t *testing.T) {
+	tests := []struct {
+		name     string
+		block    int
+		priority bool
+		want     int // frames
+	}{
+		{"fits one frame", 100, false, 1},
+		{"exactly one frame", defaultMaxFrameSize, false, 1},
+		{"one byte over", defaultMaxFrameSize + 1, false, 2},
+		{"priority takes room", defaultMaxFrameSize, true, 2},
+		{"three frames", 2*defaultMaxFrameSize + 10, false, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			block := bytes.Repeat([]byte{0x82}, tt.block)
+			var prio []byte
+			if tt.priority {
+				prio = []byte{0, 0, 0, 0, 15}
+			}
+			got := readFrames(t, appendHeaderFrames(nil, 1, true, prio, block, defaultMaxFrameSize))
+			if len(got) != tt.want {
+				t.Fatalf("%d frames, want %d", len(got), tt.want)
+			}
+			var joined []byte
+			for i, f := range got {
+				switch f := f.(type) {
+				case *headersCopy:
+					if i != 0 || !f.StreamEnded() || f.HasPriority() != tt.priority {
+						t.Fatalf("frame %d: bad HEADERS %v", i, f.Header())
+					}
+					joined = append(joined, f.frag...)
+				case *contCopy:
+					joined = append(joined, f.frag...)
+				}
+				ended := f.Header().Flags.Has(http2.FlagHeadersEndHeaders)
+				if ended != (i == len(got)-1) {
+					t.Fatalf("frame %d END_HEADERS = %v", i, ended)
+				}
+			}
+			if !bytes.Equal(joined, block) {
+				t.Fatalf("fragments do not join into the block")
+			}
+		})
+	}
+}
