@@ -474,13 +474,17 @@ func TestStreamLifecycle(t *testing.T) {
 	if s := state(3); s != stateHalfClosedLocal {
 		t.Fatalf("after app END_STREAM: %v, want half-closed (local)", s)
 	}
-	client(func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) { _ = fr.WriteRSTStream(3, http2.ErrCodeCancel) })
+	client(func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+		_ = fr.WriteRSTStream(3, http2.ErrCodeCancel)
+	})
 	if len(tc.events) != 0 {
 		t.Fatalf("reset of a stream the app had finished made events: %+v", tc.events)
 	}
 
 	open(5, false)
-	client(func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) { _ = fr.WriteRSTStream(5, http2.ErrCodeCancel) })
+	client(func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+		_ = fr.WriteRSTStream(5, http2.ErrCodeCancel)
+	})
 	if len(tc.events) != 1 {
 		t.Fatalf("got %d events for a reset of a running stream, want 1", len(tc.events))
 	}

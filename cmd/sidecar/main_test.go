@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestProxyRejectsBadValues checks that every bad value is refused with one
+// line naming the flag, the value and what is expected.
+func TestProxyRejectsBadValues(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(cfg, []byte("upstream: 127.0.0.1:1\nlisten-addr: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string // substrings of the one-line error
+	}{
+		{"missing upstream", []string{"proxy"}, nil, []string{"--upstream", "host:port"}},
+		{"unparseable upstream", []string{"proxy", "--upstream", "nope"}, nil, []string{"--upstream", `"nope"`, "host:port"}},
+		{"relative unix path", []string{"proxy", "--upstream", "unix://rel/sock"}, nil, []string{"--upstream", "unix:///absolute/path"}},
+		{"bad port", []string{"proxy", "--upstream", "127.0.0.1:http2x"}, nil, []string{"--upstream", "not a port"}},
+		{"bad listen", []string{"proxy", "--upstream", "127.0.0.1:1", "--listen", "15006"}, nil, []string{"--listen", `"15006"`, "host:port"}},
+		{"unreadable cert", []string{"proxy", "--upstream", "127.0.0.1:1", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"}, nil,
+			[]string{"--tls-cert", "/nonexistent.pem", "PEM"}},
+		{"cert without key", []string{"proxy", "--upstream", "127.0.0.1:1", "--tls-cert", "/x.pem"}, nil, []string{"--tls-key", "both or neither"}},
+		{"bad log format", []string{"proxy", "--upstream", "127.0.0.1:1", "--log-format", "xml"}, nil, []string{"--log-format", `"xml"`, "text or json"}},
+		{"bad log level", []string{"proxy", "--upstream", "127.0.0.1:1", "--log-level", "loud"}, nil, []string{"--log-level", "debug, info"}},
+		{"bad duration flag", []string{"proxy", "--upstream", "127.0.0.1:1", "--shutdown-timeout", "soon"}, nil, []string{"shutdown-timeout", "soon"}},
+		{"bad environment value", []string{"proxy"}, map[string]string{"HANGUP_UPSTREAM": "nope"}, []string{"--upstream", `"nope"`}},
+		{"bad environment number", []string{"proxy", "--upstream", "127.0.0.1:1"}, map[string]string{"HANGUP_MAX_HEADER_LIST_SIZE": "lots"},
+			[]string{"HANGUP_MAX_HEADER_LIST_SIZE", "lots"}},
+		{"unknown config key", []string{"proxy", "--config", cfg}, nil, []string{"--config", "unknown keys listen-addr"}},
+		{"missing config file", []string{"proxy", "--config", filepath.Join(dir, "none.yaml")}, nil, []string{"--config", "none.yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cmd := newRootCmd()
+			cmd.SetArgs(tt.args)
+			cmd.SetOut(&bytes.Buffer{})
+			cmd.SetErr(&bytes.Buffer{})
+			err := cmd.ExecuteContext(context.Background())
+			if err == nil {
+				t.Fatal("accepted a bad value")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error spans lines: %q", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+// TestConfigSources checks the precedence flags > HANGUP_* > --config.
+func TestConfigSources(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "hangup.yaml")
+	if err := os.WriteFile(cfg, []byte("upstream: 127.0.0.1:7001\nlisten: 127.0.0.1:7002\nadmin: 127.0.0.1:7003\nlog-level: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HANGUP_LISTEN", "127.0.0.1:7102")
+	var got proxyOptions
+	cmd := newProxyCmd()
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := bindSources(cmd); err != nil {
+			return err
+		}
+		f := cmd.Flags()
+		got.upstream, _ = f.GetString("upstream")
+		got.listen, _ = f.GetString("listen")
+		got.admin, _ = f.GetString("admin")
+		got.logLevel, _ = f.GetString("log-level")
+		return nil
+	}
+	cmd.SetArgs([]string{"--config", cfg, "--admin", "127.0.0.1:7203"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	want := proxyOptions{upstream: "127.0.0.1:7001", listen: "127.0.0.1:7102", admin: "127.0.0.1:7203", logLevel: "debug"}
+	if got.upstream != want.upstream || got.listen != want.listen || got.admin != want.admin || got.logLevel != want.logLevel {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+// TestDemo runs the demo: every scenario must report what it should.
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	log, _ := newLogger("text", "error")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := runDemo(ctx, &out, log, 3*time.Second); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "0 failed") {
+		t.Fatalf("demo output:\n%s", out.String())
+	}
+}
