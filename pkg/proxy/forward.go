@@ -34,8 +34,9 @@ type forwarder struct {
 	enc    *requestEncoder // toApp only
 	maxBuf int             // largest frame accepted, header included
 
-	buf *[]byte // nil while nothing is pending: an idle connection holds no buffer
-	n   int     // bytes held in *buf
+	buf  *[]byte // nil while nothing is pending: an idle connection holds no buffer
+	n    int     // bytes held in *buf
+	idle *readWaiter
 
 	// A DATA frame whose payload has not all arrived is forwarded as it
 	// comes; passLeft payload bytes of stream passStream are still due.
@@ -46,6 +47,7 @@ type forwarder struct {
 
 	// Per batch, reused.
 	out      net.Buffers
+	wbufs    net.Buffers // out as handed to the write, which consumes it
 	scratch  []byte // frames the relay rewrote in this batch
 	runStart int    // start of the bytes of buf not yet added to out
 	events   []notify.Event
@@ -85,9 +87,10 @@ func (f *forwarder) run(initial []byte) error {
 			return err
 		}
 	}
+	f.idle = newReadWaiter(f.src)
 	for {
 		if f.buf == nil {
-			if err := waitReadable(f.src); err != nil {
+			if err := f.idle.wait(); err != nil {
 				return readError{err}
 			}
 			f.buf = bufPool.Get().(*[]byte)
@@ -185,7 +188,10 @@ func (f *forwarder) process() error {
 		return err
 	}
 	if len(f.out) > 0 {
-		if werr := f.dst.forward(&f.out, boundary, midFrame); werr != nil {
+		// WriteTo consumes the slice it is given: hand it a copy of the
+		// header so that f.out keeps its backing array for the next batch.
+		f.wbufs = f.out
+		if werr := f.dst.forward(&f.wbufs, boundary, midFrame); werr != nil {
 			return writeError{werr}
 		}
 		if !f.toApp {

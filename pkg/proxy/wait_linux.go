@@ -7,35 +7,48 @@ import (
 	"syscall"
 )
 
-// waitReadable blocks until c has bytes to read (or EOF, or an error),
-// without holding a read buffer: an idle connection then costs only its
-// goroutine stacks. Connections without a raw descriptor (TLS) return at
-// once and read into a buffer as usual.
-func waitReadable(c net.Conn) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
+// readWaiter blocks until a socket has bytes to read (or EOF, or an
+// error) without holding a read buffer: an idle connection then costs only
+// its goroutine stacks. It is made once per socket so that waiting
+// allocates nothing.
+type readWaiter struct {
+	rc   syscall.RawConn // nil when the conn has no descriptor (TLS)
+	one  [1]byte
+	err  error
+	peek func(fd uintptr) bool
+}
+
+func newReadWaiter(c net.Conn) *readWaiter {
+	w := &readWaiter{}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			w.rc = rc
+		}
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var one [1]byte
-	var perr error
-	err = rc.Read(func(fd uintptr) bool {
-		_, _, e := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	w.peek = func(fd uintptr) bool {
+		_, _, e := syscall.Recvfrom(int(fd), w.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case errors.Is(e, syscall.EAGAIN):
 			return false
 		case e != nil && !errors.Is(e, syscall.EINTR):
 			// The kernel reports a socket error (ECONNRESET) once: the
 			// Read that follows would see only EOF.
-			perr = os.NewSyscallError("read", e)
+			w.err = os.NewSyscallError("read", e)
 		}
 		return true
-	})
-	if err != nil {
+	}
+	return w
+}
+
+// wait returns when a Read would not block. Without a descriptor it
+// returns at once and the Read that follows waits with its buffer.
+func (w *readWaiter) wait() error {
+	if w.rc == nil {
+		return nil
+	}
+	w.err = nil
+	if err := w.rc.Read(w.peek); err != nil {
 		return err
 	}
-	return perr
+	return w.err
 }
