@@ -44,4 +44,3 @@ func BenchmarkForwardDataFrames(b *testing.B) {
 		_ = f.process()
 	}))/perBatch, "allocs/frame")
 }
-

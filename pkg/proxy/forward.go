@@ -48,8 +48,8 @@ type forwarder struct {
 	// Per batch, reused.
 	out      net.Buffers
 	wbufs    net.Buffers // out as handed to the write, which consumes it
-	scratch  []byte // frames the relay rewrote in this batch
-	runStart int    // start of the bytes of buf not yet added to out
+	scratch  []byte      // frames the relay rewrote in this batch
+	runStart int         // start of the bytes of buf not yet added to out
 	events   []notify.Event
 }
 
