@@ -150,8 +150,10 @@ func (c Config) withDefaults() Config {
 // valid: they mean the default.
 func (c Config) Validate() error {
 	var errs []error
-	if err := validateAddr(c.Addr); err != nil {
-		errs = append(errs, err)
+	if c.Addr != "" {
+		if err := CheckAddr(c.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("notify-addr %w", err))
+		}
 	}
 	if c.Timeout != 0 && c.Timeout < minTimeout {
 		errs = append(errs, fmt.Errorf("notify-timeout %s: must be at least %s", c.Timeout, minTimeout))
@@ -182,25 +184,25 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func validateAddr(addr string) error {
-	if addr == "" {
-		return nil
-	}
+// CheckAddr reports whether addr is a DisconnectNotify address this package
+// can dial: "host:port" (a numeric port) or "unix:///absolute/path". The
+// error names the address but no flag, for callers with their own flags.
+func CheckAddr(addr string) error {
 	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
 		if !strings.HasPrefix(path, "/") || len(path) < 2 {
-			return fmt.Errorf("notify-addr %q: want unix:///absolute/path", addr)
+			return fmt.Errorf("%q: want unix:///absolute/path", addr)
 		}
 		return nil
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("notify-addr %q: want host:port or unix:///path: %w", addr, err)
+		return fmt.Errorf("%q: want host:port or unix:///path: %w", addr, err)
 	}
 	if host == "" {
-		return fmt.Errorf("notify-addr %q: host is empty; want host:port, e.g. %s", addr, DefaultAddr)
+		return fmt.Errorf("%q: host is empty; want host:port, e.g. %s", addr, DefaultAddr)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("notify-addr %q: port %q must be a number from 1 to 65535", addr, port)
+		return fmt.Errorf("%q: port %q must be a number from 1 to 65535", addr, port)
 	}
 	return nil
 }
