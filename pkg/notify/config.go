@@ -74,8 +74,9 @@ type Config struct {
 	BatchDelay time.Duration
 
 	// Headers is the allow-list of request header names the relay copies
-	// into events (case-insensitive; pseudo-headers are not accepted).
-	// Default none. Flag: --notify-headers.
+	// into events (case-insensitive; pseudo-headers are not accepted). The
+	// Notifier does not filter: the relay asks HeaderAllowList. Default
+	// none. Flag: --notify-headers.
 	Headers []string
 
 	// RetryMin is the first delay after a failed call; it doubles with each

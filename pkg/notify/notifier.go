@@ -160,15 +160,21 @@ func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool) (*N
 }
 
 // Publish queues ev for delivery and never blocks. An empty ev.ID is set with
-// NewEventID. When the queue is full the oldest queued event is dropped.
+// NewEventID and a zero ev.DetectedAt with the current time. When the queue
+// is full the oldest queued event is dropped. ev.Headers is sent as given
+// (the relay applies Config.HeaderAllowList) and must not be changed after
+// Publish.
 func (n *Notifier) Publish(ev Event) {
 	if n.disabled {
 		return
 	}
+	now := time.Now()
 	if ev.ID == "" {
 		ev.ID = NewEventID()
 	}
-	now := time.Now()
+	if ev.DetectedAt.IsZero() {
+		ev.DetectedAt = now
+	}
 	n.mu.Lock()
 	if n.stopped {
 		n.mu.Unlock()

@@ -494,3 +494,24 @@ func TestUnixSocket(t *testing.T) {
 	_, _, accepted := r.snapshot()
 	checkDelivery(t, []Event{ev}, accepted)
 }
+
+func TestPublishFillsIDAndDetectedAt(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, _ := newTestNotifier(t, Config{Addr: r.addr}, nil)
+	before := time.Now()
+	n.Publish(Event{Scope: ScopeConnection, Reason: ReasonShutdown, ConnectionID: "c1"})
+	n.Publish(Event{Scope: ScopeConnection, Reason: ReasonShutdown, ConnectionID: "c2"})
+	flush(t, n)
+	_, _, accepted := r.snapshot()
+	if len(accepted) != 2 {
+		t.Fatalf("accepted %d events, want 2", len(accepted))
+	}
+	if a, b := accepted[0].GetEventId(), accepted[1].GetEventId(); len(a) != 32 || a == b {
+		t.Errorf("event ids %q, %q: want two distinct generated ids", a, b)
+	}
+	for _, e := range accepted {
+		if d := e.GetDetectedAt().AsTime(); d.Before(before.Truncate(time.Microsecond)) || d.After(time.Now()) {
+			t.Errorf("detected_at = %s, want the time of Publish", d)
+		}
+	}
+}
