@@ -20,7 +20,7 @@ const (
 	// a millisecond; 2s leaves room for a stalled app without holding the
 	// queue back for long.
 	DefaultTimeout = 2 * time.Second
-	// DefaultQueueSize is how many events wait at most; about 2.5 MB.
+	// DefaultQueueSize is how many events wait at most: a few MB when full.
 	DefaultQueueSize = 10000
 	// DefaultBatchMax is the largest batch in one Notify call.
 	DefaultBatchMax = 100

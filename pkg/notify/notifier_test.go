@@ -515,3 +515,45 @@ func TestPublishFillsIDAndDetectedAt(t *testing.T) {
 		}
 	}
 }
+
+func TestReceiverRestarts(t *testing.T) {
+	first := startReceiver(t, "127.0.0.1:0", &receiver{})
+	failed := make(chan struct{}, 1)
+	n, _ := newTestNotifier(t, Config{
+		Addr:     first.addr,
+		Timeout:  100 * time.Millisecond,
+		RetryMin: time.Millisecond,
+		RetryMax: 20 * time.Millisecond,
+	}, func(ctx context.Context, d time.Duration) bool {
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
+		return sleepCtx(ctx, d)
+	})
+	var published []Event
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			ev := testEvent(i%2, i)
+			published = append(published, ev)
+			n.Publish(ev)
+		}
+	}
+	publish(0, 10)
+	flush(t, n)
+
+	first.stop()
+	publish(10, 20)
+	select {
+	case <-failed:
+	case <-time.After(waitLimit):
+		t.Fatal("the notifier never failed a call while the app was down")
+	}
+	publish(20, 30)
+	second := startReceiver(t, first.addr, &receiver{})
+	flush(t, n)
+
+	_, _, a1 := first.snapshot()
+	_, _, a2 := second.snapshot()
+	checkDelivery(t, published, append(a1, a2...))
+}

@@ -23,6 +23,7 @@ type receiver struct {
 	notifyv1.UnimplementedDisconnectNotifyServer
 	addr   string
 	answer func(ctx context.Context, call int, req *notifyv1.NotifyRequest) error
+	stop   func() // stops the server (also done when the test ends)
 
 	mu       sync.Mutex
 	calls    int // calls started
@@ -107,10 +108,14 @@ func startReceiverOn(t *testing.T, network, addr string, r *receiver) *receiver 
 		defer close(done)
 		_ = srv.Serve(lis)
 	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			srv.Stop()
+			<-done
+		})
+	}
+	t.Cleanup(r.stop)
 	return r
 }
 
