@@ -49,7 +49,12 @@ type Stats struct {
 // Events are lost only when the queue is full (the oldest is dropped for each
 // new one), when Close's ctx expires before the queue drains, and when
 // Publish is called after the sender stopped; all three are counted in
-// Stats.Dropped and logged with the event ids.
+// Stats.Dropped and logged with the event ids. (An event dropped by overflow
+// while its batch was in flight may still reach the app; it stays counted
+// as dropped.)
+//
+// New starts two goroutines, the sender and a logger for overflow drops (so
+// that Publish never writes logs); Close waits for both.
 type Notifier struct {
 	// Immutable after New.
 	cfg      Config
