@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	chatv1 "github.com/hangup-dev/hangup/examples/go/proto/chat/v1"
+	"github.com/hangup-dev/hangup/pkg/notify/check"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+type clients struct {
+	chat       chatv1.ChatServiceClient
+	notify     notifyv1.DisconnectNotifyClient
+	notifyAddr string
+}
+
+// start serves the example on 127.0.0.1 until the test ends.
+func start(t *testing.T) clients {
+	t.Helper()
+	listen := func() net.Listener {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("listen: %v", err)
+		}
+		return lis
+	}
+	appLis, notifyLis := listen(), listen()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, slog.New(slog.DiscardHandler), appLis, notifyLis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	dial := func(addr string) *grpc.ClientConn {
+		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatalf("client for %s: %v", addr, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	return clients{
+		chat:       chatv1.NewChatServiceClient(dial(appLis.Addr().String())),
+		notify:     notifyv1.NewDisconnectNotifyClient(dial(notifyLis.Addr().String())),
+		notifyAddr: notifyLis.Addr().String(),
+	}
+}
+
+// join opens a chat stream as hangup would relay it and waits until the
+// app holds its session (its own message comes back).
+func join(t *testing.T, ctx context.Context, c clients, conn, stream string) chatv1.ChatService_ChatClient {
+	t.Helper()
+	ctx = metadata.AppendToOutgoingContext(ctx, "x-hangup-connection-id", conn, "x-hangup-stream-id", stream)
+	s, err := c.chat.Chat(ctx)
+	if err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	if err := s.Send(&chatv1.ChatRequest{Text: "hello from " + conn + "/" + stream}); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		if m.GetFrom() == conn+"/"+stream {
+			return s
+		}
+	}
+}
+
+func sessions(t *testing.T, ctx context.Context, c clients) int64 {
+	t.Helper()
+	r, err := c.chat.Sessions(ctx, &chatv1.SessionsRequest{})
+	if err != nil {
+		t.Fatalf("sessions: %v", err)
+	}
+	return r.GetSessions()
+}
+
+func TestNotifyFreesSessions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := start(t)
+	s1 := join(t, ctx, c, "c1", "1")
+	s3 := join(t, ctx, c, "c1", "3")
+	s5 := join(t, ctx, c, "c2", "1")
+	if n := sessions(t, ctx, c); n != 3 {
+		t.Fatalf("sessions = %d, want 3", n)
+	}
+
+	tests := []struct {
+		name  string
+		event *notifyv1.DisconnectEvent
+		gone  []chatv1.ChatService_ChatClient
+		want  int64
+	}{
+		{"stream event frees one", &notifyv1.DisconnectEvent{EventId: "e1", Scope: notifyv1.Scope_SCOPE_STREAM,
+			Reason: notifyv1.Reason_REASON_RST_STREAM, ConnectionId: "c1", StreamId: 1}, []chatv1.ChatService_ChatClient{s1}, 2},
+		{"retry changes nothing", &notifyv1.DisconnectEvent{EventId: "e1", Scope: notifyv1.Scope_SCOPE_STREAM,
+			Reason: notifyv1.Reason_REASON_RST_STREAM, ConnectionId: "c1", StreamId: 1}, nil, 2},
+		{"connection event frees its streams", &notifyv1.DisconnectEvent{EventId: "e2", Scope: notifyv1.Scope_SCOPE_CONNECTION,
+			Reason: notifyv1.Reason_REASON_KEEPALIVE_TIMEOUT, ConnectionId: "c1"}, []chatv1.ChatService_ChatClient{s3}, 1},
+		{"unknown connection changes nothing", &notifyv1.DisconnectEvent{EventId: "e3", Scope: notifyv1.Scope_SCOPE_CONNECTION,
+			Reason: notifyv1.Reason_REASON_CONNECTION_RESET, ConnectionId: "c9"}, nil, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := c.notify.Notify(ctx, &notifyv1.NotifyRequest{Events: []*notifyv1.DisconnectEvent{tt.event}}); err != nil {
+				t.Fatalf("notify: %v", err)
+			}
+			if n := sessions(t, ctx, c); n != tt.want {
+				t.Errorf("sessions = %d, want %d", n, tt.want)
+			}
+			for _, s := range tt.gone {
+				// The freed session's handler ended the stream.
+				for {
+					_, err := s.Recv()
+					if err == nil {
+						continue
+					}
+					if status.Code(err) != codes.Canceled {
+						t.Errorf("freed stream ended with %v, want CANCELED", err)
+					}
+					break
+				}
+			}
+		})
+	}
+	if err := s5.CloseSend(); err != nil {
+		t.Fatalf("close send: %v", err)
+	}
+}
+
+func TestExamplePassesNotifyCheck(t *testing.T) {
+	c := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	results, err := check.Run(ctx, check.Options{Target: c.notifyAddr})
+	if err != nil {
+		t.Fatalf("notify check: %v", err)
+	}
+	for _, r := range results {
+		if !r.Passed {
+			t.Errorf("%s: %s", r.Name, r.Message)
+		}
+	}
+}

@@ -1,0 +1,280 @@
+// Package check is the logic of `sidecar notify-check --target ADDR`: a
+// conformance check for anyone implementing hangup.notify.v1.DisconnectNotify
+// in their own language. It sends the kinds of batches the sidecar sends and
+// checks that each is acknowledged with OK in time.
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// DefaultTimeout bounds each check's call, as notify.DefaultTimeout bounds
+// the sidecar's.
+const DefaultTimeout = notify.DefaultTimeout
+
+// Options configures Run.
+type Options struct {
+	// Target is the DisconnectNotify server: "host:port" or
+	// "unix:///absolute/path". Required. Flag: --target.
+	Target string
+	// Timeout bounds each Notify call. Default DefaultTimeout (2s), minimum
+	// 1ms. Flag: --timeout.
+	Timeout time.Duration
+}
+
+// Result is the outcome of one named check.
+type Result struct {
+	Name    string        // what was checked, e.g. "single stream event"
+	Passed  bool          // the target answered every call of the check with OK in time
+	Message string        // what happened; on failure, what to fix
+	Elapsed time.Duration // time the check took
+}
+
+// Run runs every check against opts.Target, in order, and returns their
+// results. It returns an error only when the checks cannot run at all (bad
+// options); an unreachable or wrong target gives failed results.
+func Run(ctx context.Context, opts Options) ([]Result, error) {
+	if opts.Target == "" {
+		return nil, errors.New("notify-check: --target is required: host:port or unix:///path of the DisconnectNotify server")
+	}
+	if err := notify.CheckAddr(opts.Target); err != nil {
+		return nil, fmt.Errorf("notify-check --target %w", err)
+	}
+	if opts.Timeout != 0 && opts.Timeout < time.Millisecond {
+		return nil, fmt.Errorf("notify-check --timeout %s: must be at least 1ms", opts.Timeout)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	target := opts.Target
+	if !strings.HasPrefix(target, "unix://") {
+		target = "passthrough:///" + target
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("notify-check: client for %s: %w", opts.Target, err)
+	}
+	defer conn.Close()
+	c := &checker{client: notifyv1.NewDisconnectNotifyClient(conn), timeout: opts.Timeout, target: opts.Target}
+
+	var results []Result
+	for _, ch := range checks {
+		start := time.Now()
+		msg, err := ch.run(ctx, c)
+		r := Result{Name: ch.name, Passed: err == nil, Message: msg, Elapsed: time.Since(start)}
+		if err != nil {
+			r.Message = err.Error()
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// Passed reports whether every result passed.
+func Passed(results []Result) bool {
+	for _, r := range results {
+		if !r.Passed {
+			return false
+		}
+	}
+	return len(results) > 0
+}
+
+// Print writes results as a table and a summary line.
+func Print(w io.Writer, results []Result) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tRESULT\tTIME\tDETAIL")
+	passed := 0
+	for _, r := range results {
+		res := "FAIL"
+		if r.Passed {
+			res = "PASS"
+			passed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, res, r.Elapsed.Round(10*time.Microsecond), r.Message)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("print check results: %w", err)
+	}
+	if _, err := fmt.Fprintf(w, "%d of %d checks passed\n", passed, len(results)); err != nil {
+		return fmt.Errorf("print check results: %w", err)
+	}
+	return nil
+}
+
+type checker struct {
+	client  notifyv1.DisconnectNotifyClient
+	timeout time.Duration
+	target  string
+}
+
+// notify sends one batch and explains a failure in terms of what the
+// implementer must change.
+func (c *checker) notify(ctx context.Context, evs []*notifyv1.DisconnectEvent) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, err := c.client.Notify(ctx, &notifyv1.NotifyRequest{Events: evs})
+	if err == nil {
+		return nil
+	}
+	switch status.Code(err) {
+	case codes.Unimplemented:
+		return fmt.Errorf("%s does not implement hangup.notify.v1.DisconnectNotify/Notify (register the service on the server): %w", c.target, err)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("no answer within %s: Notify must return promptly and free resources asynchronously: %w", c.timeout, err)
+	case codes.Unavailable:
+		return fmt.Errorf("cannot reach %s (is the app listening there, plaintext h2c?): %w", c.target, err)
+	}
+	return fmt.Errorf("the call with %d events did not return OK; the sidecar would retry this batch until its queue overflows: %w", len(evs), err)
+}
+
+type check struct {
+	name string
+	run  func(ctx context.Context, c *checker) (string, error)
+}
+
+var checks = []check{
+	{"single stream event", func(ctx context.Context, c *checker) (string, error) {
+		ev := streamEvent(newConnID(), 1, notify.ReasonRSTStream)
+		if err := c.notify(ctx, []*notifyv1.DisconnectEvent{ev}); err != nil {
+			return "", err
+		}
+		return "one RST_STREAM event acknowledged", nil
+	}},
+	{"batch with both scopes", func(ctx context.Context, c *checker) (string, error) {
+		conn := newConnID()
+		evs := []*notifyv1.DisconnectEvent{
+			streamEvent(conn, 1, notify.ReasonConnectionReset),
+			streamEvent(conn, 3, notify.ReasonConnectionReset),
+			streamEvent(conn, 5, notify.ReasonConnectionReset),
+			connectionEvent(conn, notify.ReasonConnectionReset),
+		}
+		if err := c.notify(ctx, evs); err != nil {
+			return "", err
+		}
+		return "3 stream events and their connection event acknowledged", nil
+	}},
+	{"every reason", func(ctx context.Context, c *checker) (string, error) {
+		conn := newConnID()
+		var evs []*notifyv1.DisconnectEvent
+		for r := notify.ReasonRSTStream; r <= notify.ReasonShutdown; r++ {
+			evs = append(evs, streamEvent(conn, uint32(2*r+1), r))
+		}
+		if err := c.notify(ctx, evs); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d events, one per reason, acknowledged", len(evs)), nil
+	}},
+	{"minimal event", func(ctx context.Context, c *checker) (string, error) {
+		// Only the fields that are never empty: optional ones unset.
+		ev := &notifyv1.DisconnectEvent{
+			EventId:      notify.NewEventID(),
+			Scope:        notifyv1.Scope_SCOPE_CONNECTION,
+			Reason:       notifyv1.Reason_REASON_KEEPALIVE_TIMEOUT,
+			ConnectionId: newConnID(),
+			DetectedAt:   timestamppb.Now(),
+		}
+		if err := c.notify(ctx, []*notifyv1.DisconnectEvent{ev}); err != nil {
+			return "", err
+		}
+		return "an event with optional fields unset acknowledged", nil
+	}},
+	{"full batch", func(ctx context.Context, c *checker) (string, error) {
+		conn := newConnID()
+		var evs []*notifyv1.DisconnectEvent
+		for i := range notify.DefaultBatchMax {
+			evs = append(evs, streamEvent(conn, uint32(2*i+1), notify.ReasonGoAway))
+		}
+		if err := c.notify(ctx, evs); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("a batch of %d events (the sidecar's default maximum) acknowledged", len(evs)), nil
+	}},
+	{"retried batch", func(ctx context.Context, c *checker) (string, error) {
+		conn := newConnID()
+		evs := []*notifyv1.DisconnectEvent{
+			streamEvent(conn, 1, notify.ReasonKeepaliveTimeout),
+			connectionEvent(conn, notify.ReasonKeepaliveTimeout),
+		}
+		if err := c.notify(ctx, evs); err != nil {
+			return "", fmt.Errorf("first delivery: %w", err)
+		}
+		if err := c.notify(ctx, evs); err != nil {
+			return "", fmt.Errorf("the same batch again (same event ids; delivery is at-least-once, so duplicates must be accepted): %w", err)
+		}
+		return "the same event ids sent twice, both acknowledged", nil
+	}},
+}
+
+func newConnID() string { return "notify-check-" + notify.NewEventID()[20:] }
+
+func streamEvent(conn string, stream uint32, r notify.Reason) *notifyv1.DisconnectEvent {
+	now := time.Now()
+	ev := notify.Event{
+		ID:              notify.NewEventID(),
+		Scope:           notify.ScopeStream,
+		Reason:          r,
+		Initiator:       initiator(r),
+		ConnectionID:    conn,
+		StreamID:        stream,
+		Method:          "/hangup.check.v1.Check/Stream",
+		Authority:       "notify-check.invalid",
+		Headers:         map[string]string{"x-notify-check": "1"},
+		PeerAddress:     "192.0.2.1:40000",
+		StartedAt:       now.Add(-time.Minute),
+		DetectedAt:      now,
+		TraceID:         "4bf92f3577b34da6a3ce929d0e0e4736",
+		SpanID:          "00f067aa0ba902b7",
+		BytesFromClient: 123,
+		BytesToClient:   4567,
+	}
+	switch r {
+	case notify.ReasonRSTStream:
+		ev.HTTP2ErrorCode = 8 // CANCEL
+	case notify.ReasonGoAway:
+		ev.GoAwayDebug = "client going away"
+	case notify.ReasonPingAbuse:
+		ev.HTTP2ErrorCode = 11 // ENHANCE_YOUR_CALM
+		ev.GoAwayDebug = "too_many_pings"
+	case notify.ReasonProtocolError:
+		ev.HTTP2ErrorCode = 1 // PROTOCOL_ERROR
+	}
+	return notify.ToProto(ev)
+}
+
+func connectionEvent(conn string, r notify.Reason) *notifyv1.DisconnectEvent {
+	now := time.Now()
+	return notify.ToProto(notify.Event{
+		ID:           notify.NewEventID(),
+		Scope:        notify.ScopeConnection,
+		Reason:       r,
+		Initiator:    initiator(r),
+		ConnectionID: conn,
+		PeerAddress:  "192.0.2.1:40000",
+		StartedAt:    now.Add(-time.Hour),
+		DetectedAt:   now,
+	})
+}
+
+func initiator(r notify.Reason) notify.Initiator {
+	switch r {
+	case notify.ReasonRSTStream, notify.ReasonGoAway, notify.ReasonConnectionClosed, notify.ReasonConnectionReset:
+		return notify.InitiatorClient
+	}
+	return notify.InitiatorSidecar
+}

@@ -1,0 +1,280 @@
+package check
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// receiver is a DisconnectNotify implementation whose answers the test
+// chooses.
+type receiver struct {
+	notifyv1.UnimplementedDisconnectNotifyServer
+	answer func(ctx context.Context, req *notifyv1.NotifyRequest, seen map[string]bool) error
+
+	mu   sync.Mutex
+	seen map[string]bool // event ids received
+	reqs []*notifyv1.NotifyRequest
+}
+
+func (r *receiver) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*notifyv1.NotifyResponse, error) {
+	r.mu.Lock()
+	seen := make(map[string]bool, len(r.seen))
+	for id := range r.seen {
+		seen[id] = true
+	}
+	for _, e := range req.GetEvents() {
+		r.seen[e.GetEventId()] = true
+	}
+	r.reqs = append(r.reqs, req)
+	r.mu.Unlock()
+	if r.answer != nil {
+		if err := r.answer(ctx, req, seen); err != nil {
+			return nil, err
+		}
+	}
+	return &notifyv1.NotifyResponse{}, nil
+}
+
+// serve serves r (or no service at all when r is nil) on 127.0.0.1 until
+// the test ends.
+func serve(t *testing.T, r *receiver) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	srv := grpc.NewServer()
+	if r != nil {
+		r.seen = map[string]bool{}
+		notifyv1.RegisterDisconnectNotifyServer(srv, r)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return lis.Addr().String()
+}
+
+func run(t *testing.T, target string, timeout time.Duration) []Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results, err := Run(ctx, Options{Target: target, Timeout: timeout})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(results) != len(checks) {
+		t.Fatalf("got %d results, want one per check (%d)", len(results), len(checks))
+	}
+	return results
+}
+
+func TestGoodReceiverPasses(t *testing.T) {
+	r := &receiver{}
+	results := run(t, serve(t, r), time.Second)
+	for _, res := range results {
+		if !res.Passed {
+			t.Errorf("%s: failed: %s", res.Name, res.Message)
+		}
+	}
+	if !Passed(results) {
+		t.Error("Passed() = false, want true")
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	reasons := map[notifyv1.Reason]bool{}
+	scopes := map[notifyv1.Scope]bool{}
+	batches := map[string]int{}
+	for _, req := range r.reqs {
+		var ids []string
+		for _, e := range req.GetEvents() {
+			reasons[e.GetReason()] = true
+			scopes[e.GetScope()] = true
+			ids = append(ids, e.GetEventId())
+			if e.GetEventId() == "" || e.GetConnectionId() == "" || e.GetDetectedAt() == nil {
+				t.Errorf("event lacks a field that is never empty: %v", e)
+			}
+		}
+		batches[strings.Join(ids, ",")]++
+	}
+	if len(reasons) != len(notifyv1.Reason_name)-1 || reasons[notifyv1.Reason_REASON_UNSPECIFIED] {
+		t.Errorf("reasons sent = %v, want every reason but UNSPECIFIED", reasons)
+	}
+	if !scopes[notifyv1.Scope_SCOPE_STREAM] || !scopes[notifyv1.Scope_SCOPE_CONNECTION] {
+		t.Errorf("scopes sent = %v, want both", scopes)
+	}
+	repeated := 0
+	for _, n := range batches {
+		if n == 2 {
+			repeated++
+		}
+	}
+	if repeated != 1 {
+		t.Errorf("%d batches were sent twice with the same ids, want 1 (the retry check)", repeated)
+	}
+
+	var out bytes.Buffer
+	if err := Print(&out, results); err != nil {
+		t.Fatalf("Print: %v", err)
+	}
+	if !strings.Contains(out.String(), "CHECK") || strings.Count(out.String(), "PASS") != len(checks) ||
+		!strings.Contains(out.String(), "6 of 6 checks passed") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+func TestBrokenReceiversFail(t *testing.T) {
+	tests := []struct {
+		name       string
+		receiver   *receiver // nil: a grpc server without the service
+		timeout    time.Duration
+		wantFailed []string // names of the checks that must fail; the rest must pass
+		wantMsg    string
+	}{
+		{
+			name:       "unimplemented",
+			receiver:   nil,
+			wantFailed: checkNames(),
+			wantMsg:    "does not implement hangup.notify.v1.DisconnectNotify",
+		},
+		{
+			name: "internal errors",
+			receiver: &receiver{answer: func(context.Context, *notifyv1.NotifyRequest, map[string]bool) error {
+				return status.Error(codes.Internal, "database down")
+			}},
+			wantFailed: checkNames(),
+			wantMsg:    "database down",
+		},
+		{
+			name: "hangs",
+			receiver: &receiver{answer: func(ctx context.Context, _ *notifyv1.NotifyRequest, _ map[string]bool) error {
+				<-ctx.Done()
+				return ctx.Err()
+			}},
+			timeout:    50 * time.Millisecond,
+			wantFailed: checkNames(),
+			wantMsg:    "no answer within 50ms",
+		},
+		{
+			name: "rejects duplicates",
+			receiver: &receiver{answer: func(_ context.Context, req *notifyv1.NotifyRequest, seen map[string]bool) error {
+				for _, e := range req.GetEvents() {
+					if seen[e.GetEventId()] {
+						return status.Errorf(codes.AlreadyExists, "event %s already handled", e.GetEventId())
+					}
+				}
+				return nil
+			}},
+			wantFailed: []string{"retried batch"},
+			wantMsg:    "duplicates must be accepted",
+		},
+		{
+			name: "rejects large batches",
+			receiver: &receiver{answer: func(_ context.Context, req *notifyv1.NotifyRequest, _ map[string]bool) error {
+				if len(req.GetEvents()) > 5 {
+					return status.Error(codes.InvalidArgument, "too many events")
+				}
+				return nil
+			}},
+			wantFailed: []string{"every reason", "full batch"},
+			wantMsg:    "too many events",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			timeout := tt.timeout
+			if timeout == 0 {
+				timeout = time.Second
+			}
+			results := run(t, serve(t, tt.receiver), timeout)
+			wantFail := map[string]bool{}
+			for _, n := range tt.wantFailed {
+				wantFail[n] = true
+			}
+			for _, res := range results {
+				if res.Passed == wantFail[res.Name] {
+					t.Errorf("%s: passed = %v, want %v (%s)", res.Name, res.Passed, !wantFail[res.Name], res.Message)
+				}
+				if !res.Passed && !strings.Contains(res.Message, tt.wantMsg) {
+					t.Errorf("%s: message %q lacks %q", res.Name, res.Message, tt.wantMsg)
+				}
+			}
+			if Passed(results) {
+				t.Error("Passed() = true, want false")
+			}
+			var out bytes.Buffer
+			if err := Print(&out, results); err != nil {
+				t.Fatalf("Print: %v", err)
+			}
+			if !strings.Contains(out.String(), "FAIL") {
+				t.Errorf("table shows no FAIL:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestUnreachableTargetFails(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	addr := lis.Addr().String()
+	if err := lis.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	for _, res := range run(t, addr, time.Second) {
+		if res.Passed || !strings.Contains(res.Message, "cannot reach") {
+			t.Errorf("%s: passed = %v, message %q; want a failure saying it cannot reach %s", res.Name, res.Passed, res.Message, addr)
+		}
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    Options
+		wantErr string
+	}{
+		{"no target", Options{}, "--target is required"},
+		{"bad target", Options{Target: "localhost"}, `--target "localhost": want host:port`},
+		{"bad timeout", Options{Target: "127.0.0.1:1", Timeout: time.Nanosecond}, "--timeout 1ns"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Run() error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func checkNames() []string {
+	var names []string
+	for _, c := range checks {
+		names = append(names, c.name)
+	}
+	return names
+}

@@ -1,0 +1,74 @@
+package notify
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+)
+
+func TestToProto(t *testing.T) {
+	started := time.Date(2026, 11, 24, 10, 0, 0, 5, time.UTC)
+	detected := started.Add(3 * time.Second)
+	full := Event{
+		ID: "id1", Scope: ScopeStream, Reason: ReasonGoAway, Initiator: InitiatorClient,
+		HTTP2ErrorCode: 2, ConnectionID: "c1", StreamID: 7, Method: "/chat.v1.ChatService/Chat",
+		Authority: "chat:8080", Headers: map[string]string{"x-tenant": "t1"}, PeerAddress: "10.0.0.1:5555",
+		StartedAt: started, DetectedAt: detected, TraceID: "0af7651916cd43dd8448eb211c80319c",
+		SpanID: "b7ad6b7169203331", GoAwayDebug: "bye", BytesFromClient: 10, BytesToClient: 20,
+	}
+	tests := []struct {
+		name string
+		ev   Event
+		want *notifyv1.DisconnectEvent
+	}{
+		{"every field", full, &notifyv1.DisconnectEvent{
+			EventId: "id1", Scope: notifyv1.Scope_SCOPE_STREAM, Reason: notifyv1.Reason_REASON_GOAWAY,
+			Initiator: notifyv1.Initiator_INITIATOR_CLIENT, Http2ErrorCode: 2, ConnectionId: "c1", StreamId: 7,
+			Method: "/chat.v1.ChatService/Chat", Authority: "chat:8080", Headers: map[string]string{"x-tenant": "t1"},
+			PeerAddress: "10.0.0.1:5555", StartedAt: timestamppb.New(started), DetectedAt: timestamppb.New(detected),
+			TraceId: "0af7651916cd43dd8448eb211c80319c", SpanId: "b7ad6b7169203331", GoawayDebugData: "bye",
+			BytesFromClient: 10, BytesToClient: 20,
+		}},
+		{"zero times stay unset", Event{ID: "id2", Scope: ScopeConnection, Reason: ReasonShutdown},
+			&notifyv1.DisconnectEvent{EventId: "id2", Scope: notifyv1.Scope_SCOPE_CONNECTION, Reason: notifyv1.Reason_REASON_SHUTDOWN}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ToProto(tt.ev)
+			if !proto.Equal(got, tt.want) {
+				t.Errorf("ToProto() =\n%v\nwant\n%v", got, tt.want)
+			}
+			if back := FromProto(got); !reflect.DeepEqual(back, tt.ev) {
+				t.Errorf("FromProto(ToProto()) =\n%+v\nwant\n%+v", back, tt.ev)
+			}
+		})
+	}
+}
+
+// TestEnumNumbersMatch guards the promise in event.go: the Go numbers are the
+// wire numbers.
+func TestEnumNumbersMatch(t *testing.T) {
+	for r := ReasonUnspecified; r <= ReasonShutdown; r++ {
+		if got, want := notifyv1.Reason(r).String(), "REASON_"+r.String(); got != want {
+			t.Errorf("Reason %d: proto name %s, want %s", r, got, want)
+		}
+	}
+	for s := ScopeUnspecified; s <= ScopeConnection; s++ {
+		if got, want := notifyv1.Scope(s).String(), "SCOPE_"+s.String(); got != want {
+			t.Errorf("Scope %d: proto name %s, want %s", s, got, want)
+		}
+	}
+	for i := InitiatorUnspecified; i <= InitiatorApp; i++ {
+		if got, want := notifyv1.Initiator(i).String(), "INITIATOR_"+i.String(); got != want {
+			t.Errorf("Initiator %d: proto name %s, want %s", i, got, want)
+		}
+	}
+	if len(notifyv1.Reason_name) != int(ReasonShutdown)+1 {
+		t.Errorf("proto has %d reasons, Go %d", len(notifyv1.Reason_name), ReasonShutdown+1)
+	}
+}

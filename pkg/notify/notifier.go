@@ -1,0 +1,529 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+)
+
+// maxLoggedIDs bounds how many dropped event ids one log record lists; the
+// rest are only counted, so that an overflow storm cannot grow memory.
+const maxLoggedIDs = 1000
+
+// Stats is a snapshot of a Notifier's counters, for metrics.
+type Stats struct {
+	Queued     uint64 // events accepted by Publish
+	Delivered  uint64 // events the app acknowledged
+	Dropped    uint64 // events given up: queue overflow, drain timeout, Publish after Close
+	Retries    uint64 // Notify calls that repeated a failed call
+	Failures   uint64 // Notify calls that did not end with OK
+	QueueDepth int    // events waiting now, the batch in flight included
+}
+
+// Notifier delivers events to the app's DisconnectNotify service.
+//
+// Publish appends to a bounded queue and returns at once. One sender
+// goroutine takes batches from the front of the queue and calls Notify; a
+// batch leaves the queue only when the call returns OK, so events reach the
+// app at least once and in Publish order (in order per connection in
+// particular). A failed call is repeated, with the same event ids, after a
+// capped exponential backoff with jitter; UNIMPLEMENTED is retried after
+// UnimplementedRetry. Every other status, DEADLINE_EXCEEDED and connection
+// failures included, is retried with the backoff: the sidecar cannot tell a
+// bug in the app from a restart, and only the app can acknowledge an event.
+//
+// Events are lost only when the queue is full (the oldest is dropped for each
+// new one), when Close's ctx expires before the queue drains, and when
+// Publish is called after the sender stopped; all three are counted in
+// Stats.Dropped and logged with the event ids. (An event dropped by overflow
+// while its batch was in flight may still reach the app; it stays counted
+// as dropped.)
+//
+// New starts two goroutines, the sender and a logger for overflow drops (so
+// that Publish never writes logs); Close waits for both.
+type Notifier struct {
+	// Immutable after New.
+	cfg      Config
+	log      *slog.Logger
+	disabled bool
+	conn     *grpc.ClientConn
+	client   notifyv1.DisconnectNotifyClient
+	wait     func(ctx context.Context, d time.Duration) bool // sleeps d; false when ctx ends first
+
+	wake       chan struct{} // cap 1: Publish tells the sender there is work
+	dropWake   chan struct{} // cap 1: Publish tells the drop logger there are ids to log
+	closing    chan struct{} // closed by Close: drain, then stop
+	hardCtx    context.Context
+	hardStop   context.CancelFunc // ends the sender's calls and waits; Close calls it when its ctx ends
+	senderDone chan struct{}      // closed when the sender returns
+	logStop    chan struct{}      // closed by Close after the sender returned
+	wg         sync.WaitGroup     // the sender and the drop logger
+	closeOnce  sync.Once
+	closeErr   error
+
+	// Guarded by mu.
+	mu           sync.Mutex
+	q            []item // the queue is q[head:]
+	head         int
+	nextSeq      uint64
+	draining     bool // Close was called: the sender stops when the queue is empty
+	stopped      bool // the sender returned: Publish drops
+	droppedIDs   []string
+	droppedExtra int // dropped beyond maxLoggedIDs, not yet logged
+	flushWaiters []flushWaiter
+
+	// Atomic counters for Stats.
+	queued, delivered, dropped, retries, failures atomic.Uint64
+	depth                                         atomic.Int64
+}
+
+var _ Sink = (*Notifier)(nil)
+
+// flushWaiter is a Flush waiting until every event up to seq is gone.
+type flushWaiter struct {
+	seq  uint64
+	done chan struct{}
+}
+
+type item struct {
+	ev       Event
+	seq      uint64
+	queuedAt time.Time
+	attempts int
+}
+
+// New validates cfg, fills in its defaults and starts the sender. The caller
+// must call Close. With an empty cfg.Addr the Notifier is disabled: Publish
+// discards events and no goroutine is started. New does not connect: the
+// first Notify call does, so the app may start after the sidecar.
+func New(cfg Config) (*Notifier, error) {
+	return newNotifier(cfg, sleepCtx)
+}
+
+func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool) (*Notifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("notify config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	n := &Notifier{cfg: cfg, log: cfg.Logger.With("notify_addr", cfg.Addr), wait: wait}
+	if cfg.Addr == "" {
+		n.disabled = true
+		return n, nil
+	}
+	target := cfg.Addr
+	if !strings.HasPrefix(target, "unix://") {
+		// passthrough: a literal address, no DNS lookups on the way to loopback.
+		target = "passthrough:///" + target
+	}
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// grpc's own reconnect backoff grows to 120s by default: an app that
+		// restarted would get its events minutes late. Cap it like ours.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  cfg.RetryMin,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   cfg.RetryMax,
+			},
+			MinConnectTimeout: cfg.Timeout,
+		}),
+		// Wait for the connection (up to the call timeout) rather than fail
+		// at once while it reconnects: events then arrive as soon as the app
+		// listens again, not one retry delay later.
+		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("notify client for %s: %w", cfg.Addr, err)
+	}
+	n.conn = conn
+	n.client = notifyv1.NewDisconnectNotifyClient(conn)
+	n.wake = make(chan struct{}, 1)
+	n.dropWake = make(chan struct{}, 1)
+	n.closing = make(chan struct{})
+	n.senderDone = make(chan struct{})
+	n.logStop = make(chan struct{})
+	n.hardCtx, n.hardStop = context.WithCancel(context.Background())
+	n.wg.Add(2)
+	go n.send()
+	go n.logDrops()
+	return n, nil
+}
+
+// Publish queues ev for delivery and never blocks. An empty ev.ID is set with
+// NewEventID and a zero ev.DetectedAt with the current time. When the queue
+// is full the oldest queued event is dropped. ev.Headers is sent as given
+// (the relay applies Config.HeaderAllowList) and must not be changed after
+// Publish.
+func (n *Notifier) Publish(ev Event) {
+	if n.disabled {
+		return
+	}
+	now := time.Now()
+	if ev.ID == "" {
+		ev.ID = NewEventID()
+	}
+	if ev.DetectedAt.IsZero() {
+		ev.DetectedAt = now
+	}
+	n.mu.Lock()
+	if n.stopped {
+		n.mu.Unlock()
+		n.dropped.Add(1)
+		n.log.Warn("notify: dropped an event published after the notifier stopped", "event_id", ev.ID)
+		return
+	}
+	overflow := false
+	if n.lenLocked() >= n.cfg.QueueSize {
+		old := n.popLocked()
+		n.recordDropLocked(old.ev.ID)
+		overflow = true
+	}
+	n.q = append(n.q, item{ev: ev, seq: n.nextSeq, queuedAt: now})
+	n.nextSeq++
+	n.depth.Store(int64(n.lenLocked()))
+	n.mu.Unlock()
+
+	n.queued.Add(1)
+	if overflow {
+		n.dropped.Add(1)
+		signal(n.dropWake)
+	}
+	signal(n.wake)
+}
+
+// Stats returns a snapshot of the counters. It takes no lock.
+func (n *Notifier) Stats() Stats {
+	return Stats{
+		Queued:     n.queued.Load(),
+		Delivered:  n.delivered.Load(),
+		Dropped:    n.dropped.Load(),
+		Retries:    n.retries.Load(),
+		Failures:   n.failures.Load(),
+		QueueDepth: int(n.depth.Load()),
+	}
+}
+
+// Flush waits until every event published before it was delivered (or
+// dropped), or until ctx ends.
+func (n *Notifier) Flush(ctx context.Context) error {
+	if n.disabled {
+		return nil
+	}
+	n.mu.Lock()
+	if n.lenLocked() == 0 {
+		n.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	n.flushWaiters = append(n.flushWaiters, flushWaiter{seq: n.nextSeq - 1, done: ch})
+	n.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("notify flush: %d events still queued: %w", n.depth.Load(), context.Cause(ctx))
+	}
+}
+
+// Close delivers what is queued until ctx (the drain timeout) ends, then
+// stops the sender, counts and logs what is left as dropped, and closes the
+// connection. Events published while Close drains are still delivered; those
+// published after the queue drained are dropped. It returns an error when
+// events were left undelivered. Calling Close again returns the same result.
+func (n *Notifier) Close(ctx context.Context) error {
+	if n.disabled {
+		return nil
+	}
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.draining = true
+		n.mu.Unlock()
+		close(n.closing)
+		select {
+		case <-n.senderDone:
+		case <-ctx.Done():
+		}
+		n.hardStop()
+		<-n.senderDone
+
+		n.mu.Lock()
+		var left []string
+		for n.lenLocked() > 0 {
+			left = append(left, n.popLocked().ev.ID)
+		}
+		n.depth.Store(0)
+		n.notifyFlushLocked()
+		n.mu.Unlock()
+		close(n.logStop)
+		n.wg.Wait()
+
+		var errs []error
+		if len(left) > 0 {
+			n.dropped.Add(uint64(len(left)))
+			n.log.Error("notify: drain timeout: dropped undelivered events",
+				"count", len(left), "event_ids", left, "cause", context.Cause(ctx))
+			errs = append(errs, fmt.Errorf("notify close: %d events not delivered to %s before the drain timeout", len(left), n.cfg.Addr))
+		}
+		if err := n.conn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("notify close connection to %s: %w", n.cfg.Addr, err))
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// send is the sender goroutine: it owns the connection and is the only one
+// that removes delivered events from the queue.
+func (n *Notifier) send() {
+	defer n.wg.Done()
+	defer close(n.senderDone)
+	defer func() {
+		n.mu.Lock()
+		n.stopped = true
+		n.mu.Unlock()
+	}()
+
+	failed := 0 // consecutive failed calls
+	loggedUnimplemented := false
+	for {
+		batch := n.nextBatch(failed > 0)
+		if batch == nil {
+			return
+		}
+		if failed > 0 {
+			n.retries.Add(1)
+		}
+		err := n.call(batch)
+		if err == nil {
+			if failed > 0 {
+				n.log.Info("notify: delivering again", "failed_calls", failed)
+			}
+			failed, loggedUnimplemented = 0, false
+			n.ack(batch)
+			continue
+		}
+		if n.hardCtx.Err() != nil {
+			return
+		}
+		n.failures.Add(1)
+		failed++
+		var delay time.Duration
+		if status.Code(err) == codes.Unimplemented {
+			delay = n.cfg.UnimplementedRetry
+			if !loggedUnimplemented {
+				loggedUnimplemented = true
+				n.log.Error(fmt.Sprintf("notify: the app at %s does not implement hangup.notify.v1.DisconnectNotify: %v; retrying every %s",
+					n.cfg.Addr, err, delay), "queued", n.depth.Load())
+			}
+		} else {
+			delay = backoffDelay(n.cfg.RetryMin, n.cfg.RetryMax, failed)
+			level := slog.LevelDebug
+			if failed == 1 {
+				level = slog.LevelWarn
+			}
+			n.log.Log(n.hardCtx, level, "notify: call failed, will retry", "err", err,
+				"failed_calls", failed, "retry_in", delay, "queued", n.depth.Load())
+		}
+		if !n.wait(n.hardCtx, delay) {
+			return
+		}
+	}
+}
+
+// nextBatch waits for events and returns copies of the first BatchMax. It
+// returns nil when the sender must stop. A retry skips BatchDelay: its
+// events have waited long enough.
+func (n *Notifier) nextBatch(retry bool) []item {
+	n.mu.Lock()
+	for n.lenLocked() == 0 {
+		if n.draining {
+			n.mu.Unlock()
+			return nil
+		}
+		n.mu.Unlock()
+		select {
+		case <-n.wake:
+		case <-n.closing:
+		case <-n.hardCtx.Done():
+			return nil
+		}
+		n.mu.Lock()
+	}
+	if !retry && n.cfg.BatchDelay > 0 && n.lenLocked() < n.cfg.BatchMax && !n.draining {
+		n.mu.Unlock()
+		t := time.NewTimer(n.cfg.BatchDelay)
+		select {
+		case <-t.C:
+		case <-n.closing:
+		case <-n.hardCtx.Done():
+			t.Stop()
+			return nil
+		}
+		t.Stop()
+		n.mu.Lock()
+	}
+	k := min(n.lenLocked(), n.cfg.BatchMax)
+	batch := make([]item, k)
+	for i := range k {
+		it := &n.q[n.head+i]
+		it.attempts++
+		batch[i] = *it
+	}
+	n.mu.Unlock()
+	return batch
+}
+
+func (n *Notifier) call(batch []item) error {
+	req := &notifyv1.NotifyRequest{Events: make([]*notifyv1.DisconnectEvent, len(batch))}
+	for i, it := range batch {
+		req.Events[i] = ToProto(it.ev)
+	}
+	ctx, cancel := context.WithTimeout(n.hardCtx, n.cfg.Timeout)
+	defer cancel()
+	if _, err := n.client.Notify(ctx, req); err != nil {
+		return fmt.Errorf("notify %d events to %s: %w", len(batch), n.cfg.Addr, err)
+	}
+	return nil
+}
+
+// ack removes a delivered batch from the front of the queue. Events of the
+// batch that overflow dropped meanwhile are already gone (and counted as
+// dropped, even though the app got them).
+func (n *Notifier) ack(batch []item) {
+	last := batch[len(batch)-1].seq
+	var acked []item
+	count := 0
+	n.mu.Lock()
+	for n.lenLocked() > 0 && n.q[n.head].seq <= last {
+		it := n.popLocked()
+		count++
+		if n.cfg.OnDelivered != nil {
+			acked = append(acked, it)
+		}
+	}
+	n.depth.Store(int64(n.lenLocked()))
+	n.delivered.Add(uint64(count))
+	n.mu.Unlock()
+	now := time.Now()
+	for _, it := range acked {
+		n.cfg.OnDelivered(it.ev, it.attempts, now.Sub(it.queuedAt))
+	}
+	// Flush returns after the callbacks, so that a flushed event has been
+	// reported too.
+	n.mu.Lock()
+	n.notifyFlushLocked()
+	n.mu.Unlock()
+}
+
+// logDrops logs overflow drops off the data path, coalescing bursts.
+func (n *Notifier) logDrops() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.dropWake:
+			n.flushDropLog()
+		case <-n.logStop:
+			n.flushDropLog()
+			return
+		}
+	}
+}
+
+func (n *Notifier) flushDropLog() {
+	n.mu.Lock()
+	ids, extra := n.droppedIDs, n.droppedExtra
+	n.droppedIDs, n.droppedExtra = nil, 0
+	n.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	n.log.Warn("notify: queue full: dropped the oldest events",
+		"count", len(ids)+extra, "event_ids", ids, "ids_not_listed", extra, "queue_size", n.cfg.QueueSize)
+}
+
+func (n *Notifier) recordDropLocked(id string) {
+	if len(n.droppedIDs) < maxLoggedIDs {
+		n.droppedIDs = append(n.droppedIDs, id)
+	} else {
+		n.droppedExtra++
+	}
+}
+
+func (n *Notifier) lenLocked() int { return len(n.q) - n.head }
+
+func (n *Notifier) popLocked() item {
+	it := n.q[n.head]
+	n.q[n.head] = item{} // let the event's strings and map go
+	n.head++
+	switch {
+	case n.head == len(n.q):
+		n.q, n.head = n.q[:0], 0
+	case n.head >= cap(n.q)/2:
+		// Slide down so the backing array stays about QueueSize long.
+		k := copy(n.q, n.q[n.head:])
+		clear(n.q[k:])
+		n.q, n.head = n.q[:k], 0
+	}
+	return it
+}
+
+// notifyFlushLocked ends the Flush calls whose events have all left the
+// queue.
+func (n *Notifier) notifyFlushLocked() {
+	kept := n.flushWaiters[:0]
+	for _, w := range n.flushWaiters {
+		if n.lenLocked() == 0 || n.q[n.head].seq > w.seq {
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(n.flushWaiters[len(kept):])
+	n.flushWaiters = kept
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// backoffDelay is the delay before retry number failed (1-based): min
+// doubled per failure, capped at max, then jittered into [d/2, d] so that
+// sidecars restarted together do not call in step.
+func backoffDelay(minD, maxD time.Duration, failed int) time.Duration {
+	d := maxD
+	if failed < 32 {
+		if e := minD << (failed - 1); e > 0 && e < maxD {
+			d = e
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

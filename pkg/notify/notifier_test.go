@@ -1,0 +1,559 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// newTestNotifier starts a Notifier whose log goes to the returned buffer
+// and closes it (with a generous drain) when the test ends.
+func newTestNotifier(t *testing.T, cfg Config, wait func(context.Context, time.Duration) bool) (*Notifier, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if wait == nil {
+		wait = sleepCtx
+	}
+	n, err := newNotifier(cfg, wait)
+	if err != nil {
+		t.Fatalf("new notifier: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_ = n.Close(ctx)
+	})
+	return n, logs
+}
+
+// testEvent is event i of connection conn.
+func testEvent(conn, i int) Event {
+	return Event{
+		ID:           fmt.Sprintf("c%d-e%04d", conn, i),
+		Scope:        ScopeStream,
+		Reason:       ReasonRSTStream,
+		Initiator:    InitiatorClient,
+		ConnectionID: fmt.Sprintf("c%d", conn),
+		StreamID:     uint32(2*i + 1),
+		DetectedAt:   time.Unix(1700000000, 0),
+	}
+}
+
+func ids(evs []*notifyv1.DisconnectEvent) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.GetEventId()
+	}
+	return out
+}
+
+// checkDelivery checks that every published id was accepted, that
+// duplicates carry identical content, and that per connection the first
+// deliveries keep publish order.
+func checkDelivery(t *testing.T, published []Event, accepted []*notifyv1.DisconnectEvent) {
+	t.Helper()
+	first := map[string]*notifyv1.DisconnectEvent{}
+	perConn := map[string][]string{}
+	for _, e := range accepted {
+		if prev, ok := first[e.GetEventId()]; ok {
+			if prev.String() != e.String() {
+				t.Errorf("event %s delivered twice with different content:\n%v\n%v", e.GetEventId(), prev, e)
+			}
+			continue
+		}
+		first[e.GetEventId()] = e
+		perConn[e.GetConnectionId()] = append(perConn[e.GetConnectionId()], e.GetEventId())
+	}
+	want := map[string][]string{}
+	for _, ev := range published {
+		want[ev.ConnectionID] = append(want[ev.ConnectionID], ev.ID)
+		if _, ok := first[ev.ID]; !ok {
+			t.Errorf("event %s was never delivered", ev.ID)
+		}
+	}
+	if len(first) != len(published) {
+		t.Errorf("delivered %d distinct events, published %d", len(first), len(published))
+	}
+	for conn, w := range want {
+		if got := strings.Join(perConn[conn], ","); got != strings.Join(w, ",") {
+			t.Errorf("connection %s: delivery order\n got %s\nwant %s", conn, got, strings.Join(w, ","))
+		}
+	}
+}
+
+func flush(t *testing.T, n *Notifier) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := n.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v (stats %+v)", err, n.Stats())
+	}
+}
+
+func TestBatchingKeepsOrderAndLosesNothing(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{})
+	const conns, perConn, batchMax = 10, 100, 50
+	var delivered sync.Map
+	n, _ := newTestNotifier(t, Config{
+		Addr:       r.addr,
+		BatchMax:   batchMax,
+		BatchDelay: 20 * time.Millisecond,
+		OnDelivered: func(ev Event, attempts int, latency time.Duration) {
+			delivered.Store(ev.ID, attempts)
+		},
+	}, nil)
+
+	var published []Event
+	for i := range perConn {
+		for c := range conns {
+			ev := testEvent(c, i)
+			published = append(published, ev)
+			n.Publish(ev)
+		}
+	}
+	flush(t, n)
+
+	calls, batches, accepted := r.snapshot()
+	checkDelivery(t, published, accepted)
+	if len(accepted) != len(published) {
+		t.Errorf("receiver accepted %d events, want exactly %d (no failures, so no duplicates)", len(accepted), len(published))
+	}
+	// 1000 events in batches of at most 50: at least 20 calls; a 20ms batch
+	// delay fills most batches, so far fewer than one call per 5 events.
+	if calls < conns*perConn/batchMax || calls > conns*perConn/5 {
+		t.Errorf("calls = %d, want between %d and %d", calls, conns*perConn/batchMax, conns*perConn/5)
+	}
+	for i, b := range batches {
+		if len(b) > batchMax {
+			t.Errorf("batch %d has %d events, more than BatchMax %d", i, len(b), batchMax)
+		}
+	}
+	st := n.Stats()
+	if st.Queued != uint64(len(published)) || st.Delivered != uint64(len(published)) || st.Dropped != 0 || st.QueueDepth != 0 {
+		t.Errorf("stats = %+v, want %d queued and delivered, none dropped or waiting", st, len(published))
+	}
+	count := 0
+	delivered.Range(func(_, v any) bool {
+		count++
+		if v.(int) != 1 {
+			t.Errorf("OnDelivered attempts = %v, want 1", v)
+		}
+		return true
+	})
+	if count != len(published) {
+		t.Errorf("OnDelivered called for %d events, want %d", count, len(published))
+	}
+}
+
+func TestReceiverStartsLater(t *testing.T) {
+	addr := freeAddr(t)
+	failed := make(chan time.Duration, 100)
+	n, _ := newTestNotifier(t, Config{
+		Addr:     addr,
+		Timeout:  100 * time.Millisecond,
+		BatchMax: 7,
+		RetryMin: time.Millisecond,
+		RetryMax: 20 * time.Millisecond,
+	}, func(ctx context.Context, d time.Duration) bool {
+		select {
+		case failed <- d:
+		default:
+		}
+		return sleepCtx(ctx, d)
+	})
+
+	var published []Event
+	for i := range 30 {
+		ev := testEvent(i%3, i)
+		published = append(published, ev)
+		n.Publish(ev)
+	}
+	select {
+	case <-failed:
+	case <-time.After(waitLimit):
+		t.Fatal("the notifier never failed a call while nothing listened")
+	}
+
+	r := startReceiver(t, addr, &receiver{})
+	flush(t, n)
+	_, _, accepted := r.snapshot()
+	checkDelivery(t, published, accepted)
+	if st := n.Stats(); st.Failures == 0 || st.Retries == 0 || st.Delivered != 30 {
+		t.Errorf("stats = %+v, want failures and retries counted, 30 delivered", st)
+	}
+}
+
+func TestRetriesUnavailableThenOK(t *testing.T) {
+	tests := []struct {
+		name string
+		code codes.Code
+	}{
+		{"unavailable", codes.Unavailable},
+		{"deadline exceeded", codes.DeadlineExceeded},
+		{"internal", codes.Internal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const failures = 3
+			r := startReceiver(t, "127.0.0.1:0", &receiver{
+				answer: func(_ context.Context, call int, _ *notifyv1.NotifyRequest) error {
+					if call <= failures {
+						return status.Errorf(tt.code, "not yet (call %d)", call)
+					}
+					return nil
+				},
+			})
+			var mu sync.Mutex
+			var waits []time.Duration
+			attempts := map[string]int{}
+			n, _ := newTestNotifier(t, Config{
+				Addr:     r.addr,
+				RetryMin: 10 * time.Millisecond,
+				RetryMax: 40 * time.Millisecond,
+				OnDelivered: func(ev Event, a int, _ time.Duration) {
+					mu.Lock()
+					attempts[ev.ID] = a
+					mu.Unlock()
+				},
+			}, func(ctx context.Context, d time.Duration) bool {
+				mu.Lock()
+				waits = append(waits, d)
+				mu.Unlock()
+				return true
+			})
+			var published []Event
+			for i := range 5 {
+				published = append(published, testEvent(0, i))
+				n.Publish(published[i])
+			}
+			flush(t, n)
+
+			calls, batches, accepted := r.snapshot()
+			checkDelivery(t, published, accepted)
+			if calls != failures+1 {
+				t.Errorf("calls = %d, want %d", calls, failures+1)
+			}
+			for i, b := range batches {
+				if got, want := strings.Join(ids(b), ","), strings.Join(ids(batches[0]), ","); got != want {
+					t.Errorf("call %d carried %s, want the same ids as the first: %s", i+1, got, want)
+				}
+			}
+			st := n.Stats()
+			if st.Retries != failures || st.Failures != failures || st.Delivered != 5 {
+				t.Errorf("stats = %+v, want %d retries and failures, 5 delivered", st, failures)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// Backoff doubles from RetryMin, capped at RetryMax, jittered into [d/2, d].
+			for i, d := range waits {
+				ceil := min(10*time.Millisecond<<i, 40*time.Millisecond)
+				if d < ceil/2 || d > ceil {
+					t.Errorf("wait %d = %s, want within [%s, %s]", i+1, d, ceil/2, ceil)
+				}
+			}
+			if len(waits) != failures {
+				t.Errorf("waited %d times, want %d", len(waits), failures)
+			}
+			for id, a := range attempts {
+				if a != failures+1 {
+					t.Errorf("event %s: OnDelivered attempts = %d, want %d", id, a, failures+1)
+				}
+			}
+		})
+	}
+}
+
+func TestUnimplementedIsRetriedSlowly(t *testing.T) {
+	const slow = time.Hour // never actually waited: the wait hook returns at once
+	r := startReceiver(t, "127.0.0.1:0", &receiver{
+		answer: func(_ context.Context, call int, _ *notifyv1.NotifyRequest) error {
+			if call <= 2 {
+				return status.Error(codes.Unimplemented, "unknown service hangup.notify.v1.DisconnectNotify")
+			}
+			return nil
+		},
+	})
+	var mu sync.Mutex
+	var waits []time.Duration
+	n, logs := newTestNotifier(t, Config{
+		Addr:               r.addr,
+		RetryMin:           time.Millisecond,
+		RetryMax:           time.Millisecond,
+		UnimplementedRetry: slow,
+	}, func(ctx context.Context, d time.Duration) bool {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return true
+	})
+	n.Publish(testEvent(0, 0))
+	flush(t, n)
+
+	mu.Lock()
+	got := fmt.Sprint(waits)
+	mu.Unlock()
+	if want := fmt.Sprint([]time.Duration{slow, slow}); got != want {
+		t.Errorf("retry waits = %s, want %s", got, want)
+	}
+	wantLog := "the app at " + r.addr + " does not implement hangup.notify.v1.DisconnectNotify"
+	if c := strings.Count(logs.String(), wantLog); c != 1 {
+		t.Errorf("log has %q %d times, want once; log:\n%s", wantLog, c, logs)
+	}
+}
+
+func TestUnimplementedServerWithoutService(t *testing.T) {
+	// A real grpc server that does not register DisconnectNotify answers
+	// UNIMPLEMENTED by itself.
+	bare := startBareServer(t)
+	waited := make(chan time.Duration, 1)
+	n, logs := newTestNotifier(t, Config{Addr: bare, UnimplementedRetry: 42 * time.Minute}, func(ctx context.Context, d time.Duration) bool {
+		waited <- d
+		<-ctx.Done() // hold until Close gives up
+		return false
+	})
+	n.Publish(testEvent(0, 0))
+	select {
+	case d := <-waited:
+		if d != 42*time.Minute {
+			t.Errorf("retry wait = %s, want UnimplementedRetry 42m", d)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no retry wait after UNIMPLEMENTED")
+	}
+	if !strings.Contains(logs.String(), "does not implement hangup.notify.v1.DisconnectNotify") {
+		t.Errorf("log lacks the UNIMPLEMENTED explanation:\n%s", logs)
+	}
+}
+
+func TestOverflowDropsOldest(t *testing.T) {
+	release := make(chan struct{})
+	r := startReceiver(t, "127.0.0.1:0", &receiver{
+		answer: func(ctx context.Context, call int, _ *notifyv1.NotifyRequest) error {
+			if call == 1 {
+				<-release
+			}
+			return nil
+		},
+	})
+	const queueSize, total = 10, 25
+	n, logs := newTestNotifier(t, Config{Addr: r.addr, QueueSize: queueSize, BatchMax: 3}, nil)
+
+	var published []Event
+	for i := range total {
+		published = append(published, testEvent(0, i))
+	}
+	n.Publish(published[0])
+	r.waitUntil(t, "the first call", func(r *receiver) bool { return r.calls == 1 })
+	for _, ev := range published[1:] {
+		n.Publish(ev)
+	}
+	st := n.Stats()
+	if st.Dropped != total-queueSize || st.QueueDepth != queueSize {
+		t.Errorf("after overflow stats = %+v, want %d dropped, %d waiting", st, total-queueSize, queueSize)
+	}
+	close(release)
+	flush(t, n)
+
+	_, batches, accepted := r.snapshot()
+	// The first call carried event 0 (dropped meanwhile, but the app had it);
+	// then the newest queueSize events, in order.
+	var want []string
+	want = append(want, published[0].ID)
+	for _, ev := range published[total-queueSize:] {
+		want = append(want, ev.ID)
+	}
+	if got := strings.Join(ids(accepted), ","); got != strings.Join(want, ",") {
+		t.Errorf("accepted\n got %s\nwant %s", got, strings.Join(want, ","))
+	}
+	if len(batches[0]) != 1 {
+		t.Errorf("first batch has %d events, want 1", len(batches[0]))
+	}
+	st = n.Stats()
+	if st.Dropped != total-queueSize || st.Delivered != queueSize || st.Queued != total {
+		t.Errorf("stats = %+v, want %d queued, %d dropped, %d delivered", st, total, total-queueSize, queueSize)
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := n.Close(closeCtx); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	// Close stopped the drop logger after it logged everything.
+	out := logs.String()
+	for _, ev := range published[:total-queueSize] {
+		if !strings.Contains(out, ev.ID) {
+			t.Errorf("dropped event %s is not in the log:\n%s", ev.ID, out)
+		}
+	}
+	for _, ev := range published[total-queueSize:] {
+		if strings.Contains(out, ev.ID) {
+			t.Errorf("kept event %s is logged as dropped:\n%s", ev.ID, out)
+		}
+	}
+}
+
+func TestPublishNeverBlocksOnHungReceiver(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{
+		answer: func(ctx context.Context, _ int, _ *notifyv1.NotifyRequest) error {
+			<-ctx.Done() // hang for the whole call timeout
+			return status.FromContextError(ctx.Err()).Err()
+		},
+	})
+	const queueSize = 1000
+	n, _ := newTestNotifier(t, Config{Addr: r.addr, QueueSize: queueSize, Timeout: time.Hour}, nil)
+	n.Publish(testEvent(0, 0))
+	r.waitUntil(t, "the hung call", func(r *receiver) bool { return r.calls == 1 })
+
+	const total = 5 * queueSize
+	for i := 1; i < total; i++ {
+		n.Publish(testEvent(i%7, i))
+	}
+	// Publish returned total times while the only call is still hanging.
+	if calls, _, accepted := r.snapshot(); calls != 1 || len(accepted) != 0 {
+		t.Fatalf("receiver saw %d calls, accepted %d events; want 1 hung call", calls, len(accepted))
+	}
+	if st := n.Stats(); st.Queued != total || st.Dropped != total-queueSize {
+		t.Errorf("stats = %+v, want %d queued, %d dropped", st, total, total-queueSize)
+	}
+
+	// Close gives up on the hung call when its ctx ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := n.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d events not delivered", queueSize)) {
+		t.Errorf("close = %v, want %d events not delivered", err, queueSize)
+	}
+	if st := n.Stats(); st.Dropped != total || st.Delivered != 0 || st.QueueDepth != 0 {
+		t.Errorf("after close stats = %+v, want all %d dropped", st, total)
+	}
+	n.Publish(testEvent(0, total))
+	if st := n.Stats(); st.Dropped != total+1 {
+		t.Errorf("publish after close: dropped = %d, want %d", st.Dropped, total+1)
+	}
+}
+
+func TestCloseFlushesPending(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, _ := newTestNotifier(t, Config{Addr: r.addr, BatchMax: 10, BatchDelay: time.Hour}, nil)
+	var published []Event
+	for i := range 95 {
+		published = append(published, testEvent(i%2, i))
+		n.Publish(published[i])
+	}
+	// BatchDelay is an hour: only Close's drain sends the last, partial batch.
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	_, _, accepted := r.snapshot()
+	checkDelivery(t, published, accepted)
+	if err := n.Close(ctx); err != nil {
+		t.Errorf("second close: %v", err)
+	}
+}
+
+func TestDisabledNotifier(t *testing.T) {
+	n, err := New(Config{})
+	if err != nil {
+		t.Fatalf("new: %v", err)
+	}
+	n.Publish(testEvent(0, 0))
+	if st := n.Stats(); st != (Stats{}) {
+		t.Errorf("stats = %+v, want zero", st)
+	}
+	if err := n.Flush(context.Background()); err != nil {
+		t.Errorf("flush: %v", err)
+	}
+	if err := n.Close(context.Background()); err != nil {
+		t.Errorf("close: %v", err)
+	}
+}
+
+func TestUnixSocket(t *testing.T) {
+	path := t.TempDir() + "/notify.sock"
+	r := startReceiverOn(t, "unix", path, &receiver{})
+	n, _ := newTestNotifier(t, Config{Addr: "unix://" + path}, nil)
+	ev := testEvent(0, 0)
+	n.Publish(ev)
+	flush(t, n)
+	_, _, accepted := r.snapshot()
+	checkDelivery(t, []Event{ev}, accepted)
+}
+
+func TestPublishFillsIDAndDetectedAt(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, _ := newTestNotifier(t, Config{Addr: r.addr}, nil)
+	before := time.Now()
+	n.Publish(Event{Scope: ScopeConnection, Reason: ReasonShutdown, ConnectionID: "c1"})
+	n.Publish(Event{Scope: ScopeConnection, Reason: ReasonShutdown, ConnectionID: "c2"})
+	flush(t, n)
+	_, _, accepted := r.snapshot()
+	if len(accepted) != 2 {
+		t.Fatalf("accepted %d events, want 2", len(accepted))
+	}
+	if a, b := accepted[0].GetEventId(), accepted[1].GetEventId(); len(a) != 32 || a == b {
+		t.Errorf("event ids %q, %q: want two distinct generated ids", a, b)
+	}
+	for _, e := range accepted {
+		if d := e.GetDetectedAt().AsTime(); d.Before(before.Truncate(time.Microsecond)) || d.After(time.Now()) {
+			t.Errorf("detected_at = %s, want the time of Publish", d)
+		}
+	}
+}
+
+func TestReceiverRestarts(t *testing.T) {
+	first := startReceiver(t, "127.0.0.1:0", &receiver{})
+	failed := make(chan struct{}, 1)
+	n, _ := newTestNotifier(t, Config{
+		Addr:     first.addr,
+		Timeout:  100 * time.Millisecond,
+		RetryMin: time.Millisecond,
+		RetryMax: 20 * time.Millisecond,
+	}, func(ctx context.Context, d time.Duration) bool {
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
+		return sleepCtx(ctx, d)
+	})
+	var published []Event
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			ev := testEvent(i%2, i)
+			published = append(published, ev)
+			n.Publish(ev)
+		}
+	}
+	publish(0, 10)
+	flush(t, n)
+
+	first.stop()
+	publish(10, 20)
+	select {
+	case <-failed:
+	case <-time.After(waitLimit):
+		t.Fatal("the notifier never failed a call while the app was down")
+	}
+	publish(20, 30)
+	second := startReceiver(t, first.addr, &receiver{})
+	flush(t, n)
+
+	_, _, a1 := first.snapshot()
+	_, _, a2 := second.snapshot()
+	checkDelivery(t, published, append(a1, a2...))
+}
