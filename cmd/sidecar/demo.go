@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +18,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/h2raw"
 	"github.com/hangup-dev/hangup/pkg/notify"
@@ -51,8 +51,8 @@ func newDemoCmd() *cobra.Command {
 // events the sidecar reports.
 type demoEnv struct {
 	app     *demoapp.App
-	addr    string // the sidecar
-	events  chan notify.Event
+	recv    *demoapp.Receiver // the app's DisconnectNotify service
+	addr    string            // the sidecar
 	grpc    testgrpc.TestServiceClient
 	cleanup []func()
 }
@@ -157,27 +157,49 @@ func rawScenario(d *demoEnv, leave func(*h2raw.Client) error) error {
 	return leave(c)
 }
 
-func startDemo(log *slog.Logger) (*demoEnv, error) {
-	d := &demoEnv{app: demoapp.New(256), events: make(chan notify.Event, 256)}
-	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+// serveGRPC runs gs on a new 127.0.0.1 port until cleanup.
+func (d *demoEnv) serveGRPC(gs *grpc.Server) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("demo app listen: %w", err)
+		return "", fmt.Errorf("demo listen: %w", err)
 	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = gs.Serve(ln) }()
+	d.cleanup = append(d.cleanup, func() { gs.Stop(); <-done })
+	return ln.Addr().String(), nil
+}
+
+func startDemo(log *slog.Logger) (*demoEnv, error) {
+	d := &demoEnv{app: demoapp.New(256), recv: demoapp.NewReceiver(1024)}
 	gs := grpc.NewServer(d.app.ServerOptions()...)
 	d.app.Register(gs)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = gs.Serve(appLn) }()
-	d.cleanup = append(d.cleanup, func() { gs.Stop(); <-done })
+	appAddr, err := d.serveGRPC(gs)
+	if err != nil {
+		return nil, err
+	}
+	// The app serves DisconnectNotify on its own port, as a real app does.
+	ns := grpc.NewServer()
+	notifyv1.RegisterDisconnectNotifyServer(ns, d.recv)
+	notifyAddr, err := d.serveGRPC(ns)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	notifier, err := notify.New(notify.Config{Addr: notifyAddr, Logger: log})
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.cleanup = append(d.cleanup, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = notifier.Close(ctx)
+	})
 
 	srv, err := proxy.New(proxy.Config{
-		Upstream: proxy.Address{Network: "tcp", Address: appLn.Addr().String()},
+		Upstream: proxy.Address{Network: "tcp", Address: appAddr},
 		Logger:   log,
-		Sink: notify.SinkFunc(func(e notify.Event) {
-			select {
-			case d.events <- e:
-			default:
-			}
-		}),
+		Sink:     notifier,
 	})
 	if err != nil {
 		d.close()
@@ -215,15 +237,15 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, wait time.Dur
 		return err
 	}
 	defer d.close()
-	fmt.Fprintf(out, "hangup demo: app (grpc.testing.TestService) behind the sidecar at %s\n\n", d.addr)
+	fmt.Fprintf(out, "hangup demo: a gRPC app behind the sidecar at %s; the app receives DisconnectNotify events\n\n", d.addr)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tEVENT\tINITIATOR\tH2 CODE\tSTREAM\tMETHOD\tDETECTED AFTER\tRESULT")
+	fmt.Fprintln(tw, "SCENARIO\tEVENT THE APP RECEIVED\tINITIATOR\tH2 CODE\tSTREAM\tMETHOD\tDETECTED\tNOTIFIED\tRESULT")
 	failed := 0
 	for _, sc := range demoScenarios() {
-		drain(d.events)
+		drain(d.recv.Events)
 		start := time.Now()
 		err := sc.run(ctx, d)
-		got := collect(d.events, len(sc.want), wait)
+		got := collect(d.recv.Events, len(sc.want), wait)
 		result := "ok"
 		if err != nil {
 			result = "client error: " + err.Error()
@@ -234,15 +256,16 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, wait time.Dur
 			failed++
 		}
 		if len(got) == 0 {
-			fmt.Fprintf(tw, "%s\t(none)\t\t\t\t\t\t%s\n", sc.name, result)
+			fmt.Fprintf(tw, "%s\t(none)\t\t\t\t\t\t\t%s\n", sc.name, result)
 		}
-		for i, e := range got {
-			name := sc.name
+		for i, r := range got {
+			name, e := sc.name, r.Event
 			if i > 0 {
 				name = ""
 			}
-			fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%d\t%s\t%s\t%s\n", name, e.Scope, e.Reason, e.Initiator,
-				http2.ErrCode(e.HTTP2ErrorCode), e.StreamID, e.Method, e.DetectedAt.Sub(start).Round(time.Microsecond), result)
+			fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%d\t%s\t+%s\t+%s\t%s\n", name, e.Scope, e.Reason, e.Initiator,
+				http2.ErrCode(e.HTTP2ErrorCode), e.StreamID, e.Method, e.DetectedAt.Sub(start).Round(time.Microsecond),
+				r.At.Sub(start).Round(time.Microsecond), result)
 		}
 	}
 	tw.Flush()
@@ -253,7 +276,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, wait time.Dur
 	return nil
 }
 
-func drain(ch chan notify.Event) {
+func drain(ch chan demoapp.Received) {
 	for {
 		select {
 		case <-ch:
@@ -265,8 +288,8 @@ func drain(ch chan notify.Event) {
 
 // collect waits for n events, then a little longer for any extra ones, so
 // that an unexpected event shows as a mismatch.
-func collect(ch chan notify.Event, n int, wait time.Duration) []notify.Event {
-	var got []notify.Event
+func collect(ch chan demoapp.Received, n int, wait time.Duration) []demoapp.Received {
+	var got []demoapp.Received
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for len(got) < n {
@@ -289,15 +312,13 @@ func collect(ch chan notify.Event, n int, wait time.Duration) []notify.Event {
 	}
 }
 
-func sameEvents(got []notify.Event, want []string) bool {
+func sameEvents(got []demoapp.Received, want []string) bool {
 	if len(got) != len(want) {
 		return false
 	}
 	var g []string
-	for _, e := range got {
-		g = append(g, e.Scope.String()+" "+e.Reason.String())
+	for _, r := range got {
+		g = append(g, r.Event.Scope.String()+" "+r.Event.Reason.String())
 	}
 	return strings.Join(g, ",") == strings.Join(want, ",")
 }
-
-var _ = os.Stdout

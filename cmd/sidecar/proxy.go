@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hangup-dev/hangup/pkg/admin"
+	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 )
 
@@ -23,6 +25,7 @@ type proxyOptions struct {
 	logFormat, logLevel     string
 	maxHeaderListSize       uint32
 	shutdownTimeout         time.Duration
+	notify                  notify.Config
 }
 
 func newProxyCmd() *cobra.Command {
@@ -48,7 +51,8 @@ func newProxyCmd() *cobra.Command {
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.Uint32Var(&o.maxHeaderListSize, "max-header-list-size", proxy.DefaultMaxHeaderListSize, "largest header block accepted from a client, in bytes (minimum 4096)")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for connections to end")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for connections to end and events to be delivered")
+	addNotifyFlags(f, &o.notify)
 	return cmd
 }
 
@@ -56,6 +60,12 @@ func newProxyCmd() *cobra.Command {
 // names the flag, the value and what is expected.
 func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
 	cfg := proxy.Config{Logger: log, MaxHeaderListSize: o.maxHeaderListSize}
+	if err := o.notify.Validate(); err != nil {
+		return cfg, usageError{fmt.Errorf("invalid --%w", firstError(err))}
+	}
+	for name := range o.notify.HeaderAllowList() {
+		cfg.NotifyHeaders = append(cfg.NotifyHeaders, name)
+	}
 	if o.upstream == "" {
 		return cfg, usageError{errors.New("missing --upstream: want the app's address, host:port or unix:///path (also HANGUP_UPSTREAM)")}
 	}
@@ -94,8 +104,15 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return err
 	}
+	o.notify.Logger = log
+	notifier, err := notify.New(o.notify)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg.Sink = notifier
 	srv, err := proxy.New(cfg)
 	if err != nil {
+		_ = notifier.Close(context.Background())
 		return usageError{err}
 	}
 	ln, err := net.Listen("tcp", o.listen)
@@ -118,10 +135,12 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	}), log)
 	if err != nil {
 		_ = ln.Close()
+		_ = notifier.Close(context.Background())
 		return err
 	}
 	log.Info("hangup proxy started", "version", versionString(), "listen", ln.Addr().String(),
-		"upstream", cfg.Upstream.String(), "admin", adm.Addr().String(), "tls", cfg.TLS != nil)
+		"upstream", cfg.Upstream.String(), "admin", adm.Addr().String(), "tls", cfg.TLS != nil,
+		"notify", o.notify.Addr)
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
@@ -137,11 +156,37 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	defer cancel()
 	_ = adm.Shutdown(sctx)
 	_ = srv.Close()
+	// After the relay, so that the events of its last connections go out.
+	if nerr := notifier.Close(sctx); nerr != nil {
+		log.Warn("events left undelivered at shutdown", "err", nerr)
+	}
 	// Both goroutines have returned once their servers are closed.
 	for ; received < 2; received++ {
 		if e := <-errc; err == nil {
 			err = e
 		}
+	}
+	return err
+}
+
+// addNotifyFlags binds the DisconnectNotify delivery flags to c, with
+// notify's defaults.
+func addNotifyFlags(f *pflag.FlagSet, c *notify.Config) {
+	d := notify.DefaultConfig()
+	*c = d
+	f.StringVar(&c.Addr, "notify-addr", d.Addr, "the app's DisconnectNotify server: host:port or unix:///path; empty disables")
+	f.DurationVar(&c.Timeout, "notify-timeout", d.Timeout, "timeout of one Notify call")
+	f.IntVar(&c.QueueSize, "notify-queue-size", d.QueueSize, "most events waiting for delivery; beyond it the oldest are dropped and counted")
+	f.IntVar(&c.BatchMax, "notify-batch-max", d.BatchMax, "most events in one Notify call")
+	f.DurationVar(&c.BatchDelay, "notify-batch-delay", d.BatchDelay, "how long a batch waits for more events after its first")
+	f.StringSliceVar(&c.Headers, "notify-headers", nil, "request headers copied into events (comma-separated)")
+}
+
+// firstError keeps one line of a joined error: the first problem is enough
+// to act on.
+func firstError(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
+		return j.Unwrap()[0]
 	}
 	return err
 }

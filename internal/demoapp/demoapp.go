@@ -17,6 +17,9 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
 // Call is one handler invocation as the app saw it.
@@ -175,4 +178,34 @@ func (a *App) FullDuplexCall(s testgrpc.TestService_FullDuplexCallServer) error 
 			a.sent.Add(int64(p.GetSize()))
 		}
 	}
+}
+
+// Received is a DisconnectEvent as the app's receiver got it.
+type Received struct {
+	Event notify.Event
+	At    time.Time
+}
+
+// Receiver is the app's DisconnectNotify service: it hands every event it
+// receives to Events and answers OK.
+type Receiver struct {
+	notifyv1.UnimplementedDisconnectNotifyServer
+	Events chan Received
+}
+
+// NewReceiver returns a Receiver whose channel holds up to buffer events;
+// beyond that, events are refused with UNAVAILABLE and the sidecar retries.
+func NewReceiver(buffer int) *Receiver { return &Receiver{Events: make(chan Received, buffer)} }
+
+// Notify implements DisconnectNotify.
+func (r *Receiver) Notify(_ context.Context, req *notifyv1.NotifyRequest) (*notifyv1.NotifyResponse, error) {
+	now := time.Now()
+	for _, e := range req.GetEvents() {
+		select {
+		case r.Events <- Received{Event: notify.FromProto(e), At: now}:
+		default:
+			return nil, status.Error(codes.Unavailable, "receiver buffer full")
+		}
+	}
+	return &notifyv1.NotifyResponse{}, nil
 }
