@@ -73,6 +73,8 @@ ldflags_for() {
 	# Their release builds set these too; without them they print "dev".
 	ghz | grpcurl) echo "-s -w -X main.version=$2" ;;
 	helm) echo "-s -w -X helm.sh/helm/v3/internal/version.version=$2" ;;
+	# The version of the module pinned in tools/jaeger/go.mod.
+	jaeger) echo "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v1.76.0" ;;
 	*) echo "-s -w" ;;
 	esac
 }
@@ -124,68 +126,76 @@ build_one() {
 	esac
 }
 
+# check PATH ARGS... runs a built binary the way its check says and prints
+# its output; it fails if the binary does not exit 0 within a minute.
+check() {
+	timeout 60 "$@" 2>&1
+}
+
 install_tool() {
 	local name=$1 kind=$2 pkg=$3 ver=$4
 	shift 4
-	local check=("$@")
-	local start stamp state
+	local start stamp state="" out
 	start=$(date +%s.%N)
 	stamp=$(stamp_for "$name" "$kind" "$pkg" "$ver")
 	if [[ -x $bin/$name && -f $stamps/$name && $(cat "$stamps/$name") == "$stamp" ]]; then
-		state=cached
-	else
+		if out=$(check "$bin/$name" "$@"); then
+			state=cached
+		else
+			echo "install-tools: $name: the cached binary fails '$name $*'; rebuilding it" >&2
+		fi
+	fi
+	if [[ -z $state ]]; then
 		rm -f "$stamps/$name"
 		mkdir -p "$bin/.new"
 		build_one "$name" "$kind" "$pkg" "$ver" "$bin/.new/$name"
-		state=built
-	fi
-	local probe=$bin/$name
-	[[ $state == built ]] && probe=$bin/.new/$name
-	local out
-	if ! out=$(timeout 60 "$probe" "${check[@]}" 2>&1); then
-		rm -f "$bin/.new/$name"
-		die "$name: '$name ${check[*]}' failed: $out"
-	fi
-	if [[ $state == built ]]; then
+		if ! out=$(check "$bin/.new/$name" "$@"); then
+			rm -f "$bin/.new/$name"
+			die "$name: '$name $*' failed after building it: $out"
+		fi
 		mv -f "$bin/.new/$name" "$bin/$name"
 		echo "$stamp" >"$stamps/$name"
+		state=built
 	fi
-	local took
+	local took first
 	took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-	# First non-empty line of the check output, as a version hint.
-	local first
-	first=$(printf '%s\n' "$out" | sed -n '/[^[:space:]]/{p;q}' | cut -c1-60)
+	# First non-empty line of the check output that is not a log line
+	# (Jaeger logs before it prints its version), as a version hint.
+	first=$(printf '%s\n' "$out" | sed -n '/^[0-9]\{4\}\/[0-9][0-9]\/[0-9][0-9] /d; /[^[:space:]]/{p;q}' | cut -c1-60)
 	printf '%-20s %-6s %6ss  %s\n' "$name" "$state" "$took" "$first"
+}
+
+# line_of NAME prints the tool table line of NAME, or fails.
+line_of() {
+	local line n
+	for line in "${tools[@]}"; do
+		read -r n _ <<<"$line"
+		if [[ $n == "$1" ]]; then
+			echo "$line"
+			return 0
+		fi
+	done
+	return 1
 }
 
 main() {
 	command -v go >/dev/null || die "go is not on PATH"
-	mkdir -p "$bin" "$stamps"
-	local want=("$@") line name found
-	if [[ ${#want[@]} -eq 0 ]]; then
-		for line in "${tools[@]}"; do
-			read -r name _ <<<"$line"
-			want+=("$name")
-		done
-	fi
+	local want=("$@") line name names=()
+	for line in "${tools[@]}"; do
+		read -r name _ <<<"$line"
+		names+=("$name")
+	done
+	[[ ${#want[@]} -gt 0 ]] || want=("${names[@]}")
+	# Check every name before building anything: a typo should not cost a
+	# five-minute build first.
 	for name in "${want[@]}"; do
-		found=""
-		for line in "${tools[@]}"; do
-			local fields
-			read -r -a fields <<<"$line"
-			if [[ ${fields[0]} == "$name" ]]; then
-				found=1
-				install_tool "${fields[@]}"
-			fi
-		done
-		if [[ -z $found ]]; then
-			local names=() n
-			for line in "${tools[@]}"; do
-				read -r n _ <<<"$line"
-				names+=("$n")
-			done
-			die "unknown tool '$name'; known tools: ${names[*]}"
-		fi
+		line_of "$name" >/dev/null || die "unknown tool '$name'; known tools: ${names[*]}"
+	done
+	mkdir -p "$bin" "$stamps"
+	for name in "${want[@]}"; do
+		local fields
+		read -r -a fields <<<"$(line_of "$name")"
+		install_tool "${fields[@]}"
 	done
 }
 
