@@ -1,0 +1,61 @@
+# hangup — common tasks. `make test` is what CI runs (through .ci/run).
+GO      ?= go
+export HANGUP_CACHE ?= $(HOME)/.cache/hangup
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+# Test tools the Go tests run (built once into $(HANGUP_CACHE)/bin).
+TEST_TOOLS ?= h2spec grpc-interop-client grpc-interop-server
+# How long each fuzz target runs in `make fuzz`.
+FUZZTIME ?= 10s
+
+.PHONY: all build test test-go tools debs demo bench lint fuzz generate check-generated clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/sidecar ./cmd/sidecar
+
+## tools: build the pinned test tools into the cache (seconds when warm).
+tools:
+	scripts/install-tools.sh $(TEST_TOOLS)
+
+## debs: the Debian packages the tests use (network namespaces, peers).
+debs:
+	scripts/install-debs.sh
+
+## test: every test, with the race detector, against real peers.
+test: tools test-go
+
+test-go:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## demo: a demo app, the sidecar and clients that disconnect in every way.
+demo:
+	$(GO) run ./cmd/sidecar demo
+
+## bench: the relay against direct calls, in one run, with ratios.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3000x ./test/bench ./pkg/proxy
+
+## fuzz: each fuzz target for FUZZTIME.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## lint: formatting, vet, and generated code up to date.
+lint: check-generated
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+generate:
+	scripts/gen-proto.sh
+
+check-generated:
+	scripts/check-generated.sh
+
+clean:
+	rm -rf bin
