@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -109,4 +110,10 @@ func getOK(ctx context.Context, client *http.Client, url string) error {
 		return fmt.Errorf("status %s, want 200 OK", resp.Status)
 	}
 	return nil
+}
+
+// FreeAddr returns "127.0.0.1:PORT" for a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }

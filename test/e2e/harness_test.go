@@ -1,0 +1,144 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/proto"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/internal/demoapp"
+	"github.com/hangup-dev/hangup/internal/h2raw"
+)
+
+const fullDuplex = "/grpc.testing.TestService/FullDuplexCall"
+
+// serve runs a gRPC server on ln until the test ends.
+func serve(t *testing.T, gs *grpc.Server, ln net.Listener) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = gs.Serve(ln) }()
+	t.Cleanup(func() { gs.Stop(); <-done })
+}
+
+func listen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// startApp runs the demo app on 127.0.0.1.
+func startApp(t *testing.T) (*demoapp.App, string) {
+	t.Helper()
+	app := demoapp.New(1024)
+	gs := grpc.NewServer(app.ServerOptions()...)
+	app.Register(gs)
+	ln := listen(t, "127.0.0.1:0")
+	serve(t, gs, ln)
+	return app, ln.Addr().String()
+}
+
+// startReceiver runs a DisconnectNotify receiver on addr ("127.0.0.1:0"
+// for any port), with opts around it (interceptors that fail or stall).
+func startReceiver(t *testing.T, addr string, opts ...grpc.ServerOption) (*demoapp.Receiver, string) {
+	t.Helper()
+	r := demoapp.NewReceiver(100000)
+	gs := grpc.NewServer(opts...)
+	notifyv1.RegisterDisconnectNotifyServer(gs, r)
+	ln := listen(t, addr)
+	serve(t, gs, ln)
+	return r, ln.Addr().String()
+}
+
+func grpcClient(t *testing.T, addr string) testgrpc.TestServiceClient {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return testgrpc.NewTestServiceClient(cc)
+}
+
+// openRawStream opens stream 1 with a raw client and waits until the app's
+// handler has answered once.
+func openRawStream(t *testing.T, addr string, headers ...string) *h2raw.Client {
+	t.Helper()
+	c, err := h2raw.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	msg, _ := proto.Marshal(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
+	if err := c.OpenStream(1, h2raw.GRPCRequest(fullDuplex, headers...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMessage(1, msg, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool { return f.Header().Type == http2.FrameData }); err != nil {
+		t.Fatalf("waiting for the app's first message: %v", err)
+	}
+	return c
+}
+
+// receive returns n events from r, failing after d.
+func receive(t *testing.T, r *demoapp.Receiver, n int, d time.Duration) []demoapp.Received {
+	t.Helper()
+	var got []demoapp.Received
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for len(got) < n {
+		select {
+		case e := <-r.Events:
+			got = append(got, e)
+		case <-timer.C:
+			t.Fatalf("received %d events within %v, want %d", len(got), d, n)
+		}
+	}
+	return got
+}
+
+// nothingMore fails if r receives an event within d.
+func nothingMore(t *testing.T, r *demoapp.Receiver, d time.Duration) {
+	t.Helper()
+	select {
+	case e := <-r.Events:
+		t.Fatalf("unexpected extra event %+v", e.Event)
+	case <-time.After(d):
+	}
+}
+
+func waitCall(t *testing.T, app *demoapp.App, d time.Duration) demoapp.Call {
+	t.Helper()
+	select {
+	case c := <-app.Ended:
+		return c
+	case <-time.After(d):
+		t.Fatalf("no app call ended within %v", d)
+	}
+	return demoapp.Call{}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func percentile(d []time.Duration, q float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*q))]
+}

@@ -1,0 +1,13 @@
+// Package e2e tests the built sidecar binary end to end: a real grpc-go app
+// and DisconnectNotify receiver, real clients, and the events the app gets.
+package e2e
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
