@@ -1,0 +1,419 @@
+package keepalive
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// GracefulLastStreamID is the last-stream-id of the first GOAWAY of a
+// graceful drain (RFC 9113 §6.8: 2^31-1 tells the client to stop opening
+// streams while every stream already in flight is still accepted).
+const GracefulLastStreamID = 1<<31 - 1
+
+// GOAWAY debug data the policy asks for, as grpc-go sends them.
+const (
+	DebugTooManyPings     = "too_many_pings"
+	DebugMaxIdle          = "max_idle"
+	DebugMaxAge           = "max_age"
+	DebugShutdown         = "shutdown"
+	DebugKeepaliveTimeout = "keepalive_timeout"
+)
+
+// pingTag starts the opaque data of every PING the policy sends; the other
+// four bytes are a per-connection counter.
+var pingTag = [4]byte{'h', 'g', 'u', 'p'}
+
+// Kind says what the relay must do.
+type Kind uint8
+
+// Kinds of Action. After GoAwayTooManyPings, CloseDead or Close the policy is
+// finished: it returns no more actions and Deadline is zero.
+const (
+	// None: nothing to do. Never returned inside a slice; the zero Action.
+	None Kind = iota
+	// SendPing: write PING (not ACK) with Action.Ping to the client.
+	SendPing
+	// GoAwayGraceful: phase 1 of a drain. Write GOAWAY(last-stream-id
+	// GracefulLastStreamID, NO_ERROR, Action.Debug) and then PING with
+	// Action.Ping. Streams the client opens meanwhile are still accepted.
+	GoAwayGraceful
+	// GoAwayFinal: phase 2 of a drain. Write GOAWAY(last-stream-id = the
+	// highest stream id the relay has accepted, NO_ERROR, Action.Debug) and
+	// refuse newer streams. The policy says Close when no stream remains.
+	GoAwayFinal
+	// GoAwayTooManyPings: write GOAWAY(last-stream-id = highest accepted,
+	// ENHANCE_YOUR_CALM, "too_many_pings") and close the connection; open
+	// streams end with Reason (PING_ABUSE).
+	GoAwayTooManyPings
+	// CloseDead: the client did not answer a PING within Timeout. Close the
+	// connection; open streams end with Reason (KEEPALIVE_TIMEOUT).
+	CloseDead
+	// Close: the drain is over, either because no stream remains or because
+	// its grace or drain timeout passed. Close the connection; streams still
+	// open end with Reason (MAX_AGE or SHUTDOWN).
+	Close
+)
+
+var kindNames = [...]string{"None", "SendPing", "GoAwayGraceful", "GoAwayFinal", "GoAwayTooManyPings", "CloseDead", "Close"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Action is one thing the relay must do, see Kind.
+type Action struct {
+	Kind Kind
+	// Ping is the opaque data of the PING to write (SendPing, GoAwayGraceful).
+	Ping [8]byte
+	// Debug is the GOAWAY debug data (GoAway*), or for CloseDead and Close
+	// the same word for logs.
+	Debug string
+	// Reason is why the connection is being ended, for the disconnect events
+	// of the streams the action cuts off.
+	Reason notify.Reason
+}
+
+type state uint8
+
+const (
+	stateOpen     state = iota
+	stateHeadsUp        // phase 1 GOAWAY and its PING sent, waiting for the ACK
+	stateDraining       // final GOAWAY sent, waiting for the streams
+	stateFinished       // a terminal action was returned
+)
+
+// Policy is the keepalive state of one client connection. It is not safe for
+// concurrent use: the relay calls it under the connection's lock.
+type Policy struct {
+	// Immutable after New.
+	cfg   Config
+	ageAt time.Time // MaxConnectionAge with jitter; zero when off
+
+	// now is the latest time passed in. Times that go backwards (the relay
+	// read the clock before waiting for its lock) are raised to it, so the
+	// policy only ever sees time move forward.
+	now time.Time
+
+	// Liveness.
+	lastRead   time.Time // last frame read from the client
+	pingOut    bool      // one of our PINGs is sent and no frame read since
+	pingSentAt time.Time // when the oldest such PING was sent
+	pingSeq    uint32    // counter of our PINGs; the last one sent
+
+	// Enforcement of client PINGs.
+	lastPingAt   time.Time // last client PING; zero before the first
+	strikes      int
+	resetStrikes bool // HEADERS or DATA written since the last client PING
+
+	// Streams and idleness.
+	streams   int
+	idleSince time.Time // when streams last became 0; zero while busy
+
+	// Draining.
+	state       state
+	ageFired    bool
+	drainReason notify.Reason
+	drainDebug  string
+	drainPing   [8]byte
+	headsUpAt   time.Time     // when phase 1 was sent
+	closeAt     time.Time     // grace or drain timeout; zero for none
+	closeReason notify.Reason // reason of streams cut off at closeAt
+	closeDebug  string
+}
+
+// New returns the policy of a connection accepted at now. cfg should have
+// passed Validate; values out of range are raised to the nearest accepted
+// one. rnd returns a number in [0, 1) and draws the jitter of
+// MaxConnectionAge; nil uses math/rand/v2.Float64.
+func New(cfg Config, now time.Time, rnd func() float64) *Policy {
+	cfg = cfg.normalized()
+	p := &Policy{cfg: cfg, now: now, lastRead: now, idleSince: now}
+	if cfg.MaxConnectionAge > 0 {
+		if rnd == nil {
+			rnd = rand.Float64
+		}
+		p.ageAt = now.Add(jittered(cfg.MaxConnectionAge, rnd()))
+	}
+	return p
+}
+
+// jittered spreads d by ±maxAgeJitter: r = 0 gives -10%, r → 1 gives +10%.
+// r outside [0, 1] is clamped and NaN counts as 0.5, so a bad source of
+// randomness can narrow the spread but never widen it.
+func jittered(d time.Duration, r float64) time.Duration {
+	if math.IsNaN(r) {
+		r = 0.5
+	}
+	r = min(max(r, 0), 1)
+	return d + time.Duration((2*r-1)*maxAgeJitter*float64(d))
+}
+
+// Config returns the configuration in use (after normalisation).
+func (p *Policy) Config() Config { return p.cfg }
+
+// advance records now and returns the time to act on: never earlier than any
+// time seen before.
+func (p *Policy) advance(now time.Time) time.Time {
+	if now.After(p.now) {
+		p.now = now
+	}
+	return p.now
+}
+
+// FrameRead records that a frame of any type was read from the client: it
+// postpones the next keepalive PING and proves the client alive, like any
+// ACK would.
+func (p *Policy) FrameRead(now time.Time) {
+	now = p.advance(now)
+	p.lastRead = now
+	p.pingOut = false
+}
+
+// HeadersOrDataWritten records that HEADERS or DATA went to the client. As in
+// grpc-go, the next client PING then resets the strikes to zero and is not
+// judged itself: a client that gets responses may keep its keepalive going.
+func (p *Policy) HeadersOrDataWritten(now time.Time) {
+	p.advance(now)
+	p.resetStrikes = true
+}
+
+// PingReceived judges a PING (not ACK) from the client; it also counts as a
+// frame read, so calling FrameRead for it as well is harmless. It returns
+// GoAwayTooManyPings once the client has more than MaxPingStrikes strikes.
+func (p *Policy) PingReceived(now time.Time) []Action {
+	p.FrameRead(now)
+	now = p.now
+	if p.state == stateFinished {
+		return nil
+	}
+	last := p.lastPingAt
+	p.lastPingAt = now
+	if p.resetStrikes {
+		p.resetStrikes = false
+		p.strikes = 0
+		return nil
+	}
+	minGap := p.cfg.MinTime
+	if p.streams == 0 && !p.cfg.PermitWithoutStream {
+		minGap = noStreamPingInterval
+	}
+	if !last.IsZero() && now.Sub(last) < minGap {
+		p.strikes++
+	}
+	if p.strikes <= MaxPingStrikes {
+		return nil
+	}
+	p.state = stateFinished
+	return []Action{{Kind: GoAwayTooManyPings, Debug: DebugTooManyPings, Reason: notify.ReasonPingAbuse}}
+}
+
+// IsOwnPing reports whether data is the opaque data of a PING this policy
+// asked to send. The relay passes ACKs carrying it to PingAckReceived and
+// forwards every other ACK to the app.
+func (p *Policy) IsOwnPing(data [8]byte) bool {
+	if [4]byte(data[:4]) != pingTag {
+		return false
+	}
+	seq := binary.BigEndian.Uint32(data[4:])
+	return seq >= 1 && seq <= p.pingSeq
+}
+
+// PingAckReceived handles the ACK of one of our PINGs (see IsOwnPing); it
+// also counts as a frame read. The ACK of the phase-1 PING of a drain
+// returns GoAwayFinal, followed by Close when no stream is open.
+func (p *Policy) PingAckReceived(now time.Time, data [8]byte) []Action {
+	p.FrameRead(now)
+	if p.state != stateHeadsUp || data != p.drainPing {
+		return nil
+	}
+	return p.final(nil)
+}
+
+// StreamOpened records a new stream from the client.
+func (p *Policy) StreamOpened(now time.Time) {
+	p.advance(now)
+	p.streams++
+	p.idleSince = time.Time{}
+}
+
+// StreamClosed records that a stream ended, whatever the way. When it was the
+// last one and the final GOAWAY is out, it returns Close. Unbalanced calls
+// are ignored: the count never goes below zero.
+func (p *Policy) StreamClosed(now time.Time) []Action {
+	now = p.advance(now)
+	if p.streams == 0 {
+		return nil
+	}
+	p.streams--
+	if p.streams > 0 {
+		return nil
+	}
+	p.idleSince = now
+	if p.state != stateDraining {
+		return nil
+	}
+	return p.finish(nil, Close, p.drainReason, p.drainDebug)
+}
+
+// Drain starts the graceful shutdown of the connection (SIGTERM): the same
+// two-phase GOAWAY as max-age, with debug "shutdown"; streams still open
+// timeout later are cut off with reason SHUTDOWN. timeout <= 0 waits for the
+// streams without limit. When a drain is already under way no new GOAWAY is
+// sent, but the earlier of the two deadlines applies.
+func (p *Policy) Drain(now time.Time, timeout time.Duration) []Action {
+	now = p.advance(now)
+	var closeBy time.Time
+	if timeout > 0 {
+		closeBy = now.Add(timeout)
+	}
+	return p.startDrain(nil, now, notify.ReasonShutdown, DebugShutdown, closeBy)
+}
+
+// Tick does whatever is due at now. The relay calls it when its timer set to
+// Deadline fires; an early call does nothing, a late one catches up on
+// everything that came due meanwhile, in this order: keepalive timeout, the
+// grace or drain deadline, the phase-1 ACK timeout, max-age, max-idle, the
+// keepalive PING.
+func (p *Policy) Tick(now time.Time) []Action {
+	now = p.advance(now)
+	if p.state == stateFinished {
+		return nil
+	}
+	if p.pingOut && !now.Before(p.pingSentAt.Add(p.cfg.Timeout)) {
+		return p.finish(nil, CloseDead, notify.ReasonKeepaliveTimeout, DebugKeepaliveTimeout)
+	}
+	var acts []Action
+	if p.state != stateOpen && !p.closeAt.IsZero() && !now.Before(p.closeAt) {
+		if p.state == stateHeadsUp {
+			acts = p.final(acts)
+			if p.state == stateFinished {
+				return acts
+			}
+		}
+		return p.finish(acts, Close, p.closeReason, p.closeDebug)
+	}
+	if p.state == stateHeadsUp && !now.Before(p.headsUpAt.Add(p.cfg.Timeout)) {
+		acts = p.final(acts)
+		if p.state == stateFinished {
+			return acts
+		}
+	}
+	if !p.ageAt.IsZero() && !p.ageFired && !now.Before(p.ageAt) {
+		p.ageFired = true
+		var closeBy time.Time
+		if p.cfg.MaxConnectionAgeGrace > 0 {
+			closeBy = now.Add(p.cfg.MaxConnectionAgeGrace)
+		}
+		acts = p.startDrain(acts, now, notify.ReasonMaxAge, DebugMaxAge, closeBy)
+	}
+	if idle := p.idleDeadline(); p.state == stateOpen && !idle.IsZero() && !now.Before(idle) {
+		acts = p.startDrain(acts, now, notify.ReasonIdleTimeout, DebugMaxIdle, time.Time{})
+	}
+	if !p.pingOut && !now.Before(p.lastRead.Add(p.cfg.Time)) {
+		data := p.nextPing(now)
+		acts = append(acts, Action{Kind: SendPing, Ping: data})
+	}
+	return acts
+}
+
+// Deadline is when Tick must run next; zero when nothing is pending. After
+// Tick(now) it is always later than now. After other calls it can lie in the
+// past when the relay has not yet ticked for something overdue: the relay's
+// timer then fires at once.
+func (p *Policy) Deadline() time.Time {
+	if p.state == stateFinished {
+		return time.Time{}
+	}
+	var d time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	if p.pingOut {
+		earliest(p.pingSentAt.Add(p.cfg.Timeout))
+	} else {
+		earliest(p.lastRead.Add(p.cfg.Time))
+	}
+	if p.state == stateHeadsUp {
+		earliest(p.headsUpAt.Add(p.cfg.Timeout))
+	}
+	if p.state != stateOpen {
+		earliest(p.closeAt)
+	}
+	if !p.ageFired {
+		earliest(p.ageAt)
+	}
+	if p.state == stateOpen {
+		earliest(p.idleDeadline())
+	}
+	return d
+}
+
+// idleDeadline is when the connection counts as idle for too long; zero when
+// max-idle is off or a stream is open.
+func (p *Policy) idleDeadline() time.Time {
+	if p.cfg.MaxConnectionIdle == 0 || p.streams > 0 {
+		return time.Time{}
+	}
+	return p.idleSince.Add(p.cfg.MaxConnectionIdle)
+}
+
+// nextPing picks the data of a new PING sent at now and marks a PING
+// outstanding unless one already is (the oldest unanswered PING times out).
+func (p *Policy) nextPing(now time.Time) [8]byte {
+	p.pingSeq++
+	var data [8]byte
+	copy(data[:4], pingTag[:])
+	binary.BigEndian.PutUint32(data[4:], p.pingSeq)
+	if !p.pingOut {
+		p.pingOut = true
+		p.pingSentAt = now
+	}
+	return data
+}
+
+// startDrain begins phase 1 with the given reason, or, when a drain is
+// already under way, only brings its close deadline forward to closeBy.
+func (p *Policy) startDrain(acts []Action, now time.Time, reason notify.Reason, debug string, closeBy time.Time) []Action {
+	switch p.state {
+	case stateFinished:
+		return acts
+	case stateOpen:
+		p.state = stateHeadsUp
+		p.headsUpAt = now
+		p.drainReason, p.drainDebug = reason, debug
+		p.closeAt, p.closeReason, p.closeDebug = closeBy, reason, debug
+		p.drainPing = p.nextPing(now)
+		return append(acts, Action{Kind: GoAwayGraceful, Ping: p.drainPing, Debug: debug, Reason: reason})
+	}
+	if !closeBy.IsZero() && (p.closeAt.IsZero() || closeBy.Before(p.closeAt)) {
+		p.closeAt, p.closeReason, p.closeDebug = closeBy, reason, debug
+	}
+	return acts
+}
+
+// final moves from phase 1 to phase 2 and closes at once when no stream is
+// open.
+func (p *Policy) final(acts []Action) []Action {
+	p.state = stateDraining
+	acts = append(acts, Action{Kind: GoAwayFinal, Debug: p.drainDebug, Reason: p.drainReason})
+	if p.streams == 0 {
+		return p.finish(acts, Close, p.drainReason, p.drainDebug)
+	}
+	return acts
+}
+
+// finish appends a terminal action and ends the policy.
+func (p *Policy) finish(acts []Action, k Kind, reason notify.Reason, debug string) []Action {
+	p.state = stateFinished
+	return append(acts, Action{Kind: k, Debug: debug, Reason: reason})
+}
