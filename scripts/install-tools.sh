@@ -119,7 +119,9 @@ build_one() {
 	wrap)
 		# -mod=readonly: the committed go.mod/go.sum are the pin; a build that
 		# would need to change them is an error, not a silent re-resolve.
-		(cd "$root/tools/$ver" && go build -mod=readonly -trimpath -ldflags="$ldflags" -o "$out" "$pkg") ||
+		# -buildvcs=false: the wrapper sits in hangup's checkout, whose git
+		# state says nothing about the tool (and may be unreadable in CI).
+		(cd "$root/tools/$ver" && go build -mod=readonly -buildvcs=false -trimpath -ldflags="$ldflags" -o "$out" "$pkg") ||
 			die "$name: go build $pkg in tools/$ver failed"
 		;;
 	*) die "$name: unknown kind $kind" ;;
@@ -192,11 +194,13 @@ main() {
 		line_of "$name" >/dev/null || die "unknown tool '$name'; known tools: ${names[*]}"
 	done
 	mkdir -p "$bin" "$stamps"
+	local start=$SECONDS
 	for name in "${want[@]}"; do
 		local fields
 		read -r -a fields <<<"$(line_of "$name")"
 		install_tool "${fields[@]}"
 	done
+	echo "install-tools: ${#want[@]} tools ready in $bin ($((SECONDS - start))s)"
 }
 
 # On one line with main so that bash, which reads a script as it runs it,
