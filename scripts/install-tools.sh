@@ -27,8 +27,9 @@ export GOTOOLCHAIN=local
 # Static binaries, no C compiler needed on the CI machine.
 export CGO_ENABLED=0
 
-# Kubernetes reports its version from these variables; without them
-# kube-apiserver says v0.0.0-master and refuses its own emulation version.
+# Kubernetes reports its version from these variables, as its release
+# build sets them; without them kube-apiserver and kubectl call themselves
+# v0.0.0-master, which version-skew checks and tests cannot reason about.
 k8s_version=v1.37.2
 k8s_build_date=2026-10-27T12:01:04Z # the tag's commit time, for reproducible builds
 k8s_ldflags=""
