@@ -27,8 +27,9 @@ export GOTOOLCHAIN=local
 # Static binaries, no C compiler needed on the CI machine.
 export CGO_ENABLED=0
 
-# Kubernetes reports its version from these variables; without them
-# kube-apiserver says v0.0.0-master and refuses its own emulation version.
+# Kubernetes reports its version from these variables, as its release
+# build sets them; without them kube-apiserver and kubectl call themselves
+# v0.0.0-master, which version-skew checks and tests cannot reason about.
 k8s_version=v1.37.2
 k8s_build_date=2026-10-27T12:01:04Z # the tag's commit time, for reproducible builds
 k8s_ldflags=""
@@ -119,7 +120,9 @@ build_one() {
 	wrap)
 		# -mod=readonly: the committed go.mod/go.sum are the pin; a build that
 		# would need to change them is an error, not a silent re-resolve.
-		(cd "$root/tools/$ver" && go build -mod=readonly -trimpath -ldflags="$ldflags" -o "$out" "$pkg") ||
+		# -buildvcs=false: the wrapper sits in hangup's checkout, whose git
+		# state says nothing about the tool (and may be unreadable in CI).
+		(cd "$root/tools/$ver" && go build -mod=readonly -buildvcs=false -trimpath -ldflags="$ldflags" -o "$out" "$pkg") ||
 			die "$name: go build $pkg in tools/$ver failed"
 		;;
 	*) die "$name: unknown kind $kind" ;;
@@ -192,11 +195,13 @@ main() {
 		line_of "$name" >/dev/null || die "unknown tool '$name'; known tools: ${names[*]}"
 	done
 	mkdir -p "$bin" "$stamps"
+	local start=$SECONDS
 	for name in "${want[@]}"; do
 		local fields
 		read -r -a fields <<<"$(line_of "$name")"
 		install_tool "${fields[@]}"
 	done
+	echo "install-tools: ${#want[@]} tools ready in $bin ($((SECONDS - start))s)"
 }
 
 # On one line with main so that bash, which reads a script as it runs it,
