@@ -590,3 +590,31 @@ func TestKindString(t *testing.T) {
 		}
 	}
 }
+
+// The calls made for every frame must not allocate (DESIGN: per-frame
+// bookkeeping allocates nothing in the steady state).
+func TestPerFrameCallsDoNotAllocate(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxConnectionIdle = time.Minute
+	p := New(cfg, t0, half)
+	now := t0
+	tests := []struct {
+		name string
+		call func()
+	}{
+		{"FrameRead", func() { now = now.Add(time.Millisecond); p.FrameRead(now) }},
+		{"HeadersOrDataWritten", func() { p.HeadersOrDataWritten(now) }},
+		{"StreamOpened and StreamClosed", func() { p.StreamOpened(now); p.StreamClosed(now) }},
+		{"PingReceived within policy", func() { p.HeadersOrDataWritten(now); p.PingReceived(now) }},
+		{"Tick early", func() { p.Tick(now) }},
+		{"Deadline", func() { p.Deadline() }},
+		{"IsOwnPing", func() { p.IsOwnPing([8]byte{'h', 'g', 'u', 'p', 0, 0, 0, 1}) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if n := testing.AllocsPerRun(100, tt.call); n != 0 {
+				t.Errorf("%s allocates %v times per call, want 0", tt.name, n)
+			}
+		})
+	}
+}
