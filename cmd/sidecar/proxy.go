@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hangup-dev/hangup/pkg/admin"
+	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 )
@@ -24,7 +25,9 @@ type proxyOptions struct {
 	tlsCert, tlsKey         string
 	logFormat, logLevel     string
 	maxHeaderListSize       uint32
-	shutdownTimeout         time.Duration
+	drainTimeout            time.Duration
+	keepalive               keepalive.Config
+	limits                  proxy.Limits
 	notify                  notify.Config
 }
 
@@ -51,7 +54,11 @@ func newProxyCmd() *cobra.Command {
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.Uint32Var(&o.maxHeaderListSize, "max-header-list-size", proxy.DefaultMaxHeaderListSize, "largest header block accepted from a client, in bytes (minimum 4096)")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for connections to end and events to be delivered")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
+	addKeepaliveFlags(f, &o.keepalive)
+	f.IntVar(&o.limits.MaxPrematureResets, "max-premature-resets", proxy.DefaultMaxPrematureResets, "Rapid Reset defence: streams reset within 1s of opening before the connection is closed (when at least half of its streams)")
+	f.IntVar(&o.limits.MaxEmptyFrames, "max-empty-frames", proxy.DefaultMaxEmptyFrames, "empty DATA frames in a row before the connection is closed")
+	f.IntVar(&o.limits.MaxSettingsPerSecond, "max-settings-per-second", proxy.DefaultMaxSettingsPerSecond, "SETTINGS frames a client may send per second")
 	addNotifyFlags(f, &o.notify)
 	return cmd
 }
@@ -59,7 +66,19 @@ func newProxyCmd() *cobra.Command {
 // proxyConfig turns the options into a proxy.Config, or a usage error that
 // names the flag, the value and what is expected.
 func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
-	cfg := proxy.Config{Logger: log, MaxHeaderListSize: o.maxHeaderListSize}
+	cfg := proxy.Config{Logger: log, MaxHeaderListSize: o.maxHeaderListSize, Keepalive: o.keepalive, Limits: o.limits}
+	if err := o.keepalive.Validate(); err != nil {
+		return cfg, usageError{fmt.Errorf("invalid --%w", firstError(err))}
+	}
+	for name, v := range map[string]int{"max-premature-resets": o.limits.MaxPrematureResets,
+		"max-empty-frames": o.limits.MaxEmptyFrames, "max-settings-per-second": o.limits.MaxSettingsPerSecond} {
+		if v < 1 {
+			return cfg, usageError{fmt.Errorf("invalid --%s %d: want at least 1", name, v)}
+		}
+	}
+	if o.drainTimeout < 0 {
+		return cfg, usageError{fmt.Errorf("invalid --drain-timeout %s: want a duration of 0s or more", o.drainTimeout)}
+	}
 	if err := o.notify.Validate(); err != nil {
 		return cfg, usageError{fmt.Errorf("invalid --%w", firstError(err))}
 	}
@@ -152,14 +171,17 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	case err = <-errc:
 		received++
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	// Drain: graceful GOAWAY to every client, streams get drainTimeout,
+	// then the events of the last connections get a moment to go out.
+	sctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout+notifyFlushGrace)
 	defer cancel()
-	_ = adm.Shutdown(sctx)
-	_ = srv.Close()
-	// After the relay, so that the events of its last connections go out.
+	if derr := srv.Shutdown(sctx, o.drainTimeout); derr != nil {
+		log.Warn("connections left at the end of the drain were closed", "err", derr)
+	}
 	if nerr := notifier.Close(sctx); nerr != nil {
 		log.Warn("events left undelivered at shutdown", "err", nerr)
 	}
+	_ = adm.Shutdown(sctx)
 	// Both goroutines have returned once their servers are closed.
 	for ; received < 2; received++ {
 		if e := <-errc; err == nil {
@@ -167,6 +189,22 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		}
 	}
 	return err
+}
+
+// notifyFlushGrace is how long events may take to go out after the drain.
+const notifyFlushGrace = 2 * time.Second
+
+// addKeepaliveFlags binds the connection policy's flags to c, with
+// keepalive's defaults (grpc-go's words and meanings).
+func addKeepaliveFlags(f *pflag.FlagSet, c *keepalive.Config) {
+	d := keepalive.DefaultConfig()
+	f.DurationVar(&c.Time, "keepalive-time", d.Time, "ping a client after this long without a frame from it (minimum 1s)")
+	f.DurationVar(&c.Timeout, "keepalive-timeout", d.Timeout, "a client that answers neither the ping nor anything else this long is dead: KEEPALIVE_TIMEOUT (minimum 1s)")
+	f.DurationVar(&c.MinTime, "keepalive-min-time", d.MinTime, "clients pinging more often than this get strikes; past 2, GOAWAY too_many_pings (PING_ABUSE)")
+	f.BoolVar(&c.PermitWithoutStream, "keepalive-permit-without-stream", d.PermitWithoutStream, "allow client pings while no stream is open")
+	f.DurationVar(&c.MaxConnectionIdle, "max-connection-idle", d.MaxConnectionIdle, "graceful GOAWAY (max_idle) after this long without streams; 0 is off")
+	f.DurationVar(&c.MaxConnectionAge, "max-connection-age", d.MaxConnectionAge, "graceful GOAWAY (max_age) after this long, ±10% jitter; 0 is off")
+	f.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", d.MaxConnectionAgeGrace, "after the max-age GOAWAY, cut off streams still open this much later (MAX_AGE); 0 waits for them")
 }
 
 // addNotifyFlags binds the DisconnectNotify delivery flags to c, with

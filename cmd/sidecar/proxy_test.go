@@ -48,8 +48,10 @@ func TestProbes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runProxy(ctx, proxyOptions{listen: freeAddr(t), upstream: appAddr, admin: admin,
-			logFormat: "text", logLevel: "error", shutdownTimeout: 5 * time.Second})
+		cmd := newRootCmd()
+		cmd.SetArgs([]string{"proxy", "--listen", freeAddr(t), "--upstream", appAddr, "--admin", admin,
+			"--log-level", "error", "--drain-timeout", "1s", "--notify-addr", ""})
+		done <- cmd.ExecuteContext(ctx)
 	}()
 
 	if code, body := getStatus(t, "http://"+admin+"/healthz"); code != 200 || body != "ok\n" {

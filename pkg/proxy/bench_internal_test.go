@@ -12,14 +12,15 @@ type discardConn struct{ net.Conn }
 
 func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
 func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+func (discardConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 
 // BenchmarkForwardDataFrames walks and forwards batches of 1 KiB DATA
 // frames on an open stream, as the hot path does, and reports allocations
 // per forwarded frame (the goal is zero).
 func BenchmarkForwardDataFrames(b *testing.B) {
 	srv, _ := New(Config{Upstream: Address{Network: "tcp", Address: "127.0.0.1:1"}, Sink: notify.SinkFunc(func(notify.Event) {})})
-	c := &conn{srv: srv, id: "bench", toApp: &wire{conn: discardConn{}}, toClient: &wire{conn: discardConn{}}, streams: newStreamTable()}
-	c.appMaxFrame.Store(defaultMaxFrameSize)
+	c := newConn(srv, discardConn{}, discardConn{})
+	defer c.stopTimer()
 	c.streams.start(1, time.Now())
 	f := &forwarder{c: c, toApp: true, dst: c.toApp, dec: newHeaderDecoder(DefaultMaxHeaderListSize), enc: newRequestEncoder()}
 	const perBatch = 16

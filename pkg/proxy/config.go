@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -42,6 +43,12 @@ type Config struct {
 	// Linger is how long a side may stay open after the other closed.
 	// Default DefaultLinger.
 	Linger time.Duration
+	// Keepalive is the connection policy: keepalive PINGs and timeout, ping
+	// enforcement, idle and age limits. The zero value means
+	// keepalive.DefaultConfig().
+	Keepalive keepalive.Config
+	// Limits are the abuse limits; zero fields mean their defaults.
+	Limits Limits
 	// NotifyHeaders names request headers copied into disconnect events.
 	NotifyHeaders []string
 	// Sink receives disconnect events; nil logs them only.
@@ -68,6 +75,10 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Keepalive == (keepalive.Config{}) {
+		c.Keepalive = keepalive.DefaultConfig()
+	}
+	c.Limits = c.Limits.withDefaults()
 	for i, h := range c.NotifyHeaders {
 		c.NotifyHeaders[i] = strings.ToLower(strings.TrimSpace(h))
 	}
@@ -80,7 +91,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("upstream is required: want host:port or unix:///path of the app")
 	}
 	if c.MaxHeaderListSize != 0 && c.MaxHeaderListSize < 4096 {
-		return fmt.Errorf("max header list size %d is below the minimum 4096", c.MaxHeaderListSize)
+		return fmt.Errorf("max-header-list-size %d is below the minimum 4096", c.MaxHeaderListSize)
+	}
+	if c.Keepalive != (keepalive.Config{}) {
+		if err := c.Keepalive.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -32,6 +33,8 @@ type conn struct {
 	toApp    *wire
 	toClient *wire
 
+	timerRuns sync.WaitGroup // onTimer calls in progress
+
 	// Written by one forwarder, read by the other.
 	appMaxFrame       atomic.Uint32 // the app's SETTINGS_MAX_FRAME_SIZE
 	appHeaderTable    atomic.Uint32 // the app's SETTINGS_HEADER_TABLE_SIZE
@@ -42,6 +45,14 @@ type conn struct {
 
 	mu         sync.Mutex
 	streams    streamTable
+	ka         *keepalive.Policy
+	timer      *time.Timer        // fires at ka.Deadline(), or earlier
+	armed      time.Time          // when timer fires; zero when not armed
+	actions    []keepalive.Action // policy actions to run after unlocking
+	finished   bool               // serve is done: the timer must not re-arm
+	refusing   bool               // the final GOAWAY is out:
+	refuseAbove uint32            // streams above this id are refused
+	abuse      abuseCounters
 	eventSeq   uint32
 	goAway     *goAwayInfo // the client's GOAWAY, if it sent one
 	clientGone bool        // events for the client's loss were made
@@ -79,6 +90,7 @@ func newConn(srv *Server, client, app net.Conn) *conn {
 		toApp: &wire{conn: app}, toClient: &wire{conn: client},
 		streams: newStreamTable(),
 	}
+	c.ka = keepalive.New(srv.cfg.Keepalive, c.start, nil)
 	c.appMaxFrame.Store(defaultMaxFrameSize)
 	c.appHeaderTable.Store(defaultHeaderTableSize)
 	c.clientHeaderTable.Store(defaultHeaderTableSize)
@@ -94,6 +106,9 @@ func (c *conn) serve(preface []byte) {
 	down := &forwarder{c: c, src: c.app, dst: c.toClient,
 		dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
 
+	c.mu.Lock()
+	c.rearmLocked(c.start)
+	c.mu.Unlock()
 	if _, err := c.app.Write([]byte(clientPreface)); err != nil {
 		c.setEnded("app write failed: " + err.Error())
 	} else {
@@ -106,6 +121,7 @@ func (c *conn) serve(preface []byte) {
 		c.downstreamEnded(down.run(nil))
 		wg.Wait()
 	}
+	c.stopTimer()
 	_ = c.client.Close()
 	_ = c.app.Close()
 
@@ -243,10 +259,12 @@ func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, deb
 // openStream starts the stream a request HEADERS opens; nil when the id
 // cannot open one. Called with mu held.
 func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
-	s := c.streams.start(id, c.srv.cfg.Now())
+	now := c.srv.cfg.Now()
+	s := c.streams.start(id, now)
 	if s == nil {
 		return nil
 	}
+	c.ka.StreamOpened(now)
 	s.method = fieldValue(fields, ":path")
 	s.authority = fieldValue(fields, ":authority")
 	for _, name := range c.srv.cfg.NotifyHeaders {
@@ -261,7 +279,23 @@ func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
 }
 
 // streamEnded forgets a stream both sides have ended. Called with mu held.
-func (c *conn) streamEnded(s *stream) { c.streams.closeIfDone(s) }
+func (c *conn) streamEnded(s *stream) {
+	if c.streams.closeIfDone(s) {
+		c.streamGone()
+	}
+}
+
+// resetStream forgets a stream that a RST_STREAM ended. Called with mu held.
+func (c *conn) resetStream(s *stream) {
+	c.streams.reset(s)
+	c.streamGone()
+}
+
+// streamGone tells the policy a stream is gone. Called with mu held.
+func (c *conn) streamGone() {
+	now := c.srv.cfg.Now()
+	c.kaActions(now, c.ka.StreamClosed(now))
+}
 
 // clientReset handles RST_STREAM from the client. Called with mu held.
 func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event) {
@@ -269,10 +303,14 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 	if s == nil {
 		return
 	}
+	now := c.srv.cfg.Now()
 	if !s.appDone() {
-		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", c.srv.cfg.Now()))
+		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
 	}
-	c.streams.reset(s)
+	c.resetStream(s)
+	if now.Sub(s.startedAt) < prematureResetWindow {
+		c.abuse.prematureResets++
+	}
 }
 
 // appReset handles RST_STREAM from the app: the app's choice, not a
@@ -280,7 +318,7 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 func (c *conn) appReset(id uint32, code http2.ErrCode) {
 	if s := c.streams.get(id); s != nil {
 		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
-		c.streams.reset(s)
+		c.resetStream(s)
 	}
 }
 
@@ -297,14 +335,23 @@ func (c *conn) appGoAway(last uint32, code http2.ErrCode, debug []byte) {
 		"debug", string(debug), "initiator", notify.InitiatorApp.String())
 }
 
-// ownPingAck reports whether a PING ACK answers the relay's own PING.
-func (c *conn) ownPingAck(data [8]byte) bool { return false }
+// ownPingAck handles a PING ACK from the client and reports whether it
+// answers the relay's own PING (then it is consumed, not forwarded).
+// Called with mu held.
+func (c *conn) ownPingAck(data [8]byte) bool {
+	if !c.ka.IsOwnPing(data) {
+		return false
+	}
+	now := c.srv.cfg.Now()
+	c.kaActions(now, c.ka.PingAckReceived(now, data))
+	return true
+}
 
-// clientActive stamps a read from the client.
-func (c *conn) clientActive() {}
-
-// wroteToClient stamps a write of frames to the client.
-func (c *conn) wroteToClient() {}
+// clientPing judges a PING from the client. Called with mu held.
+func (c *conn) clientPing() {
+	now := c.srv.cfg.Now()
+	c.kaActions(now, c.ka.PingReceived(now))
+}
 
 func (c *conn) streamEvent(s *stream, reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
 	ev := c.connEvent(reason, who, code, debug, now)

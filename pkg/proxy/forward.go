@@ -3,7 +3,9 @@ package proxy
 import (
 	"encoding/binary"
 	"net"
+	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -46,6 +48,9 @@ type forwarder struct {
 	blk headerBlock
 
 	// Per batch, reused.
+	now      time.Time // when the batch was read
+	wroteHD  bool      // the batch forwards HEADERS or DATA (toward the client)
+	replies  []byte    // frames the relay answers the source with itself
 	out      net.Buffers
 	wbufs    net.Buffers // out as handed to the write, which consumes it
 	scratch  []byte      // frames the relay rewrote in this batch
@@ -100,7 +105,6 @@ func (f *forwarder) run(initial []byte) error {
 			f.n += nr
 			if f.toApp {
 				f.c.bytesFromClient.Add(uint64(nr))
-				f.c.clientActive()
 			} else {
 				f.c.bytesToClient.Add(uint64(nr))
 			}
@@ -128,6 +132,10 @@ func (f *forwarder) process() error {
 	off, boundary, midFrame := 0, 0, false
 
 	f.c.mu.Lock()
+	f.now, f.wroteHD, f.replies = f.c.srv.cfg.Now(), false, f.replies[:0]
+	if f.toApp {
+		f.c.kaFrameRead(f.now)
+	}
 	if f.passLeft > 0 {
 		k := min(int(f.passLeft), len(b))
 		f.countData(f.passStream, k)
@@ -143,10 +151,16 @@ func (f *forwarder) process() error {
 	for !midFrame && len(b)-off >= frameHeaderLen {
 		h := parseFrameHeader(b[off:])
 		if f.blk.active && (h.Type != http2.FrameContinuation || h.StreamID != f.blk.streamID) {
-			err = connError{http2.ErrCodeProtocol, "a header block was interrupted by another frame"}
+			err = connError{Code: http2.ErrCodeProtocol, Reason: "a header block was interrupted by another frame"}
 			break
 		}
 		if h.Type == http2.FrameData {
+			if f.toApp {
+				if err = f.c.checkData(h); err != nil {
+					break
+				}
+			}
+			f.wroteHD = true
 			avail := len(b) - off - frameHeaderLen
 			if int(h.Length) > avail {
 				// Forward what has arrived; the rest follows as it comes.
@@ -160,7 +174,7 @@ func (f *forwarder) process() error {
 			continue
 		}
 		if size := frameHeaderLen + int(h.Length); size > f.frameLimit() {
-			err = connError{http2.ErrCodeFrameSize, "frame larger than SETTINGS_MAX_FRAME_SIZE"}
+			err = connError{Code: http2.ErrCodeFrameSize, Reason: "frame larger than SETTINGS_MAX_FRAME_SIZE"}
 			break
 		} else if size > len(b)-off {
 			break // wait for the rest
@@ -179,13 +193,25 @@ func (f *forwarder) process() error {
 	if err == nil {
 		f.flushRun(off)
 	}
+	if f.wroteHD && !f.toApp {
+		f.c.ka.HeadersOrDataWritten(f.now)
+	}
+	runActions := len(f.c.actions) > 0
 	f.c.mu.Unlock()
 
 	for _, ev := range f.events {
 		f.c.publish(ev)
 	}
+	if runActions {
+		defer f.c.runActions()
+	}
 	if err != nil {
 		return err
+	}
+	if len(f.replies) > 0 {
+		if rerr := f.c.toClient.inject(f.replies); rerr != nil {
+			return writeError{rerr}
+		}
 	}
 	if len(f.out) > 0 {
 		// WriteTo consumes the slice it is given: hand it a copy of the
@@ -193,9 +219,6 @@ func (f *forwarder) process() error {
 		f.wbufs = f.out
 		if werr := f.dst.forward(&f.wbufs, boundary, midFrame); werr != nil {
 			return writeError{werr}
-		}
-		if !f.toApp {
-			f.c.wroteToClient()
 		}
 	}
 	f.keepRest(b[off:])
@@ -283,7 +306,7 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 	switch h.Type {
 	case http2.FrameHeaders:
 		if h.StreamID == 0 {
-			return connError{http2.ErrCodeProtocol, "HEADERS on stream 0"}
+			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on stream 0"}
 		}
 		frag, prio, err := headerPayload(h, p)
 		if err != nil {
@@ -297,18 +320,22 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 		return f.continueRequestBlock(h, frame, off)
 	case http2.FrameContinuation:
 		if !f.blk.active {
-			return connError{http2.ErrCodeProtocol, "CONTINUATION without HEADERS"}
+			return connError{Code: http2.ErrCodeProtocol, Reason: "CONTINUATION without HEADERS"}
 		}
 		f.blk.frag = append(f.blk.frag, p...)
 		return f.continueRequestBlock(h, frame, off)
 	case http2.FramePushPromise:
-		return connError{http2.ErrCodeProtocol, "PUSH_PROMISE from a client"}
+		return connError{Code: http2.ErrCodeProtocol, Reason: "PUSH_PROMISE from a client"}
 	case http2.FrameRSTStream:
 		if len(p) == 4 {
 			f.c.clientReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
+			return f.c.checkResets()
 		}
 	case http2.FrameSettings:
 		if !h.Flags.Has(http2.FlagSettingsAck) {
+			if err := f.c.checkSettings(f.now); err != nil {
+				return err
+			}
 			forEachSetting(p, func(id http2.SettingID, v uint32) {
 				if id == http2.SettingHeaderTableSize {
 					f.c.clientHeaderTable.Store(v)
@@ -316,7 +343,11 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 			})
 		}
 	case http2.FramePing:
-		if h.Flags.Has(http2.FlagPingAck) && len(p) == 8 && f.c.ownPingAck([8]byte(p)) {
+		switch {
+		case len(p) != 8:
+		case !h.Flags.Has(http2.FlagPingAck):
+			f.c.clientPing()
+		case f.c.ownPingAck([8]byte(p)):
 			f.replace(off, frame, nil) // the answer to the relay's own PING
 		}
 	case http2.FrameGoAway:
@@ -331,7 +362,7 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 // arrived, re-encodes it for the app in place of the client's frames.
 func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) error {
 	if len(f.blk.frag) > int(f.c.srv.cfg.MaxHeaderListSize) {
-		return connError{http2.ErrCodeEnhanceYourCalm, "header block larger than the limit (CONTINUATION flood?)"}
+		return abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "header block larger than "+strconv.Itoa(int(f.c.srv.cfg.MaxHeaderListSize))+" bytes (CONTINUATION flood?)")
 	}
 	if !h.Flags.Has(http2.FlagHeadersEndHeaders) {
 		f.replace(off, frame, nil)
@@ -347,10 +378,18 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 	id := f.blk.streamID
 	s := f.c.streams.get(id)
 	isRequest := false
-	if s == nil {
-		if s = f.c.openStream(id, fields); s != nil {
-			isRequest = true
+	if s == nil && id%2 == 1 && id > f.c.streams.lastClientID {
+		if f.c.refusing && id > f.c.refuseAbove {
+			// Opened after the final GOAWAY: the app never sees it
+			// (RFC 9113 §6.8); the decoder has kept in step.
+			f.replies = appendRSTStream(f.replies, id, http2.ErrCodeRefusedStream)
+			f.replace(off, frame, nil)
+			return nil
 		}
+		if err := f.c.checkStreams(); err != nil {
+			return err
+		}
+		s, isRequest = f.c.openStream(id, fields), true
 	}
 	var extra []hpack.HeaderField
 	block := f.enc.encode(fields, isRequest, f.c.id, id, extra)
@@ -369,6 +408,7 @@ func (f *forwarder) onAppFrame(h frameHeader, frame []byte, off int) error {
 	p := frame[frameHeaderLen:]
 	switch h.Type {
 	case http2.FrameHeaders, http2.FramePushPromise:
+		f.wroteHD = true
 		frag, err := appHeaderFragment(h, p)
 		if err != nil {
 			return err
@@ -379,7 +419,7 @@ func (f *forwarder) onAppFrame(h frameHeader, frame []byte, off int) error {
 		return f.continueResponseBlock(h, frame, off)
 	case http2.FrameContinuation:
 		if !f.blk.active {
-			return connError{http2.ErrCodeProtocol, "CONTINUATION without HEADERS from the app"}
+			return connError{Code: http2.ErrCodeProtocol, Reason: "CONTINUATION without HEADERS from the app"}
 		}
 		f.blk.frag = append(f.blk.frag, p...)
 		return f.continueResponseBlock(h, frame, off)
@@ -415,7 +455,7 @@ func (f *forwarder) onAppFrame(h frameHeader, frame []byte, off int) error {
 // back until END_HEADERS so that nothing is injected inside a block.
 func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) error {
 	if len(f.blk.frag) > int(f.c.srv.cfg.MaxHeaderListSize) {
-		return connError{http2.ErrCodeEnhanceYourCalm, "header block from the app larger than the limit"}
+		return connError{Code: http2.ErrCodeEnhanceYourCalm, Reason: "header block from the app larger than the limit"}
 	}
 	end := h.Flags.Has(http2.FlagHeadersEndHeaders)
 	if !end || len(f.blk.raw) > 0 {
@@ -455,12 +495,12 @@ func appHeaderFragment(h frameHeader, p []byte) ([]byte, error) {
 	}
 	if h.Flags.Has(http2.FlagPushPromisePadded) {
 		if len(p) < 1 || int(p[0]) > len(p)-1 {
-			return nil, connError{http2.ErrCodeProtocol, "PUSH_PROMISE pad length exceeds payload"}
+			return nil, connError{Code: http2.ErrCodeProtocol, Reason: "PUSH_PROMISE pad length exceeds payload"}
 		}
 		p = p[1 : len(p)-int(p[0])]
 	}
 	if len(p) < 4 {
-		return nil, connError{http2.ErrCodeFrameSize, "PUSH_PROMISE truncated"}
+		return nil, connError{Code: http2.ErrCodeFrameSize, Reason: "PUSH_PROMISE truncated"}
 	}
 	return p[4:], nil
 }

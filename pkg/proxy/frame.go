@@ -81,6 +81,7 @@ func appendPing(b []byte, ack bool, data [8]byte) []byte {
 type connError struct {
 	Code   http2.ErrCode
 	Reason string // goes into the GOAWAY debug data and the log
+	Kind   string // the abuse kind (Abuse*), "" for a plain protocol violation
 }
 
 func (e connError) Error() string {
@@ -93,18 +94,18 @@ func (e connError) Error() string {
 func headerPayload(h frameHeader, p []byte) (frag, priority []byte, err error) {
 	if h.Flags.Has(http2.FlagHeadersPadded) {
 		if len(p) < 1 {
-			return nil, nil, connError{http2.ErrCodeProtocol, "HEADERS padded but empty"}
+			return nil, nil, connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS padded but empty"}
 		}
 		pad := int(p[0])
 		p = p[1:]
 		if pad > len(p) {
-			return nil, nil, connError{http2.ErrCodeProtocol, "HEADERS pad length exceeds payload"}
+			return nil, nil, connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS pad length exceeds payload"}
 		}
 		p = p[:len(p)-pad]
 	}
 	if h.Flags.Has(http2.FlagHeadersPriority) {
 		if len(p) < 5 {
-			return nil, nil, connError{http2.ErrCodeFrameSize, "HEADERS priority fields truncated"}
+			return nil, nil, connError{Code: http2.ErrCodeFrameSize, Reason: "HEADERS priority fields truncated"}
 		}
 		priority, p = p[:5], p[5:]
 	}

@@ -59,13 +59,13 @@ func (d *headerDecoder) decode(block []byte) ([]hpack.HeaderField, error) {
 	d.fields, d.size, d.tooBig = d.fields[:0], 0, false
 	d.dec.SetEmitEnabled(true)
 	if _, err := d.dec.Write(block); err != nil {
-		return nil, connError{http2.ErrCodeCompression, "hpack: " + err.Error()}
+		return nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
 	}
 	if err := d.dec.Close(); err != nil {
-		return nil, connError{http2.ErrCodeCompression, "hpack: " + err.Error()}
+		return nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
 	}
 	if d.tooBig {
-		return nil, connError{http2.ErrCodeEnhanceYourCalm, "header list larger than " + strconv.Itoa(int(d.maxSize)) + " bytes"}
+		return nil, abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "decoded header list larger than "+strconv.Itoa(int(d.maxSize))+" bytes")
 	}
 	return d.fields, nil
 }

@@ -21,6 +21,7 @@ type bufConn struct {
 
 func (c *bufConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
 func (c *bufConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *bufConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} }
 
 // testConn is a conn whose two forwarders are driven by hand.
 type testConn struct {
@@ -41,11 +42,9 @@ func newTestConn(t *testing.T) *testConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &conn{srv: srv, id: "test-conn", peer: "127.0.0.1:9", start: time.Now(),
-		toApp: &wire{conn: tc.app}, toClient: &wire{conn: tc.cli}, streams: newStreamTable()}
-	c.appMaxFrame.Store(defaultMaxFrameSize)
-	c.appHeaderTable.Store(defaultHeaderTableSize)
-	c.clientHeaderTable.Store(defaultHeaderTableSize)
+	c := newConn(srv, tc.cli, tc.app)
+	c.id = "test-conn"
+	t.Cleanup(c.stopTimer)
 	tc.c = c
 	tc.up = &forwarder{c: c, toApp: true, dst: c.toApp, dec: newHeaderDecoder(DefaultMaxHeaderListSize), enc: newRequestEncoder()}
 	tc.down = &forwarder{c: c, dst: c.toClient, dec: newHeaderDecoder(DefaultMaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}

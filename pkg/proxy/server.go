@@ -25,6 +25,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{} // client and app sockets, closed on Close
+	relays    map[*conn]struct{}    // HTTP/2 connections, drained on Shutdown
 	closed    bool
 
 	serving atomic.Int32 // listeners accepting now
@@ -39,6 +40,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg.withDefaults(),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
+		relays:    make(map[*conn]struct{}),
 	}, nil
 }
 
@@ -122,6 +124,36 @@ func (s *Server) untrack(c net.Conn) {
 	s.mu.Unlock()
 }
 
+// Shutdown stops accepting, sends every HTTP/2 client the two-phase
+// graceful GOAWAY, and waits for the connections to end. Streams that
+// outlive drainTimeout are cut off with reason SHUTDOWN; connections left
+// when ctx ends are closed. It returns ctx's error in that case.
+func (s *Server) Shutdown(ctx context.Context, drainTimeout time.Duration) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	relays := make([]*conn, 0, len(s.relays))
+	for c := range s.relays {
+		relays = append(relays, c)
+	}
+	s.mu.Unlock()
+	for _, c := range relays {
+		c.drain(drainTimeout)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		_ = s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
 // Close stops the listeners, closes every connection and waits for their
 // goroutines.
 func (s *Server) Close() error {
@@ -162,6 +194,13 @@ func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 // handle serves one accepted connection: TLS if configured, then the frame
 // relay for HTTP/2 and the plain TCP relay for anything else.
 func (s *Server) handle(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		// A write that never drains (a client gone without a FIN) fails
+		// after the keepalive would have found it dead anyway.
+		if err := setUserTimeout(tc, s.cfg.Keepalive.TCPUserTimeout()); err != nil {
+			s.cfg.Logger.Debug("TCP_USER_TIMEOUT not set", "err", err)
+		}
+	}
 	if s.cfg.TLS != nil {
 		tc := tls.Server(c, s.cfg.TLS)
 		_ = c.SetDeadline(time.Now().Add(DefaultTLSHandshakeTimeout))
@@ -200,7 +239,14 @@ func (s *Server) handle(c net.Conn) {
 	}
 	defer s.untrack(app)
 	if isH2 {
-		newConn(s, c, app).serve(head[len(clientPreface):])
+		rc := newConn(s, c, app)
+		s.mu.Lock()
+		s.relays[rc] = struct{}{}
+		s.mu.Unlock()
+		rc.serve(head[len(clientPreface):])
+		s.mu.Lock()
+		delete(s.relays, rc)
+		s.mu.Unlock()
 		return
 	}
 	s.relayTCP(c, app, head)

@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// Abuse defences. Each ends the connection with GOAWAY (reason
+// PROTOCOL_ERROR in the events); other connections are untouched. Floods
+// of PINGs are the keepalive policy's (too_many_pings, PING_ABUSE), and
+// CONTINUATION floods and oversized header lists are bounded by
+// MaxHeaderListSize.
+
+// prematureResetWindow is how soon after its HEADERS a client reset makes a
+// stream "premature", as Envoy's premature_reset_min_stream_lifetime.
+const prematureResetWindow = time.Second
+
+// Limits are the abuse limits of one connection. Zero means the default.
+type Limits struct {
+	// MaxPrematureResets: once a client has reset this many streams within
+	// a second of opening them, and they are at least half of the streams
+	// it opened, the connection ends (Rapid Reset, CVE-2023-44487).
+	// Default 100, minimum 1.
+	MaxPrematureResets int
+	// MaxEmptyFrames: this many DATA frames in a row with no payload and no
+	// END_STREAM end the connection. Default 100, minimum 1.
+	MaxEmptyFrames int
+	// MaxSettingsPerSecond: more SETTINGS frames than this from a client in
+	// one second end the connection. Default 100, minimum 1.
+	MaxSettingsPerSecond int
+}
+
+// Defaults of Limits.
+const (
+	DefaultMaxPrematureResets   = 100
+	DefaultMaxEmptyFrames       = 100
+	DefaultMaxSettingsPerSecond = 100
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxPrematureResets <= 0 {
+		l.MaxPrematureResets = DefaultMaxPrematureResets
+	}
+	if l.MaxEmptyFrames <= 0 {
+		l.MaxEmptyFrames = DefaultMaxEmptyFrames
+	}
+	if l.MaxSettingsPerSecond <= 0 {
+		l.MaxSettingsPerSecond = DefaultMaxSettingsPerSecond
+	}
+	return l
+}
+
+// abuseCounters are a connection's counts. Guarded by conn.mu.
+type abuseCounters struct {
+	prematureResets int
+	emptyFrames     int // consecutive
+	settingsWindow  time.Time
+	settings        int // in the window that started at settingsWindow
+}
+
+// Abuse kinds, in GOAWAY debug data, logs and metrics.
+const (
+	AbuseRapidReset       = "rapid_reset"
+	AbuseEmptyFrames      = "empty_frames"
+	AbuseSettingsFlood    = "settings_flood"
+	AbuseTooManyStreams   = "too_many_streams"
+	AbuseHeaderListTooBig = "header_list_too_large"
+)
+
+func abuse(code http2.ErrCode, kind, detail string) connError {
+	return connError{Code: code, Reason: kind + ": " + detail, Kind: kind}
+}
+
+// checkResets applies the Rapid Reset rule. Called with mu held.
+func (c *conn) checkResets() error {
+	a, l := &c.abuse, c.srv.cfg.Limits
+	if a.prematureResets >= l.MaxPrematureResets && uint64(2*a.prematureResets) >= c.streams.opened {
+		return abuse(http2.ErrCodeEnhanceYourCalm, AbuseRapidReset,
+			strconv.Itoa(a.prematureResets)+" of "+strconv.FormatUint(c.streams.opened, 10)+" streams reset within 1s of opening")
+	}
+	return nil
+}
+
+// checkData counts empty DATA frames in a row. Called with mu held.
+func (c *conn) checkData(h frameHeader) error {
+	if h.Length > 0 || h.Flags.Has(http2.FlagDataEndStream) {
+		c.abuse.emptyFrames = 0
+		return nil
+	}
+	c.abuse.emptyFrames++
+	if c.abuse.emptyFrames > c.srv.cfg.Limits.MaxEmptyFrames {
+		return abuse(http2.ErrCodeEnhanceYourCalm, AbuseEmptyFrames, strconv.Itoa(c.abuse.emptyFrames)+" empty DATA frames in a row")
+	}
+	return nil
+}
+
+// checkSettings counts SETTINGS frames per second. Called with mu held.
+func (c *conn) checkSettings(now time.Time) error {
+	a := &c.abuse
+	if now.Sub(a.settingsWindow) >= time.Second {
+		a.settingsWindow, a.settings = now, 0
+	}
+	a.settings++
+	if a.settings > c.srv.cfg.Limits.MaxSettingsPerSecond {
+		return abuse(http2.ErrCodeEnhanceYourCalm, AbuseSettingsFlood, strconv.Itoa(a.settings)+" SETTINGS frames within a second")
+	}
+	return nil
+}
+
+// checkStreams refuses a stream beyond the app's
+// SETTINGS_MAX_CONCURRENT_STREAMS: a client that ignores the app's limit is
+// misbehaving, and the app would only refuse the streams one by one.
+// Called with mu held, before the new stream is added.
+func (c *conn) checkStreams() error {
+	if limit := c.appMaxStreams.Load(); uint64(len(c.streams.open)) >= uint64(limit) {
+		return abuse(http2.ErrCodeProtocol, AbuseTooManyStreams, "more than the app's SETTINGS_MAX_CONCURRENT_STREAMS "+strconv.FormatUint(uint64(limit), 10)+" open streams")
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package proxy
+
+import (
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/hangup-dev/hangup/pkg/keepalive"
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// The connection policy (keepalive, idle, age, drain) is a pure state
+// machine in pkg/keepalive. The relay feeds it under conn.mu, collects the
+// actions it returns in c.actions, and runs them after unlocking, where
+// writing to a socket cannot hold up the other direction. One timer per
+// connection fires at the policy's deadline; it is only moved earlier on
+// the hot path (a later deadline is found when the timer fires early), so
+// reading a frame costs a clock read and no timer operation.
+
+// kaFrameRead records a batch of frames from the client. Called with mu held.
+func (c *conn) kaFrameRead(now time.Time) {
+	c.ka.FrameRead(now)
+	c.rearmLocked(now)
+}
+
+// kaActions queues the policy's actions and re-arms. Called with mu held.
+func (c *conn) kaActions(now time.Time, acts []keepalive.Action) {
+	c.actions = append(c.actions, acts...)
+	c.rearmLocked(now)
+}
+
+// rearmLocked moves the timer to the policy's deadline when that is earlier
+// than the armed one. Called with mu held.
+func (c *conn) rearmLocked(now time.Time) {
+	d := c.ka.Deadline()
+	if d.IsZero() || c.finished || (!c.armed.IsZero() && !d.Before(c.armed)) {
+		return
+	}
+	c.armed = d
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d.Sub(now), c.onTimer)
+	} else {
+		c.timer.Reset(d.Sub(now))
+	}
+}
+
+// onTimer runs the policy's due actions: keepalive PINGs, timeouts, the
+// phases of a drain.
+func (c *conn) onTimer() {
+	c.mu.Lock()
+	if c.finished {
+		c.mu.Unlock()
+		return
+	}
+	c.timerRuns.Add(1)
+	defer c.timerRuns.Done()
+	now := c.srv.cfg.Now()
+	c.armed = time.Time{}
+	c.kaActions(now, c.ka.Tick(now))
+	c.mu.Unlock()
+	c.runActions()
+}
+
+// drain starts the graceful shutdown of this connection (SIGTERM).
+func (c *conn) drain(timeout time.Duration) {
+	c.mu.Lock()
+	now := c.srv.cfg.Now()
+	c.kaActions(now, c.ka.Drain(now, timeout))
+	c.mu.Unlock()
+	c.runActions()
+}
+
+// stopTimer ends the policy's timer and waits for a run in progress.
+func (c *conn) stopTimer() {
+	c.mu.Lock()
+	c.finished = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	c.timerRuns.Wait()
+}
+
+// runActions carries out the policy's queued actions, in order.
+func (c *conn) runActions() {
+	c.mu.Lock()
+	acts := c.actions
+	c.actions = nil
+	last := c.streams.lastClientID
+	c.mu.Unlock()
+	for _, a := range acts {
+		switch a.Kind {
+		case keepalive.SendPing:
+			c.srv.cfg.Logger.Debug("keepalive ping", "conn", c.id)
+			_ = c.toClient.inject(appendPing(nil, false, a.Ping))
+		case keepalive.GoAwayGraceful:
+			// Phase 1: stop new streams, let those in flight arrive.
+			_ = c.toClient.inject(appendPing(appendGoAway(nil, maxStreamID, http2.ErrCodeNo, a.Debug), false, a.Ping))
+		case keepalive.GoAwayFinal:
+			c.mu.Lock()
+			c.refuseAbove, c.refusing = c.streams.lastClientID, true
+			last = c.streams.lastClientID
+			c.mu.Unlock()
+			_ = c.toClient.inject(appendGoAway(nil, last, http2.ErrCodeNo, a.Debug))
+		case keepalive.GoAwayTooManyPings:
+			_ = c.toClient.inject(appendGoAway(nil, last, http2.ErrCodeEnhanceYourCalm, a.Debug))
+			c.end("ping abuse: "+a.Debug, a.Reason, uint32(http2.ErrCodeEnhanceYourCalm), a.Debug)
+		case keepalive.CloseDead:
+			c.end("keepalive timeout: no PING ACK", a.Reason, 0, a.Debug)
+		case keepalive.Close:
+			c.end("closed by the sidecar: "+a.Debug, a.Reason, 0, a.Debug)
+		}
+	}
+}
+
+// end closes the connection for the sidecar's own reason: events for the
+// streams still open, in-band cleanup toward the app, then the client
+// socket is closed.
+func (c *conn) end(how string, reason notify.Reason, code uint32, debug string) {
+	c.setEnded(how)
+	c.lose(reason, notify.InitiatorSidecar, code, debug)
+	_ = c.client.Close()
+}
