@@ -43,21 +43,21 @@ type conn struct {
 	bytesFromClient   atomic.Uint64
 	bytesToClient     atomic.Uint64
 
-	mu         sync.Mutex
-	streams    streamTable
-	ka         *keepalive.Policy
-	timer      *time.Timer        // fires at ka.Deadline(), or earlier
-	armed      time.Time          // when timer fires; zero when not armed
-	actions    []keepalive.Action // policy actions to run after unlocking
-	finished   bool               // serve is done: the timer must not re-arm
-	refusing   bool               // the final GOAWAY is out:
-	refuseAbove uint32            // streams above this id are refused
-	abuse      abuseCounters
-	eventSeq   uint32
-	goAway     *goAwayInfo // the client's GOAWAY, if it sent one
-	clientGone bool        // events for the client's loss were made
-	appGone    bool        // the app ended the connection: no client event
-	ended      string      // how the connection ended, for the log
+	mu          sync.Mutex
+	streams     streamTable
+	ka          *keepalive.Policy
+	timer       *time.Timer        // fires at ka.Deadline(), or earlier
+	armed       time.Time          // when timer fires; zero when not armed
+	actions     []keepalive.Action // policy actions to run after unlocking
+	finished    bool               // serve is done: the timer must not re-arm
+	refusing    bool               // the final GOAWAY is out:
+	refuseAbove uint32             // streams above this id are refused
+	abuse       abuseCounters
+	eventSeq    uint32
+	goAway      *goAwayInfo // the client's GOAWAY, if it sent one
+	clientGone  bool        // events for the client's loss were made
+	appGone     bool        // the app ended the connection: no client event
+	ended       string      // how the connection ended, for the log
 }
 
 type goAwayInfo struct {
