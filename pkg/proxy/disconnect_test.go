@@ -99,7 +99,7 @@ func openRawStream(t *testing.T, addr string, headers ...string) *h2raw.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, _ := proto.Marshal(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
+	msg := echoMsg(t)
 	if err := c.OpenStream(1, h2raw.GRPCRequest(fullDuplex, headers...)); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +147,16 @@ func TestNormalEndingsAreNotDisconnects(t *testing.T) {
 	c2 := openRawStream(t, r.addr)
 	defer c2.Reset()
 	r.noEvents(t)
+}
+
+// echoMsg is one FullDuplexCall request asking for an 8-byte answer.
+func echoMsg(t *testing.T) []byte {
+	t.Helper()
+	msg, err := proto.Marshal(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
 }
 
 func withHeaders(names ...string) func(*proxyConfig) {

@@ -43,6 +43,7 @@ func startApp(t *testing.T, opts ...grpc.ServerOption) (*demoapp.App, string) {
 // relay is a running proxy.Server and the events it reported.
 type relay struct {
 	addr   string
+	srv    *proxy.Server
 	events chan notify.Event
 }
 
@@ -65,7 +66,7 @@ func startRelay(t *testing.T, upstream string, mutate ...func(*proxy.Config)) *r
 		t.Fatalf("proxy.New: %v", err)
 	}
 	ln := listen(t)
-	r.addr = ln.Addr().String()
+	r.addr, r.srv = ln.Addr().String(), srv
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
