@@ -190,9 +190,9 @@ func (f *forwarder) process() error {
 		}
 		off += len(frame)
 	}
-	if err == nil {
-		f.flushRun(off)
-	}
+	// Frames before a bad one still go on, so that a frame forwarded in
+	// part is completed and the relay's own frames can follow it.
+	f.flushRun(off)
 	if f.wroteHD && !f.toApp {
 		f.c.ka.HeadersOrDataWritten(f.now)
 	}
@@ -206,6 +206,10 @@ func (f *forwarder) process() error {
 		defer f.c.runActions()
 	}
 	if err != nil {
+		if len(f.out) > 0 {
+			f.wbufs = f.out
+			_ = f.dst.forward(&f.wbufs, boundary, midFrame)
+		}
 		return err
 	}
 	if len(f.replies) > 0 {
