@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -161,4 +162,46 @@ func echoMsg(t *testing.T) []byte {
 
 func withHeaders(names ...string) func(*proxyConfig) {
 	return func(c *proxyConfig) { c.NotifyHeaders = names }
+}
+
+// TestNoDescriptorOutlivesItsConnection ends connections in every way and
+// checks that the process's open descriptors return to what they were.
+func TestNoDescriptorOutlivesItsConnection(t *testing.T) {
+	_, appAddr := startApp(t)
+	r := startRelay(t, appAddr)
+	c := client(t, r.addr) // one long-lived client, opened before the baseline
+	if _, err := c.EmptyCall(testCtx(t), &testgrpc.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	baseline := openFDs(t)
+	endings := []func(*h2raw.Client){
+		func(c *h2raw.Client) { _ = c.Close() },
+		func(c *h2raw.Client) { _ = c.Reset() },
+		func(c *h2raw.Client) { _ = c.Framer.WriteRSTStream(1, http2.ErrCodeCancel); _ = c.Close() },
+		func(c *h2raw.Client) { _ = c.Framer.WriteContinuation(3, true, nil); _ = c.Close() },
+	}
+	for i := range 40 {
+		endings[i%len(endings)](openRawStream(t, r.addr))
+	}
+	for range 40 {
+		r.waitEvents(t, 1, 5*time.Second)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for n := openFDs(t); n > baseline; n = openFDs(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors open after the connections ended, %d before", n, baseline)
+		}
+		<-tick.C
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("count descriptors: %v", err)
+	}
+	return len(entries)
 }
