@@ -42,8 +42,8 @@ func TestMain(m *testing.M) {
 // detectEnv is an app, a DisconnectNotify receiver and the relay, in process.
 type detectEnv struct {
 	addr   string
-	events chan time.Time       // when the relay published each event
-	recv   *demoapp.Receiver    // what the app received
+	events chan time.Time    // when the relay published each event
+	recv   *demoapp.Receiver // what the app received
 	closer func()
 }
 
