@@ -34,11 +34,11 @@ const (
 	AttrDisconnectInitiator = attribute.Key("hangup.disconnect.initiator") // notify.Initiator name, e.g. CLIENT
 	AttrConnectionID        = attribute.Key("hangup.connection.id")        // x-hangup-connection-id
 	AttrStreamID            = attribute.Key("http2.stream_id")
-	AttrErrorCode           = attribute.Key("http2.error_code")      // RST_STREAM / GOAWAY code number
-	AttrErrorName           = attribute.Key("http2.error_name")      // its RFC 9113 name, e.g. CANCEL
-	AttrInitiator           = attribute.Key("hangup.initiator")      // who sent the frame
-	AttrLastStreamID        = attribute.Key("http2.last_stream_id")  // GOAWAY's last-stream-id
-	AttrDebugData           = attribute.Key("http2.debug_data")      // GOAWAY's debug data
+	AttrErrorCode           = attribute.Key("http2.error_code")     // RST_STREAM / GOAWAY code number
+	AttrErrorName           = attribute.Key("http2.error_name")     // its RFC 9113 name, e.g. CANCEL
+	AttrInitiator           = attribute.Key("hangup.initiator")     // who sent the frame
+	AttrLastStreamID        = attribute.Key("http2.last_stream_id") // GOAWAY's last-stream-id
+	AttrDebugData           = attribute.Key("http2.debug_data")     // GOAWAY's debug data
 	AttrNotifyLatencyMS     = attribute.Key("hangup.notify.latency_ms")
 	AttrNotifyAttempts      = attribute.Key("hangup.notify.attempts")
 	AttrEventID             = attribute.Key("hangup.event.id")
