@@ -212,15 +212,34 @@ func freePorts(t testing.TB, n int) []int {
 // last hour), from GET /api/traces?service=....
 func (j *Jaeger) Traces(t testing.TB, service string) []Trace {
 	t.Helper()
-	traces, err := j.traces(service)
+	traces, err := j.traces(service, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return traces
 }
 
-func (j *Jaeger) traces(service string) ([]Trace, error) {
+// Find returns service's traces with a span carrying every tag in tags,
+// from GET /api/traces?service=...&tags={"k":"v"} (at most 100, of the last
+// hour).
+func (j *Jaeger) Find(t testing.TB, service string, tags map[string]string) []Trace {
+	t.Helper()
+	traces, err := j.traces(service, tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return traces
+}
+
+func (j *Jaeger) traces(service string, tags map[string]string) ([]Trace, error) {
 	q := url.Values{"service": {service}, "limit": {"100"}, "lookback": {"1h"}}
+	if len(tags) > 0 {
+		b, err := json.Marshal(tags)
+		if err != nil {
+			return nil, fmt.Errorf("encode tags %v: %w", tags, err)
+		}
+		q.Set("tags", string(b))
+	}
 	u := j.QueryURL + "/api/traces?" + q.Encode()
 	resp, err := http.Get(u)
 	if err != nil {
@@ -256,7 +275,7 @@ func (j *Jaeger) WaitTrace(t testing.TB, service string, pred func(*Trace) bool,
 	defer tick.Stop()
 	var seen []Trace
 	for {
-		traces, err := j.traces(service)
+		traces, err := j.traces(service, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

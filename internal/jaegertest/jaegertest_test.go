@@ -94,6 +94,18 @@ func TestSpansReachJaeger(t *testing.T) {
 				t.Errorf("notify span parent %q logs %+v, want child of %s with a %s event",
 					ns.ParentSpanID(), ns.Logs, st.SpanID(), telemetry.EventNotified)
 			}
+			// The search docs/jaeger.md shows: by disconnect reason.
+			for _, c := range []struct {
+				tags map[string]string
+				want int
+			}{
+				{map[string]string{"hangup.disconnect.reason": "RST_STREAM"}, 1},
+				{map[string]string{"hangup.disconnect.reason": "GOAWAY"}, 0},
+			} {
+				if got := j.Find(t, service, c.tags); len(got) != c.want {
+					t.Errorf("Find(%v) = %d traces, want %d", c.tags, len(got), c.want)
+				}
+			}
 			if p := tr.Processes[s.ProcessID]; p.ServiceName != service {
 				t.Errorf("process service = %q, want %q", p.ServiceName, service)
 			}

@@ -53,7 +53,8 @@ const (
 
 // Metrics holds hangup's instruments. Its methods are safe for concurrent
 // use and cheap enough for the relay's connection loop: the ones without a
-// free-form argument do not allocate (see BenchmarkMetrics).
+// free-form argument do not allocate (see BenchmarkMetrics). A nil *Metrics
+// is valid and records nothing, for relays built without telemetry.
 type Metrics struct {
 	ctx context.Context // for the instruments' Add / Record; never cancelled
 
@@ -131,19 +132,38 @@ func disconnectAttrs(r notify.Reason, i notify.Initiator) attribute.Set {
 }
 
 // ConnOpened counts a new client connection as active.
-func (m *Metrics) ConnOpened() { m.conns.Add(m.ctx, 1) }
+func (m *Metrics) ConnOpened() {
+	if m != nil {
+		m.conns.Add(m.ctx, 1)
+	}
+}
 
 // ConnClosed counts a client connection as gone.
-func (m *Metrics) ConnClosed() { m.conns.Add(m.ctx, -1) }
+func (m *Metrics) ConnClosed() {
+	if m != nil {
+		m.conns.Add(m.ctx, -1)
+	}
+}
 
 // StreamOpened counts a new stream as active.
-func (m *Metrics) StreamOpened() { m.streams.Add(m.ctx, 1) }
+func (m *Metrics) StreamOpened() {
+	if m != nil {
+		m.streams.Add(m.ctx, 1)
+	}
+}
 
 // StreamClosed counts a stream as gone.
-func (m *Metrics) StreamClosed() { m.streams.Add(m.ctx, -1) }
+func (m *Metrics) StreamClosed() {
+	if m != nil {
+		m.streams.Add(m.ctx, -1)
+	}
+}
 
 // Disconnect counts one detected disconnect.
 func (m *Metrics) Disconnect(r notify.Reason, i notify.Initiator) {
+	if m == nil {
+		return
+	}
 	if r >= 0 && int(r) < numReasons && i >= 0 && int(i) < numInitiators {
 		m.disconnects.Add(m.ctx, 1, m.disconnectOpts[r][i]...)
 		return
@@ -152,22 +172,41 @@ func (m *Metrics) Disconnect(r notify.Reason, i notify.Initiator) {
 }
 
 // DetectionLatency records how long a disconnect took to detect.
-func (m *Metrics) DetectionLatency(d time.Duration) { m.detection.Record(m.ctx, d.Seconds()) }
+func (m *Metrics) DetectionLatency(d time.Duration) {
+	if m != nil {
+		m.detection.Record(m.ctx, d.Seconds())
+	}
+}
 
 // NotifyLatency records how long a disconnect event took to be
 // acknowledged. Telemetry.OnDelivered calls it.
-func (m *Metrics) NotifyLatency(d time.Duration) { m.notify.Record(m.ctx, d.Seconds()) }
+func (m *Metrics) NotifyLatency(d time.Duration) {
+	if m != nil {
+		m.notify.Record(m.ctx, d.Seconds())
+	}
+}
 
 // KeepalivePing counts a keepalive PING sent to a client.
-func (m *Metrics) KeepalivePing() { m.pings.Add(m.ctx, 1) }
+func (m *Metrics) KeepalivePing() {
+	if m != nil {
+		m.pings.Add(m.ctx, 1)
+	}
+}
 
 // KeepaliveTimeout counts a keepalive PING that was not acknowledged in time.
-func (m *Metrics) KeepaliveTimeout() { m.timeouts.Add(m.ctx, 1) }
+func (m *Metrics) KeepaliveTimeout() {
+	if m != nil {
+		m.timeouts.Add(m.ctx, 1)
+	}
+}
 
 // AbuseGoAway counts a GOAWAY sent to an abusive client; kind names the
 // abuse, e.g. "too_many_pings" or "rapid_reset". It builds an attribute set
 // per call (it is rare), so it allocates.
 func (m *Metrics) AbuseGoAway(kind string) {
+	if m == nil {
+		return
+	}
 	m.abuse.Add(m.ctx, 1, metric.WithAttributes(AttrAbuseKind.String(kind)))
 }
 

@@ -200,8 +200,14 @@ func (t *Telemetry) Tracer() *Tracer {
 	return t.tracer
 }
 
-// Metrics returns the metric instruments. Never nil after Setup.
-func (t *Telemetry) Metrics() *Metrics { return t.metrics }
+// Metrics returns the metric instruments; nil (which records nothing) for
+// a nil Telemetry.
+func (t *Telemetry) Metrics() *Metrics {
+	if t == nil {
+		return nil
+	}
+	return t.metrics
+}
 
 // MetricsHandler serves the Prometheus text exposition of the metrics, for
 // the admin port's /metrics.
@@ -212,13 +218,16 @@ func (t *Telemetry) MetricsHandler() http.Handler { return t.handler }
 // span under the event's stream span (see Tracer.Notified). Its signature
 // is notify.Config.OnDelivered's, so it can be assigned there directly.
 func (t *Telemetry) OnDelivered(ev notify.Event, attempts int, latency time.Duration) {
-	t.metrics.NotifyLatency(latency)
-	t.tracer.Notified(ev, attempts, latency)
+	t.Metrics().NotifyLatency(latency)
+	t.Tracer().Notified(ev, attempts, latency)
 }
 
 // Shutdown ends the background span goroutine, flushes the spans it ended
 // to the exporter and stops the providers. ctx bounds the flush.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
 	var errs []error
 	if t.tracer != nil {
 		if n := t.tracer.stop(); n > 0 {

@@ -321,7 +321,7 @@ func TestTracingOff(t *testing.T) {
 				t.Fatalf("Setup: %v", err)
 			}
 			defer shutdown(t, tel)
-			if tel.Tracing() || tel.Tracer() != nil {
+			if tel.Tracing() || tel.Tracer() != nil || tel.tp != nil {
 				t.Fatalf("Tracing() = %v, Tracer() = %v; want off", tel.Tracing(), tel.Tracer())
 			}
 			// The whole per-stream sequence on the nil helpers allocates
@@ -373,5 +373,29 @@ func TestDroppedAfterShutdown(t *testing.T) {
 	}
 	if n := len(rec.Ended()); n != 0 {
 		t.Errorf("%d spans ended after Shutdown, want 0", n)
+	}
+}
+
+// TestNilTelemetry: a relay built without telemetry passes nil and every
+// call is a no-op, not a panic.
+func TestNilTelemetry(t *testing.T) {
+	var tel *Telemetry
+	if tel.Tracing() || tel.Tracer() != nil || tel.Metrics() != nil {
+		t.Fatal("nil Telemetry reports tracing or instruments")
+	}
+	m := tel.Metrics()
+	m.ConnOpened()
+	m.ConnClosed()
+	m.StreamOpened()
+	m.StreamClosed()
+	m.Disconnect(notify.ReasonGoAway, notify.InitiatorClient)
+	m.DetectionLatency(time.Second)
+	m.NotifyLatency(time.Second)
+	m.KeepalivePing()
+	m.KeepaliveTimeout()
+	m.AbuseGoAway("too_many_pings")
+	tel.OnDelivered(notify.Event{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"}, 1, time.Second)
+	if err := tel.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown of nil Telemetry: %v", err)
 	}
 }
