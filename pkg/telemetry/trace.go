@@ -343,6 +343,9 @@ type Stream struct {
 	t    *Tracer
 	span trace.Span
 	sc   trace.SpanContext
+	// rec is false when the sampler dropped the span: its ids still
+	// propagate (with the sampled flag off) but nothing is queued for it.
+	rec bool
 }
 
 // StartStream starts the stream's SERVER span on the caller's goroutine: its
@@ -374,7 +377,7 @@ func (c *Conn) StartStream(s StreamStart) *Stream {
 		trace.WithLinks(c.links...),
 		trace.WithAttributes(attrs...),
 	)
-	return &Stream{t: c.t, span: span, sc: span.SpanContext()}
+	return &Stream{t: c.t, span: span, sc: span.SpanContext(), rec: span.IsRecording()}
 }
 
 // splitMethod turns ":path" /pkg.Svc/Method into the span name pkg.Svc/Method,
@@ -439,7 +442,7 @@ func (s *Stream) SpanID() string {
 // RSTStream adds an http2.rst_stream event: code is the RST_STREAM error
 // code, initiator who sent it.
 func (s *Stream) RSTStream(at time.Time, code uint32, initiator notify.Initiator) {
-	if s == nil {
+	if s == nil || !s.rec {
 		return
 	}
 	s.t.send(op{kind: opRSTStream, span: s.span, at: at, code: code, initiator: initiator})
@@ -448,7 +451,7 @@ func (s *Stream) RSTStream(at time.Time, code uint32, initiator notify.Initiator
 // GoAway adds an http2.goaway event to the stream span, for the streams a
 // GOAWAY affects.
 func (s *Stream) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator notify.Initiator) {
-	if s == nil {
+	if s == nil || !s.rec {
 		return
 	}
 	s.t.send(op{kind: opGoAway, span: s.span, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
@@ -456,7 +459,7 @@ func (s *Stream) GoAway(at time.Time, code, lastStreamID uint32, debug string, i
 
 // KeepaliveTimeout adds a keepalive.ping_timeout event to the stream span.
 func (s *Stream) KeepaliveTimeout(at time.Time) {
-	if s == nil {
+	if s == nil || !s.rec {
 		return
 	}
 	s.t.send(op{kind: opKeepaliveTimeout, span: s.span, at: at})
@@ -480,7 +483,7 @@ type StreamEnd struct {
 
 // End ends the stream span, on the background goroutine, at e.At.
 func (s *Stream) End(e StreamEnd) {
-	if s == nil {
+	if s == nil || !s.rec {
 		return
 	}
 	s.t.send(op{kind: opEndStream, span: s.span, at: e.At, code: e.GRPCStatus, hasStatus: e.HasGRPCStatus,

@@ -399,3 +399,42 @@ func TestNilTelemetry(t *testing.T) {
 		t.Errorf("Shutdown of nil Telemetry: %v", err)
 	}
 }
+
+// TestSamplerFromEnv: the SDK's OTEL_TRACES_SAMPLER handling decides, and a
+// dropped stream still propagates its ids with the sampled flag off.
+func TestSamplerFromEnv(t *testing.T) {
+	tests := []struct {
+		name        string
+		sampler     string
+		traceparent string
+		wantFlags   string
+		wantStream  bool
+	}{
+		{name: "default follows a sampled client", traceparent: clientTraceparent, wantFlags: "01", wantStream: true},
+		{name: "default follows an unsampled client", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", wantFlags: "00"},
+		{name: "always_off", sampler: "always_off", traceparent: clientTraceparent, wantFlags: "00"},
+		{name: "always_on overrides the client", sampler: "always_on", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", wantFlags: "01", wantStream: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearOTelEnv(t)
+			if tc.sampler != "" {
+				t.Setenv("OTEL_TRACES_SAMPLER", tc.sampler)
+			}
+			tel, rec := recordingSetup(t)
+			conn := tel.Tracer().StartConn(ConnStart{Peer: "127.0.0.1:1"})
+			st := conn.StartStream(StreamStart{Traceparent: tc.traceparent, Method: "/a.B/C"})
+			tp := st.Traceparent()
+			if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-" + st.SpanID() + "-" + tc.wantFlags; tp != want {
+				t.Errorf("Traceparent() = %q, want %q", tp, want)
+			}
+			st.RSTStream(time.Now(), 8, notify.InitiatorClient)
+			st.End(StreamEnd{At: time.Now()})
+			conn.End(time.Now(), notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			shutdown(t, tel)
+			if got := spansByName(rec.Ended())["a.B/C"] != nil; got != tc.wantStream {
+				t.Errorf("stream span exported = %v, want %v", got, tc.wantStream)
+			}
+		})
+	}
+}
