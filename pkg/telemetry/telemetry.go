@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -57,8 +58,11 @@ type Options struct {
 	// Version becomes service.version. Default: unset.
 	Version string
 
-	// Logger receives setup decisions and dropped span operations.
-	// Default: discard.
+	// Logger receives setup decisions, dropped span operations and, when
+	// set, the OpenTelemetry SDK's own errors (failed exports), which
+	// otherwise go to the standard log package. That routing is
+	// process-wide (otel.SetErrorHandler). Default: discard, and SDK
+	// errors left as they are.
 	Logger *slog.Logger
 
 	// SpanExporter, for tests, replaces the exporter chosen from the
@@ -101,6 +105,10 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	} else {
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			log.Warn("opentelemetry", "error", err)
+		}))
 	}
 	if opts.SpanQueue < 0 {
 		return nil, fmt.Errorf("telemetry: SpanQueue %d: want 0 (default %d) or more", opts.SpanQueue, defaultSpanQueue)
