@@ -1,0 +1,251 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// Metric names, in OpenTelemetry style. The Prometheus exposition turns the
+// dots into underscores and adds unit and _total suffixes, e.g.
+// hangup.disconnects becomes hangup_disconnects_total and
+// hangup.detection.latency becomes hangup_detection_latency_seconds.
+const (
+	MetricConnectionsActive = "hangup.connections.active"
+	MetricStreamsActive     = "hangup.streams.active"
+	MetricDisconnects       = "hangup.disconnects"
+	MetricDetectionLatency  = "hangup.detection.latency"
+	MetricNotifyLatency     = "hangup.notify.latency"
+	MetricNotifyQueueDepth  = "hangup.notify.queue.depth"
+	MetricNotifyDropped     = "hangup.notify.dropped"
+	MetricNotifyRetries     = "hangup.notify.retries"
+	MetricNotifyDelivered   = "hangup.notify.delivered"
+	MetricKeepalivePings    = "hangup.keepalive.pings"
+	MetricKeepaliveTimeouts = "hangup.keepalive.timeouts"
+	MetricAbuseGoAways      = "hangup.abuse.goaways"
+	MetricSpansDropped      = "hangup.telemetry.spans.dropped"
+)
+
+// Metric attribute keys.
+const (
+	AttrReason    = attribute.Key("reason")    // notify.Reason name
+	AttrWho       = attribute.Key("initiator") // notify.Initiator name
+	AttrAbuseKind = attribute.Key("kind")      // e.g. too_many_pings
+)
+
+// latencyBuckets are the histogram bounds in seconds: detection is expected
+// in milliseconds (RST_STREAM) up to tens of seconds (keepalive timeout),
+// delivery in milliseconds unless the app is down.
+var latencyBuckets = []float64{
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+	0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60,
+}
+
+const (
+	numReasons    = int(notify.ReasonShutdown) + 1
+	numInitiators = int(notify.InitiatorApp) + 1
+)
+
+// Metrics holds hangup's instruments. Its methods are safe for concurrent
+// use and cheap enough for the relay's connection loop: the ones without a
+// free-form argument do not allocate (see BenchmarkMetrics). A nil *Metrics
+// is valid and records nothing, for relays built without telemetry.
+type Metrics struct {
+	ctx context.Context // for the instruments' Add / Record; never cancelled
+
+	conns, streams    metric.Int64UpDownCounter
+	disconnects       metric.Int64Counter
+	detection, notify metric.Float64Histogram
+	pings, timeouts   metric.Int64Counter
+	abuse             metric.Int64Counter
+
+	// disconnectOpts[reason][initiator] is built once, so that Disconnect
+	// does not build an attribute set per call.
+	disconnectOpts [numReasons][numInitiators][]metric.AddOption
+
+	meter metric.Meter
+}
+
+func newMetrics(m metric.Meter, tr *Tracer) (*Metrics, error) {
+	ms := &Metrics{ctx: context.Background(), meter: m}
+	var err error
+	// first keeps the first error so that the instruments read as a list.
+	first := func(e error) {
+		if err == nil && e != nil {
+			err = e
+		}
+	}
+	var e error
+	ms.conns, e = m.Int64UpDownCounter(MetricConnectionsActive, metric.WithUnit("{connection}"),
+		metric.WithDescription("Client connections being relayed."))
+	first(e)
+	ms.streams, e = m.Int64UpDownCounter(MetricStreamsActive, metric.WithUnit("{stream}"),
+		metric.WithDescription("HTTP/2 streams being relayed."))
+	first(e)
+	ms.disconnects, e = m.Int64Counter(MetricDisconnects, metric.WithUnit("{disconnect}"),
+		metric.WithDescription("Disconnects detected, by reason and initiator."))
+	first(e)
+	ms.detection, e = m.Float64Histogram(MetricDetectionLatency, metric.WithUnit("s"),
+		metric.WithDescription("Time from the cause of a disconnect (last frame, ping sent) to its detection."),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	first(e)
+	ms.notify, e = m.Float64Histogram(MetricNotifyLatency, metric.WithUnit("s"),
+		metric.WithDescription("Time from publishing a disconnect event to the app's acknowledgement."),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	first(e)
+	ms.pings, e = m.Int64Counter(MetricKeepalivePings, metric.WithUnit("{ping}"),
+		metric.WithDescription("Keepalive PINGs hangup sent to clients."))
+	first(e)
+	ms.timeouts, e = m.Int64Counter(MetricKeepaliveTimeouts, metric.WithUnit("{timeout}"),
+		metric.WithDescription("Keepalive PINGs that got no ACK in time."))
+	first(e)
+	ms.abuse, e = m.Int64Counter(MetricAbuseGoAways, metric.WithUnit("{goaway}"),
+		metric.WithDescription("GOAWAYs hangup sent to abusive clients, by kind."))
+	first(e)
+	if tr != nil {
+		_, e = m.Int64ObservableCounter(MetricSpansDropped, metric.WithUnit("{operation}"),
+			metric.WithDescription("Span operations dropped because the span queue was full."),
+			metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(int64(tr.Dropped()))
+				return nil
+			}))
+		first(e)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: create instruments: %w", err)
+	}
+	for r := range numReasons {
+		for i := range numInitiators {
+			ms.disconnectOpts[r][i] = []metric.AddOption{metric.WithAttributeSet(disconnectAttrs(notify.Reason(r), notify.Initiator(i)))}
+		}
+	}
+	return ms, nil
+}
+
+func disconnectAttrs(r notify.Reason, i notify.Initiator) attribute.Set {
+	return attribute.NewSet(AttrReason.String(r.String()), AttrWho.String(i.String()))
+}
+
+// ConnOpened counts a new client connection as active.
+func (m *Metrics) ConnOpened() {
+	if m != nil {
+		m.conns.Add(m.ctx, 1)
+	}
+}
+
+// ConnClosed counts a client connection as gone.
+func (m *Metrics) ConnClosed() {
+	if m != nil {
+		m.conns.Add(m.ctx, -1)
+	}
+}
+
+// StreamOpened counts a new stream as active.
+func (m *Metrics) StreamOpened() {
+	if m != nil {
+		m.streams.Add(m.ctx, 1)
+	}
+}
+
+// StreamClosed counts a stream as gone.
+func (m *Metrics) StreamClosed() {
+	if m != nil {
+		m.streams.Add(m.ctx, -1)
+	}
+}
+
+// Disconnect counts one detected disconnect.
+func (m *Metrics) Disconnect(r notify.Reason, i notify.Initiator) {
+	if m == nil {
+		return
+	}
+	if r >= 0 && int(r) < numReasons && i >= 0 && int(i) < numInitiators {
+		m.disconnects.Add(m.ctx, 1, m.disconnectOpts[r][i]...)
+		return
+	}
+	m.disconnects.Add(m.ctx, 1, metric.WithAttributeSet(disconnectAttrs(r, i)))
+}
+
+// DetectionLatency records how long a disconnect took to detect.
+func (m *Metrics) DetectionLatency(d time.Duration) {
+	if m != nil {
+		m.detection.Record(m.ctx, d.Seconds())
+	}
+}
+
+// NotifyLatency records how long a disconnect event took to be
+// acknowledged. Telemetry.OnDelivered calls it.
+func (m *Metrics) NotifyLatency(d time.Duration) {
+	if m != nil {
+		m.notify.Record(m.ctx, d.Seconds())
+	}
+}
+
+// KeepalivePing counts a keepalive PING sent to a client.
+func (m *Metrics) KeepalivePing() {
+	if m != nil {
+		m.pings.Add(m.ctx, 1)
+	}
+}
+
+// KeepaliveTimeout counts a keepalive PING that was not acknowledged in time.
+func (m *Metrics) KeepaliveTimeout() {
+	if m != nil {
+		m.timeouts.Add(m.ctx, 1)
+	}
+}
+
+// AbuseGoAway counts a GOAWAY sent to an abusive client; kind names the
+// abuse, e.g. "too_many_pings" or "rapid_reset". It builds an attribute set
+// per call (it is rare), so it allocates.
+func (m *Metrics) AbuseGoAway(kind string) {
+	if m == nil {
+		return
+	}
+	m.abuse.Add(m.ctx, 1, metric.WithAttributes(AttrAbuseKind.String(kind)))
+}
+
+// ObserveNotifier exposes a notifier's own counters, read from stats at
+// each collection (pass (*notify.Notifier).Stats): the queue depth as
+// hangup.notify.queue.depth and the drops, retries and deliveries as
+// counters. Call it once, when the notifier exists; the observation stops
+// at Shutdown.
+func (m *Metrics) ObserveNotifier(stats func() notify.Stats) error {
+	depth, err := m.meter.Int64ObservableGauge(MetricNotifyQueueDepth, metric.WithUnit("{event}"),
+		metric.WithDescription("Disconnect events waiting for delivery, the batch in flight included."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricNotifyQueueDepth, err)
+	}
+	dropped, err := m.meter.Int64ObservableCounter(MetricNotifyDropped, metric.WithUnit("{event}"),
+		metric.WithDescription("Disconnect events given up: queue overflow, drain timeout, publish after close."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricNotifyDropped, err)
+	}
+	retries, err := m.meter.Int64ObservableCounter(MetricNotifyRetries, metric.WithUnit("{call}"),
+		metric.WithDescription("Notify calls that repeated a failed call."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricNotifyRetries, err)
+	}
+	delivered, err := m.meter.Int64ObservableCounter(MetricNotifyDelivered, metric.WithUnit("{event}"),
+		metric.WithDescription("Disconnect events the app acknowledged."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricNotifyDelivered, err)
+	}
+	_, err = m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := stats()
+		o.ObserveInt64(depth, int64(s.QueueDepth))
+		o.ObserveInt64(dropped, int64(s.Dropped))
+		o.ObserveInt64(retries, int64(s.Retries))
+		o.ObserveInt64(delivered, int64(s.Delivered))
+		return nil
+	}, depth, dropped, retries, delivered)
+	if err != nil {
+		return fmt.Errorf("telemetry: observe notifier: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package telemetry
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// scrape fetches /metrics and returns every sample as "name{k=v,...}" →
+// value; histograms contribute their _count and _sum.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := name + labels(m)
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				out[key] = m.GetCounter().GetValue()
+			case dto.MetricType_GAUGE:
+				out[key] = m.GetGauge().GetValue()
+			case dto.MetricType_HISTOGRAM:
+				out[name+"_count"+labels(m)] = float64(m.GetHistogram().GetSampleCount())
+				out[name+"_sum"+labels(m)] = m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return out
+}
+
+// labels renders a sample's labels, sorted, without the resource-derived
+// ones (otel_scope_*, job, instance) that are none of these tests' business.
+func labels(m *dto.Metric) string {
+	var ls []string
+	for _, l := range m.GetLabel() {
+		if strings.HasPrefix(l.GetName(), "otel_") {
+			continue
+		}
+		ls = append(ls, l.GetName()+"="+l.GetValue())
+	}
+	if len(ls) == 0 {
+		return ""
+	}
+	sort.Strings(ls)
+	return "{" + strings.Join(ls, ",") + "}"
+}
+
+func TestMetricsScrape(t *testing.T) {
+	clearOTelEnv(t)
+	tel, err := Setup(context.Background(), Options{})
+	if err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	defer shutdown(t, tel)
+	stats := notify.Stats{QueueDepth: 3, Dropped: 5, Retries: 7, Delivered: 11}
+	if err := tel.Metrics().ObserveNotifier(func() notify.Stats { return stats }); err != nil {
+		t.Fatalf("ObserveNotifier: %v", err)
+	}
+	srv := httptest.NewServer(tel.MetricsHandler())
+	defer srv.Close()
+
+	m := tel.Metrics()
+	// Something of every instrument exists before, so that the deltas below
+	// are exact and not "appeared".
+	m.ConnOpened()
+	m.StreamOpened()
+	m.Disconnect(notify.ReasonRSTStream, notify.InitiatorClient)
+	m.DetectionLatency(time.Millisecond)
+	m.NotifyLatency(time.Millisecond)
+	m.KeepalivePing()
+	m.KeepaliveTimeout()
+	m.AbuseGoAway("too_many_pings")
+	before := scrape(t, srv.URL)
+
+	m.ConnOpened()
+	m.ConnOpened()
+	m.ConnClosed()
+	m.StreamOpened()
+	m.StreamOpened()
+	m.StreamOpened()
+	m.StreamClosed()
+	m.Disconnect(notify.ReasonRSTStream, notify.InitiatorClient)
+	m.Disconnect(notify.ReasonRSTStream, notify.InitiatorClient)
+	m.Disconnect(notify.ReasonKeepaliveTimeout, notify.InitiatorSidecar)
+	m.Disconnect(notify.Reason(99), notify.InitiatorClient) // out of range: still counted
+	m.DetectionLatency(250 * time.Millisecond)
+	m.DetectionLatency(750 * time.Millisecond)
+	tel.OnDelivered(notify.Event{}, 1, 2*time.Second)
+	m.KeepalivePing()
+	m.KeepalivePing()
+	m.KeepaliveTimeout()
+	m.AbuseGoAway("too_many_pings")
+	m.AbuseGoAway("rapid_reset")
+	stats = notify.Stats{QueueDepth: 1, Dropped: 6, Retries: 9, Delivered: 12}
+	after := scrape(t, srv.URL)
+
+	tests := []struct {
+		sample string
+		delta  float64
+	}{
+		{"hangup_connections_active", 1},
+		{"hangup_streams_active", 2},
+		{"hangup_disconnects_total{initiator=CLIENT,reason=RST_STREAM}", 2},
+		{"hangup_disconnects_total{initiator=SIDECAR,reason=KEEPALIVE_TIMEOUT}", 1},
+		{"hangup_disconnects_total{initiator=CLIENT,reason=UNKNOWN}", 1},
+		{"hangup_detection_latency_seconds_count", 2},
+		{"hangup_detection_latency_seconds_sum", 1},
+		{"hangup_notify_latency_seconds_count", 1},
+		{"hangup_notify_latency_seconds_sum", 2},
+		{"hangup_keepalive_pings_total", 2},
+		{"hangup_keepalive_timeouts_total", 1},
+		{"hangup_abuse_goaways_total{kind=too_many_pings}", 1},
+		{"hangup_abuse_goaways_total{kind=rapid_reset}", 1},
+		{"hangup_notify_queue_depth", -2},
+		{"hangup_notify_dropped_total", 1},
+		{"hangup_notify_retries_total", 2},
+		{"hangup_notify_delivered_total", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.sample, func(t *testing.T) {
+			a, ok := after[tc.sample]
+			if !ok {
+				t.Fatalf("sample %s missing from /metrics; have %v", tc.sample, keys(after))
+			}
+			if d := a - before[tc.sample]; d < tc.delta-1e-9 || d > tc.delta+1e-9 {
+				t.Errorf("%s moved by %v (%v → %v), want %v", tc.sample, d, before[tc.sample], a, tc.delta)
+			}
+		})
+	}
+}
+
+func keys(m map[string]float64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

@@ -1,0 +1,544 @@
+package telemetry
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http2"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+)
+
+// Span and attribute names hangup adds to the RPC semantic conventions.
+const (
+	ConnectionSpanName = "hangup.connection" // one per relayed client connection
+	NotifySpanName     = "hangup.notify"     // one per delivered disconnect event
+
+	EventRSTStream        = "http2.rst_stream"
+	EventGoAway           = "http2.goaway"
+	EventKeepaliveTimeout = "keepalive.ping_timeout"
+	EventNotified         = "hangup.notified"
+
+	AttrDisconnectReason    = attribute.Key("hangup.disconnect.reason")    // notify.Reason name, e.g. RST_STREAM
+	AttrDisconnectInitiator = attribute.Key("hangup.disconnect.initiator") // notify.Initiator name, e.g. CLIENT
+	AttrConnectionID        = attribute.Key("hangup.connection.id")        // x-hangup-connection-id
+	AttrStreamID            = attribute.Key("http2.stream_id")
+	AttrErrorCode           = attribute.Key("http2.error_code")     // RST_STREAM / GOAWAY code number
+	AttrErrorName           = attribute.Key("http2.error_name")     // its RFC 9113 name, e.g. CANCEL
+	AttrInitiator           = attribute.Key("hangup.initiator")     // who sent the frame
+	AttrLastStreamID        = attribute.Key("http2.last_stream_id") // GOAWAY's last-stream-id
+	AttrDebugData           = attribute.Key("http2.debug_data")     // GOAWAY's debug data
+	AttrNotifyLatencyMS     = attribute.Key("hangup.notify.latency_ms")
+	AttrNotifyAttempts      = attribute.Key("hangup.notify.attempts")
+	AttrEventID             = attribute.Key("hangup.event.id")
+)
+
+// Tracer records hangup's spans. It is built for the relay's connection
+// loop: a span is started on the caller's goroutine, because the relay needs
+// its traceparent at once to forward it to the app, but every later change
+// (events, status, end) is a small value sent on a bounded channel to one
+// background goroutine, which applies it with the caller's timestamps
+// (trace.WithTimestamp). When the channel is full the change is dropped and
+// counted (Dropped); a span whose end was dropped is never exported.
+//
+// A nil *Tracer is valid and does nothing: it is what Telemetry.Tracer
+// returns when tracing is off, so the relay's only cost then is a nil check.
+//
+// Trace shape: each client connection has a "hangup.connection" span (a
+// root). Each HTTP/2 stream has a SERVER span named by its gRPC method,
+// whose parent is the client's traceparent (a new trace when there is none)
+// and which links to its connection span. A delivered disconnect event adds
+// a short "hangup.notify" child span to the stream span (see Notified).
+type Tracer struct {
+	// immutable
+	tr  trace.Tracer
+	log *slog.Logger
+	tc  propagation.TraceContext
+
+	ops     chan op // to the background goroutine
+	stopped chan struct{}
+	wg      sync.WaitGroup
+
+	// atomic
+	closed  atomic.Bool
+	dropped atomic.Uint64
+}
+
+func newTracer(tr trace.Tracer, queue int, log *slog.Logger) *Tracer {
+	t := &Tracer{
+		tr:      tr,
+		log:     log,
+		ops:     make(chan op, queue),
+		stopped: make(chan struct{}),
+	}
+	t.wg.Add(1)
+	go t.loop()
+	return t
+}
+
+// opKind says what an op does to its span.
+type opKind uint8
+
+const (
+	opEndConn opKind = iota
+	opEndStream
+	opRSTStream
+	opGoAway
+	opKeepaliveTimeout
+	opNotified
+)
+
+// op is one deferred span change, applied by the background goroutine.
+type op struct {
+	kind      opKind
+	span      trace.Span
+	at        time.Time
+	code      uint32 // HTTP/2 error code, or gRPC status with hasStatus
+	lastID    uint32 // GOAWAY last-stream-id; delivery attempts for opNotified
+	hasStatus bool
+	reason    notify.Reason
+	initiator notify.Initiator
+	str       string        // GOAWAY debug data; event id for opNotified
+	latency   time.Duration // opNotified
+	parent    trace.SpanContext
+}
+
+func (t *Tracer) loop() {
+	defer t.wg.Done()
+	for {
+		select {
+		case o := <-t.ops:
+			t.apply(o)
+		case <-t.stopped:
+			for {
+				select {
+				case o := <-t.ops:
+					t.apply(o)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// stop ends the background goroutine after it applied what was queued and
+// returns the number of dropped operations. Operations sent afterwards are
+// dropped.
+func (t *Tracer) stop() uint64 {
+	if !t.closed.Swap(true) {
+		close(t.stopped)
+	}
+	t.wg.Wait()
+	return t.dropped.Load()
+}
+
+func (t *Tracer) send(o op) {
+	if t.closed.Load() {
+		t.dropped.Add(1)
+		return
+	}
+	select {
+	case t.ops <- o:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// Dropped returns how many span operations were dropped because the queue
+// was full or the Tracer stopped. Zero for a nil Tracer.
+func (t *Tracer) Dropped() uint64 {
+	if t == nil {
+		return 0
+	}
+	return t.dropped.Load()
+}
+
+func (t *Tracer) apply(o op) {
+	switch o.kind {
+	case opRSTStream:
+		o.span.AddEvent(EventRSTStream, trace.WithTimestamp(o.at), trace.WithAttributes(
+			AttrErrorCode.Int64(int64(o.code)),
+			AttrErrorName.String(http2.ErrCode(o.code).String()),
+			AttrInitiator.String(o.initiator.String()),
+		))
+	case opGoAway:
+		o.span.AddEvent(EventGoAway, trace.WithTimestamp(o.at), trace.WithAttributes(
+			AttrErrorCode.Int64(int64(o.code)),
+			AttrErrorName.String(http2.ErrCode(o.code).String()),
+			AttrLastStreamID.Int64(int64(o.lastID)),
+			AttrDebugData.String(o.str),
+			AttrInitiator.String(o.initiator.String()),
+		))
+	case opKeepaliveTimeout:
+		o.span.AddEvent(EventKeepaliveTimeout, trace.WithTimestamp(o.at))
+	case opEndStream:
+		if o.hasStatus {
+			o.span.SetAttributes(semconv.RPCGRPCStatusCodeKey.Int64(int64(o.code)))
+		}
+		t.endWithReason(o)
+	case opEndConn:
+		t.endWithReason(o)
+	case opNotified:
+		t.notifySpan(o)
+	}
+}
+
+func (t *Tracer) endWithReason(o op) {
+	if o.reason != notify.ReasonUnspecified {
+		o.span.SetAttributes(
+			AttrDisconnectReason.String(o.reason.String()),
+			AttrDisconnectInitiator.String(o.initiator.String()),
+		)
+		o.span.SetStatus(codes.Error, o.reason.String())
+	} else {
+		o.span.SetStatus(codes.Ok, "")
+	}
+	o.span.End(trace.WithTimestamp(o.at))
+}
+
+// notifySpan starts and ends the hangup.notify span of one delivery.
+func (t *Tracer) notifySpan(o op) {
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), o.parent)
+	start := o.at.Add(-o.latency)
+	attrs := []attribute.KeyValue{
+		AttrNotifyLatencyMS.Float64(float64(o.latency) / float64(time.Millisecond)),
+		AttrNotifyAttempts.Int64(int64(o.lastID)),
+		AttrEventID.String(o.str),
+	}
+	_, span := t.tr.Start(ctx, NotifySpanName,
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithTimestamp(start),
+		trace.WithAttributes(attrs...),
+	)
+	span.AddEvent(EventNotified, trace.WithTimestamp(o.at), trace.WithAttributes(attrs[:2]...))
+	span.End(trace.WithTimestamp(o.at))
+}
+
+// ConnStart describes a new client connection.
+type ConnStart struct {
+	ID    string    // x-hangup-connection-id; optional
+	Peer  string    // client address, "host:port"
+	Start time.Time // when it was accepted; zero means now
+}
+
+// Conn is a client connection's span. A nil *Conn is valid and does
+// nothing.
+type Conn struct {
+	t     *Tracer
+	span  trace.Span
+	sc    trace.SpanContext
+	peer  []attribute.KeyValue // network.peer.*, shared read-only by its streams
+	links []trace.Link         // to this span, shared read-only by its streams
+}
+
+// StartConn starts a "hangup.connection" span, a root span in a new trace.
+// It runs on the caller's goroutine (once per connection). Call End when
+// the connection is gone.
+func (t *Tracer) StartConn(c ConnStart) *Conn {
+	if t == nil {
+		return nil
+	}
+	if c.Start.IsZero() {
+		c.Start = time.Now()
+	}
+	peer := peerAttrs(c.Peer)
+	attrs := peer
+	if c.ID != "" {
+		attrs = append(attrs[:len(attrs):len(attrs)], AttrConnectionID.String(c.ID))
+	}
+	_, span := t.tr.Start(context.Background(), ConnectionSpanName,
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(c.Start),
+		trace.WithAttributes(attrs...),
+	)
+	sc := span.SpanContext()
+	return &Conn{t: t, span: span, sc: sc, peer: peer, links: []trace.Link{{SpanContext: sc}}}
+}
+
+func peerAttrs(hostport string) []attribute.KeyValue {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		if hostport == "" {
+			return nil
+		}
+		return []attribute.KeyValue{semconv.NetworkPeerAddress(hostport)}
+	}
+	attrs := []attribute.KeyValue{semconv.NetworkPeerAddress(host)}
+	if p, err := strconv.Atoi(port); err == nil {
+		attrs = append(attrs, semconv.NetworkPeerPort(p))
+	}
+	return attrs
+}
+
+// GoAway adds an http2.goaway event to the connection span.
+// initiator says who sent the frame.
+func (c *Conn) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator notify.Initiator) {
+	if c == nil {
+		return
+	}
+	c.t.send(op{kind: opGoAway, span: c.span, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
+}
+
+// KeepaliveTimeout adds a keepalive.ping_timeout event to the connection
+// span.
+func (c *Conn) KeepaliveTimeout(at time.Time) {
+	if c == nil {
+		return
+	}
+	c.t.send(op{kind: opKeepaliveTimeout, span: c.span, at: at})
+}
+
+// End ends the connection span at at. A reason other than
+// notify.ReasonUnspecified (the connection ended by a disconnect) sets
+// status Error and the hangup.disconnect.* attributes; otherwise OK.
+func (c *Conn) End(at time.Time, reason notify.Reason, initiator notify.Initiator) {
+	if c == nil {
+		return
+	}
+	c.t.send(op{kind: opEndConn, span: c.span, at: at, reason: reason, initiator: initiator})
+}
+
+// TraceID returns the connection span's trace id in hex, "" for nil.
+func (c *Conn) TraceID() string {
+	if c == nil {
+		return ""
+	}
+	return c.sc.TraceID().String()
+}
+
+// SpanID returns the connection span's span id in hex, "" for nil.
+func (c *Conn) SpanID() string {
+	if c == nil {
+		return ""
+	}
+	return c.sc.SpanID().String()
+}
+
+// StreamStart describes a new HTTP/2 stream, from its request HEADERS.
+type StreamStart struct {
+	Traceparent string    // the client's traceparent header; "" when absent
+	Tracestate  string    // the client's tracestate header; optional
+	Method      string    // :path, "/package.Service/Method"
+	Authority   string    // :authority
+	StreamID    uint32    // HTTP/2 stream id
+	Start       time.Time // when HEADERS arrived; zero means now
+}
+
+// Stream is one HTTP/2 stream's span. A nil *Stream is valid and does
+// nothing.
+type Stream struct {
+	t    *Tracer
+	span trace.Span
+	sc   trace.SpanContext
+	// rec is false when the sampler dropped the span: its ids still
+	// propagate (with the sampled flag off) but nothing is queued for it.
+	rec bool
+}
+
+// StartStream starts the stream's SERVER span on the caller's goroutine: its
+// parent is s.Traceparent when that is a valid W3C traceparent (a new trace
+// otherwise), it links to the connection span, and it carries the RPC
+// semantic convention attributes. Call End when the stream is over.
+func (c *Conn) StartStream(s StreamStart) *Stream {
+	if c == nil {
+		return nil
+	}
+	if s.Start.IsZero() {
+		s.Start = time.Now()
+	}
+	ctx := context.Background()
+	if s.Traceparent != "" {
+		ctx = c.t.tc.Extract(ctx, &headerCarrier{traceparent: s.Traceparent, tracestate: s.Tracestate})
+	}
+	name, service, method := splitMethod(s.Method)
+	attrs := make([]attribute.KeyValue, 0, 6+len(c.peer))
+	attrs = append(attrs, semconv.RPCSystemGRPC, semconv.RPCService(service), semconv.RPCMethod(method))
+	if s.Authority != "" {
+		attrs = append(attrs, serverAddress(s.Authority))
+	}
+	attrs = append(attrs, c.peer...)
+	attrs = append(attrs, AttrStreamID.Int64(int64(s.StreamID)))
+	_, span := c.t.tr.Start(ctx, name,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(s.Start),
+		trace.WithLinks(c.links...),
+		trace.WithAttributes(attrs...),
+	)
+	return &Stream{t: c.t, span: span, sc: span.SpanContext(), rec: span.IsRecording()}
+}
+
+// splitMethod turns ":path" /pkg.Svc/Method into the span name pkg.Svc/Method,
+// the rpc.service pkg.Svc and the rpc.method Method.
+func splitMethod(path string) (name, service, method string) {
+	name = strings.TrimPrefix(path, "/")
+	if name == "" {
+		return "grpc", "", ""
+	}
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		return name, name[:i], name[i+1:]
+	}
+	return name, "", name
+}
+
+// serverAddress is server.address from :authority, without a port.
+func serverAddress(authority string) attribute.KeyValue {
+	if host, _, err := net.SplitHostPort(authority); err == nil {
+		return semconv.ServerAddress(host)
+	}
+	return semconv.ServerAddress(authority)
+}
+
+// Traceparent returns the span's W3C traceparent, to send to the app in
+// place of the client's so that the app's spans nest under the stream span.
+// "" for nil.
+func (s *Stream) Traceparent() string {
+	if s == nil {
+		return ""
+	}
+	var h headerCarrier
+	s.t.tc.Inject(trace.ContextWithSpanContext(context.Background(), s.sc), &h)
+	return h.traceparent
+}
+
+// Tracestate returns the W3C tracestate to forward with Traceparent, often
+// "". "" for nil.
+func (s *Stream) Tracestate() string {
+	if s == nil {
+		return ""
+	}
+	return s.sc.TraceState().String()
+}
+
+// TraceID returns the span's trace id in hex (DisconnectEvent.trace_id), ""
+// for nil.
+func (s *Stream) TraceID() string {
+	if s == nil {
+		return ""
+	}
+	return s.sc.TraceID().String()
+}
+
+// SpanID returns the span's id in hex (DisconnectEvent.span_id), "" for nil.
+func (s *Stream) SpanID() string {
+	if s == nil {
+		return ""
+	}
+	return s.sc.SpanID().String()
+}
+
+// RSTStream adds an http2.rst_stream event: code is the RST_STREAM error
+// code, initiator who sent it.
+func (s *Stream) RSTStream(at time.Time, code uint32, initiator notify.Initiator) {
+	if s == nil || !s.rec {
+		return
+	}
+	s.t.send(op{kind: opRSTStream, span: s.span, at: at, code: code, initiator: initiator})
+}
+
+// GoAway adds an http2.goaway event to the stream span, for the streams a
+// GOAWAY affects.
+func (s *Stream) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator notify.Initiator) {
+	if s == nil || !s.rec {
+		return
+	}
+	s.t.send(op{kind: opGoAway, span: s.span, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
+}
+
+// KeepaliveTimeout adds a keepalive.ping_timeout event to the stream span.
+func (s *Stream) KeepaliveTimeout(at time.Time) {
+	if s == nil || !s.rec {
+		return
+	}
+	s.t.send(op{kind: opKeepaliveTimeout, span: s.span, at: at})
+}
+
+// StreamEnd says how a stream ended.
+type StreamEnd struct {
+	At time.Time // when it ended (or the disconnect was detected)
+
+	// GRPCStatus is the grpc-status trailer, recorded as
+	// rpc.grpc.status_code when HasGRPCStatus is set.
+	GRPCStatus    uint32
+	HasGRPCStatus bool
+
+	// Reason is the disconnect that ended the stream; with a reason other
+	// than notify.ReasonUnspecified the span gets status Error and the
+	// hangup.disconnect.reason / .initiator attributes, otherwise OK.
+	Reason    notify.Reason
+	Initiator notify.Initiator
+}
+
+// End ends the stream span, on the background goroutine, at e.At.
+func (s *Stream) End(e StreamEnd) {
+	if s == nil || !s.rec {
+		return
+	}
+	s.t.send(op{kind: opEndStream, span: s.span, at: e.At, code: e.GRPCStatus, hasStatus: e.HasGRPCStatus,
+		reason: e.Reason, initiator: e.Initiator})
+}
+
+// Notified records that the app acknowledged ev, attempts calls and latency
+// after it was published. It has notify.Config.OnDelivered's shape (see also
+// Telemetry.OnDelivered).
+//
+// By then the stream span has ended and is likely exported, so instead of
+// an event on it (which would hold every span open for as long as the app is
+// unavailable) Notified emits a short "hangup.notify" INTERNAL span, a child
+// of the span named by ev.TraceID / ev.SpanID, running from publication to
+// acknowledgement, with a hangup.notified event carrying
+// hangup.notify.latency_ms and hangup.notify.attempts. Events without valid
+// trace and span ids are ignored. The child is marked sampled: with a
+// parent-based sampler it is kept even if its stream span was not.
+func (t *Tracer) Notified(ev notify.Event, attempts int, latency time.Duration) {
+	if t == nil {
+		return
+	}
+	tid, err1 := trace.TraceIDFromHex(ev.TraceID)
+	sid, err2 := trace.SpanIDFromHex(ev.SpanID)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true,
+	})
+	t.send(op{kind: opNotified, at: time.Now(), latency: latency, lastID: uint32(attempts), str: ev.ID, parent: parent})
+}
+
+// headerCarrier carries the two W3C trace context headers without a map.
+type headerCarrier struct{ traceparent, tracestate string }
+
+var _ propagation.TextMapCarrier = (*headerCarrier)(nil)
+
+func (h *headerCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return h.traceparent
+	case "tracestate":
+		return h.tracestate
+	}
+	return ""
+}
+
+func (h *headerCarrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		h.traceparent = value
+	case "tracestate":
+		h.tracestate = value
+	}
+}
+
+func (h *headerCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
