@@ -10,6 +10,7 @@ import (
 
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
 // Defaults of Config, in one place.
@@ -53,6 +54,8 @@ type Config struct {
 	NotifyHeaders []string
 	// Sink receives disconnect events; nil logs them only.
 	Sink notify.Sink
+	// Telemetry receives spans and metrics; nil records nothing.
+	Telemetry *telemetry.Telemetry
 	// Logger is the structured logger; nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.

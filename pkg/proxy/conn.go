@@ -17,6 +17,7 @@ import (
 
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
 // conn is one relayed HTTP/2 connection: a client and its own connection to
@@ -42,6 +43,10 @@ type conn struct {
 	appMaxStreams     atomic.Uint32 // the app's SETTINGS_MAX_CONCURRENT_STREAMS
 	bytesFromClient   atomic.Uint64
 	bytesToClient     atomic.Uint64
+	lastRead          atomic.Int64 // unix nanoseconds of the last batch from the client
+
+	metrics *telemetry.Metrics // nil-safe
+	span    *telemetry.Conn    // nil when tracing is off
 
 	mu          sync.Mutex
 	streams     streamTable
@@ -54,10 +59,12 @@ type conn struct {
 	refuseAbove uint32             // streams above this id are refused
 	abuse       abuseCounters
 	eventSeq    uint32
-	goAway      *goAwayInfo // the client's GOAWAY, if it sent one
-	clientGone  bool        // events for the client's loss were made
-	appGone     bool        // the app ended the connection: no client event
-	ended       string      // how the connection ended, for the log
+	goAway      *goAwayInfo   // the client's GOAWAY, if it sent one
+	clientGone  bool          // events for the client's loss were made
+	appGone     bool          // the app ended the connection: no client event
+	ended       string        // how the connection ended, for the log
+	endReason   notify.Reason // why, when it was a disconnect (for the span)
+	endWho      notify.Initiator
 }
 
 type goAwayInfo struct {
@@ -91,6 +98,10 @@ func newConn(srv *Server, client, app net.Conn) *conn {
 		streams: newStreamTable(),
 	}
 	c.ka = keepalive.New(srv.cfg.Keepalive, c.start, nil)
+	c.lastRead.Store(c.start.UnixNano())
+	c.metrics = srv.cfg.Telemetry.Metrics()
+	c.metrics.ConnOpened()
+	c.span = srv.cfg.Telemetry.Tracer().StartConn(telemetry.ConnStart{ID: c.id, Peer: c.peer, Start: c.start})
 	c.appMaxFrame.Store(defaultMaxFrameSize)
 	c.appHeaderTable.Store(defaultHeaderTableSize)
 	c.clientHeaderTable.Store(defaultHeaderTableSize)
@@ -127,7 +138,9 @@ func (c *conn) serve(preface []byte) {
 
 	c.mu.Lock()
 	ended, opened := c.ended, c.streams.opened
+	c.span.End(c.srv.cfg.Now(), c.endReason, c.endWho)
 	c.mu.Unlock()
+	c.metrics.ConnClosed()
 	log.Info("connection closed", "conn", c.id, "peer", c.peer,
 		"duration", c.srv.cfg.Now().Sub(c.start).Round(time.Microsecond), "streams", opened,
 		"bytes_from_client", c.bytesFromClient.Load(), "bytes_to_client", c.bytesToClient.Load(),
@@ -141,6 +154,9 @@ func (c *conn) upstreamEnded(err error) {
 	switch {
 	case errors.As(err, &ce):
 		c.setEnded("client protocol error: " + ce.Reason)
+		if ce.Kind != "" {
+			c.metrics.AbuseGoAway(ce.Kind)
+		}
 		c.mu.Lock()
 		last := c.streams.lastClientID
 		c.mu.Unlock()
@@ -234,16 +250,27 @@ func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, deb
 	var events []notify.Event
 	var frames []byte
 	for _, s := range c.streams.open {
-		if !s.appDone() {
-			events = append(events, c.streamEvent(s, reason, who, code, debug, now))
-			frames = appendRSTStream(frames, s.id, http2.ErrCodeCancel)
+		if s.appDone() {
+			c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			continue
 		}
-		c.streams.reset(s)
+		events = append(events, c.streamEvent(s, reason, who, code, debug, now))
+		frames = appendRSTStream(frames, s.id, http2.ErrCodeCancel)
+		switch reason {
+		case notify.ReasonKeepaliveTimeout:
+			s.span.KeepaliveTimeout(now)
+		case notify.ReasonGoAway:
+			if c.goAway != nil {
+				s.span.GoAway(now, uint32(c.goAway.code), c.goAway.lastStreamID, c.goAway.debug, who)
+			}
+		}
+		c.forget(s, now, reason, who)
 	}
 	abnormal := len(events) > 0 || reason == notify.ReasonConnectionReset ||
 		reason == notify.ReasonProtocolError || reason == notify.ReasonKeepaliveTimeout || reason == notify.ReasonPingAbuse
 	if abnormal {
 		events = append(events, c.connEvent(reason, who, code, debug, now))
+		c.endReason, c.endWho = reason, who
 	}
 	last := c.streams.lastClientID
 	c.mu.Unlock()
@@ -264,9 +291,14 @@ func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
 	if s == nil {
 		return nil
 	}
-	c.ka.StreamOpened(now)
 	s.method = fieldValue(fields, ":path")
 	s.authority = fieldValue(fields, ":authority")
+	c.ka.StreamOpened(now)
+	c.metrics.StreamOpened()
+	s.span = c.span.StartStream(telemetry.StreamStart{
+		Traceparent: fieldValue(fields, "traceparent"), Tracestate: fieldValue(fields, "tracestate"),
+		Method: s.method, Authority: s.authority, StreamID: id, Start: now,
+	})
 	for _, name := range c.srv.cfg.NotifyHeaders {
 		if v := fieldValue(fields, name); v != "" {
 			if s.headers == nil {
@@ -280,21 +312,26 @@ func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
 
 // streamEnded forgets a stream both sides have ended. Called with mu held.
 func (c *conn) streamEnded(s *stream) {
-	if c.streams.closeIfDone(s) {
-		c.streamGone()
+	if s.state == stateClosed {
+		now := c.srv.cfg.Now()
+		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.kaActions(now, c.ka.StreamClosed(now))
 	}
 }
 
-// resetStream forgets a stream that a RST_STREAM ended. Called with mu held.
-func (c *conn) resetStream(s *stream) {
-	c.streams.reset(s)
-	c.streamGone()
+// resetStream forgets a stream that a RST_STREAM ended; reason is set when
+// that was a disconnect. Called with mu held.
+func (c *conn) resetStream(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
+	c.forget(s, now, reason, who)
+	c.kaActions(now, c.ka.StreamClosed(now))
 }
 
-// streamGone tells the policy a stream is gone. Called with mu held.
-func (c *conn) streamGone() {
-	now := c.srv.cfg.Now()
-	c.kaActions(now, c.ka.StreamClosed(now))
+// forget removes a stream from the table and ends its span and metric.
+// Called with mu held.
+func (c *conn) forget(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
+	c.streams.reset(s)
+	s.endSpan(now, reason, who)
+	c.metrics.StreamClosed()
 }
 
 // clientReset handles RST_STREAM from the client. Called with mu held.
@@ -304,10 +341,13 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 		return
 	}
 	now := c.srv.cfg.Now()
-	if !s.appDone() {
+	s.span.RSTStream(now, uint32(code), notify.InitiatorClient)
+	if s.appDone() {
+		c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+	} else {
 		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
+		c.resetStream(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
 	}
-	c.resetStream(s)
 	if now.Sub(s.startedAt) < prematureResetWindow {
 		c.abuse.prematureResets++
 	}
@@ -318,7 +358,9 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 func (c *conn) appReset(id uint32, code http2.ErrCode) {
 	if s := c.streams.get(id); s != nil {
 		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
-		c.resetStream(s)
+		now := c.srv.cfg.Now()
+		s.span.RSTStream(now, uint32(code), notify.InitiatorApp)
+		c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 	}
 }
 
@@ -327,12 +369,14 @@ func (c *conn) appReset(id uint32, code http2.ErrCode) {
 // server-initiated streams, which gRPC never opens.) Called with mu held.
 func (c *conn) clientGoAway(last uint32, code http2.ErrCode, debug []byte, _ *[]notify.Event) {
 	c.goAway = &goAwayInfo{lastStreamID: last, code: code, debug: string(debug)}
+	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, c.goAway.debug, notify.InitiatorClient)
 }
 
 // appGoAway records the app's GOAWAY. Called with mu held.
 func (c *conn) appGoAway(last uint32, code http2.ErrCode, debug []byte) {
 	c.srv.cfg.Logger.Debug("app sent GOAWAY", "conn", c.id, "last_stream", last, "code", code.String(),
 		"debug", string(debug), "initiator", notify.InitiatorApp.String())
+	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, string(debug), notify.InitiatorApp)
 }
 
 // ownPingAck handles a PING ACK from the client and reports whether it
@@ -363,6 +407,7 @@ func (c *conn) streamEvent(s *stream, reason notify.Reason, who notify.Initiator
 	ev.StartedAt = s.startedAt
 	ev.BytesFromClient = s.bytesFromClient
 	ev.BytesToClient = s.bytesToClient
+	ev.TraceID, ev.SpanID = s.span.TraceID(), s.span.SpanID()
 	return ev
 }
 
@@ -390,6 +435,11 @@ func (c *conn) publish(ev notify.Event) {
 		"initiator", ev.Initiator.String(), "code", http2.ErrCode(ev.HTTP2ErrorCode).String(),
 		"conn", ev.ConnectionID, "stream", ev.StreamID, "method", ev.Method, "peer", ev.PeerAddress,
 		"bytes_from_client", ev.BytesFromClient, "bytes_to_client", ev.BytesToClient)
+	c.metrics.Disconnect(ev.Reason, ev.Initiator)
+	if ev.Scope == notify.ScopeStream {
+		// How long the client had been silent when it was found gone.
+		c.metrics.DetectionLatency(ev.DetectedAt.Sub(time.Unix(0, c.lastRead.Load())))
+	}
 	if c.srv.cfg.Sink != nil {
 		c.srv.cfg.Sink.Publish(ev)
 	}

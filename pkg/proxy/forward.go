@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
@@ -135,6 +134,7 @@ func (f *forwarder) process() error {
 	f.now, f.wroteHD, f.replies = f.c.srv.cfg.Now(), false, f.replies[:0]
 	if f.toApp {
 		f.c.kaFrameRead(f.now)
+		f.c.lastRead.Store(f.now.UnixNano())
 	}
 	if f.passLeft > 0 {
 		k := min(int(f.passLeft), len(b))
@@ -395,8 +395,11 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 		}
 		s, isRequest = f.c.openStream(id, fields), true
 	}
-	var extra []hpack.HeaderField
-	block := f.enc.encode(fields, isRequest, f.c.id, id, extra)
+	var trace traceContext
+	if isRequest && s.span != nil {
+		trace = traceContext{parent: s.span.Traceparent(), state: s.span.Tracestate()}
+	}
+	block := f.enc.encode(fields, isRequest, f.c.id, id, trace)
 	start := len(f.scratch)
 	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority, block, f.c.appMaxFrame.Load())
 	f.replace(off, frame, f.scratch[start:])

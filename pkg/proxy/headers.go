@@ -102,10 +102,17 @@ func (e *requestEncoder) setTableLimit(v uint32) {
 // encode re-encodes fields, without any x-hangup-* id the client sent, and
 // appends the relay's ids when ids is true (request headers, not trailers).
 // The block is valid until the next call.
-func (e *requestEncoder) encode(fields []hpack.HeaderField, ids bool, connID string, streamID uint32, extra []hpack.HeaderField) []byte {
+//
+// With a trace context (tracing on), the client's traceparent and
+// tracestate are replaced by the sidecar span's, so the app's spans nest
+// under it.
+func (e *requestEncoder) encode(fields []hpack.HeaderField, ids bool, connID string, streamID uint32, trace traceContext) []byte {
 	e.buf.Reset()
 	for _, f := range fields {
-		if f.Name == HeaderConnectionID || f.Name == HeaderStreamID {
+		switch {
+		case f.Name == HeaderConnectionID || f.Name == HeaderStreamID:
+			continue
+		case trace.parent != "" && (f.Name == "traceparent" || f.Name == "tracestate"):
 			continue
 		}
 		_ = e.enc.WriteField(f)
@@ -114,12 +121,19 @@ func (e *requestEncoder) encode(fields []hpack.HeaderField, ids bool, connID str
 		var num [10]byte
 		_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderConnectionID, Value: connID})
 		_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderStreamID, Value: string(strconv.AppendUint(num[:0], uint64(streamID), 10))})
-		for _, f := range extra {
-			_ = e.enc.WriteField(f)
+	}
+	if trace.parent != "" {
+		_ = e.enc.WriteField(hpack.HeaderField{Name: "traceparent", Value: trace.parent})
+		if trace.state != "" {
+			_ = e.enc.WriteField(hpack.HeaderField{Name: "tracestate", Value: trace.state})
 		}
 	}
 	return e.buf.Bytes()
 }
+
+// traceContext is the W3C trace context the app receives; zero when
+// tracing is off.
+type traceContext struct{ parent, state string }
 
 // appendHeaderFrames appends block as one HEADERS frame and as many
 // CONTINUATION frames as maxFrame requires. Padding is dropped; END_STREAM

@@ -92,6 +92,7 @@ func (c *conn) runActions() {
 		switch a.Kind {
 		case keepalive.SendPing:
 			c.srv.cfg.Logger.Debug("keepalive ping", "conn", c.id)
+			c.metrics.KeepalivePing()
 			_ = c.toClient.inject(appendPing(nil, false, a.Ping))
 		case keepalive.GoAwayGraceful:
 			// Phase 1: stop new streams, let those in flight arrive.
@@ -103,9 +104,12 @@ func (c *conn) runActions() {
 			c.mu.Unlock()
 			_ = c.toClient.inject(appendGoAway(nil, last, http2.ErrCodeNo, a.Debug))
 		case keepalive.GoAwayTooManyPings:
+			c.metrics.AbuseGoAway(a.Debug)
 			_ = c.toClient.inject(appendGoAway(nil, last, http2.ErrCodeEnhanceYourCalm, a.Debug))
 			c.end("ping abuse: "+a.Debug, a.Reason, uint32(http2.ErrCodeEnhanceYourCalm), a.Debug)
 		case keepalive.CloseDead:
+			c.metrics.KeepaliveTimeout()
+			c.span.KeepaliveTimeout(c.srv.cfg.Now())
 			c.end("keepalive timeout: no PING ACK", a.Reason, 0, a.Debug)
 		case keepalive.Close:
 			c.end("closed by the sidecar: "+a.Debug, a.Reason, 0, a.Debug)

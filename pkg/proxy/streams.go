@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"strconv"
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
 // streamState is a stream's state as RFC 9113 §5.1 names it, seen from the
@@ -36,6 +40,8 @@ type stream struct {
 
 	grpcStatus  string // from the app's trailers; "" until they arrive
 	grpcMessage string
+
+	span *telemetry.Stream // nil when tracing is off
 }
 
 // endFromClient records END_STREAM sent by the client.
@@ -112,4 +118,18 @@ func (t *streamTable) reset(s *stream) {
 // endsStream reports whether a HEADERS or DATA frame carries END_STREAM.
 func endsStream(h frameHeader) bool {
 	return (h.Type == http2.FrameHeaders || h.Type == http2.FrameData) && h.Flags.Has(http2.FlagDataEndStream)
+}
+
+// endSpan ends the stream's span: OK (with the gRPC status from the
+// trailers) for a stream that ended normally, Error with the reason for a
+// disconnect.
+func (s *stream) endSpan(at time.Time, reason notify.Reason, who notify.Initiator) {
+	if s.span == nil {
+		return
+	}
+	e := telemetry.StreamEnd{At: at, Reason: reason, Initiator: who}
+	if code, err := strconv.ParseUint(s.grpcStatus, 10, 32); err == nil {
+		e.GRPCStatus, e.HasGRPCStatus = uint32(code), true
+	}
+	s.span.End(e)
 }
