@@ -33,7 +33,7 @@ type golden struct {
 	Denied string      `json:"denied,omitempty"`
 }
 
-const testImage = "ghcr.io/hangup-dev/hangup:0.1.0"
+const testImage = "hangup-dev/hangup:0.1.0"
 
 func TestPatchGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")

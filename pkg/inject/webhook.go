@@ -70,8 +70,11 @@ type ServerConfig struct {
 	Kubeconfig string
 	RestConfig *rest.Config
 	// Sidecar holds the defaults of injected sidecars. Sidecar.Image is
-	// required.
+	// required unless SidecarConfigFile is set.
 	Sidecar Config
+	// SidecarConfigFile, when set, is read with LoadConfig and replaces
+	// Sidecar (the chart mounts its ConfigMap at /etc/hangup/sidecar.yaml).
+	SidecarConfigFile string
 	// ShutdownTimeout bounds the graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration
 	// Logger; default: discard.
@@ -99,6 +102,13 @@ func (c *ServerConfig) defaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.SidecarConfigFile != "" {
+		sc, err := LoadConfig(c.SidecarConfigFile)
+		if err != nil {
+			return err
+		}
+		c.Sidecar = sc
 	}
 	if c.CertDir == "" && (c.WebhookConfigName == "" || len(c.Hosts) == 0) {
 		return errors.New("self-managed certificates (no cert dir) need the webhook configuration name and the serving host names")
