@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hangup-dev/hangup/pkg/redirect"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -254,5 +255,66 @@ func TestAnnotationErrorMessage(t *testing.T) {
 	want := `annotation hangup.dev/keepalive-time="abc": want a Go duration of at least 1s such as 30s`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+// TestInitRedirectArgsParse parses the injected init container's arguments
+// with init-redirect's own flag set, so the two packages cannot drift.
+func TestInitRedirectArgsParse(t *testing.T) {
+	for _, backend := range []string{"iptables", "nft"} {
+		t.Run(backend, func(t *testing.T) {
+			cfg := DefaultConfig(testImage)
+			cfg.RedirectBackend = backend
+			s := settings{appPort: 9090, mode: ModeRedirect}
+			c := redirectContainer(s, cfg)
+			if c.Args[0] != "init-redirect" {
+				t.Fatalf("args %v", c.Args)
+			}
+			var rc redirect.Config
+			fs := flag.NewFlagSet("init-redirect", flag.ContinueOnError)
+			rc.RegisterFlags(fs)
+			if err := fs.Parse(c.Args[1:]); err != nil {
+				t.Fatalf("init-redirect rejects the injected args: %v", err)
+			}
+			if rc.AppPort != 9090 || rc.ProxyPort != int(cfg.ProxyPort) || string(rc.Backend) != backend {
+				t.Errorf("parsed %+v", rc)
+			}
+			if _, err := redirect.Rules(rc.Backend, rc.AppPort, rc.ProxyPort); err != nil {
+				t.Errorf("rules for the injected args: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string // error substring; empty: success
+	}{
+		{name: "minimal", yaml: "image: hangup-dev/hangup:0.1.0\n"},
+		{name: "full", yaml: "image: x:1\nkeepaliveTime: 1m\nkeepaliveTimeout: 2s\nmode: redirect\nredirectBackend: nft\nnotifyHeaders: [x-a]\nuid: 1000\n"},
+		{name: "unknown key", yaml: "image: x:1\nkeepalive: 1s\n", want: `unknown field "keepalive"`},
+		{name: "bad duration", yaml: "image: x:1\nkeepaliveTime: soon\n", want: `keepaliveTime "soon": want a Go duration`},
+		{name: "short timeout", yaml: "image: x:1\nkeepaliveTimeout: 10ms\n", want: "keepaliveTimeout"},
+		{name: "bad header", yaml: "image: x:1\nnotifyHeaders: [X-A]\n", want: `notifyHeaders entry "X-A"`},
+		{name: "no image", yaml: "mode: port\n", want: "sidecar image"},
+		{name: "root", yaml: "image: x:1\nuid: 0\n", want: "non-root"},
+		{name: "bad mode", yaml: "image: x:1\nmode: tproxy\n", want: `mode "tproxy"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sidecar.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(path)
+			if tc.want == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -212,9 +212,18 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 			return fmt.Errorf("admissionregistration client: %w", err)
 		}
 		m := &selfManaged{cfg: cfg, client: client}
-		if err := m.renew(ctx, time.Now()); err != nil {
+		first, err := NewSelfSigned(cfg.Hosts, time.Now(), cfg.CertValidity)
+		if err != nil {
 			ln.Close()
 			return err
+		}
+		m.current.Store(first)
+		// The webhook configuration may not exist yet (a chart install
+		// creates everything at once): serve anyway, and let the loop
+		// retry soon.
+		if err := m.renew(ctx, time.Now()); err != nil {
+			log.Warn("caBundle not updated yet; retrying", "err", err)
+			m.retry = true
 		}
 		srv.GetCertificate = m.getCertificate
 		wg.Add(1)
@@ -257,19 +266,21 @@ type selfManaged struct {
 	client admregv1.MutatingWebhookConfigurationsGetter
 
 	current atomic.Pointer[SelfSigned]
+	retry   bool // set before loop starts: the first caBundle update failed
 }
 
 func (m *selfManaged) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return &m.current.Load().Cert, nil
 }
 
-// renew makes a new certificate when there is none or a third of its life is
-// left, and makes sure the caBundle trusts the current CA. The CA goes into
-// the bundle before the server switches to the new certificate.
+// renew makes a new certificate when a third of its life is left, and makes
+// sure the caBundle trusts the current CA. A new CA goes into the bundle
+// before the server switches to its certificate; until then the old one,
+// still valid, is served.
 func (m *selfManaged) renew(ctx context.Context, now time.Time) error {
 	cur := m.current.Load()
 	next := cur
-	if cur == nil || cur.NotAfter.Sub(now) < m.cfg.CertValidity/3 {
+	if cur.NotAfter.Sub(now) < m.cfg.CertValidity/3 {
 		var err error
 		if next, err = NewSelfSigned(m.cfg.Hosts, now, m.cfg.CertValidity); err != nil {
 			return err
@@ -285,18 +296,34 @@ func (m *selfManaged) renew(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// loop re-checks the caBundle every CABundleResync, and after a failure
+// sooner: from 1s, doubling up to CABundleResync.
 func (m *selfManaged) loop(ctx context.Context) {
-	t := time.NewTicker(m.cfg.CABundleResync)
+	backoff := time.Second
+	next := m.cfg.CABundleResync
+	if m.retry {
+		next = min(backoff, m.cfg.CABundleResync)
+	}
+	t := time.NewTimer(next)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := m.renew(ctx, time.Now()); err != nil && ctx.Err() == nil {
-				m.cfg.Logger.Warn("caBundle upkeep failed; retrying", "err", err)
-			}
 		}
+		next = m.cfg.CABundleResync
+		if err := m.renew(ctx, time.Now()); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.cfg.Logger.Warn("caBundle upkeep failed; retrying", "err", err, "in", backoff)
+			next = min(backoff, m.cfg.CABundleResync)
+			backoff *= 2
+		} else {
+			backoff = time.Second
+		}
+		t.Reset(next)
 	}
 }
 

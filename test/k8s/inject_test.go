@@ -78,8 +78,10 @@ func webhookConfig(name, base string, skip []string, only string) *admissionregi
 }
 
 // startWebhook registers a webhook configuration and runs inject.Serve
-// in-process with self-managed certificates until the test ends.
-func startWebhook(t *testing.T, c *cluster, adm admregv1.AdmissionregistrationV1Interface, name, native string, skip []string, only string) net.Addr {
+// in-process with self-managed certificates until the test ends. With
+// registerLate the configuration is created after Serve started, as a chart
+// install may do: Serve must add its CA once it appears.
+func startWebhook(t *testing.T, c *cluster, adm admregv1.AdmissionregistrationV1Interface, name, native string, skip []string, only string, registerLate bool) net.Addr {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,9 +89,14 @@ func startWebhook(t *testing.T, c *cluster, adm admregv1.AdmissionregistrationV1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := adm.MutatingWebhookConfigurations().Create(ctx,
-		webhookConfig(name, "https://"+ln.Addr().String(), skip, only), metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create webhook configuration: %v", err)
+	register := func() {
+		if _, err := adm.MutatingWebhookConfigurations().Create(ctx,
+			webhookConfig(name, "https://"+ln.Addr().String(), skip, only), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create webhook configuration: %v", err)
+		}
+	}
+	if !registerLate {
+		register()
 	}
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -117,6 +124,9 @@ func startWebhook(t *testing.T, c *cluster, adm admregv1.AdmissionregistrationV1
 			t.Errorf("inject.Serve %s did not stop within 15s", name)
 		}
 	})
+	if registerLate {
+		register()
+	}
 	return ln.Addr()
 }
 
@@ -159,8 +169,8 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
-	nativeAddr := startWebhook(t, c, adm, "hangup-test", "auto", []string{"legacy", "hangup"}, "")
-	startWebhook(t, c, adm, "hangup-test-legacy", "false", nil, "legacy")
+	nativeAddr := startWebhook(t, c, adm, "hangup-test", "auto", []string{"legacy", "hangup"}, "", false)
+	startWebhook(t, c, adm, "hangup-test-legacy", "false", nil, "legacy", true)
 
 	// The CA reaches the caBundle, and the webhook's serving certificate
 	// verifies against it.
