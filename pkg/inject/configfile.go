@@ -70,7 +70,9 @@ func LoadConfig(path string) (Config, error) {
 			return Config{}, fmt.Errorf("sidecar config %s: notifyHeaders entry %q: want a lower-case header name", path, h)
 		}
 	}
-	c.NotifyHeaders = f.NotifyHeaders
+	if len(f.NotifyHeaders) > 0 {
+		c.NotifyHeaders = f.NotifyHeaders
+	}
 	for _, d := range []struct {
 		name string
 		v    string
