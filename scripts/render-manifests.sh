@@ -18,6 +18,9 @@ if [[ ! -x $helm ]]; then
 fi
 
 namespace=hangup
+# The Kubernetes version the chart is tested against (test/k8s); a helm
+# built with go install would otherwise assume v1.20.0.
+kube_version=v1.37.2
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 {
@@ -28,7 +31,7 @@ trap 'rm -f "$tmp"' EXIT
 	echo "kind: Namespace"
 	echo "metadata:"
 	echo "  name: $namespace"
-	"$helm" template hangup "$root/deploy/helm/hangup" --namespace "$namespace"
+	"$helm" template hangup "$root/deploy/helm/hangup" --namespace "$namespace" --kube-version "$kube_version"
 } >"$tmp"
 mv "$tmp" "$out"
 trap - EXIT

@@ -30,8 +30,11 @@ import (
 var update = flag.Bool("update", false, "rewrite the chart README's values table and deploy/manifests/hangup.yaml")
 
 const (
-	chartDir  = "../../deploy/helm/hangup"
-	manifests = "../../deploy/manifests/hangup.yaml"
+	// kubeVersion is what helm assumes for the chart's kubeVersion check
+	// (as scripts/render-manifests.sh passes it).
+	kubeVersion = "v1.37.2"
+	chartDir    = "../../deploy/helm/hangup"
+	manifests   = "../../deploy/manifests/hangup.yaml"
 )
 
 // tool returns a pinned tool from the hangup cache, or fails the test
@@ -337,7 +340,7 @@ func TestDockerfile(t *testing.T) {
 // helmTemplate renders the chart with extra --set arguments.
 func helmTemplate(t *testing.T, set ...string) []byte {
 	t.Helper()
-	args := []string{"template", "hangup", chartDir, "--namespace", "hangup"}
+	args := []string{"template", "hangup", chartDir, "--namespace", "hangup", "--kube-version", kubeVersion}
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
@@ -346,8 +349,8 @@ func helmTemplate(t *testing.T, set ...string) []byte {
 
 func TestHelmLint(t *testing.T) {
 	helm := tool(t, "helm")
-	run(t, helm, "lint", "--strict", chartDir)
-	run(t, helm, "lint", "--strict", chartDir, "--set", "certManager.enabled=true,sidecar.mode=redirect,webhook.failurePolicy=Fail")
+	run(t, helm, "lint", "--strict", "--kube-version", kubeVersion, chartDir)
+	run(t, helm, "lint", "--strict", "--kube-version", kubeVersion, chartDir, "--set", "certManager.enabled=true,sidecar.mode=redirect,webhook.failurePolicy=Fail")
 }
 
 func TestHelmSchemaRejectsBadValues(t *testing.T) {
@@ -363,7 +366,7 @@ func TestHelmSchemaRejectsBadValues(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, helm, "template", "hangup", chartDir, "--set", tc.set).CombinedOutput()
+			out, err := exec.CommandContext(ctx, helm, "template", "hangup", chartDir, "--kube-version", kubeVersion, "--set", tc.set).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), tc.want) {
 				t.Errorf("helm template --set %s: err %v, output %s; want a schema error naming %s", tc.set, err, out, tc.want)
 			}

@@ -39,6 +39,11 @@ func TestMain(m *testing.M) {
 
 const testImage = "hangup-dev/hangup:0.1.0"
 
+// kubeVersion is what helm assumes for the chart's kubeVersion check; a helm
+// built with go install would otherwise assume v1.20.0. It matches the
+// kube-apiserver that install-tools.sh builds.
+const kubeVersion = "v1.37.2"
+
 // webhookConfig mirrors the chart's MutatingWebhookConfiguration with a URL
 // client config: /mutate for namespaces without the label (minus those in
 // skip), /mutate-namespace-enabled for labelled ones. only, when set,
@@ -318,7 +323,7 @@ func testHelm(t *testing.T, ctx context.Context, c *cluster) {
 		return out
 	}
 	t.Run("lint", func(t *testing.T) {
-		runTool(t, nil, helm, "lint", "--strict", chart)
+		runTool(t, nil, helm, "lint", "--strict", "--kube-version", kubeVersion, chart)
 	})
 	dryRun := func(t *testing.T, manifests []byte) {
 		t.Helper()
@@ -335,7 +340,7 @@ func testHelm(t *testing.T, ctx context.Context, c *cluster) {
 		{"redirect mode, Fail policy, excluded namespaces", "sidecar.mode=redirect,webhook.failurePolicy=Fail,webhook.excludedNamespaces={a,b}"},
 	} {
 		t.Run("template "+tc.name, func(t *testing.T) {
-			args := []string{"template", "hangup", chart, "--namespace", "hangup"}
+			args := []string{"template", "hangup", chart, "--namespace", "hangup", "--kube-version", kubeVersion}
 			if tc.set != "" {
 				args = append(args, "--set", tc.set)
 			}
