@@ -70,8 +70,9 @@ func freePort(t *testing.T) int {
 }
 
 // startProcess runs a binary until the test ends; its output goes to a log
-// file that is printed when the test fails.
-func startProcess(t *testing.T, name string, args ...string) {
+// file that is printed when the test fails. The returned channel is closed
+// when the process exits, so that waiting for it fails fast.
+func startProcess(t *testing.T, name string, args ...string) <-chan struct{} {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	logf, err := os.Create(logPath)
@@ -84,10 +85,10 @@ func startProcess(t *testing.T, name string, args ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -103,6 +104,17 @@ func startProcess(t *testing.T, name string, args ...string) {
 			t.Logf("--- tail of %s:\n%s", filepath.Base(logPath), b)
 		}
 	})
+	return done
+}
+
+// exited reports an error when done is closed.
+func exited(name string, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return fmt.Errorf("%s exited", name)
+	default:
+		return nil
+	}
 }
 
 // waitFor polls cond every 100ms until it is true or timeout passes.
@@ -201,13 +213,16 @@ func startCluster(t *testing.T) *cluster {
 	clientPort, peerPort := freePort(t), freePort(t)
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	startProcess(t, etcd,
+	etcdDone := startProcess(t, etcd,
 		"--name=default", "--data-dir="+filepath.Join(t.TempDir(), "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=default="+peerURL, "--unsafe-no-fsync", "--log-level=warn",
 	)
 	waitFor(t, "etcd healthy", 30*time.Second, func() (bool, error) {
+		if err := exited("etcd", etcdDone); err != nil {
+			t.Fatal(err)
+		}
 		resp, err := http.Get(etcdURL + "/health")
 		if err != nil {
 			return false, err
@@ -218,7 +233,7 @@ func startCluster(t *testing.T) *cluster {
 
 	port := freePort(t)
 	certDir := t.TempDir()
-	startProcess(t, apiserver,
+	apiDone := startProcess(t, apiserver,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port="+strconv.Itoa(port), "--cert-dir="+certDir,
 		"--etcd-servers="+etcdURL,
@@ -231,6 +246,9 @@ func startCluster(t *testing.T) *cluster {
 		"--disable-admission-plugins=ServiceAccount",
 		"--enable-priority-and-fairness=false",
 		"--allow-privileged=true",
+		// The lease reconciler refuses a loopback advertise address, and
+		// there is no kubernetes Service to keep up to date here.
+		"--endpoint-reconciler-type=none",
 	)
 
 	c := &cluster{url: fmt.Sprintf("https://127.0.0.1:%d", port)}
@@ -245,6 +263,9 @@ func startCluster(t *testing.T) *cluster {
 	}
 	servingCert := filepath.Join(certDir, "apiserver.crt")
 	waitFor(t, "kube-apiserver ready", 90*time.Second, func() (bool, error) {
+		if err := exited("kube-apiserver", apiDone); err != nil {
+			t.Fatal(err)
+		}
 		ca, err := os.ReadFile(servingCert)
 		if err != nil {
 			return false, err

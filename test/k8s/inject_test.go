@@ -130,6 +130,17 @@ func startWebhook(t *testing.T, c *cluster, adm admregv1.AdmissionregistrationV1
 		}
 	})
 	if registerLate {
+		// Serve tries the caBundle once before it serves TLS: a completed
+		// handshake means that attempt found no configuration.
+		waitFor(t, "webhook serving TLS", 30*time.Second, func() (bool, error) {
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", ln.Addr().String(),
+				&tls.Config{InsecureSkipVerify: true}) // only probing that it serves
+			if err != nil {
+				return false, err
+			}
+			conn.Close()
+			return true, nil
+		})
 		register()
 	}
 	return ln.Addr()
