@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -103,6 +104,28 @@ func startWebhook(t *testing.T, c *cluster, adm admregv1.AdmissionregistrationV1
 	if !registerLate {
 		register()
 	}
+	serve(t, c, ln, name, native)
+	if registerLate {
+		// Serve tries the caBundle once before it serves TLS: a completed
+		// handshake means that attempt found no configuration.
+		waitFor(t, "webhook serving TLS", 30*time.Second, func() (bool, error) {
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", ln.Addr().String(),
+				&tls.Config{InsecureSkipVerify: true}) // only probing that it serves
+			if err != nil {
+				return false, err
+			}
+			conn.Close()
+			return true, nil
+		})
+		register()
+	}
+	return ln.Addr()
+}
+
+// serve runs inject.Serve with self-managed certificates on ln until the
+// test ends.
+func serve(t *testing.T, c *cluster, ln net.Listener, name, native string) {
+	t.Helper()
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -129,21 +152,6 @@ func startWebhook(t *testing.T, c *cluster, adm admregv1.AdmissionregistrationV1
 			t.Errorf("inject.Serve %s did not stop within 15s", name)
 		}
 	})
-	if registerLate {
-		// Serve tries the caBundle once before it serves TLS: a completed
-		// handshake means that attempt found no configuration.
-		waitFor(t, "webhook serving TLS", 30*time.Second, func() (bool, error) {
-			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", ln.Addr().String(),
-				&tls.Config{InsecureSkipVerify: true}) // only probing that it serves
-			if err != nil {
-				return false, err
-			}
-			conn.Close()
-			return true, nil
-		})
-		register()
-	}
-	return ln.Addr()
 }
 
 func pod(name string, annotations map[string]string, containers ...corev1.Container) *corev1.Pod {
@@ -227,6 +235,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	t.Run("pods", func(t *testing.T) { testPods(t, ctx, core) })
+	t.Run("two replicas share the caBundle", func(t *testing.T) { testReplicas(t, ctx, c, adm) })
 	t.Run("helm", func(t *testing.T) { testHelm(t, ctx, c) })
 }
 
@@ -378,4 +387,48 @@ func testHelm(t *testing.T, ctx context.Context, c *cluster) {
 			dryRun(t, b)
 		}
 	})
+}
+
+// testReplicas runs two webhooks on one configuration, as the chart's two
+// replicas do: each has its own CA, and the bundle must end up trusting
+// both, whichever patches first.
+func testReplicas(t *testing.T, ctx context.Context, c *cluster, adm admregv1.AdmissionregistrationV1Interface) {
+	const name = "hangup-test-replicas"
+	// A namespace no pod is created in: only the caBundle matters here.
+	if _, err := adm.MutatingWebhookConfigurations().Create(ctx,
+		webhookConfig(name, "https://127.0.0.1:1", nil, "replicas-only"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		serve(t, c, ln, name, "true")
+	}
+	var pool *x509.CertPool
+	waitFor(t, "both CAs in the caBundle", 30*time.Second, func() (bool, error) {
+		mwc, err := adm.MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, wh := range mwc.Webhooks {
+			if n := bytes.Count(wh.ClientConfig.CABundle, []byte("BEGIN CERTIFICATE")); n != 2 {
+				return false, fmt.Errorf("webhook %s has %d CAs", wh.Name, n)
+			}
+		}
+		pool = x509.NewCertPool()
+		pool.AppendCertsFromPEM(mwc.Webhooks[0].ClientConfig.CABundle)
+		return true, nil
+	})
+	for _, addr := range addrs {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Errorf("replica %s is not trusted by the bundle: %v", addr, err)
+			continue
+		}
+		conn.Close()
+	}
 }
