@@ -260,6 +260,8 @@ func startCluster(t *testing.T) *cluster {
 			CertData: p.adminCertPEM, KeyData: p.adminKey,
 		},
 		Timeout: 30 * time.Second,
+		// client-go's default of 5 requests a second paces the tests.
+		QPS: 100, Burst: 200,
 	}
 	servingCert := filepath.Join(certDir, "apiserver.crt")
 	waitFor(t, "kube-apiserver ready", 90*time.Second, func() (bool, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	admregv1 "k8s.io/client-go/kubernetes/typed/admissionregistration/v1"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/hangup-dev/hangup/pkg/inject"
 )
@@ -235,6 +237,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	t.Run("pods", func(t *testing.T) { testPods(t, ctx, core) })
+	t.Run("fixtures", func(t *testing.T) { testFixtures(t, ctx, core) })
 	t.Run("two replicas share the caBundle", func(t *testing.T) { testReplicas(t, ctx, c, adm) })
 	t.Run("helm", func(t *testing.T) { testHelm(t, ctx, c) })
 }
@@ -430,5 +433,65 @@ func testReplicas(t *testing.T, ctx context.Context, c *cluster, adm admregv1.Ad
 			continue
 		}
 		conn.Close()
+	}
+}
+
+// testFixtures sends every pod fixture of pkg/inject/testdata through the
+// real API server (dry run): the webhook's patch must pass the API server's
+// pod validation, and denials must come back as denials.
+func testFixtures(t *testing.T, ctx context.Context, core typedcorev1.CoreV1Interface) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "pkg", "inject", "testdata", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fx struct {
+				Native          bool              `json:"native"`
+				NamespaceLabels map[string]string `json:"namespaceLabels"`
+				Pod             corev1.Pod        `json:"pod"`
+			}
+			if err := yaml.Unmarshal(b, &fx); err != nil {
+				t.Fatal(err)
+			}
+			gb, err := os.ReadFile(strings.TrimSuffix(file, ".yaml") + ".golden.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var golden struct {
+				Patch  []any  `json:"patch"`
+				Denied string `json:"denied"`
+			}
+			if err := json.Unmarshal(gb, &golden); err != nil {
+				t.Fatal(err)
+			}
+			ns := "legacy"
+			if fx.Native {
+				ns = "plain"
+				if fx.NamespaceLabels[inject.LabelInject] == inject.LabelInjectEnabled {
+					ns = "enabled"
+				}
+			}
+			p := fx.Pod
+			p.Namespace = ""
+			got, err := core.Pods(ns).Create(ctx, &p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if golden.Denied != "" {
+				if err == nil || !strings.Contains(err.Error(), golden.Denied) {
+					t.Fatalf("got %v, want the denial %q", err, golden.Denied)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("API server rejected the pod: %v", err)
+			}
+			if injected := got.Annotations[inject.AnnotationInjected] == "true" && fx.Pod.Annotations[inject.AnnotationInjected] == ""; injected != (golden.Patch != nil) {
+				t.Errorf("injected %v, golden patch %v", injected, golden.Patch != nil)
+			}
+		})
 	}
 }
