@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/hangup-dev/hangup/pkg/inject"
+	"go.uber.org/goleak"
 )
 
 var update = flag.Bool("update", false, "rewrite the chart README's values table and deploy/manifests/hangup.yaml")
@@ -481,4 +482,8 @@ func TestChartWebhookArgs(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }

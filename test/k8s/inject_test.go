@@ -189,6 +189,8 @@ func TestCluster(t *testing.T) {
 		"enabled": {inject.LabelInject: inject.LabelInjectEnabled},
 		"legacy":  nil,
 		"hangup":  nil,
+		// Pod Security "restricted": the port-mode sidecar must pass it.
+		"restricted": {"pod-security.kubernetes.io/enforce": "restricted"},
 	} {
 		if _, err := core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -237,6 +239,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	t.Run("pods", func(t *testing.T) { testPods(t, ctx, core) })
+	t.Run("pod security restricted", func(t *testing.T) { testRestricted(t, ctx, core) })
 	t.Run("fixtures", func(t *testing.T) { testFixtures(t, ctx, core) })
 	t.Run("two replicas share the caBundle", func(t *testing.T) { testReplicas(t, ctx, c, adm) })
 	t.Run("helm", func(t *testing.T) { testHelm(t, ctx, c) })
@@ -493,5 +496,35 @@ func testFixtures(t *testing.T, ctx context.Context, core typedcorev1.CoreV1Inte
 				t.Errorf("injected %v, golden patch %v", injected, golden.Patch != nil)
 			}
 		})
+	}
+}
+
+// testRestricted checks that the port-mode sidecar passes Pod Security
+// "restricted" (the API server's PodSecurity admission runs after mutation),
+// and that redirect mode, which needs root and NET_ADMIN, does not.
+func testRestricted(t *testing.T, ctx context.Context, core typedcorev1.CoreV1Interface) {
+	restrictedPod := func(name string, annotations map[string]string) *corev1.Pod {
+		p := pod(name, annotations)
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		}
+		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		}
+		return p
+	}
+	got, err := core.Pods("restricted").Create(ctx, restrictedPod("port-mode", map[string]string{inject.AnnotationInject: "true"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("port mode pod rejected under restricted: %v", err)
+	}
+	if names(got.Spec.InitContainers) != inject.SidecarName {
+		t.Fatalf("not injected: init containers %q", names(got.Spec.InitContainers))
+	}
+	_, err = core.Pods("restricted").Create(ctx, restrictedPod("redirect-mode",
+		map[string]string{inject.AnnotationInject: "true", inject.AnnotationMode: "redirect"}), metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "restricted") {
+		t.Errorf("redirect mode under restricted: got %v, want a PodSecurity violation", err)
 	}
 }
