@@ -1,0 +1,130 @@
+// Package inject is hangup's mutating admission webhook. It is built in three
+// layers, as Linkerd's proxy injector is:
+//
+//   - Patch (patch.go): a pure function from a Pod, its namespace's labels and
+//     the chart defaults to a JSON patch, or a denial. No HTTP, no client.
+//   - AdmissionServer (server.go): a generic HTTPS admission/v1 server with
+//     certificate reload, /healthz and graceful shutdown.
+//   - Serve (webhook.go): the thin glue the `sidecar inject` command calls:
+//     certificates, discovery of native sidecar support, caBundle upkeep.
+package inject
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Names shared by the webhook, the chart and the Dockerfile. A test
+// (dockerfile_test.go) keeps the Dockerfile and the chart in step with them.
+const (
+	// SidecarName is the name of the injected proxy container.
+	SidecarName = "hangup-sidecar"
+	// InitRedirectName is the name of the init container of redirect mode.
+	InitRedirectName = "hangup-init-redirect"
+	// DefaultBinaryPath is where the image keeps the sidecar binary; it is
+	// also the image's ENTRYPOINT.
+	DefaultBinaryPath = "/usr/local/bin/sidecar"
+	// DefaultUID is the fixed non-root user (and group) of the image:
+	// distroless's "nonroot".
+	DefaultUID int64 = 65532
+	// DefaultProxyPort is the sidecar's inbound listener.
+	DefaultProxyPort int32 = 15006
+	// DefaultAdminPort serves /healthz, /readyz and /metrics.
+	DefaultAdminPort int32 = 15020
+	// DefaultWebhookPort is the webhook's HTTPS port in the container.
+	DefaultWebhookPort int32 = 8443
+	// DefaultNotifyAddr is where the app's DisconnectNotify service listens.
+	DefaultNotifyAddr = "127.0.0.1:15091"
+	// DefaultKeepaliveTime and DefaultKeepaliveTimeout follow grpc-go's
+	// keepalive.ServerParameters meaning.
+	DefaultKeepaliveTime    = 30 * time.Second
+	DefaultKeepaliveTimeout = 10 * time.Second
+	// MinKeepalive is the smallest keepalive time or timeout accepted:
+	// below it pings become abuse in most clients' eyes.
+	MinKeepalive = time.Second
+)
+
+// Mode is how the sidecar is attached to the app's traffic.
+type Mode string
+
+// Modes, as the sidecar's --mode flag spells them.
+const (
+	// ModePort: the sidecar listens on its own port; the Service's
+	// targetPort points at it. Needs no privilege.
+	ModePort Mode = "port"
+	// ModeRedirect: an init container redirects the app port to the sidecar
+	// with iptables or nft; the sidecar reads SO_ORIGINAL_DST.
+	ModeRedirect Mode = "redirect"
+)
+
+// Config holds the chart's defaults for injected sidecars. Annotations on a
+// Pod override the fields that have one. The zero value is not usable: start
+// from DefaultConfig.
+type Config struct {
+	// Image of the sidecar (and of the redirect init container unless
+	// InitImage is set). Required.
+	Image string
+	// InitImage runs `sidecar init-redirect`; it must contain iptables-restore
+	// or nft. Default: Image.
+	InitImage string
+	// ImagePullPolicy of both containers. Default: IfNotPresent.
+	ImagePullPolicy corev1.PullPolicy
+	// BinaryPath is the sidecar binary in the image. Default DefaultBinaryPath.
+	BinaryPath string
+	// UID runs the sidecar (user and group). Must not be 0. Default 65532.
+	UID int64
+	// ProxyPort and AdminPort are the sidecar's ports. Defaults 15006, 15020.
+	ProxyPort int32
+	AdminPort int32
+	// NotifyAddr is host:port of the app's DisconnectNotify service.
+	// Default 127.0.0.1:15091. Annotation hangup.dev/notify-addr.
+	NotifyAddr string
+	// NotifyHeaders are the request headers copied into events (lower case).
+	// Default none. Annotation hangup.dev/notify-headers.
+	NotifyHeaders []string
+	// KeepaliveTime: ping a client after this long without a frame.
+	// Default 30s, minimum 1s. Annotation hangup.dev/keepalive-time.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout: a ping not answered in this long means the client is
+	// gone. Default 10s, minimum 1s. Annotation hangup.dev/keepalive-timeout.
+	KeepaliveTimeout time.Duration
+	// Mode is port or redirect. Default port. Annotation hangup.dev/mode.
+	Mode Mode
+	// RedirectBackend is "iptables" or "nft". Default iptables.
+	RedirectBackend string
+	// Resources of the sidecar container. Default 10m CPU / 32Mi requested,
+	// 128Mi limit.
+	Resources corev1.ResourceRequirements
+	// OTLPEndpoint sets OTEL_EXPORTER_OTLP_ENDPOINT in the sidecar when not
+	// empty, e.g. http://jaeger.observability:4318. Default empty.
+	OTLPEndpoint string
+}
+
+// DefaultConfig returns the defaults for image; the chart's values.yaml
+// repeats them.
+func DefaultConfig(image string) Config {
+	return Config{
+		Image:            image,
+		ImagePullPolicy:  corev1.PullIfNotPresent,
+		BinaryPath:       DefaultBinaryPath,
+		UID:              DefaultUID,
+		ProxyPort:        DefaultProxyPort,
+		AdminPort:        DefaultAdminPort,
+		NotifyAddr:       DefaultNotifyAddr,
+		KeepaliveTime:    DefaultKeepaliveTime,
+		KeepaliveTimeout: DefaultKeepaliveTimeout,
+		Mode:             ModePort,
+		RedirectBackend:  "iptables",
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("32Mi"),
+			},
+			Limits: corev1.ResourceList{
+				corev1.ResourceMemory: resource.MustParse("128Mi"),
+			},
+		},
+	}
+}

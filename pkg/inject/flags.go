@@ -1,0 +1,37 @@
+package inject
+
+import (
+	"flag"
+	"strings"
+)
+
+// RegisterFlags defines the flags of `sidecar inject` on fs, writing into c.
+// The chart's Deployment passes exactly these; a test parses its rendered
+// arguments with this function. Cobra commands add them with
+// cmd.Flags().AddGoFlagSet(fs).
+func (c *ServerConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", ":8443", "HTTPS listen address of the webhook")
+	fs.StringVar(&c.CertDir, "cert-dir", "", "directory with tls.crt and tls.key, reloaded on change (cert-manager); empty: self-managed CA")
+	fs.StringVar(&c.SidecarConfigFile, "config", "", "YAML file of sidecar defaults (the chart's ConfigMap)")
+	fs.StringVar(&c.WebhookConfigName, "webhook-config", "", "MutatingWebhookConfiguration whose caBundle gets the self-managed CA")
+	fs.Var((*commaList)(&c.Hosts), "hosts", "comma-separated DNS names or IPs of the self-managed serving certificate")
+	fs.DurationVar(&c.CABundleResync, "ca-bundle-resync", 0, "how often the caBundle is checked (default 1m, minimum 1s)")
+	fs.StringVar(&c.NativeSidecars, "native-sidecars", "auto", "auto, true or false: inject as an init container with restartPolicy Always")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty: in-cluster config")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 0, "graceful shutdown bound (default 10s)")
+}
+
+// commaList is a flag.Value of comma-separated strings.
+type commaList []string
+
+func (l *commaList) String() string { return strings.Join(*l, ",") }
+
+func (l *commaList) Set(s string) error {
+	*l = nil
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
