@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,12 +24,13 @@ import (
 	"github.com/hangup-dev/hangup/internal/h2raw"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/proxy"
+	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
 const fullDuplex = "/grpc.testing.TestService/FullDuplexCall"
 
 func newDemoCmd() *cobra.Command {
-	var logLevel string
+	var logLevel, jaeger string
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -39,9 +41,28 @@ func newDemoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), log, wait)
+			if jaeger != "" {
+				// The standard variables, so that everything else about
+				// the export can still be set the OpenTelemetry way.
+				_ = os.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger)
+				_ = os.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+				if os.Getenv("OTEL_SERVICE_NAME") == "" {
+					_ = os.Setenv("OTEL_SERVICE_NAME", "hangup-demo")
+				}
+			}
+			tel, err := telemetry.Setup(cmd.Context(), telemetry.Options{Version: version, Logger: log})
+			if err != nil {
+				return usageError{fmt.Errorf("invalid OpenTelemetry settings: %w", err)}
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = tel.Shutdown(ctx)
+			}()
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), log, wait, tel)
 		},
 	}
+	cmd.Flags().StringVar(&jaeger, "jaeger", "", "send the demo's traces over OTLP/HTTP to this Jaeger (or collector), e.g. http://127.0.0.1:4318; the OTEL_* variables work too")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "sidecar log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&wait, "wait", 3*time.Second, "how long each scenario waits for its events")
 	return cmd
@@ -169,7 +190,7 @@ func (d *demoEnv) serveGRPC(gs *grpc.Server) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func startDemo(log *slog.Logger) (*demoEnv, error) {
+func startDemo(log *slog.Logger, tel *telemetry.Telemetry) (*demoEnv, error) {
 	d := &demoEnv{app: demoapp.New(256), recv: demoapp.NewReceiver(1024)}
 	gs := grpc.NewServer(d.app.ServerOptions()...)
 	d.app.Register(gs)
@@ -185,7 +206,7 @@ func startDemo(log *slog.Logger) (*demoEnv, error) {
 		d.close()
 		return nil, err
 	}
-	notifier, err := notify.New(notify.Config{Addr: notifyAddr, Logger: log})
+	notifier, err := notify.New(notify.Config{Addr: notifyAddr, Logger: log, OnDelivered: tel.OnDelivered})
 	if err != nil {
 		d.close()
 		return nil, err
@@ -197,9 +218,10 @@ func startDemo(log *slog.Logger) (*demoEnv, error) {
 	})
 
 	srv, err := proxy.New(proxy.Config{
-		Upstream: proxy.Address{Network: "tcp", Address: appAddr},
-		Logger:   log,
-		Sink:     notifier,
+		Upstream:  proxy.Address{Network: "tcp", Address: appAddr},
+		Logger:    log,
+		Sink:      notifier,
+		Telemetry: tel,
 	})
 	if err != nil {
 		d.close()
@@ -231,8 +253,8 @@ func (d *demoEnv) close() {
 	}
 }
 
-func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, wait time.Duration) error {
-	d, err := startDemo(log)
+func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, wait time.Duration, tel *telemetry.Telemetry) error {
+	d, err := startDemo(log, tel)
 	if err != nil {
 		return err
 	}

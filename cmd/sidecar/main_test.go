@@ -114,7 +114,7 @@ func TestDemo(t *testing.T) {
 	log, _ := newLogger("text", "error")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := runDemo(ctx, &out, log, 3*time.Second); err != nil {
+	if err := runDemo(ctx, &out, log, 3*time.Second, nil); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "0 failed") {

@@ -16,12 +16,14 @@ import (
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/proxy"
+	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
 // proxyOptions are the flags of `sidecar proxy`; every one can also come
 // from HANGUP_<NAME> or the --config file.
 type proxyOptions struct {
 	listen, upstream, admin string
+	mode                    string
 	tlsCert, tlsKey         string
 	logFormat, logLevel     string
 	maxHeaderListSize       uint32
@@ -47,7 +49,8 @@ func newProxyCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.String("config", "", "YAML file with the same keys as these flags (flags and HANGUP_* variables win)")
 	f.StringVar(&o.listen, "listen", ":15006", "address clients connect to (host:port)")
-	f.StringVar(&o.upstream, "upstream", "", "the app's address: host:port or unix:///path (required)")
+	f.StringVar(&o.upstream, "upstream", "", "the app's address: host:port or unix:///path (required in port mode)")
+	f.StringVar(&o.mode, "mode", "port", "port: clients connect to --listen; redirect: an init-redirect rule sends the app port's inbound connections here and each goes to 127.0.0.1:<the port the client dialled>")
 	f.StringVar(&o.admin, "admin", "127.0.0.1:15020", "address of /healthz and /readyz")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for TLS on the listen side (ALPN h2, http/1.1); needs --tls-key")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
@@ -85,12 +88,21 @@ func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
 	for name := range o.notify.HeaderAllowList() {
 		cfg.NotifyHeaders = append(cfg.NotifyHeaders, name)
 	}
-	if o.upstream == "" {
+	switch o.mode {
+	case "port":
+	case "redirect":
+		cfg.Redirect = true
+	default:
+		return cfg, usageError{fmt.Errorf("invalid --mode %q: want port or redirect", o.mode)}
+	}
+	if o.upstream == "" && !cfg.Redirect {
 		return cfg, usageError{errors.New("missing --upstream: want the app's address, host:port or unix:///path (also HANGUP_UPSTREAM)")}
 	}
-	var err error
-	if cfg.Upstream, err = proxy.ParseAddress("upstream", o.upstream); err != nil {
-		return cfg, usageError{err}
+	if o.upstream != "" {
+		var err error
+		if cfg.Upstream, err = proxy.ParseAddress("upstream", o.upstream); err != nil {
+			return cfg, usageError{err}
+		}
 	}
 	if a, err := proxy.ParseAddress("listen", o.listen); err != nil || a.Network != "tcp" {
 		return cfg, usageError{fmt.Errorf("invalid --listen %q: want host:port such as :15006", o.listen)}
@@ -123,10 +135,24 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Setup(ctx, telemetry.Options{Version: version, Logger: log})
+	if err != nil {
+		return usageError{fmt.Errorf("invalid OpenTelemetry settings (OTEL_* variables): %w", err)}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), notifyFlushGrace)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	cfg.Telemetry = tel
 	o.notify.Logger = log
+	o.notify.OnDelivered = tel.OnDelivered
 	notifier, err := notify.New(o.notify)
 	if err != nil {
 		return usageError{err}
+	}
+	if err := tel.Metrics().ObserveNotifier(notifier.Stats); err != nil {
+		log.Warn("notify metrics unavailable", "err", err)
 	}
 	cfg.Sink = notifier
 	srv, err := proxy.New(cfg)
@@ -138,7 +164,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen on --listen %s: %w", o.listen, err)
 	}
-	adm, err := admin.Listen(o.admin, admin.Handler(admin.Checks{
+	mux := admin.Handler(admin.Checks{
 		Live: func() error {
 			if !srv.Serving() {
 				return errors.New("listener not accepting")
@@ -151,15 +177,17 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 			}
 			return srv.CheckUpstream(ctx)
 		},
-	}), log)
+	})
+	mux.Handle("GET /metrics", tel.MetricsHandler())
+	adm, err := admin.Listen(o.admin, mux, log)
 	if err != nil {
 		_ = ln.Close()
 		_ = notifier.Close(context.Background())
 		return err
 	}
 	log.Info("hangup proxy started", "version", versionString(), "listen", ln.Addr().String(),
-		"upstream", cfg.Upstream.String(), "admin", adm.Addr().String(), "tls", cfg.TLS != nil,
-		"notify", o.notify.Addr)
+		"upstream", cfg.Upstream.String(), "mode", o.mode, "admin", adm.Addr().String(), "tls", cfg.TLS != nil,
+		"notify", o.notify.Addr, "tracing", tel.Tracing())
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()

@@ -31,8 +31,13 @@ const (
 // Config is what a Server needs. The zero value of each optional field
 // means its default.
 type Config struct {
-	// Upstream is the app's address (required).
+	// Upstream is the app's address; required unless Redirect.
 	Upstream Address
+	// Redirect is redirect mode: each connection goes to 127.0.0.1 and the
+	// port its client dialled before an init-redirect rule sent it here
+	// (SO_ORIGINAL_DST); Upstream, when set, serves connections that were
+	// not redirected.
+	Redirect bool
 	// TLS, when set, terminates TLS on the listen side; ALPN "h2" selects
 	// the frame relay, anything else the plain TCP relay.
 	TLS *tls.Config
@@ -90,7 +95,7 @@ func (c Config) withDefaults() Config {
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
-	if c.Upstream.Address == "" {
+	if c.Upstream.Address == "" && !c.Redirect {
 		return fmt.Errorf("upstream is required: want host:port or unix:///path of the app")
 	}
 	if c.MaxHeaderListSize != 0 && c.MaxHeaderListSize < 4096 {

@@ -173,20 +173,24 @@ func (s *Server) Close() error {
 // Serving reports whether at least one listener accepts connections.
 func (s *Server) Serving() bool { return s.serving.Load() > 0 }
 
-// CheckUpstream dials the app once, for readiness.
+// CheckUpstream dials the app once, for readiness. In redirect mode
+// without an upstream there is no single app address to check.
 func (s *Server) CheckUpstream(ctx context.Context) error {
-	c, err := s.dialUpstream(ctx)
+	if s.cfg.Upstream.Address == "" {
+		return nil
+	}
+	c, err := s.dialUpstream(ctx, s.cfg.Upstream)
 	if err != nil {
 		return err
 	}
 	return c.Close()
 }
 
-func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
+func (s *Server) dialUpstream(ctx context.Context, up Address) (net.Conn, error) {
 	d := net.Dialer{Timeout: s.cfg.DialTimeout}
-	c, err := d.DialContext(ctx, s.cfg.Upstream.Network, s.cfg.Upstream.Address)
+	c, err := d.DialContext(ctx, up.Network, up.Address)
 	if err != nil {
-		return nil, fmt.Errorf("dial upstream %s: %w", s.cfg.Upstream, err)
+		return nil, fmt.Errorf("dial upstream %s: %w", up, err)
 	}
 	return c, nil
 }
@@ -194,6 +198,7 @@ func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 // handle serves one accepted connection: TLS if configured, then the frame
 // relay for HTTP/2 and the plain TCP relay for anything else.
 func (s *Server) handle(c net.Conn) {
+	up, upErr := s.upstreamFor(c) // before TLS: it reads the TCP socket
 	if tc, ok := c.(*net.TCPConn); ok {
 		// A write that never drains (a client gone without a FIN) fails
 		// after the keepalive would have found it dead anyway.
@@ -218,7 +223,11 @@ func (s *Server) handle(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	app, err := s.dialUpstream(context.Background())
+	var app net.Conn
+	err = upErr
+	if err == nil {
+		app, err = s.dialUpstream(context.Background(), up)
+	}
 	if err == nil && !s.track(app) {
 		_ = app.Close()
 		err = errors.New("server closed")
