@@ -3,8 +3,9 @@ GO      ?= go
 export HANGUP_CACHE ?= $(HOME)/.cache/hangup
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
-# Test tools the Go tests run (built once into $(HANGUP_CACHE)/bin).
-TEST_TOOLS ?= h2spec grpc-interop-client grpc-interop-server
+# Test tools the Go tests run (built once into $(HANGUP_CACHE)/bin; all of
+# them by default: h2spec, grpc interop, Jaeger, etcd, kube-apiserver, ...).
+TEST_TOOLS ?=
 # How long each fuzz target runs in `make fuzz`.
 FUZZTIME ?= 10s
 
