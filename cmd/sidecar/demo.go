@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
@@ -26,8 +25,6 @@ import (
 	"github.com/hangup-dev/hangup/pkg/proxy"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
-
-const fullDuplex = "/grpc.testing.TestService/FullDuplexCall"
 
 func newDemoCmd() *cobra.Command {
 	var logLevel, jaeger string
@@ -160,21 +157,11 @@ func roundTrip(s testgrpc.TestService_FullDuplexCallClient) error {
 // rawScenario opens a bidi stream with a raw client, waits for the app's
 // answer (so the handler runs) and then lets leave end the connection.
 func rawScenario(d *demoEnv, leave func(*h2raw.Client) error) error {
-	c, err := h2raw.Dial(d.addr)
+	c, err := h2raw.DialStreams(d.addr, 1)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	msg, _ := proto.Marshal(echoRequest())
-	if err := c.OpenStream(1, h2raw.GRPCRequest(fullDuplex)); err != nil {
-		return err
-	}
-	if err := c.SendMessage(1, msg, false); err != nil {
-		return err
-	}
-	if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool { return f.Header().Type == http2.FrameData }); err != nil {
-		return fmt.Errorf("waiting for the app's answer: %w", err)
-	}
 	return leave(c)
 }
 

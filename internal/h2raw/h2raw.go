@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/proto"
 )
 
 // Client is one raw HTTP/2 connection.
@@ -72,7 +74,7 @@ func (c *Client) OpenStream(id uint32, fields []hpack.HeaderField) error {
 	return c.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.Encode(fields...), EndHeaders: true})
 }
 
-// SendMessage sends one gRPC length-prefixed message of n zero bytes.
+// SendMessage sends msg as one gRPC length-prefixed message.
 func (c *Client) SendMessage(id uint32, msg []byte, end bool) error {
 	b := make([]byte, 5+len(msg))
 	b[1], b[2], b[3], b[4] = byte(len(msg)>>24), byte(len(msg)>>16), byte(len(msg)>>8), byte(len(msg))
@@ -104,4 +106,46 @@ func (c *Client) ReadUntil(d time.Duration, match func(http2.Frame) bool) (http2
 			return f, nil
 		}
 	}
+}
+
+// FullDuplex is grpc.testing.TestService's bidi method, the long-lived
+// stream the demo app, the tests and the benchmarks hold open.
+const FullDuplex = "/grpc.testing.TestService/FullDuplexCall"
+
+// DialStreams dials addr and opens n FullDuplex streams (ids 1, 3, ...),
+// each asking for one 8-byte answer, with extra request headers as
+// name/value pairs; it returns once the app has answered on every stream,
+// so that every handler runs.
+func DialStreams(addr string, n int, headers ...string) (*Client, error) {
+	c, err := Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := proto.Marshal(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	for i := range n {
+		id := uint32(2*i + 1)
+		if err := c.OpenStream(id, GRPCRequest(FullDuplex, headers...)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("open stream %d: %w", id, err)
+		}
+		if err := c.SendMessage(id, msg, false); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("send on stream %d: %w", id, err)
+		}
+	}
+	answered := 0
+	if _, err := c.ReadUntil(30*time.Second, func(f http2.Frame) bool {
+		if f.Header().Type == http2.FrameData {
+			answered++
+		}
+		return answered == n
+	}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("waiting for the app's answers (%d of %d): %w", answered, n, err)
+	}
+	return c, nil
 }

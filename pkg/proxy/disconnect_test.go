@@ -90,25 +90,15 @@ func TestClientDisconnects(t *testing.T) {
 	}
 }
 
-const fullDuplex = "/grpc.testing.TestService/FullDuplexCall"
+const fullDuplex = h2raw.FullDuplex
 
 // openRawStream opens stream 1 (FullDuplexCall) and waits for the app's
 // first answer, so the handler is running.
 func openRawStream(t *testing.T, addr string, headers ...string) *h2raw.Client {
 	t.Helper()
-	c, err := h2raw.Dial(addr)
+	c, err := h2raw.DialStreams(addr, 1, headers...)
 	if err != nil {
 		t.Fatal(err)
-	}
-	msg := echoMsg(t)
-	if err := c.OpenStream(1, h2raw.GRPCRequest(fullDuplex, headers...)); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SendMessage(1, msg, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool { return f.Header().Type == http2.FrameData }); err != nil {
-		t.Fatalf("waiting for the app's first message: %v", err)
 	}
 	return c
 }

@@ -12,8 +12,6 @@ import (
 
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
@@ -21,8 +19,6 @@ import (
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 )
-
-const fullDuplex = "/grpc.testing.TestService/FullDuplexCall"
 
 // clientEnv makes the bench binary a client process: it opens a stream to
 // the address in the variable, says "ready" and waits to be killed.
@@ -95,30 +91,11 @@ func startDetect(b *testing.B, withNotify bool) *detectEnv {
 	return d
 }
 
-// openStream opens n FullDuplexCall streams (1, 3, ...) and waits until the
-// app has answered each, so every handler runs.
+// openStream opens n streams whose handlers run; it panics on failure,
+// as it also runs in the client process that has no *testing.B.
 func openStream(addr string, n int) *h2raw.Client {
-	c, err := h2raw.Dial(addr)
+	c, err := h2raw.DialStreams(addr, n)
 	if err != nil {
-		panic(err)
-	}
-	msg, _ := proto.Marshal(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
-	for i := range n {
-		id := uint32(2*i + 1)
-		if err := c.OpenStream(id, h2raw.GRPCRequest(fullDuplex)); err != nil {
-			panic(err)
-		}
-		if err := c.SendMessage(id, msg, false); err != nil {
-			panic(err)
-		}
-	}
-	seen := 0
-	if _, err := c.ReadUntil(30*time.Second, func(f http2.Frame) bool {
-		if f.Header().Type == http2.FrameData {
-			seen++
-		}
-		return seen == n
-	}); err != nil {
 		panic(err)
 	}
 	return c

@@ -7,18 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/h2raw"
 )
 
-const fullDuplex = "/grpc.testing.TestService/FullDuplexCall"
+const fullDuplex = h2raw.FullDuplex
 
 // serve runs a gRPC server on ln until the test ends.
 func serve(t *testing.T, gs *grpc.Server, ln net.Listener) {
@@ -74,21 +72,11 @@ func grpcClient(t *testing.T, addr string) testgrpc.TestServiceClient {
 // handler has answered once.
 func openRawStream(t *testing.T, addr string, headers ...string) *h2raw.Client {
 	t.Helper()
-	c, err := h2raw.Dial(addr)
+	c, err := h2raw.DialStreams(addr, 1, headers...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	msg, _ := proto.Marshal(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
-	if err := c.OpenStream(1, h2raw.GRPCRequest(fullDuplex, headers...)); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SendMessage(1, msg, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool { return f.Header().Type == http2.FrameData }); err != nil {
-		t.Fatalf("waiting for the app's first message: %v", err)
-	}
 	return c
 }
 
