@@ -333,3 +333,40 @@ func TestParsePromQL(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsPageListsEveryMetric checks that docs/metrics.md has a table
+// row for every metric the sidecar exports, naming each of its labels, and
+// no row for a metric it does not export.
+func TestMetricsPageListsEveryMetric(t *testing.T) {
+	fams := inProcessFamilies(t)
+	b, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{} // metric → its table row
+	rowRE := regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\|(.*)$")
+	for _, m := range rowRE.FindAllStringSubmatch(string(b), -1) {
+		rows[m[1]] = m[2]
+	}
+	for name, f := range fams {
+		t.Run(name, func(t *testing.T) {
+			row, ok := rows[name]
+			if !ok {
+				t.Fatalf("docs/metrics.md has no table row for %s", name)
+			}
+			if !strings.HasPrefix(row, " "+f.typ+" |") {
+				t.Errorf("row of %s does not give its type %s: %s", name, f.typ, row)
+			}
+			for l := range f.labels {
+				if !strings.Contains(row, "`"+l+"`") {
+					t.Errorf("row of %s does not name its label %s: %s", name, l, row)
+				}
+			}
+		})
+	}
+	for name := range rows {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("docs/metrics.md lists %s, which the sidecar does not export", name)
+		}
+	}
+}
