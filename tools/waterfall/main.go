@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "waterfall:", err)
 		os.Exit(1)
 	}
@@ -46,18 +46,21 @@ func (t tagFlags) Set(s string) error {
 	return nil
 }
 
-func run() error {
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("waterfall", flag.ContinueOnError)
 	tags := tagFlags{}
-	jaeger := flag.String("jaeger", "", "Jaeger query base URL, e.g. http://127.0.0.1:16686; fetch the trace from it (with -trace or -service)")
-	in := flag.String("in", "-", "Jaeger API JSON file to read when -jaeger is not set; - for stdin")
-	traceID := flag.String("trace", "", "trace id to draw; default the first trace in the JSON, or the newest one -service finds")
-	service := flag.String("service", "", "with -jaeger: search this service's traces (of the last hour) instead of naming one with -trace")
-	flag.Var(tags, "tag", "with -service: only traces with a span carrying this tag, key=value; repeatable")
-	wait := flag.Duration("wait", 0, "with -service: keep searching this long until a trace matches (spans arrive in batches)")
-	out := flag.String("o", "trace.png", "PNG file to write")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q: want only flags", flag.Args())
+	jaeger := fs.String("jaeger", "", "Jaeger query base URL, e.g. http://127.0.0.1:16686; fetch the trace from it (with -trace or -service)")
+	in := fs.String("in", "-", "Jaeger API JSON file to read when -jaeger is not set; - for stdin")
+	traceID := fs.String("trace", "", "trace id to draw; default the first trace in the JSON, or the newest one -service finds")
+	service := fs.String("service", "", "with -jaeger: search this service's traces (of the last hour) instead of naming one with -trace")
+	fs.Var(tags, "tag", "with -service: only traces with a span carrying this tag, key=value; repeatable")
+	wait := fs.Duration("wait", 0, "with -service: keep searching this long until a trace matches (spans arrive in batches)")
+	out := fs.String("o", "trace.png", "PNG file to write")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: want only flags", fs.Args())
 	}
 
 	var tr jaegertest.Trace
@@ -90,8 +93,8 @@ func run() error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", *out, err)
 	}
-	fmt.Printf("trace %s (%d spans) drawn to %s\n", tr.TraceID, len(tr.Spans), *out)
-	return nil
+	_, err = fmt.Fprintf(stdout, "trace %s (%d spans) drawn to %s\n", tr.TraceID, len(tr.Spans), *out)
+	return err
 }
 
 // fetch reads one trace from /api/traces/{id}.
