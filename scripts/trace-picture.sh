@@ -7,8 +7,10 @@
 #
 # Usage: scripts/trace-picture.sh [--keep] [OUT]   (default docs/img/disconnect-trace.png)
 #
-#   --keep   leave Jaeger running afterwards, to look at the traces in its
-#            UI, until Ctrl-C
+#   --keep   leave Jaeger running afterwards, until Ctrl-C, to query its
+#            API (/api/traces) or draw other traces with tools/waterfall;
+#            this Jaeger build has no web UI (docs/jaeger.md says where to
+#            get one)
 #   REASON   environment variable: the disconnect to draw, RST_STREAM by
 #            default (or GOAWAY, CONNECTION_CLOSED, CONNECTION_RESET,
 #            PROTOCOL_ERROR: the demo makes each of them)
@@ -85,6 +87,6 @@ mkdir -p "$(dirname "$out")"
 	-tag "hangup.disconnect.reason=$reason" -wait 20s -o "$out"
 
 if [[ $keep == true ]]; then
-	echo "trace-picture: Jaeger UI on $query (service $service); Ctrl-C stops it" >&2
+	echo "trace-picture: Jaeger query API on $query/api/traces?service=$service; Ctrl-C stops it" >&2
 	wait "$jaeger_pid" || true
 fi
