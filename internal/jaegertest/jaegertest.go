@@ -59,6 +59,26 @@ func Binary() string {
 	return filepath.Join(dir, "bin", "jaeger")
 }
 
+// Ports are the four listeners of a Jaeger v2 started with Config, all on
+// 127.0.0.1.
+type Ports struct {
+	Query     int // query HTTP API and UI (Jaeger's usual 16686)
+	QueryGRPC int // query gRPC API (usual 16685)
+	OTLPGRPC  int // OTLP/gRPC receiver (usual 4317)
+	OTLPHTTP  int // OTLP/HTTP receiver (usual 4318)
+}
+
+// DefaultPorts are Jaeger's usual ports, for a Jaeger run by hand.
+var DefaultPorts = Ports{Query: 16686, QueryGRPC: 16685, OTLPGRPC: 4317, OTLPHTTP: 4318}
+
+// Config returns the collector YAML that Start runs Jaeger with: in-memory
+// storage (at most 10000 traces), the query extension, and the OTLP
+// receivers, every listener on 127.0.0.1 at p's ports. tools/jaeger-config
+// writes the same file for scripts and for people, so the two cannot drift.
+func Config(p Ports) []byte {
+	return fmt.Appendf(nil, configTemplate, p.Query, p.QueryGRPC, p.OTLPGRPC, p.OTLPHTTP)
+}
+
 const configTemplate = `service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:
@@ -105,16 +125,20 @@ func Start(t testing.TB) *Jaeger {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("jaeger binary: %v; run scripts/install-tools.sh jaeger (or set HANGUP_CACHE)", err)
 	}
-	ports := freePorts(t, 4)
+	fp, err := FreePorts(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := Ports{Query: fp[0], QueryGRPC: fp[1], OTLPGRPC: fp[2], OTLPHTTP: fp[3]}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "jaeger.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, configTemplate, ports[0], ports[1], ports[2], ports[3]), 0o600); err != nil {
+	if err := os.WriteFile(cfg, Config(ports), 0o600); err != nil {
 		t.Fatalf("write jaeger config: %v", err)
 	}
 	j := &Jaeger{
-		QueryURL:         fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		OTLPGRPCEndpoint: fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
-		OTLPEndpoint:     fmt.Sprintf("http://127.0.0.1:%d", ports[3]),
+		QueryURL:         fmt.Sprintf("http://127.0.0.1:%d", ports.Query),
+		OTLPGRPCEndpoint: fmt.Sprintf("http://127.0.0.1:%d", ports.OTLPGRPC),
+		OTLPEndpoint:     fmt.Sprintf("http://127.0.0.1:%d", ports.OTLPHTTP),
 		logPath:          filepath.Join(dir, "jaeger.log"),
 	}
 	logf, err := os.Create(j.logPath)
@@ -185,11 +209,10 @@ func (j *Jaeger) logTail() string {
 	return string(b)
 }
 
-// freePorts returns n distinct free ports on 127.0.0.1. They are free when
-// returned; another process could take one before jaeger binds it, which
-// Start then reports as jaeger failing to start.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
+// FreePorts returns n distinct ports on 127.0.0.1 that were free a moment
+// ago. Another process could take one before jaeger binds it, which Start
+// then reports as jaeger failing to start.
+func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -200,12 +223,12 @@ func freePorts(t testing.TB, n int) []int {
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("find a free port: %v", err)
+			return nil, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
 		}
 		ls = append(ls, l)
 		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	return ports
+	return ports, nil
 }
 
 // Traces returns the traces Jaeger holds for service (at most 100, of the
@@ -232,6 +255,14 @@ func (j *Jaeger) Find(t testing.TB, service string, tags map[string]string) []Tr
 }
 
 func (j *Jaeger) traces(service string, tags map[string]string) ([]Trace, error) {
+	return Search(j.QueryURL, service, tags)
+}
+
+// Search asks the Jaeger query API at queryURL (http://host:16686) for
+// service's traces of the last hour with a span carrying every tag in tags
+// (at most 100), from GET /api/traces?service=...&tags={"k":"v"}. A service
+// Jaeger has not seen yet has no traces: nil, not an error.
+func Search(queryURL, service string, tags map[string]string) ([]Trace, error) {
 	q := url.Values{"service": {service}, "limit": {"100"}, "lookback": {"1h"}}
 	if len(tags) > 0 {
 		b, err := json.Marshal(tags)
@@ -240,8 +271,9 @@ func (j *Jaeger) traces(service string, tags map[string]string) ([]Trace, error)
 		}
 		q.Set("tags", string(b))
 	}
-	u := j.QueryURL + "/api/traces?" + q.Encode()
-	resp, err := http.Get(u)
+	u := strings.TrimSuffix(queryURL, "/") + "/api/traces?" + q.Encode()
+	client := http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(u)
 	if err != nil {
 		return nil, fmt.Errorf("query jaeger %s: %w", u, err)
 	}

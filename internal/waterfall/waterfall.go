@@ -1,10 +1,11 @@
 // Package waterfall renders one Jaeger trace as a PNG waterfall: a row per
 // span in parent-then-children order, the span as a bar on a shared time
-// axis, its events as ticks on the bar with their names after it, and a
-// label column with the span name, service and duration.
+// axis with its events as diamonds on the bar, each event's name and fields
+// on a line of its own under the bar, and a label column with the span
+// name, duration, service and the attributes that matter for a disconnect.
 //
-// It draws with image/draw and the fixed 7x13 font of
-// golang.org/x/image/font/basicfont, so it needs no plotting library.
+// It draws with image/draw and the Go fonts of golang.org/x/image, so it
+// needs no plotting library and renders the same everywhere.
 package waterfall
 
 import (
@@ -15,11 +16,16 @@ import (
 	"image/color"
 	"image/draw"
 	"io"
+	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/image/font"
-	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/goregular"
+	"golang.org/x/image/font/opentype"
 	"golang.org/x/image/math/fixed"
 
 	"github.com/hangup-dev/hangup/internal/jaegertest"
@@ -27,21 +33,30 @@ import (
 
 // Layout, in pixels.
 const (
-	Width      = 1400 // whole image
-	labelWidth = 420  // left column
-	rowHeight  = 22
-	headerRows = 2 // title and time axis
-	margin     = 10
-	barHeight  = 12
-	maxLabel   = labelWidth/7 - 2 // characters of the 7 px font
+	Width         = 1200 // whole image
+	labelWidth    = 430  // left column
+	margin        = 14
+	lineHeight    = 19 // one line of text
+	barHeight     = 12
+	rowPad        = 6 // between rows
+	indentWidth   = 14
+	fontSize      = 13 // points at 72 dpi, so pixels
+	maxDetails    = 6  // detail lines under a span's name
+	maxEvents     = 8  // events listed under a bar; more are summarised
+	maxEventLines = 3  // lines of one event's text
+	plotLeft      = labelWidth + margin
+	plotRight     = Width - margin
+	headerLines   = 3 // title, legend, time axis
 )
 
 var (
 	background = color.RGBA{0xff, 0xff, 0xff, 0xff}
+	stripe     = color.RGBA{0xf4, 0xf6, 0xf8, 0xff} // every other row
 	textColor  = color.RGBA{0x20, 0x20, 0x20, 0xff}
-	gridColor  = color.RGBA{0xe0, 0xe0, 0xe0, 0xff}
+	dimColor   = color.RGBA{0x5f, 0x66, 0x6d, 0xff} // detail lines
+	gridColor  = color.RGBA{0xdd, 0xdf, 0xe3, 0xff}
 	errorColor = color.RGBA{0xd6, 0x45, 0x45, 0xff}
-	tickColor  = color.RGBA{0x00, 0x00, 0x00, 0xff}
+	tickColor  = color.RGBA{0x00, 0x00, 0x00, 0xff} // event diamonds and their leaders
 	// serviceColors colour bars by service, in order of first appearance.
 	serviceColors = []color.RGBA{
 		{0x4c, 0x78, 0xa8, 0xff}, {0x59, 0xa1, 0x4f, 0xff}, {0xb0, 0x7a, 0xa1, 0xff},
@@ -49,12 +64,63 @@ var (
 	}
 )
 
+// detailTags are the span tags shown under a span's name, in this order:
+// what a reader of a disconnect trace looks for first.
+var detailTags = []string{
+	"hangup.disconnect.reason", "hangup.disconnect.initiator", "rpc.grpc.status_code",
+	"http2.stream_id", "hangup.connection.id", "hangup.notify.attempts",
+	"hangup.notify.latency_ms", "hangup.event.id",
+}
+
+// faces are the two fonts of one Render; an opentype face is not safe for
+// concurrent use, so each call makes its own.
+type faces struct{ regular, bold font.Face }
+
+func newFaces() (faces, error) {
+	var f faces
+	for _, x := range []struct {
+		ttf []byte
+		dst *font.Face
+	}{{goregular.TTF, &f.regular}, {gobold.TTF, &f.bold}} {
+		tt, err := opentype.Parse(x.ttf)
+		if err != nil {
+			return faces{}, fmt.Errorf("waterfall: parse Go font: %w", err)
+		}
+		*x.dst, err = opentype.NewFace(tt, &opentype.FaceOptions{Size: fontSize, DPI: 72, Hinting: font.HintingFull})
+		if err != nil {
+			return faces{}, fmt.Errorf("waterfall: Go font face: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// laidOut is one span's row: what it shows and how tall it is.
+type laidOut struct {
+	row
+	title   string   // indented name, cut to fit before the duration
+	details []string // grey lines under the title
+	events  []event
+	top, h  int // y of the row and its height
+	color   color.RGBA
+}
+
+// event is one span event: its time and its line of text.
+type event struct {
+	x     int      // of the diamond
+	tx    int      // where its text starts
+	lines []string // its text, wrapped to the plot's width
+	line  int      // index of its first line under the bar, from 1
+}
+
 // Render draws tr. It fails on a trace without spans.
 func Render(tr jaegertest.Trace) (*image.RGBA, error) {
 	if len(tr.Spans) == 0 {
 		return nil, errors.New("waterfall: trace has no spans")
 	}
-	rows := order(tr.Spans)
+	ff, err := newFaces()
+	if err != nil {
+		return nil, err
+	}
 	start, end := tr.Spans[0].StartTime, tr.Spans[0].StartTime+tr.Spans[0].Duration
 	for _, s := range tr.Spans {
 		start = min(start, s.StartTime)
@@ -63,59 +129,335 @@ func Render(tr jaegertest.Trace) (*image.RGBA, error) {
 			start, end = min(start, l.Timestamp), max(end, l.Timestamp)
 		}
 	}
-	span := max(end-start, 1) // µs
-
-	height := (len(rows)+headerRows)*rowHeight + 2*margin
-	img := image.NewRGBA(image.Rect(0, 0, Width, height))
-	draw.Draw(img, img.Bounds(), image.NewUniform(background), image.Point{}, draw.Src)
-
-	plotLeft, plotRight := labelWidth, Width-margin-160 // room for event names after a bar
+	total := max(end-start, 1) // µs
 	x := func(us int64) int {
-		return plotLeft + int(float64(us-start)/float64(span)*float64(plotRight-plotLeft))
+		return plotLeft + int(float64(us-start)/float64(total)*float64(plotRight-plotLeft))
 	}
 
-	text(img, margin, margin+13, fmt.Sprintf("trace %s  %d spans  %s", tr.TraceID, len(tr.Spans), micros(span)))
-	// Time axis: five gridlines with their offsets.
-	axisY := margin + rowHeight + 13
-	for i := 0; i <= 4; i++ {
-		us := start + span*int64(i)/4
-		gx := x(us)
-		fill(img, image.Rect(gx, margin+rowHeight+16, gx+1, height-margin), gridColor)
-		text(img, min(gx, plotRight-40), axisY, micros(us-start))
+	rows, legend := layout(tr, ff, x)
+	y := margin + headerLines*lineHeight + rowPad
+	for i := range rows {
+		rows[i].top = y
+		y += rows[i].h
 	}
-
-	colors := map[string]color.RGBA{}
+	height := y + margin
+	img := image.NewRGBA(image.Rect(0, 0, Width, height))
+	fill(img, img.Bounds(), background)
 	for i, r := range rows {
+		if i%2 == 1 {
+			fill(img, image.Rect(0, r.top, Width, r.top+r.h), stripe)
+		}
+	}
+
+	// Header: title, legend, time axis with gridlines at round offsets.
+	text(img, ff.bold, margin, margin+13, textColor, fmt.Sprintf("trace %s", tr.TraceID))
+	text(img, ff.regular, margin+measure(ff.bold, "trace "+tr.TraceID)+12, margin+13, dimColor,
+		fmt.Sprintf("%d spans, %s", len(tr.Spans), micros(total)))
+	drawLegend(img, ff, margin, margin+lineHeight+13, legend)
+	axisY := margin + 2*lineHeight + 13
+	text(img, ff.regular, margin, axisY, dimColor, "span, duration, service and attributes")
+	step := niceStep(total, 8)
+	for off := int64(0); off <= total; off += step {
+		gx := x(start + off)
+		fill(img, image.Rect(gx, axisY+4, gx+1, height-margin), gridColor)
+		label := micros(off)
+		text(img, ff.regular, min(gx-measure(ff.regular, label)/2, plotRight-measure(ff.regular, label)), axisY, dimColor, label)
+	}
+
+	for _, r := range rows {
+		drawRow(img, ff, r, x)
+	}
+	return img, nil
+}
+
+// drawRow draws one span: the label column, the bar, its events.
+func drawRow(img *image.RGBA, ff faces, r laidOut, x func(int64) int) {
+	s := r.span
+	base := r.top + 14 // baseline of the first line
+	indent := margin + r.depth*indentWidth
+	text(img, ff.bold, indent, base, textColor, r.title)
+	dur := micros(s.Duration)
+	text(img, ff.regular, labelWidth-measure(ff.regular, dur), base, textColor, dur)
+	for i, d := range r.details {
+		text(img, ff.regular, indent+indentWidth/2, base+(i+1)*lineHeight, dimColor, d)
+	}
+
+	barTop := r.top + (lineHeight-barHeight)/2 + 1
+	x0, x1 := x(s.StartTime), x(s.StartTime+s.Duration)
+	fill(img, image.Rect(x0, barTop, max(x1, x0+2), barTop+barHeight), r.color)
+
+	for _, ev := range r.events {
+		ly := base + ev.line*lineHeight // baseline of the event's first line
+		// A leader from the bar down to the event's text ties the two.
+		fill(img, image.Rect(ev.x, barTop+barHeight/2, ev.x+1, ly-9), tickColor)
+		diamond(img, ev.x, barTop+barHeight/2, 6, tickColor)
+		for i, l := range ev.lines {
+			text(img, ff.regular, ev.tx, ly+i*lineHeight, textColor, l)
+		}
+	}
+}
+
+// layout decides each row's text and height, and returns the services in
+// order of first appearance for the legend.
+func layout(tr jaegertest.Trace, ff faces, x func(int64) int) ([]laidOut, []string) {
+	ids := map[string]bool{}
+	for _, s := range tr.Spans {
+		ids[s.SpanID] = true
+	}
+	colors := map[string]color.RGBA{}
+	var services []string
+	var out []laidOut
+	for _, r := range order(tr.Spans) {
 		s := r.span
-		y := margin + (headerRows+i)*rowHeight
 		service := tr.Processes[s.ProcessID].ServiceName
 		c, ok := colors[service]
 		if !ok {
 			c = serviceColors[len(colors)%len(serviceColors)]
 			colors[service] = c
+			services = append(services, service)
 		}
+		lo := laidOut{row: r, color: c}
 		if v, _ := s.Tag("otel.status_code"); v == "ERROR" {
-			c = errorColor
+			lo.color = errorColor
 		}
-		label := strings.Repeat("  ", r.depth) + s.OperationName + " (" + service + ") " + micros(s.Duration)
-		if len(label) > maxLabel {
-			label = label[:maxLabel-1] + "~"
-		}
-		text(img, margin, y+15, label)
+		indent := r.depth * indentWidth
+		room := labelWidth - margin - indent - measure(ff.regular, micros(s.Duration)) - 12
+		lo.title = fit(ff.bold, s.OperationName, room)
+		lo.details = wrap(ff.regular, details(s, service, ids), labelWidth-margin-indent-indentWidth/2, maxDetails)
 
-		x0, x1 := x(s.StartTime), x(s.StartTime+s.Duration)
-		fill(img, image.Rect(x0, y+5, max(x1, x0+2), y+5+barHeight), c)
-		var names []string
-		for _, l := range s.Logs {
-			tx := x(l.Timestamp)
-			fill(img, image.Rect(tx, y+1, tx+2, y+rowHeight-1), tickColor)
-			names = append(names, l.Name())
+		logs := append([]jaegertest.Log(nil), s.Logs...)
+		sort.SliceStable(logs, func(i, j int) bool { return logs[i].Timestamp < logs[j].Timestamp })
+		evLines := 0
+		for i, l := range logs {
+			items := eventItems(l)
+			if i == maxEvents-1 && len(logs) > maxEvents {
+				items = []string{fmt.Sprintf("... and %d more events", len(logs)-i)}
+			}
+			ev := placeEvent(ff.regular, x(l.Timestamp), items)
+			ev.line = evLines + 1
+			evLines += len(ev.lines)
+			lo.events = append(lo.events, ev)
+			if i == maxEvents-1 {
+				break
+			}
 		}
-		if len(names) > 0 {
-			text(img, max(x1, x0+2)+4, y+15, strings.Join(names, ", "))
+		lines := 1 + max(len(lo.details), evLines)
+		lo.h = lines*lineHeight + rowPad
+		out = append(out, lo)
+	}
+	return out, services
+}
+
+// details lists a span's label items: service and kind, status, the
+// attributes of detailTags it has, and its parent or links when those are
+// outside the trace.
+func details(s *jaegertest.Span, service string, ids map[string]bool) []string {
+	first := service
+	if k, ok := s.Tag("span.kind"); ok {
+		first += ", " + fmt.Sprint(k)
+	}
+	if v, _ := s.Tag("otel.status_code"); v != nil && v != "" {
+		first += ", status " + fmt.Sprint(v)
+	}
+	items := []string{first}
+	for _, k := range detailTags {
+		if v, ok := s.Tag(k); ok {
+			items = append(items, k+"="+value(v))
 		}
 	}
-	return img, nil
+	if a, ok := s.Tag("network.peer.address"); ok {
+		peer := value(a)
+		if p, ok := s.Tag("network.peer.port"); ok {
+			peer += ":" + value(p)
+		}
+		items = append(items, "peer "+peer)
+	}
+	for _, ref := range s.References {
+		switch {
+		case ref.RefType == "CHILD_OF" && ref.TraceID == s.TraceID && !ids[ref.SpanID]:
+			items = append(items, "parent "+ref.SpanID+" (not in Jaeger)")
+		case ref.RefType == "FOLLOWS_FROM":
+			items = append(items, "link to span "+ref.SpanID+" of trace "+short(ref.TraceID))
+		}
+	}
+	return items
+}
+
+// eventItems are an event's name followed by its fields.
+func eventItems(l jaegertest.Log) []string {
+	parts := []string{l.Name()}
+	for _, f := range l.Fields {
+		if f.Key == "event" {
+			continue
+		}
+		parts = append(parts, f.Key+"="+value(f.Value))
+	}
+	return parts
+}
+
+// placeEvent puts an event's text right of its leader at x, else left of
+// it, else wrapped over the plot's width as close to x as it fits.
+func placeEvent(face font.Face, x int, items []string) event {
+	const gap = 6
+	one := strings.Join(items, "  ")
+	w := measure(face, one)
+	switch {
+	case x+gap+w <= plotRight:
+		return event{x: x, tx: x + gap, lines: []string{one}}
+	case x-gap-w >= plotLeft:
+		return event{x: x, tx: x - gap - w, lines: []string{one}}
+	}
+	lines := wrap(face, items, plotRight-plotLeft, maxEventLines)
+	widest := 0
+	for _, l := range lines {
+		widest = max(widest, measure(face, l))
+	}
+	tx := x + gap
+	if tx+widest > plotRight {
+		tx = max(plotLeft, plotRight-widest)
+	}
+	return event{x: x, tx: tx, lines: lines}
+}
+
+// value formats a tag value: JSON numbers that are whole without a
+// fraction, others with at most three decimals.
+func value(v any) string {
+	f, ok := v.(float64)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return strconv.FormatFloat(f, 'f', 3, 64)
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8] + "..."
+	}
+	return id
+}
+
+// wrap packs items, separated by two spaces, into at most n lines of at
+// most width pixels; an item too long for a line is cut, and when items do
+// not fit in n lines the last line ends in "..." instead.
+func wrap(face font.Face, items []string, width, n int) []string {
+	const sep, more = "  ", "..."
+	join := func(l []string, extra string) string { return strings.Join(append(slices.Clip(l), extra), sep) }
+	var lines [][]string // items per line
+	for _, it := range items {
+		if k := len(lines); k > 0 && measure(face, join(lines[k-1], it)) <= width {
+			lines[k-1] = append(lines[k-1], it)
+			continue
+		}
+		lines = append(lines, []string{fit(face, it, width)})
+	}
+	out := make([]string, 0, min(len(lines), n))
+	for i, l := range lines {
+		if i == n-1 && len(lines) > n {
+			// Drop items from the end until the marker fits after them.
+			for len(l) > 0 && measure(face, join(l, more)) > width {
+				l = l[:len(l)-1]
+			}
+			out = append(out, join(l, more))
+			break
+		}
+		out = append(out, strings.Join(l, sep))
+	}
+	return out
+}
+
+// fit cuts s to width pixels, ending it with "..." when cut.
+func fit(face font.Face, s string, width int) string {
+	if measure(face, s) <= width {
+		return s
+	}
+	r := []rune(s)
+	for len(r) > 0 && measure(face, string(r)+"...") > width {
+		r = r[:len(r)-1]
+	}
+	return string(r) + "..."
+}
+
+// niceStep returns a round step (1, 2 or 5 times a power of ten µs) that
+// cuts total into at most n intervals.
+func niceStep(total int64, n int) int64 {
+	raw := float64(total) / float64(n)
+	p := math.Pow(10, math.Floor(math.Log10(max(raw, 1))))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= raw {
+			return max(int64(m*p), 1)
+		}
+	}
+	return max(int64(10*p), 1)
+}
+
+func drawLegend(img *image.RGBA, ff faces, x, y int, services []string) {
+	item := func(c color.RGBA, label string, marker bool) {
+		if marker {
+			diamond(img, x+5, y-4, 6, c)
+		} else {
+			fill(img, image.Rect(x, y-10, x+12, y), c)
+		}
+		text(img, ff.regular, x+17, y, dimColor, label)
+		x += 17 + measure(ff.regular, label) + 18
+	}
+	for i, s := range services {
+		item(serviceColors[i%len(serviceColors)], "service "+s, false)
+	}
+	item(errorColor, "status ERROR (ended by a disconnect)", false)
+	item(tickColor, "span event", true)
+}
+
+// micros formats a duration given in µs.
+func micros(us int64) string {
+	switch {
+	case us == 0:
+		return "0"
+	case us >= 1_000_000:
+		return trim(fmt.Sprintf("%.3f", float64(us)/1e6)) + "s"
+	case us >= 1000:
+		return trim(fmt.Sprintf("%.2f", float64(us)/1e3)) + "ms"
+	}
+	return fmt.Sprintf("%dµs", us)
+}
+
+// trim drops trailing zeros of a fraction: 2.50 → 2.5, 3.00 → 3.
+func trim(s string) string {
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s
+}
+
+func fill(img *image.RGBA, r image.Rectangle, c color.Color) {
+	draw.Draw(img, r.Intersect(img.Bounds()), image.NewUniform(c), image.Point{}, draw.Src)
+}
+
+// diamond draws a filled diamond of height h centred on (cx, cy).
+func diamond(img *image.RGBA, cx, cy, h int, c color.Color) {
+	for dy := -h; dy <= h; dy++ {
+		w := h - abs(dy)
+		fill(img, image.Rect(cx-w, cy+dy, cx+w+1, cy+dy+1), c)
+	}
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func measure(face font.Face, s string) int {
+	return font.MeasureString(face, s).Ceil()
+}
+
+// text draws s with its baseline at y.
+func text(img *image.RGBA, face font.Face, x, y int, c color.Color, s string) {
+	d := font.Drawer{Dst: img, Src: image.NewUniform(c), Face: face, Dot: fixed.P(x, y)}
+	d.DrawString(s)
 }
 
 // row is a span with its depth in the tree.
@@ -164,32 +506,6 @@ func order(spans []jaegertest.Span) []row {
 		walk(r, 0)
 	}
 	return out
-}
-
-// micros formats a duration given in µs.
-func micros(us int64) string {
-	switch {
-	case us >= 1_000_000:
-		return fmt.Sprintf("%.2fs", float64(us)/1e6)
-	case us >= 1000:
-		return fmt.Sprintf("%.1fms", float64(us)/1e3)
-	}
-	return fmt.Sprintf("%dus", us) // basicfont has ASCII only
-}
-
-func fill(img *image.RGBA, r image.Rectangle, c color.Color) {
-	draw.Draw(img, r.Intersect(img.Bounds()), image.NewUniform(c), image.Point{}, draw.Src)
-}
-
-// text draws s with its baseline at y.
-func text(img *image.RGBA, x, y int, s string) {
-	d := font.Drawer{
-		Dst:  img,
-		Src:  image.NewUniform(textColor),
-		Face: basicfont.Face7x13,
-		Dot:  fixed.P(x, y),
-	}
-	d.DrawString(s)
 }
 
 // Decode reads a Jaeger /api/traces or /api/traces/{id} answer and returns
