@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# install-polyglot.sh installs the dependencies of the example apps in other
+# languages and builds them, for test/polyglot (make test-polyglot).
+#
+# Usage: scripts/install-polyglot.sh [LANG...]   (no LANG: every language)
+#   node        npm ci in examples/node (exact versions from package-lock.json)
+#   python      a venv under the cache, pip install --require-hashes, and the
+#               generated gRPC code in examples/python/gen (gitignored)
+#   java        mvn package with its local repository under the cache; the
+#               runnable jar is copied to the cache
+#   rust-tonic  cargo build --release --locked, target dir under the cache
+#   rust-volo   the same
+#
+# Each language is skipped when the hash of its inputs (lock files, sources,
+# protos, toolchain version) matches the stamp of its last build, so a warm
+# run costs a second. The cache is ${HANGUP_CACHE:-$HOME/.cache/hangup}.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${HANGUP_CACHE:-$HOME/.cache/hangup}
+stamps=$cache/stamps
+mkdir -p "$stamps"
+
+all=(node python java rust-tonic rust-volo)
+
+# inputs_hash FILE-OR-DIR... prints one hash of the named files' contents
+# (directories: every file under them, except build output) and of the
+# extra text in $extra.
+inputs_hash() {
+	{
+		printf '%s\n' "${extra:-}"
+		find "$@" -type f \
+			-not -path '*/node_modules/*' -not -path '*/target/*' \
+			-not -path '*/gen/*' -not -path '*/__pycache__/*' -print0 |
+			sort -z | xargs -0 sha256sum
+	} | sha256sum | cut -d' ' -f1
+}
+
+# fresh NAME HASH succeeds when NAME was last built from inputs HASH and
+# its output OUT (a path) still exists.
+fresh() {
+	local name=$1 hash=$2 out=$3
+	[[ -e $out && "$(cat "$stamps/polyglot-$name" 2>/dev/null)" == "$hash" ]]
+}
+
+stamp() { echo "$2" >"$stamps/polyglot-$1"; }
+
+need() {
+	command -v "$1" >/dev/null || {
+		echo "install-polyglot: $2 needs $1 on PATH" >&2
+		exit 1
+	}
+}
+
+install_node() {
+	need node node
+	need npm node
+	local dir=$root/examples/node
+	local extra
+	extra="node $(node --version)"
+	local hash
+	hash=$(extra=$extra inputs_hash "$dir/package.json" "$dir/package-lock.json" "$dir/.npmrc")
+	fresh node "$hash" "$dir/node_modules/@grpc/grpc-js" && return
+	echo "install-polyglot: node: npm ci" >&2
+	(cd "$dir" && npm ci --no-audit --no-fund --cache "$cache/npm")
+	stamp node "$hash"
+}
+
+build() {
+	local lang=$1 start=$SECONDS
+	case $lang in
+	node) install_node ;;
+	python) install_python ;;
+	java) install_java ;;
+	rust-tonic) install_rust tonic ;;
+	rust-volo) install_rust volo ;;
+	*)
+		echo "install-polyglot: unknown language $lang; want one of: ${all[*]}" >&2
+		exit 2
+		;;
+	esac
+	echo "install-polyglot: $lang ready ($((SECONDS - start))s)" >&2
+}
+
+langs=("$@")
+[[ ${#langs[@]} -gt 0 ]] || langs=("${all[@]}")
+for lang in "${langs[@]}"; do
+	build "$lang"
+done
