@@ -66,6 +66,26 @@ install_node() {
 	stamp node "$hash"
 }
 
+install_python() {
+	need python3 python
+	local dir=$root/examples/python venv=$cache/polyglot/python/venv
+	local extra
+	extra="python $(python3 --version 2>&1)"
+	local hash
+	hash=$(extra=$extra inputs_hash "$dir/requirements.txt" "$root/api/hangup/notify" "$root/examples/proto")
+	fresh python "$hash" "$dir/gen/hangup/example/v1/subscription_pb2_grpc.py" && return
+	echo "install-polyglot: python: venv, pip install --require-hashes, generate code" >&2
+	rm -rf "$venv" "$dir/gen"
+	python3 -m venv "$venv"
+	"$venv/bin/pip" install -q --require-hashes --no-deps -r "$dir/requirements.txt"
+	mkdir -p "$dir/gen"
+	# grpc_tools.protoc adds its bundled well-known types (timestamp.proto).
+	"$venv/bin/python" -m grpc_tools.protoc -I "$root/api" -I "$root/examples/proto" \
+		--python_out="$dir/gen" --grpc_python_out="$dir/gen" \
+		hangup/notify/v1/notify.proto hangup/example/v1/subscription.proto
+	stamp python "$hash"
+}
+
 build() {
 	local lang=$1 start=$SECONDS
 	case $lang in
