@@ -86,6 +86,32 @@ install_python() {
 	stamp python "$hash"
 }
 
+install_java() {
+	need java java
+	need mvn java
+	local dir=$root/examples/java out=$cache/polyglot/java
+	local classifier
+	case $(uname -m) in
+	x86_64) classifier=linux-x86_64 ;;
+	aarch64) classifier=linux-aarch_64 ;;
+	*)
+		echo "install-polyglot: java: no protoc artifact for $(uname -m)" >&2
+		exit 1
+		;;
+	esac
+	local extra
+	extra="$(java -version 2>&1 | head -1) $(mvn -v 2>/dev/null | head -1) $classifier"
+	local hash
+	hash=$(extra=$extra inputs_hash "$dir/pom.xml" "$dir/src" "$root/api/hangup/notify" "$root/examples/proto")
+	fresh java "$hash" "$out/hangup-example-java.jar" && return
+	echo "install-polyglot: java: mvn package" >&2
+	(cd "$dir" && mvn -q -B -Dstyle.color=never package -DskipTests \
+		-Dmaven.repo.local="$cache/m2" -Dos.detected.classifier="$classifier")
+	mkdir -p "$out"
+	cp "$dir/target/hangup-example-java.jar" "$out/hangup-example-java.jar"
+	stamp java "$hash"
+}
+
 build() {
 	local lang=$1 start=$SECONDS
 	case $lang in
