@@ -112,6 +112,24 @@ install_java() {
 	stamp java "$hash"
 }
 
+# install_rust NAME builds examples/rust-NAME. Both crates share one target
+# directory so that the crates they have in common are built once.
+install_rust() {
+	local name=$1
+	need cargo "rust-$name"
+	local dir=$root/examples/rust-$name target=$cache/rust/target
+	local extra
+	extra="$(rustc --version) $(cargo --version)"
+	local hash
+	hash=$(extra=$extra inputs_hash "$dir/Cargo.toml" "$dir/Cargo.lock" "$dir/build.rs" "$dir/src" \
+		"$root/api/hangup/notify" "$root/examples/proto")
+	fresh "rust-$name" "$hash" "$target/release/hangup-example-$name" && return
+	echo "install-polyglot: rust-$name: cargo build --release --locked" >&2
+	# Two jobs: the machines this runs on have two cores, shared.
+	(cd "$dir" && CARGO_TARGET_DIR=$target cargo build --release --locked --jobs 2)
+	stamp "rust-$name" "$hash"
+}
+
 build() {
 	local lang=$1 start=$SECONDS
 	case $lang in
