@@ -51,22 +51,40 @@ impl Sessions {
     /// Names a call the way hangup does; a call without the headers (no
     /// sidecar in front) gets a local id that no event can name.
     fn key_of(&self, md: &MetadataMap) -> Key {
-        let conn = md.get("x-hangup-connection-id").and_then(|v| v.to_str().ok());
+        let conn = md
+            .get("x-hangup-connection-id")
+            .and_then(|v| v.to_str().ok());
         let stream = md
             .get("x-hangup-stream-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.parse::<u32>().ok());
         match (conn, stream) {
-            (Some(c), Some(s)) if !c.is_empty() => Key { conn: c.to_string(), stream: s },
-            _ => Key { conn: format!("local-{}", self.ids.fetch_add(1, Ordering::Relaxed) + 1), stream: 0 },
+            (Some(c), Some(s)) if !c.is_empty() => Key {
+                conn: c.to_string(),
+                stream: s,
+            },
+            _ => Key {
+                conn: format!("local-{}", self.ids.fetch_add(1, Ordering::Relaxed) + 1),
+                stream: 0,
+            },
         }
     }
 
     fn add(self: &Arc<Self>, key: Key) -> (Guard, oneshot::Receiver<String>) {
         let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let (free, freed) = oneshot::channel();
-        self.map.lock().unwrap().insert(key.clone(), Held { id, free });
-        (Guard { sessions: self.clone(), key, id }, freed)
+        self.map
+            .lock()
+            .unwrap()
+            .insert(key.clone(), Held { id, free });
+        (
+            Guard {
+                sessions: self.clone(),
+                key,
+                id,
+            },
+            freed,
+        )
     }
 
     /// Unlinks every session the event names and ends its stream. An event
@@ -165,7 +183,10 @@ impl SubscriptionService for App {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn sessions(&self, _: Request<SessionsRequest>) -> Result<Response<SessionsReply>, Status> {
+    async fn sessions(
+        &self,
+        _: Request<SessionsRequest>,
+    ) -> Result<Response<SessionsReply>, Status> {
         let n = self.sessions.map.lock().unwrap().len();
         Ok(Response::new(SessionsReply { sessions: n as i64 }))
     }
@@ -179,7 +200,10 @@ struct Notifier {
 impl DisconnectNotify for Notifier {
     /// Only unlinks state and answers at once, so that the sidecar's call
     /// never waits on the app's cleanup.
-    async fn notify(&self, req: Request<NotifyRequest>) -> Result<Response<NotifyResponse>, Status> {
+    async fn notify(
+        &self,
+        req: Request<NotifyRequest>,
+    ) -> Result<Response<NotifyResponse>, Status> {
         for ev in &req.get_ref().events {
             let n = self.sessions.free(ev);
             if n > 0 {
@@ -201,14 +225,20 @@ fn parse_args() -> Result<(u16, u16), String> {
     let (mut port, mut notify_port) = (8080, 15091);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag}: missing value"))?;
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag}: missing value"))?;
         let n = value
             .parse::<u16>()
             .map_err(|_| format!("{flag} {value:?}: want a TCP port, 0 to 65535"))?;
         match flag.as_str() {
             "--port" => port = n,
             "--notify-port" => notify_port = n,
-            _ => return Err(format!("unknown flag {flag}; want --port N --notify-port N")),
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag}; want --port N --notify-port N"
+                ))
+            }
         }
     }
     Ok((port, notify_port))
@@ -224,14 +254,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let sessions = Arc::new(Sessions::default());
-    let app_ln = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
+    let app_ln = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
     let notify_ln = TcpListener::bind(("127.0.0.1", notify_port))
         .await
         .map_err(|e| format!("listen on 127.0.0.1:{notify_port}: {e}"))?;
-    println!("[rust-tonic] listening app={} notify={}", app_ln.local_addr()?, notify_ln.local_addr()?);
+    println!(
+        "[rust-tonic] listening app={} notify={}",
+        app_ln.local_addr()?,
+        notify_ln.local_addr()?
+    );
 
     let app = Server::builder()
-        .add_service(SubscriptionServiceServer::new(App { sessions: sessions.clone() }))
+        .add_service(SubscriptionServiceServer::new(App {
+            sessions: sessions.clone(),
+        }))
         .serve_with_incoming(TcpListenerStream::new(app_ln));
     let notify = Server::builder()
         .add_service(DisconnectNotifyServer::new(Notifier { sessions }))
