@@ -12,9 +12,12 @@ package polyglot
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,7 +53,17 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv(clientEnv); addr != "" {
 		os.Exit(runClient(addr))
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if sidecarBin.dir != "" {
+		os.RemoveAll(sidecarBin.dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // runningApp is an example app started by startApp.
@@ -180,9 +193,47 @@ func openSilentStream(t *testing.T, addr string) {
 	}
 }
 
+// sidecarBin is the sidecar binary the tests of this process share.
+var sidecarBin struct {
+	once sync.Once
+	path string
+	dir  string
+	err  error
+}
+
+// sidecarBinOnce returns a sidecar binary: $HANGUP_SIDECAR_BIN if set,
+// otherwise one built once per test process into a directory removed by
+// TestMain.
+func sidecarBinOnce(t *testing.T) string {
+	t.Helper()
+	if path := os.Getenv(testtools.SidecarBinEnv); path != "" {
+		return testtools.SidecarBin(t)
+	}
+	sidecarBin.once.Do(func() {
+		sidecarBin.dir, sidecarBin.err = os.MkdirTemp("", "hangup-polyglot-")
+		if sidecarBin.err != nil {
+			return
+		}
+		path := filepath.Join(sidecarBin.dir, "sidecar")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/sidecar")
+		cmd.Dir = testtools.ModuleRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			sidecarBin.err = fmt.Errorf("go build ./cmd/sidecar: %w\n%s", err, out)
+			return
+		}
+		sidecarBin.path = path
+	})
+	if sidecarBin.err != nil {
+		t.Fatal(sidecarBin.err)
+	}
+	return sidecarBin.path
+}
+
 func TestDisconnects(t *testing.T) {
 	p := newPaths(t)
-	sidecarBin := testtools.SidecarBin(t)
+	sidecarBin := sidecarBinOnce(t)
 	t.Setenv(testtools.SidecarBinEnv, sidecarBin) // one build for every app
 	for _, a := range apps {
 		t.Run(a.name, func(t *testing.T) {
