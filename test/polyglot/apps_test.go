@@ -1,7 +1,6 @@
 package polyglot
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,17 +78,7 @@ func lookPath(t *testing.T, lang, prog string) string {
 	return path
 }
 
-func appByName(t *testing.T, name string) exampleApp {
-	t.Helper()
-	for _, a := range apps {
-		if a.name == name {
-			return a
-		}
-	}
-	t.Fatalf("no example app %q", name)
-	return exampleApp{}
-}
-
+// newPaths finds the module root and the cache.
 func newPaths(t *testing.T) paths {
 	t.Helper()
 	cache, err := testtools.CacheDir()
@@ -98,5 +87,3 @@ func newPaths(t *testing.T) paths {
 	}
 	return paths{root: testtools.ModuleRoot(t), cache: cache}
 }
-
-func (p paths) String() string { return fmt.Sprintf("root=%s cache=%s", p.root, p.cache) }

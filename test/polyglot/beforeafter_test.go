@@ -26,7 +26,7 @@ func TestSilentClientBeforeAfter(t *testing.T) {
 			direct := startApp(t, a, p)
 			openSilentStream(t, direct.addr)
 			waitSessions(t, direct, 1, holdTimeout)
-			got, err, _ := pollSessions(t.Context(), direct, silentBound, func(n int64) bool { return n != 1 })
+			got, _, err := pollSessions(t.Context(), direct, silentBound, func(n int64) bool { return n != 1 })
 			if got != 1 {
 				t.Errorf("without the sidecar the app holds %d sessions (last error: %v), want the silent client's session still held after %s", got, err, silentBound)
 				without = fmt.Sprintf("%d sessions after %s", got, silentBound)

@@ -101,7 +101,7 @@ func startSidecar(t *testing.T, app *runningApp) *testtools.Sidecar {
 // that took; it fails the test if that has not happened within timeout.
 func waitSessions(t *testing.T, app *runningApp, want int64, timeout time.Duration) time.Duration {
 	t.Helper()
-	got, err, elapsed := pollSessions(t.Context(), app, timeout, func(n int64) bool { return n == want })
+	got, elapsed, err := pollSessions(t.Context(), app, timeout, func(n int64) bool { return n == want })
 	if got != want {
 		t.Fatalf("app holds %d sessions %s after the disconnect (last error: %v), want %d", got, timeout, err, want)
 	}
@@ -109,8 +109,8 @@ func waitSessions(t *testing.T, app *runningApp, want int64, timeout time.Durati
 }
 
 // pollSessions calls Sessions until done accepts the count or timeout
-// passes, and returns the last count, the last error and the time taken.
-func pollSessions(ctx context.Context, app *runningApp, timeout time.Duration, done func(int64) bool) (int64, error, time.Duration) {
+// passes, and returns the last count, the time taken and the last error.
+func pollSessions(ctx context.Context, app *runningApp, timeout time.Duration, done func(int64) bool) (int64, time.Duration, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -121,14 +121,14 @@ func pollSessions(ctx context.Context, app *runningApp, timeout time.Duration, d
 		if n, e := sessions(ctx, app.direct); e == nil {
 			got, err = n, nil
 			if done(n) {
-				return got, nil, time.Since(start)
+				return got, time.Since(start), nil
 			}
 		} else {
 			err = e
 		}
 		select {
 		case <-ctx.Done():
-			return got, err, time.Since(start)
+			return got, time.Since(start), err
 		case <-tick.C:
 		}
 	}
