@@ -32,10 +32,11 @@ def log(msg):
 class Session:
     """The per-stream state the app must not leak."""
 
-    def __init__(self, connection_id, stream_id, task):
+    def __init__(self, connection_id, stream_id):
         self.connection_id = connection_id
         self.stream_id = stream_id
-        self.task = task  # the Subscribe handler, cancelled when hangup frees it
+        self.freed = asyncio.Event()  # set when hangup says the client is gone
+        self.reason = ""
 
     @property
     def key(self):
@@ -73,9 +74,9 @@ class Sessions:
         return True
 
     def free(self, event):
-        """Unlinks every session the event names and cancels its handler.
-        An event for a session already gone changes nothing, so redelivery
-        is harmless."""
+        """Unlinks every session the event names and wakes its handler, which
+        ends the call with CANCELLED. An event for a session already gone
+        changes nothing, so redelivery is harmless."""
         if event.scope == notify_pb2.SCOPE_STREAM:
             match = lambda s: s.stream_id == event.stream_id  # noqa: E731
         elif event.scope == notify_pb2.SCOPE_CONNECTION:
@@ -86,9 +87,10 @@ class Sessions:
         for s in list(self.by_key.values()):
             if s.connection_id == event.connection_id and match(s) and self.remove(s):
                 freed += 1
-                # The sidecar also resets the app-side stream; cancelling
-                # here covers the event arriving first.
-                s.task.cancel()
+                # The sidecar also resets the app-side stream; ending the
+                # call here covers the event arriving first.
+                s.reason = notify_pb2.Reason.Name(event.reason)
+                s.freed.set()
         return freed
 
 
@@ -98,14 +100,20 @@ class SubscriptionService(subscription_pb2_grpc.SubscriptionServiceServicer):
 
     async def Subscribe(self, request_iterator, context):
         conn, stream = self.sessions.key_of(context)
-        s = Session(conn, stream, asyncio.current_task())
+        s = Session(conn, stream)
         self.sessions.add(s)
         log(f"session {conn}/{stream} held")
+        freed = asyncio.ensure_future(s.freed.wait())
+        read = None
         try:
             seq = 0
             await context.write(subscription_pb2.Update(seq=seq, connection_id=conn, stream_id=stream))
             while True:
-                req = await context.read()
+                read = asyncio.ensure_future(context.read())
+                await asyncio.wait({read, freed}, return_when=asyncio.FIRST_COMPLETED)
+                if freed.done():
+                    await context.abort(grpc.StatusCode.CANCELLED, f"hangup: client gone ({s.reason})")
+                req = read.result()
                 if req is grpc.aio.EOF:
                     return  # the client half-closed: end with OK
                 seq += 1
@@ -114,6 +122,9 @@ class SubscriptionService(subscription_pb2_grpc.SubscriptionServiceServicer):
                 )
         finally:
             # Runs on a normal end, a client cancel and a hangup free alike.
+            for f in (read, freed):
+                if f is not None and not f.done():
+                    f.cancel()
             self.sessions.remove(s)
 
     async def Sessions(self, request, context):

@@ -250,7 +250,7 @@ func TestDisconnects(t *testing.T) {
 			const base = 1
 			waitSessions(t, app, base, holdTimeout)
 
-			for _, s := range scenarios {
+			for _, s := range append(scenarios, notifyScenarios...) {
 				t.Run(s.name, func(t *testing.T) {
 					s.disconnect(t, sc.Addr, app, base)
 					took := waitSessions(t, app, base, s.bound)
