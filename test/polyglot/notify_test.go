@@ -34,7 +34,7 @@ var notifyScenarios = []scenario{
 		// Delivery is at-least-once: the same event twice must be harmless.
 		sendNotify(t, app, ev)
 		sendNotify(t, app, ev)
-		requireCallEnded(t, stream)
+		requireCallEnded(t, stream, cancel)
 	}},
 	{name: "connection event", bound: eventBound, disconnect: func(t *testing.T, addr string, app *runningApp, base int64) {
 		ctx, cancel := context.WithTimeout(t.Context(), holdTimeout)
@@ -55,8 +55,8 @@ var notifyScenarios = []scenario{
 		}
 		waitSessions(t, app, base+2, holdTimeout)
 		sendNotify(t, app, event(notifyv1.Scope_SCOPE_CONNECTION, u1.connectionID, 0))
-		requireCallEnded(t, s1)
-		requireCallEnded(t, s2)
+		requireCallEnded(t, s1, cancel)
+		requireCallEnded(t, s2, cancel)
 	}},
 }
 
@@ -70,8 +70,9 @@ func requireHangupKey(t *testing.T, u update) {
 }
 
 // requireCallEnded fails unless the app ends the freed call with an error
-// status within eventBound.
-func requireCallEnded(t *testing.T, stream grpc.ClientStream) {
+// status within eventBound. cancel ends the call's context; it is called on
+// timeout so that the reader stops before requireCallEnded returns.
+func requireCallEnded(t *testing.T, stream grpc.ClientStream, cancel context.CancelFunc) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
@@ -91,7 +92,8 @@ func requireCallEnded(t *testing.T, stream grpc.ClientStream) {
 		}
 		t.Logf("freed call ended: %v", status.Code(err))
 	case <-timer.C:
-		// The caller's context ends the stream, which ends the reader.
+		cancel()
+		<-done
 		t.Fatalf("the app did not end the freed call within %s", eventBound)
 	}
 }
