@@ -36,11 +36,15 @@ inputs_hash() {
 	} | sha256sum | cut -d' ' -f1
 }
 
-# fresh NAME HASH succeeds when NAME was last built from inputs HASH and
-# its output OUT (a path) still exists.
+# fresh NAME HASH OUT... succeeds when NAME was last built from inputs HASH
+# and each of its outputs OUT (paths) still exists.
 fresh() {
-	local name=$1 hash=$2 out=$3
-	[[ -e $out && "$(cat "$stamps/polyglot-$name" 2>/dev/null)" == "$hash" ]]
+	local name=$1 hash=$2 out
+	shift 2
+	for out in "$@"; do
+		[[ -e $out ]] || return 1
+	done
+	[[ "$(cat "$stamps/polyglot-$name" 2>/dev/null)" == "$hash" ]]
 }
 
 stamp() { echo "$2" >"$stamps/polyglot-$1"; }
@@ -73,7 +77,7 @@ install_python() {
 	extra="python $(python3 --version 2>&1)"
 	local hash
 	hash=$(extra=$extra inputs_hash "$dir/requirements.txt" "$root/api/hangup/notify" "$root/examples/proto")
-	fresh python "$hash" "$dir/gen/hangup/example/v1/subscription_pb2_grpc.py" && return
+	fresh python "$hash" "$venv/bin/python" "$dir/gen/hangup/example/v1/subscription_pb2_grpc.py" && return
 	echo "install-polyglot: python: venv, pip install --require-hashes, generate code" >&2
 	rm -rf "$venv" "$dir/gen"
 	python3 -m venv "$venv"
