@@ -2,8 +2,11 @@
 // examples/python, examples/java, examples/rust-tonic, examples/rust-volo)
 // behind the real sidecar binary and checks that each frees the session of
 // a client that is gone, however it went: a cancelled stream, a killed
-// client process, a silent client, a call that ended normally. Each app also
-// has to pass `sidecar notify-check`.
+// client process, a silent client, a call that ended normally, and
+// DisconnectNotify events sent to it directly (a stream event twice, a
+// connection event). Each app also has to pass `sidecar notify-check`.
+// TestSilentClientBeforeAfter measures the silent client with and without
+// the sidecar and logs the table that examples/README.md shows.
 //
 // The apps are built by scripts/install-polyglot.sh; `make test-polyglot`
 // runs that and then this suite. An app that is not built fails its test
