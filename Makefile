@@ -9,7 +9,7 @@ TEST_TOOLS ?=
 # How long each fuzz target runs in `make fuzz`.
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-go tools debs demo bench lint fuzz generate check-generated clean
+.PHONY: all build test test-go test-polyglot tools debs demo bench lint fuzz generate check-generated clean
 
 all: build
 
@@ -29,6 +29,12 @@ test: tools test-go
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+## test-polyglot: the example apps of every language behind the sidecar
+## (installs each language's dependencies first; seconds when warm).
+test-polyglot:
+	scripts/install-polyglot.sh
+	$(GO) test -race -count=1 ./test/polyglot/...
 
 ## demo: a demo app, the sidecar and clients that disconnect in every way.
 demo:

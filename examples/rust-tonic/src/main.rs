@@ -1,0 +1,285 @@
+//! A tonic app behind the hangup sidecar. It holds one session per
+//! Subscribe stream, keyed by the x-hangup-connection-id and
+//! x-hangup-stream-id headers the sidecar adds to every request, and frees
+//! it when hangup.notify.v1.DisconnectNotify says the client is gone.
+//!
+//!     hangup-example-tonic --port 8080 --notify-port 15091
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::metadata::MetadataMap;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status, Streaming};
+
+pub mod notifyv1 {
+    tonic::include_proto!("hangup.notify.v1");
+}
+pub mod examplev1 {
+    tonic::include_proto!("hangup.example.v1");
+}
+
+use examplev1::subscription_service_server::{SubscriptionService, SubscriptionServiceServer};
+use examplev1::{SessionsReply, SessionsRequest, SubscribeRequest, Update};
+use notifyv1::disconnect_notify_server::{DisconnectNotify, DisconnectNotifyServer};
+use notifyv1::{DisconnectEvent, NotifyRequest, NotifyResponse, Scope};
+
+/// Names a stream the way a DisconnectEvent does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    conn: String,
+    stream: u32,
+}
+
+/// A held session: the per-stream state the app must not leak.
+struct Held {
+    id: u64,                       // tells this session from a later one under the same key
+    free: oneshot::Sender<String>, // ends the stream's task, with the reason
+}
+
+#[derive(Default)]
+struct Sessions {
+    map: Mutex<HashMap<Key, Held>>,
+    ids: AtomicU64,
+}
+
+impl Sessions {
+    /// Names a call the way hangup does; a call without the headers (no
+    /// sidecar in front) gets a local id that no event can name.
+    fn key_of(&self, md: &MetadataMap) -> Key {
+        let conn = md
+            .get("x-hangup-connection-id")
+            .and_then(|v| v.to_str().ok());
+        let stream = md
+            .get("x-hangup-stream-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u32>().ok());
+        match (conn, stream) {
+            (Some(c), Some(s)) if !c.is_empty() => Key {
+                conn: c.to_string(),
+                stream: s,
+            },
+            _ => Key {
+                conn: format!("local-{}", self.ids.fetch_add(1, Ordering::Relaxed) + 1),
+                stream: 0,
+            },
+        }
+    }
+
+    fn add(self: &Arc<Self>, key: Key) -> (Guard, oneshot::Receiver<String>) {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let (free, freed) = oneshot::channel();
+        self.map
+            .lock()
+            .unwrap()
+            .insert(key.clone(), Held { id, free });
+        (
+            Guard {
+                sessions: self.clone(),
+                key,
+                id,
+            },
+            freed,
+        )
+    }
+
+    /// Unlinks every session the event names and ends its stream. An event
+    /// for a session already gone changes nothing, so redelivery is harmless.
+    fn free(&self, ev: &DisconnectEvent) -> usize {
+        let whole_conn = match ev.scope() {
+            Scope::Stream => false,
+            Scope::Connection => true,
+            Scope::Unspecified => return 0, // unknown: leave the state alone
+        };
+        let mut map = self.map.lock().unwrap();
+        let keys: Vec<Key> = map
+            .keys()
+            .filter(|k| k.conn == ev.connection_id && (whole_conn || k.stream == ev.stream_id))
+            .cloned()
+            .collect();
+        for k in &keys {
+            if let Some(held) = map.remove(k) {
+                // The sidecar also resets the app-side stream; this covers
+                // the event arriving first. A task already gone is fine.
+                let _ = held.free.send(ev.reason().as_str_name().to_string());
+            }
+        }
+        keys.len()
+    }
+}
+
+/// Removes its session when the stream's task ends, however it ends.
+struct Guard {
+    sessions: Arc<Sessions>,
+    key: Key,
+    id: u64,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut map = self.sessions.map.lock().unwrap();
+        if map.get(&self.key).is_some_and(|h| h.id == self.id) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+struct App {
+    sessions: Arc<Sessions>,
+}
+
+#[tonic::async_trait]
+impl SubscriptionService for App {
+    type SubscribeStream = ReceiverStream<Result<Update, Status>>;
+
+    async fn subscribe(
+        &self,
+        req: Request<Streaming<SubscribeRequest>>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let key = self.sessions.key_of(req.metadata());
+        let mut inbound = req.into_inner();
+        let (guard, mut freed) = self.sessions.add(key.clone());
+        println!("[rust-tonic] session {}/{} held", key.conn, key.stream);
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let update = |topic: String, seq: i64| Update {
+                topic,
+                seq,
+                connection_id: key.conn.clone(),
+                stream_id: key.stream,
+            };
+            let mut seq = 0;
+            if tx.send(Ok(update(String::new(), seq))).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    msg = inbound.message() => match msg {
+                        Ok(Some(r)) => {
+                            seq += 1;
+                            if tx.send(Ok(update(r.topic, seq))).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Half-close: dropping tx ends the call with OK.
+                        Ok(None) => return,
+                        Err(_) => return,
+                    },
+                    why = &mut freed => {
+                        let why = why.unwrap_or_default();
+                        let _ = tx.send(Err(Status::cancelled(format!("hangup: client gone ({why})")))).await;
+                        return;
+                    }
+                    // The response stream was dropped: the client is gone.
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn sessions(
+        &self,
+        _: Request<SessionsRequest>,
+    ) -> Result<Response<SessionsReply>, Status> {
+        let n = self.sessions.map.lock().unwrap().len();
+        Ok(Response::new(SessionsReply { sessions: n as i64 }))
+    }
+}
+
+struct Notifier {
+    sessions: Arc<Sessions>,
+}
+
+#[tonic::async_trait]
+impl DisconnectNotify for Notifier {
+    /// Only unlinks state and answers at once, so that the sidecar's call
+    /// never waits on the app's cleanup.
+    async fn notify(
+        &self,
+        req: Request<NotifyRequest>,
+    ) -> Result<Response<NotifyResponse>, Status> {
+        for ev in &req.get_ref().events {
+            let n = self.sessions.free(ev);
+            if n > 0 {
+                println!(
+                    "[rust-tonic] freed {n} session(s) of {}/{}: {} (event {})",
+                    ev.connection_id,
+                    ev.stream_id,
+                    ev.reason().as_str_name(),
+                    ev.event_id
+                );
+            }
+        }
+        Ok(Response::new(NotifyResponse {}))
+    }
+}
+
+/// Parses --port N --notify-port N.
+fn parse_args() -> Result<(u16, u16), String> {
+    let (mut port, mut notify_port) = (8080, 15091);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag}: missing value"))?;
+        let n = value
+            .parse::<u16>()
+            .map_err(|_| format!("{flag} {value:?}: want a TCP port, 0 to 65535"))?;
+        match flag.as_str() {
+            "--port" => port = n,
+            "--notify-port" => notify_port = n,
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag}; want --port N --notify-port N"
+                ))
+            }
+        }
+    }
+    Ok((port, notify_port))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (port, notify_port) = match parse_args() {
+        Ok(ports) => ports,
+        Err(e) => {
+            eprintln!("[rust-tonic] {e}");
+            std::process::exit(2)
+        }
+    };
+    let sessions = Arc::new(Sessions::default());
+    let app_ln = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
+    let notify_ln = TcpListener::bind(("127.0.0.1", notify_port))
+        .await
+        .map_err(|e| format!("listen on 127.0.0.1:{notify_port}: {e}"))?;
+    println!(
+        "[rust-tonic] listening app={} notify={}",
+        app_ln.local_addr()?,
+        notify_ln.local_addr()?
+    );
+
+    let app = Server::builder()
+        .add_service(SubscriptionServiceServer::new(App {
+            sessions: sessions.clone(),
+        }))
+        .serve_with_incoming(TcpListenerStream::new(app_ln));
+    let notify = Server::builder()
+        .add_service(DisconnectNotifyServer::new(Notifier { sessions }))
+        .serve_with_incoming(TcpListenerStream::new(notify_ln));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = app => r?,
+        r = notify => r?,
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
