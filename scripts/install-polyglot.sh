@@ -116,16 +116,36 @@ install_java() {
 	stamp java "$hash"
 }
 
+# crates_index prints the source id cargo gives its default registry, by
+# asking cargo itself about a one-dependency crate: the committed lock
+# files hold a placeholder instead, so that no registry is named in the
+# repository.
+crates_index() {
+	local probe=$cache/rust/index-probe
+	if [ ! -s "$probe/source-id" ]; then
+		mkdir -p "$probe/src"
+		printf '[package]\nname = "probe"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nitoa = "=1.0.15"\n' >"$probe/Cargo.toml"
+		: >"$probe/src/lib.rs"
+		(cd "$probe" && cargo generate-lockfile -q)
+		grep -m1 -o 'registry+[^"]*' "$probe/Cargo.lock" >"$probe/source-id"
+	fi
+	cat "$probe/source-id"
+}
+
 # install_rust NAME builds examples/rust-NAME. Both crates share one target
-# directory so that the crates they have in common are built once.
+# directory so that the crates they have in common are built once. Its
+# Cargo.lock is made from the committed Cargo.lock.pinned.
 install_rust() {
 	local name=$1
 	need cargo "rust-$name"
 	local dir=$root/examples/rust-$name target=$cache/rust/target
+	local index
+	index=$(crates_index)
+	sed "s#registry+CRATES_IO_INDEX#$index#" "$dir/Cargo.lock.pinned" >"$dir/Cargo.lock"
 	local extra
 	extra="$(rustc --version) $(cargo --version)"
 	local hash
-	hash=$(extra=$extra inputs_hash "$dir/Cargo.toml" "$dir/Cargo.lock" "$dir/build.rs" "$dir/src" \
+	hash=$(extra=$extra inputs_hash "$dir/Cargo.toml" "$dir/Cargo.lock.pinned" "$dir/build.rs" "$dir/src" \
 		"$root/api/hangup/notify" "$root/examples/proto")
 	fresh "rust-$name" "$hash" "$target/release/hangup-example-$name" && return
 	echo "install-polyglot: rust-$name: cargo build --release --locked" >&2
