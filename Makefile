@@ -9,7 +9,7 @@ TEST_TOOLS ?=
 # How long each fuzz target runs in `make fuzz`.
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-go test-polyglot tools debs demo bench lint fuzz generate check-generated clean
+.PHONY: all build test test-go test-polyglot tools examples debs demo bench lint fuzz generate check-generated clean
 
 all: build
 
@@ -24,16 +24,20 @@ tools:
 debs:
 	scripts/install-debs.sh
 
-## test: every test, with the race detector, against real peers.
-test: tools test-go
+## examples: build the example apps of every language (for test/polyglot).
+examples:
+	scripts/install-polyglot.sh
+
+## test: every test, with the race detector, against real peers (the
+## polyglot suite included, so its apps are built first).
+test: tools examples test-go
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 ## test-polyglot: the example apps of every language behind the sidecar
 ## (installs each language's dependencies first; seconds when warm).
-test-polyglot:
-	scripts/install-polyglot.sh
+test-polyglot: examples
 	$(GO) test -race -count=1 ./test/polyglot/...
 
 ## demo: a demo app, the sidecar and clients that disconnect in every way.
