@@ -16,6 +16,7 @@ import (
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	chatv1 "github.com/hangup-dev/hangup/examples/go/proto/chat/v1"
+	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/notify/check"
 )
 
@@ -24,6 +25,7 @@ func TestMain(m *testing.M) {
 }
 
 type clients struct {
+	appAddr    string
 	chat       chatv1.ChatServiceClient
 	notify     notifyv1.DisconnectNotifyClient
 	notifyAddr string
@@ -58,6 +60,7 @@ func start(t *testing.T) clients {
 		return conn
 	}
 	return clients{
+		appAddr:    appLis.Addr().String(),
 		chat:       chatv1.NewChatServiceClient(dial(appLis.Addr().String())),
 		notify:     notifyv1.NewDisconnectNotifyClient(dial(notifyLis.Addr().String())),
 		notifyAddr: notifyLis.Addr().String(),
@@ -162,5 +165,48 @@ func TestExamplePassesNotifyCheck(t *testing.T) {
 		if !r.Passed {
 			t.Errorf("%s: %s", r.Name, r.Message)
 		}
+	}
+}
+
+// TestBehindTheSidecar runs the example behind the real sidecar binary: a
+// client joins through it, its connection goes away, and the session is
+// freed by the DisconnectNotify event alone.
+func TestBehindTheSidecar(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := start(t)
+	sc := testtools.StartSidecar(t, c.appAddr, "--notify-addr", c.notifyAddr)
+
+	conn, err := grpc.NewClient("passthrough:///"+sc.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := chatv1.NewChatServiceClient(conn).Chat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&chatv1.ChatRequest{Text: "hello through hangup"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GetFrom() == "" || m.GetFrom() == "/0" {
+		t.Fatalf("the app keyed the session on %q, want the sidecar's ids", m.GetFrom())
+	}
+	if n := sessions(t, ctx, c); n != 1 {
+		t.Fatalf("%d sessions after joining, want 1", n)
+	}
+	_ = conn.Close() // the client goes away with its stream open
+
+	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for sessions(t, ctx, c) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the session outlived its client by 5s")
+		}
+		<-tick.C
 	}
 }
