@@ -83,6 +83,10 @@ func runH2load(ctx context.Context, dir, addr string, d time.Duration, conns, st
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	args := []string{"-D", strconv.Itoa(secs), "-c", strconv.Itoa(conns), "-m", strconv.Itoa(streams), "-t", "1",
 		"-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"}
+	if d >= 5*time.Second {
+		// Connections and both ends' buffers grow before the clock starts.
+		args = append(args, "--warm-up-time=1s")
+	}
 	logFile := filepath.Join(dir, "h2load-requests.tsv")
 	if rps > 0 {
 		args = append(args, "--rps="+strconv.FormatFloat(rps/float64(conns), 'f', 1, 64), "--log-file="+logFile)
