@@ -158,24 +158,24 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		return nil, fmt.Errorf("create a temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	env := peerEnv{dir: dir, maxConns: maxConns}
-	if env.sidecarBin, env.relayBin, err = buildBinaries(ctx, opts.ModuleRoot, dir); err != nil {
+	env := PeerEnv{Dir: dir, MaxConns: maxConns}
+	if env.SidecarBin, env.RelayBin, err = BuildBinaries(ctx, opts.ModuleRoot, dir); err != nil {
 		return nil, err
 	}
 
-	app, stopApp, err := startApp()
+	app, stopApp, err := StartApp()
 	if err != nil {
 		return nil, err
 	}
 	defer stopApp()
-	env.appAddr = app
+	env.AppAddr = app
 	recv := demoapp.NewReceiver(1 << 16)
-	notifyAddr, stopNotify, err := startReceiver(recv)
+	notifyAddr, stopNotify, err := StartReceiver(recv)
 	if err != nil {
 		return nil, err
 	}
 	defer stopNotify()
-	env.notifyAddr = notifyAddr
+	env.NotifyAddr = notifyAddr
 	if res.Machine, err = describeMachine(ctx, env); err != nil {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	var directRate float64
 	for _, name := range opts.Peers {
 		logf("== %s", name)
-		p, err := startPeer(ctx, name, env)
+		p, err := StartPeer(ctx, name, env)
 		if err != nil {
 			return nil, err
 		}
@@ -288,8 +288,8 @@ func raiseFDLimit(n int) error {
 	return nil
 }
 
-// buildBinaries builds the sidecar and tcprelay into dir.
-func buildBinaries(ctx context.Context, root, dir string) (sidecar, relay string, err error) {
+// BuildBinaries builds the sidecar and tcprelay into dir.
+func BuildBinaries(ctx context.Context, root, dir string) (sidecar, relay string, err error) {
 	if root == "" {
 		out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}").Output()
 		if err != nil {
@@ -308,8 +308,8 @@ func buildBinaries(ctx context.Context, root, dir string) (sidecar, relay string
 	return sidecar, relay, nil
 }
 
-// startApp serves the demo app (grpc.testing.TestService) on loopback.
-func startApp() (addr string, stop func(), err error) {
+// StartApp serves the demo app (grpc.testing.TestService) on loopback.
+func StartApp() (addr string, stop func(), err error) {
 	app := demoapp.New(0)
 	app.Ended = nil
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(4<<20), grpc.MaxSendMsgSize(4<<20))
@@ -326,8 +326,8 @@ func startApp() (addr string, stop func(), err error) {
 	return ln.Addr().String(), func() { gs.Stop(); <-done }, nil
 }
 
-// startReceiver serves DisconnectNotify for hangup on loopback.
-func startReceiver(recv *demoapp.Receiver) (addr string, stop func(), err error) {
+// StartReceiver serves DisconnectNotify for hangup on loopback.
+func StartReceiver(recv *demoapp.Receiver) (addr string, stop func(), err error) {
 	gs := grpc.NewServer()
 	notifyv1.RegisterDisconnectNotifyServer(gs, recv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -64,7 +64,7 @@ var (
 // load generator takes as little of the shared CPU as possible) for d, as
 // fast as it can when rps is 0, else at rps calls/s in total. With a rate it
 // also returns every call's latency, read from h2load's per-request log.
-// h2load checks the HTTP status, not grpc-status: startPeer's UnaryCall
+// h2load checks the HTTP status, not grpc-status: StartPeer's UnaryCall
 // check is what shows that each peer relays the calls correctly.
 func runH2load(ctx context.Context, dir, addr string, d time.Duration, conns, streams int, rps float64) (Saturation, []time.Duration, error) {
 	var s Saturation
@@ -250,9 +250,9 @@ func runStreaming(ctx context.Context, addr string, size, window int, d time.Dur
 	return s, nil
 }
 
-// openStreams opens n FullDuplexCall streams (1, 3, ...) on c and waits
+// OpenStreams opens n FullDuplexCall streams (1, 3, ...) on c and waits
 // until the app has answered each, so that every hop holds the stream.
-func openStreams(c *h2raw.Client, n int, timeout time.Duration) error {
+func OpenStreams(c *h2raw.Client, n int, timeout time.Duration) error {
 	msg, err := proto.Marshal(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
 	if err != nil {
 		return err
@@ -348,7 +348,7 @@ func measureMemory(p *Peer, conns int) (Memory, error) {
 		return m, err
 	}
 	for i, c := range clients {
-		if err := openStreams(c, 1, 10*time.Second); err != nil {
+		if err := OpenStreams(c, 1, 10*time.Second); err != nil {
 			return m, fmt.Errorf("connection %d of %d: %w", i+1, conns, err)
 		}
 	}

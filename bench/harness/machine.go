@@ -20,7 +20,7 @@ type Machine struct {
 
 // describeMachine reads the CPU and kernel from /proc and asks every
 // program in the run for its version.
-func describeMachine(ctx context.Context, env peerEnv) (Machine, error) {
+func describeMachine(ctx context.Context, env PeerEnv) (Machine, error) {
 	m := Machine{CPUs: runtime.NumCPU()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
@@ -53,7 +53,7 @@ func describeMachine(ctx context.Context, env peerEnv) (Machine, error) {
 		m.Versions = append(m.Versions, [2]string{name, line})
 	}
 	ask("go", "version")
-	ask(env.sidecarBin, "version")
+	ask(env.SidecarBin, "version")
 	m.Versions[len(m.Versions)-1][0] = "hangup sidecar"
 	ask("haproxy", "-v")
 	ask("nginx", "-v")

@@ -34,7 +34,7 @@ func RunChildIfAsked() {
 	}
 	c, err := h2raw.Dial(addr)
 	if err == nil {
-		err = openStreams(c, 1, 30*time.Second)
+		err = OpenStreams(c, 1, 30*time.Second)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "child client: %v\n", err)
@@ -103,7 +103,7 @@ func measureNotify(ctx context.Context, p *Peer, recv *demoapp.Receiver, rst, ki
 	for i := range rst {
 		c, err := h2raw.Dial(p.Addr)
 		if err == nil {
-			err = openStreams(c, 1, 10*time.Second)
+			err = OpenStreams(c, 1, 10*time.Second)
 		}
 		if err != nil {
 			return r, fmt.Errorf("RST_STREAM sample %d: %w", i, err)
@@ -170,7 +170,7 @@ func measureNotify(ctx context.Context, p *Peer, recv *demoapp.Receiver, rst, ki
 		c, err := h2raw.Dial(p.Addr)
 		if err == nil {
 			clients = append(clients, c)
-			err = openStreams(c, burstStreams, 30*time.Second)
+			err = OpenStreams(c, burstStreams, 30*time.Second)
 		}
 		if err != nil {
 			return r, fmt.Errorf("burst connection %d: %w", i, err)

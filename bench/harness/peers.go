@@ -76,6 +76,9 @@ type Peer struct {
 	Name string
 	Addr string // host:port clients connect to
 	Pid  int    // 0 for direct
+	// AdminAddr is hangup's admin server (/healthz, /metrics); "" for the
+	// other peers.
+	AdminAddr string
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
@@ -83,51 +86,51 @@ type Peer struct {
 	log  string        // the file its output goes to
 }
 
-// peerEnv is what starting a peer needs.
-type peerEnv struct {
-	dir        string // the run's temporary directory
-	appAddr    string
-	notifyAddr string // hangup's DisconnectNotify receiver; "" disables
-	sidecarBin string
-	relayBin   string
-	maxConns   int // connections the memory scenario opens at most
+// PeerEnv is what starting a peer needs.
+type PeerEnv struct {
+	Dir        string   // the run's temporary directory; each peer gets Dir/NAME
+	AppAddr    string   // the app's host:port
+	NotifyAddr string   // hangup's DisconnectNotify receiver; "" disables
+	SidecarBin string   // from BuildBinaries
+	RelayBin   string   // from BuildBinaries
+	MaxConns   int      // most client connections a peer must hold at once
+	HangupArgs []string // more flags for `sidecar proxy`
 }
 
-// startPeer starts the named peer in front of the app and waits until a
-// gRPC call through it succeeds.
-func startPeer(ctx context.Context, name string, env peerEnv) (*Peer, error) {
+// StartPeer starts the named peer in front of the app and waits until a
+// gRPC call through it succeeds. Stop it with Stop.
+func StartPeer(ctx context.Context, name string, env PeerEnv) (*Peer, error) {
 	if name == Direct {
-		return &Peer{Name: Direct, Addr: env.appAddr}, nil
+		return &Peer{Name: Direct, Addr: env.AppAddr}, nil
 	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	dir := filepath.Join(env.dir, name)
+	dir := filepath.Join(env.Dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	var bin string
+	var bin, admin string
 	var args []string
 	switch name {
 	case TCPRelay:
-		bin, args = env.relayBin, []string{"-listen", addr, "-upstream", env.appAddr}
+		bin, args = env.RelayBin, []string{"-listen", addr, "-upstream", env.AppAddr}
 	case Hangup:
 		adminPort, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		bin = env.sidecarBin
-		args = []string{"proxy", "--listen", addr, "--upstream", env.appAddr,
-			"--admin", "127.0.0.1:" + strconv.Itoa(adminPort),
-			"--notify-addr", env.notifyAddr, "--log-level", "warn"}
+		bin, admin = env.SidecarBin, "127.0.0.1:"+strconv.Itoa(adminPort)
+		args = append([]string{"proxy", "--listen", addr, "--upstream", env.AppAddr,
+			"--admin", admin, "--notify-addr", env.NotifyAddr, "--log-level", "warn"}, env.HangupArgs...)
 	case HAProxy:
 		if bin, err = findBin("haproxy"); err != nil {
 			return nil, err
 		}
 		cfg := filepath.Join(dir, "haproxy.cfg")
-		if err := os.WriteFile(cfg, []byte(haproxyConfig(addr, env.appAddr, env.maxConns)), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(haproxyConfig(addr, env.AppAddr, env.MaxConns)), 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", cfg, err)
 		}
 		args = []string{"-db", "-f", cfg}
@@ -136,7 +139,7 @@ func startPeer(ctx context.Context, name string, env peerEnv) (*Peer, error) {
 			return nil, err
 		}
 		cfg := filepath.Join(dir, "nginx.conf")
-		if err := os.WriteFile(cfg, []byte(nginxConfig(dir, addr, env.appAddr, env.maxConns)), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(nginxConfig(dir, addr, env.AppAddr, env.MaxConns)), 0o644); err != nil {
 			return nil, fmt.Errorf("write %s: %w", cfg, err)
 		}
 		args = []string{"-p", dir, "-c", cfg, "-e", filepath.Join(dir, "error.log")}
@@ -144,11 +147,11 @@ func startPeer(ctx context.Context, name string, env peerEnv) (*Peer, error) {
 		if bin, err = findBin("nghttpx"); err != nil {
 			return nil, err
 		}
-		args = nghttpxArgs(dir, port, env.appAddr)
+		args = nghttpxArgs(dir, port, env.AppAddr)
 	default:
 		return nil, fmt.Errorf("unknown peer %q: want one of %s", name, strings.Join(AllPeers, ", "))
 	}
-	p := &Peer{Name: name, Addr: addr, log: filepath.Join(dir, "output.log"), done: make(chan struct{})}
+	p := &Peer{Name: name, Addr: addr, AdminAddr: admin, log: filepath.Join(dir, "output.log"), done: make(chan struct{})}
 	out, err := os.Create(p.log)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", p.log, err)
