@@ -138,7 +138,8 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	for _, n := range opts.Conns {
 		maxConns = max(maxConns, n)
 	}
-	if err := raiseFDLimit(4*maxConns + 4096); err != nil {
+	fdLimit, err := raiseFDLimit(peerFDs(TCPRelay, maxConns))
+	if err != nil {
 		return nil, err
 	}
 	// Every external binary first: a missing one should fail in a second,
@@ -234,9 +235,13 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		}
 		if name != Direct {
 			for _, n := range opts.Conns {
+				if need := peerFDs(name, n); need > fdLimit {
+					fail(fmt.Sprintf("memory at %d connections", n), fmt.Errorf("%s needs %d open files, the limit is %d and cannot be raised here (needs root with CAP_SYS_RESOURCE, or a higher ulimit -Hn)", name, need, fdLimit))
+					continue
+				}
 				m, err := measureMemory(p, n)
 				if err != nil {
-					fail(fmt.Sprintf("memory at %d connections", n), err)
+					fail(fmt.Sprintf("memory at %d connections", n), fmt.Errorf("%w; %s says: %s", err, name, tail(p.Output(), 300)))
 					continue
 				}
 				pr.Memory = append(pr.Memory, m)
@@ -266,27 +271,54 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	return res, nil
 }
 
-// raiseFDLimit lifts RLIMIT_NOFILE to at least n (the memory scenario holds
-// a client and an app fd per connection in this process; the proxies
-// inherit the limit).
-func raiseFDLimit(n int) error {
+// raiseFDLimit lifts RLIMIT_NOFILE towards n (the memory scenario holds a
+// client and an app fd per connection in this process; the proxies inherit
+// the limit and hold two per connection). Without CAP_SYS_RESOURCE it can
+// only go up to the hard limit; it returns the limit it got.
+func raiseFDLimit(n int) (int, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("read the open files limit: %w", err)
+		return 0, fmt.Errorf("read the open files limit: %w", err)
 	}
 	want := uint64(n)
 	if lim.Cur >= want {
-		return nil
+		return int(lim.Cur), nil
 	}
-	if lim.Max < want {
-		lim.Max = want // needs CAP_SYS_RESOURCE
+	raised := lim
+	raised.Cur = want
+	raised.Max = max(lim.Max, want)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
+		return n, nil
 	}
-	lim.Cur = want
+	lim.Cur = lim.Max
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raise the open files limit to %d for the memory scenario (lower -conns, or run as root / raise ulimit -Hn): %w", n, err)
+		return 0, fmt.Errorf("raise the open files limit to the hard limit %d: %w", lim.Max, err)
 	}
-	return nil
+	return int(lim.Max), nil
 }
+
+// peerFDs is how many descriptors peer needs to hold conns connections.
+// tcprelay needs three per side: Go's splice holds a pipe (two fds) for
+// each direction while it waits for data.
+func peerFDs(peer string, conns int) int {
+	if peer == TCPRelay {
+		return 6*conns + 512
+	}
+	return fdsFor(conns)
+}
+
+// tail returns the last n bytes of s.
+func tail(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// fdsFor is how many descriptors a process needs to hold conns
+// connections on both sides, with room for everything else it has open.
+func fdsFor(conns int) int { return 2*conns + 512 }
 
 // BuildBinaries builds the sidecar and tcprelay into dir.
 func BuildBinaries(ctx context.Context, root, dir string) (sidecar, relay string, err error) {

@@ -256,6 +256,8 @@ func (p *Peer) Usage() (ProcUsage, error) {
 
 // haproxyConfig is HTTP mode with h2c on both sides, so that haproxy parses
 // and re-encodes every frame like hangup does (mode tcp would only splice).
+// maxconn counts client connections; haproxy sizes its fd limit from it and
+// refuses to start when it cannot get it.
 func haproxyConfig(listen, app string, maxConns int) string {
 	return fmt.Sprintf(`global
     maxconn %[3]d
@@ -270,7 +272,7 @@ frontend fe
     default_backend be
 backend be
     server app %[2]s proto h2
-`, listen, app, 4*maxConns+1024)
+`, listen, app, maxConns+256)
 }
 
 // nginxConfig is nginx as a gRPC proxy (grpc_pass) on h2c, run as the
@@ -316,7 +318,7 @@ http {
         }
     }
 }
-`, dir, listen, app, user, 4*maxConns+1024)
+`, dir, listen, app, user, fdsFor(maxConns))
 }
 
 // nghttpxArgs runs nghttpx with h2c on both sides and two workers (the

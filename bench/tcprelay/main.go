@@ -17,6 +17,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"time"
 )
 
 func main() {
@@ -35,7 +36,11 @@ func main() {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			log.Fatalf("tcprelay: accept on %s: %v", ln.Addr(), err)
+			// Out of descriptors (each connection takes six: two sockets
+			// and a splice pipe per direction): wait for some to close.
+			log.Printf("tcprelay: accept on %s: %v", ln.Addr(), err)
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		go relay(c.(*net.TCPConn), *upstream)
 	}
