@@ -4,7 +4,7 @@
 // its charts. `make bench-compare` runs it in full; -short runs a few
 // seconds per scenario.
 //
-// Usage: go run ./bench/compare [-short] [-duration 10s] [-conns 1000,10000]
+// Usage: go run ./bench/compare [-short] [-duration 8s] [-conns 1000,10000]
 // [-peers direct,tcprelay,hangup,haproxy,nginx,nghttpx] [-out docs]
 package main
 
@@ -25,7 +25,7 @@ import (
 func main() {
 	harness.RunChildIfAsked()
 	short := flag.Bool("short", false, "CI mode: 2s per scenario, 200 connections, fewer notify samples")
-	duration := flag.Duration("duration", 0, "length of each timed scenario (default 10s, -short 2s; minimum 1s)")
+	duration := flag.Duration("duration", 0, "length of each timed scenario (default 8s, -short 2s; minimum 1s)")
 	conns := flag.String("conns", "", "connection counts of the memory scenario, comma-separated (default 1000,10000; -short 200)")
 	peers := flag.String("peers", strings.Join(harness.AllPeers, ","), "peers to measure, comma-separated")
 	out := flag.String("out", "docs", "directory for BENCHMARKS.md and its charts; empty: print only")

@@ -30,8 +30,10 @@ import (
 type Options struct {
 	// Peers to measure, from AllPeers. Default: all of them.
 	Peers []string
-	// Duration of each timed scenario. Default: 10s (a full run of all
-	// peers then takes about 8 minutes). Minimum: 1s.
+	// Duration of each timed scenario. Default: 8s (a full run of all six
+	// peers then takes about 8 minutes: per peer six timed scenarios, 4s
+	// of h2load warm-up, the memory scenario and, for hangup, the notify
+	// samples). Minimum: 1s.
 	Duration time.Duration
 	// Conns are the connection counts of the memory scenario.
 	// Default: 1000 and 10000.
@@ -61,7 +63,7 @@ func (o *Options) defaults() error {
 		o.Peers = append([]string{Direct}, o.Peers...) // every ratio needs it
 	}
 	if o.Duration == 0 {
-		o.Duration = 10 * time.Second
+		o.Duration = 8 * time.Second
 	}
 	if o.Duration < time.Second {
 		return fmt.Errorf("invalid duration %s: want at least 1s", o.Duration)

@@ -211,6 +211,10 @@ func WriteReport(res *Results, dir string) error {
 	w("The load generators (h2load for saturation and, with `--rps` and its per-request log, at fixed rates; a Go client for streams and idle connections) ")
 	w("and the app run on the same machine, so on a small machine they compete with the proxy for the CPUs: ")
 	w("compare ratios within one run, not absolute figures across machines.\n\n")
+	if res.Options.Short {
+		w("**These figures come from the short mode** (%s per scenario, few samples), meant to show the harness works; ", res.Options.Duration)
+		w("rerun `make bench-compare` on a quiet machine for figures to quote.\n\n")
+	}
 	w("## Machine and versions\n\n")
 	m := res.Machine
 	w("- CPUs: %d × %s\n- kernel: %s\n", m.CPUs, m.CPUModel, m.Kernel)
