@@ -117,14 +117,14 @@ type PeerResult struct {
 
 // Results is one run.
 type Results struct {
-	Options  Options
-	Started  time.Time
-	Command  string // how the run was started, for the report
-	Took     time.Duration
-	Machine  Machine
-	Peers    []PeerResult
-	Notify   *NotifyResult // nil when hangup was not measured
-	NotifyEr string
+	Options   Options
+	Started   time.Time
+	Command   string // how the run was started, for the report
+	Took      time.Duration
+	Machine   Machine
+	Peers     []PeerResult
+	Notify    *NotifyResult // nil when hangup was not measured
+	NotifyErr string        // why the notify scenario failed, if it did
 }
 
 // Run measures every peer in opts and returns the results. A peer that
@@ -258,7 +258,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 			}
 			nr, err := measureNotify(ctx, p, recv, rst, kills, bc, bs)
 			if err != nil {
-				res.NotifyEr = err.Error()
+				res.NotifyErr = err.Error()
 				logf("   notify FAILED: %v", err)
 			} else {
 				res.Notify = &nr

@@ -68,7 +68,7 @@ func TestShortRun(t *testing.T) {
 		}
 	}
 	if res.Notify == nil {
-		t.Fatalf("no notify results: %s", res.NotifyEr)
+		t.Fatalf("no notify results: %s", res.NotifyErr)
 	}
 	if res.Notify.RSTp50 <= 0 || res.Notify.KillP50 <= 0 || res.Notify.BurstEventsPerS <= 0 {
 		t.Errorf("notify results %+v, want every figure > 0", *res.Notify)

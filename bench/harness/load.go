@@ -196,7 +196,8 @@ func runStreaming(ctx context.Context, addr string, size, window int, d time.Dur
 		return s, fmt.Errorf("client for %s: %w", addr, err)
 	}
 	defer cc.Close()
-	ctx, cancel := context.WithCancel(ctx)
+	// The bound is for a peer that stalls: Recv would wait forever.
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	stream, err := testgrpc.NewTestServiceClient(cc).FullDuplexCall(ctx)
 	if err != nil {

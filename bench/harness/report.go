@@ -132,7 +132,9 @@ func Tables(res *Results) string {
 	for i, n := range res.Options.Conns {
 		w("\n### Memory at %d idle connections (growth of the proxy's RSS)\n\n", n)
 		w("Each connection has finished its SETTINGS exchange; then one FullDuplexCall stream is opened on each and answered once. ")
-		w("Ratios to the proxy that needs least.\n\n")
+		w("Ratios to the proxy that needs least (a growth of 0.0 is left out of the ratios). ")
+		w("nginx allocates its `worker_connections` connection structures at start (the harness sizes them for the largest count), ")
+		w("so its idle connections cost little beyond that; tcprelay holds six descriptors per connection (two sockets, a splice pipe per direction).\n\n")
 		w("| peer | KiB per idle connection | × best | KiB per idle open stream | × best |\n|---|---:|---:|---:|---:|\n")
 		get := func(p PeerResult) *Memory {
 			if i < len(p.Memory) && p.Memory[i].Conns == n {
@@ -173,8 +175,8 @@ func Tables(res *Results) string {
 		w("| client process SIGKILLed (kernel closes its socket) | %d | %s | %s |\n", nr.KillSamples, ms(nr.KillP50), ms(nr.KillP99))
 		w("\nBurst: %d open streams on %d connections, all connections reset at once: every stream event reached the app in %.2f s, **%.0f events/s**.\n",
 			nr.Burst, nr.BurstConns, nr.BurstSeconds, nr.BurstEventsPerS)
-	} else if res.NotifyEr != "" {
-		w("\n### hangup: disconnect → DisconnectNotify\n\nFailed: %s\n", res.NotifyEr)
+	} else if res.NotifyErr != "" {
+		w("\n### hangup: disconnect → DisconnectNotify\n\nFailed: %s\n", res.NotifyErr)
 	}
 
 	var errs []string
