@@ -204,7 +204,9 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 			pr.Saturation = sat
 			logf("   saturation %.0f calls/s (%d failed)", sat.PerSecond, sat.Failed)
 			if after, err := p.Usage(); uerr == nil && err == nil {
-				pr.CPUPerMillion = (after.CPUSeconds - before.CPUSeconds) / float64(sat.Requests) * 1e6
+				// The CPU reading spans the warm-up too, which h2load does
+				// not count: assume the same rate throughout.
+				pr.CPUPerMillion = (after.CPUSeconds - before.CPUSeconds) / (sat.PerSecond * sat.Wall) * 1e6
 				logf("   CPU %.1f s per million calls", pr.CPUPerMillion)
 			}
 		}

@@ -49,10 +49,11 @@ func grpcFrame(msg proto.Message) ([]byte, error) {
 
 // Saturation is one h2load run.
 type Saturation struct {
-	Requests  int64 // succeeded
-	Failed    int64 // failed or errored
-	Seconds   float64
-	PerSecond float64
+	Requests  int64   // succeeded
+	Failed    int64   // failed or errored
+	Seconds   float64 // measured period, after the warm-up
+	PerSecond float64 // as h2load reports it, over the measured period
+	Wall      float64 // seconds h2load ran, warm-up included
 }
 
 var (
@@ -94,7 +95,9 @@ func runH2load(ctx context.Context, dir, addr string, d time.Duration, conns, st
 	args = append(args, "http://"+addr+unaryMethod)
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
+	start := time.Now()
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	s.Wall = time.Since(start).Seconds()
 	if err != nil {
 		return s, nil, fmt.Errorf("h2load %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
@@ -111,9 +114,7 @@ func runH2load(ctx context.Context, dir, addr string, d time.Duration, conns, st
 	failed, _ := strconv.ParseInt(string(r[5]), 10, 64)
 	errored, _ := strconv.ParseInt(string(r[6]), 10, 64)
 	s.Failed = failed + errored
-	if s.Seconds > 0 {
-		s.PerSecond = float64(s.Requests) / s.Seconds
-	}
+	s.PerSecond, _ = strconv.ParseFloat(string(m[3]), 64)
 	if s.Requests == 0 {
 		return s, nil, fmt.Errorf("h2load %s: no request succeeded:\n%s", strings.Join(args, " "), out)
 	}
