@@ -93,6 +93,10 @@ func Tables(res *Results) string {
 
 	for i, f := range LatencyFractions {
 		w("\n### Unary latency at %.0f%% of direct's saturated rate (h2load --rps, every call)\n\n", f*100)
+		if i == 0 {
+			w("Same connections and streams as the saturated run; ratios to direct. Where *achieved* is well below the target, ")
+			w("the peer could not carry that rate and its latency is mostly queueing.\n\n")
+		}
 		w("| peer | target calls/s | achieved | p50 | p90 | p99 | p99.9 |\n|---|---:|---:|---:|---:|---:|---:|\n")
 		var ref *Latency
 		if direct != nil && i < len(direct.Latency) {
