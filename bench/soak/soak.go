@@ -96,6 +96,10 @@ type result struct {
 	Base, End harness.ProcUsage
 	Goroutine [2]int // /metrics go_goroutines at baseline and end; -1 when not exported
 	Streamed  int64  // messages on the long-running stream
+	// NewFDs are the sidecar's descriptors at the end that were not open at
+	// baseline (their /proc/PID/fd link targets), to tell a leak from a
+	// lazily opened runtime descriptor.
+	NewFDs []string
 }
 
 // check returns every broken promise of the soak.
@@ -138,7 +142,7 @@ func (r *result) check() error {
 // admin server's own connections come and go; the Go runtime keeps freed
 // memory for a while.
 const (
-	fdSlack        = 4
+	fdSlack        = 2
 	rssSlack       = 32 << 20
 	goroutineSlack = 10
 	settleTimeout  = 30 * time.Second
@@ -272,6 +276,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		return nil, err
 	}
 	res.Goroutine[0] = goroutines(p.AdminAddr)
+	baseFDs := fdTargets(p.Pid)
 	logf("baseline: %d fds, %d threads, RSS %d KiB, goroutines %d", res.Base.FDs, res.Base.Threads, res.Base.RSSBytes>>10, res.Goroutine[0])
 
 	// A long-running stream carries messages the whole time.
@@ -331,6 +336,14 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		return nil, err
 	}
 	res.Goroutine[1] = goroutines(p.AdminAddr)
+	if res.End.FDs > res.Base.FDs {
+		for fd, target := range fdTargets(p.Pid) {
+			if baseFDs[fd] != target {
+				res.NewFDs = append(res.NewFDs, fd+" -> "+target)
+			}
+		}
+	}
+	slices.Sort(res.NewFDs)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -391,10 +404,30 @@ func settledUsage(p *harness.Peer, fds int, timeout time.Duration) (harness.Proc
 	}
 }
 
+// fdTargets maps each open descriptor of pid to its link target (socket:[inode],
+// anon_inode:[eventpoll], pipe:[inode], a path).
+func fdTargets(pid int) map[string]string {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	m := map[string]string{}
+	for _, e := range entries {
+		if t, err := os.Readlink(dir + "/" + e.Name()); err == nil {
+			m[e.Name()] = t
+		}
+	}
+	return m
+}
+
 // goroutines reads go_goroutines from the sidecar's /metrics, or -1 when
 // it does not export it.
 func goroutines(admin string) int {
-	resp, err := http.Get("http://" + admin + "/metrics")
+	// No keep-alive: an idle connection left behind would hold one of the
+	// sidecar's descriptors and look like a leak.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + admin + "/metrics")
 	if err != nil {
 		return -1
 	}
@@ -598,5 +631,8 @@ func (r *result) report() string {
 	fmt.Fprintf(&b, "threads   %10d %10d\n", r.Base.Threads, r.End.Threads)
 	fmt.Fprintf(&b, "RSS KiB   %10d %10d\n", r.Base.RSSBytes>>10, r.End.RSSBytes>>10)
 	fmt.Fprintf(&b, "goroutines %9s %10s\n", g(r.Goroutine[0]), g(r.Goroutine[1]))
+	if len(r.NewFDs) > 0 {
+		fmt.Fprintf(&b, "descriptors opened since baseline: %s\n", strings.Join(r.NewFDs, ", "))
+	}
 	return b.String()
 }
