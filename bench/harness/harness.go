@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -55,11 +56,11 @@ func (o *Options) defaults() error {
 		o.Peers = AllPeers
 	}
 	for _, p := range o.Peers {
-		if !contains(AllPeers, p) {
+		if !slices.Contains(AllPeers, p) {
 			return fmt.Errorf("unknown peer %q: want one of %s", p, strings.Join(AllPeers, ", "))
 		}
 	}
-	if !contains(o.Peers, Direct) {
+	if !slices.Contains(o.Peers, Direct) {
 		o.Peers = append([]string{Direct}, o.Peers...) // every ratio needs it
 	}
 	if o.Duration == 0 {
@@ -86,15 +87,6 @@ func (o *Options) defaults() error {
 		o.Log = io.Discard
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // LatencyFractions are the fixed rates of the latency scenario, as
