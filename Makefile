@@ -51,6 +51,20 @@ bench:
 	$(GO) test -run '^$$' -bench 'Detect|NotifyLatency' -benchtime $$(( $(BENCH_N) / 10 + 1 ))x ./test/bench
 	$(GO) test -run '^$$' -bench 'NotifyBurst' -benchtime 1x ./test/bench
 
+## bench-compare: hangup against haproxy, nginx, nghttpx, a splice TCP relay
+## and direct calls, in one run (under 10 minutes); writes docs/BENCHMARKS.md
+## and its charts. `go test ./bench/harness` runs its shortest mode.
+.PHONY: bench-compare soak
+BENCH_COMPARE_FLAGS ?=
+bench-compare:
+	$(GO) run ./bench/compare -out docs $(BENCH_COMPARE_FLAGS)
+
+## soak: connections open and die in every way at a steady rate against the
+## built sidecar; checks one event per disconnect and no leaks at the end.
+SOAK_DURATION ?= 10m
+soak:
+	$(GO) run ./bench/soak -duration $(SOAK_DURATION)
+
 ## fuzz: each fuzz target for FUZZTIME.
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

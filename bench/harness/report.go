@@ -1,0 +1,355 @@
+package harness
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Chart file names, written next to BENCHMARKS.md.
+const (
+	chartLatency    = "bench-latency.png"
+	chartThroughput = "bench-throughput.png"
+	chartStreaming  = "bench-streaming.png"
+	chartMemory     = "bench-memory.png"
+)
+
+// ratio formats v/ref as "1.23×", or "–" when it means nothing.
+func ratio(v, ref float64) string {
+	if ref <= 0 || v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v/ref)
+}
+
+// best returns the largest (or, with low, the smallest positive) value of
+// f over the proxies: every peer but direct.
+func best(res *Results, low bool, f func(PeerResult) float64) float64 {
+	b := 0.0
+	for _, p := range res.Peers {
+		if p.Name == Direct {
+			continue
+		}
+		v := f(p)
+		if v <= 0 {
+			continue
+		}
+		if b == 0 || (low && v < b) || (!low && v > b) {
+			b = v
+		}
+	}
+	return b
+}
+
+func (r *Results) peer(name string) *PeerResult {
+	for i := range r.Peers {
+		if r.Peers[i].Name == name {
+			return &r.Peers[i]
+		}
+	}
+	return nil
+}
+
+func us(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+// Tables renders the results as Markdown tables: each figure with its ratio
+// to direct (latency) or to the best proxy (throughput, CPU, memory).
+func Tables(res *Results) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	direct := res.peer(Direct)
+
+	w("### Unary calls, saturated (h2load, %d connections × %d streams)\n\n", res.Options.H2loadConns, res.Options.H2loadStreams)
+	w("Ratios: to direct, and to the best proxy (every peer but direct; tcprelay included). ")
+	w("CPU is the proxy's own processes (utime+stime from /proc), per million calls.\n\n")
+	w("| peer | calls/s | × direct | × best proxy | failed | CPU s / 1M calls | × best proxy |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	bestRate := best(res, false, func(p PeerResult) float64 { return p.Saturation.PerSecond })
+	bestCPU := best(res, true, func(p PeerResult) float64 { return p.CPUPerMillion })
+	for _, p := range res.Peers {
+		cpu, cpuRatio := "–", "–"
+		if p.Name != Direct && p.CPUPerMillion > 0 {
+			cpu, cpuRatio = fmt.Sprintf("%.1f", p.CPUPerMillion), ratio(p.CPUPerMillion, bestCPU)
+		}
+		w("| %s | %.0f | %s | %s | %d | %s | %s |\n", p.Name, p.Saturation.PerSecond,
+			ratio(p.Saturation.PerSecond, direct.Saturation.PerSecond), ratio(p.Saturation.PerSecond, bestRate),
+			p.Saturation.Failed, cpu, cpuRatio)
+	}
+
+	for i, f := range LatencyFractions {
+		w("\n### Unary latency at %.0f%% of direct's saturated rate (h2load --rps, every call)\n\n", f*100)
+		if i == 0 {
+			w("Same connections and streams as the saturated run; ratios to direct. Where *achieved* is well below the target, ")
+			w("the peer could not carry that rate and its latency is mostly queueing.\n\n")
+		}
+		w("| peer | target calls/s | achieved | p50 | p90 | p99 | p99.9 |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		var ref *Latency
+		if direct != nil && i < len(direct.Latency) {
+			ref = &direct.Latency[i]
+		}
+		for _, p := range res.Peers {
+			if i >= len(p.Latency) {
+				w("| %s | – | – | – | – | – | – |\n", p.Name)
+				continue
+			}
+			l := p.Latency[i]
+			cell := func(v, r time.Duration) string {
+				if ref == nil || p.Name == Direct {
+					return us(v)
+				}
+				return us(v) + " (" + ratio(float64(v), float64(r)) + ")"
+			}
+			var r Latency
+			if ref != nil {
+				r = *ref
+			}
+			w("| %s | %.0f | %.0f | %s | %s | %s | %s |\n", p.Name, l.TargetRPS, l.RPS,
+				cell(l.P50, r.P50), cell(l.P90, r.P90), cell(l.P99, r.P99), cell(l.P999, r.P999))
+		}
+	}
+
+	w("\n### Streaming on one long bidi stream\n\n")
+	w("| peer | 1 MiB messages, MiB/s | × direct | × best proxy | 10 B messages, msg/s | × direct | × best proxy |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	bestBytes := best(res, false, func(p PeerResult) float64 { return p.Large.BytesPS })
+	bestMsgs := best(res, false, func(p PeerResult) float64 { return p.Small.MsgPerSec })
+	for _, p := range res.Peers {
+		w("| %s | %.0f | %s | %s | %.0f | %s | %s |\n", p.Name,
+			p.Large.BytesPS/(1<<20), ratio(p.Large.BytesPS, direct.Large.BytesPS), ratio(p.Large.BytesPS, bestBytes),
+			p.Small.MsgPerSec, ratio(p.Small.MsgPerSec, direct.Small.MsgPerSec), ratio(p.Small.MsgPerSec, bestMsgs))
+	}
+
+	for i, n := range res.Options.Conns {
+		w("\n### Memory at %d idle connections (growth of the proxy's RSS)\n\n", n)
+		w("Each connection has finished its SETTINGS exchange; then one FullDuplexCall stream is opened on each and answered once. ")
+		w("Ratios to the proxy that needs least (a growth of 0.0 is left out of the ratios). ")
+		w("nginx allocates its `worker_connections` connection structures at start (the harness sizes them for the largest count), ")
+		w("so its idle connections cost little beyond that; tcprelay holds six descriptors per connection (two sockets, a splice pipe per direction).\n\n")
+		w("| peer | KiB per idle connection | × best | KiB per idle open stream | × best |\n|---|---:|---:|---:|---:|\n")
+		get := func(p PeerResult) *Memory {
+			if i < len(p.Memory) && p.Memory[i].Conns == n {
+				return &p.Memory[i]
+			}
+			return nil
+		}
+		bc := best(res, true, func(p PeerResult) float64 {
+			if m := get(p); m != nil {
+				return m.PerConnBytes
+			}
+			return 0
+		})
+		bs := best(res, true, func(p PeerResult) float64 {
+			if m := get(p); m != nil {
+				return m.PerStreamByte
+			}
+			return 0
+		})
+		for _, p := range res.Peers {
+			if p.Name == Direct {
+				continue
+			}
+			m := get(p)
+			if m == nil {
+				w("| %s | – | – | – | – |\n", p.Name)
+				continue
+			}
+			w("| %s | %.1f | %s | %.1f | %s |\n", p.Name, m.PerConnBytes/1024, ratio(m.PerConnBytes, bc),
+				m.PerStreamByte/1024, ratio(m.PerStreamByte, bs))
+		}
+	}
+
+	if nr := res.Notify; nr != nil {
+		w("\n### hangup: disconnect → DisconnectNotify received by the app\n\n")
+		w("| disconnect | samples | p50 | p99 |\n|---|---:|---:|---:|\n")
+		w("| client sends RST_STREAM(CANCEL) | %d | %s | %s |\n", nr.RSTSamples, ms(nr.RSTp50), ms(nr.RSTp99))
+		w("| client process SIGKILLed (kernel closes its socket) | %d | %s | %s |\n", nr.KillSamples, ms(nr.KillP50), ms(nr.KillP99))
+		w("\nBurst: %d open streams on %d connections, all connections reset at once: every stream event reached the app in %.2f s, **%.0f events/s**.\n",
+			nr.Burst, nr.BurstConns, nr.BurstSeconds, nr.BurstEventsPerS)
+	} else if res.NotifyErr != "" {
+		w("\n### hangup: disconnect → DisconnectNotify\n\nFailed: %s\n", res.NotifyErr)
+	}
+
+	var errs []string
+	for _, p := range res.Peers {
+		for _, e := range p.Errors {
+			errs = append(errs, fmt.Sprintf("- %s: %s", p.Name, strings.ReplaceAll(e, "\n", " ")))
+		}
+	}
+	if len(errs) > 0 {
+		w("\n### Scenarios that failed\n\n%s\n", strings.Join(errs, "\n"))
+	}
+	return b.String()
+}
+
+// WriteReport writes dir/BENCHMARKS.md and its PNG charts.
+func WriteReport(res *Results, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := writeCharts(res, dir); err != nil {
+		return err
+	}
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("# Benchmarks: hangup against real HTTP/2 proxies\n\n")
+	w("Generated by `make bench-compare` (bench/compare). Every peer runs in front of the same grpc-go app ")
+	w("(grpc.testing.TestService from internal/demoapp) on 127.0.0.1, h2c on both sides, one after the other in one run:\n\n")
+	w("- **direct**: no proxy, the reference for latency;\n")
+	w("- **tcprelay** (bench/tcprelay): `io.Copy` between two `*net.TCPConn`, which splices on Linux: the physical limit of a byte-forwarding proxy;\n")
+	w("- **hangup**: the sidecar binary (`sidecar proxy`), with a DisconnectNotify receiver;\n")
+	w("- **haproxy**: `mode http`, `bind … proto h2`, `server … proto h2`;\n")
+	w("- **nginx**: `grpc_pass` to an upstream with keepalive, `keepalive_requests` raised, `worker_processes auto`;\n")
+	w("- **nghttpx**: `--frontend=…;no-tls --backend=…;;proto=h2 --workers=2`.\n\n")
+	w("The load generators (h2load for saturation and, with `--rps` and its per-request log, at fixed rates; a Go client for streams and idle connections) ")
+	w("and the app run on the same machine, so on a small machine they compete with the proxy for the CPUs: ")
+	w("compare ratios within one run, not absolute figures across machines.\n\n")
+	if res.Options.Short {
+		w("**These figures come from the short mode** (%s per scenario, few samples), meant to show the harness works; ", res.Options.Duration)
+		w("rerun `make bench-compare` on a quiet machine for figures to quote.\n\n")
+	}
+	w("## Machine and versions\n\n")
+	m := res.Machine
+	w("- CPUs: %d × %s\n- kernel: %s\n", m.CPUs, m.CPUModel, m.Kernel)
+	for _, v := range m.Versions {
+		w("- %s: `%s`\n", v[0], v[1])
+	}
+	w("- run: %s, took %s\n", res.Started.UTC().Format(time.RFC3339), res.Took.Round(time.Second))
+	w("\nCommand:\n\n```sh\n%s\n```\n\n", res.Command)
+	w("## Charts\n\n")
+	w("![unary throughput](%s)\n\n![latency percentiles](%s)\n\n![streaming throughput](%s)\n\n![memory](%s)\n\n",
+		chartThroughput, chartLatency, chartStreaming, chartMemory)
+	w("## Tables\n\n")
+	b.WriteString(Tables(res))
+	path := filepath.Join(dir, "BENCHMARKS.md")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// barChart is one group of bars per series, one bar per peer in a group.
+type barChart struct {
+	title, ylabel string
+	groups        []string    // x axis categories
+	series        []string    // legend entries
+	values        [][]float64 // [series][group]
+	legendLeft    bool
+}
+
+func (c barChart) save(path string) error {
+	p := plot.New()
+	p.Title.Text = c.title
+	p.Title.TextStyle.Font.Size = vg.Points(14)
+	p.Y.Label.Text = c.ylabel
+	p.Legend.Top = true
+	p.Legend.Left = c.legendLeft
+	// About 600 points of plot width: bars fill 70% of each group.
+	width := vg.Points(0.7 * 600 / float64(max(1, len(c.groups))) / float64(max(1, len(c.series))))
+	top := 0.0
+	for i, s := range c.series {
+		vals := make(plotter.Values, len(c.groups))
+		for j := range c.groups {
+			v := c.values[i][j]
+			vals[j] = v
+			top = max(top, v)
+		}
+		bars, err := plotter.NewBarChart(vals, width)
+		if err != nil {
+			return fmt.Errorf("chart %s: %w", c.title, err)
+		}
+		bars.LineStyle.Width = 0
+		bars.Color = plotutil.Color(i)
+		bars.Offset = width * vg.Length(float64(i)-float64(len(c.series)-1)/2)
+		p.Add(bars)
+		p.Legend.Add(s, bars)
+	}
+	p.NominalX(c.groups...)
+	// Room for the outer groups' bars and, above the bars, the legend.
+	p.X.Min, p.X.Max = -0.5, float64(len(c.groups))-0.5
+	p.Y.Min, p.Y.Max = 0, top*1.3
+	p.Title.Padding = vg.Points(6)
+	p.Add(plotter.NewGrid())
+	p.BackgroundColor = color.White
+	if err := p.Save(9*vg.Inch, 4.5*vg.Inch, path); err != nil {
+		return fmt.Errorf("save chart %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeCharts(res *Results, dir string) error {
+	var names []string
+	for _, p := range res.Peers {
+		names = append(names, p.Name)
+	}
+	one := func(f func(PeerResult) float64) [][]float64 {
+		v := make([]float64, len(res.Peers))
+		for i, p := range res.Peers {
+			v[i] = f(p)
+		}
+		return [][]float64{v}
+	}
+	charts := map[string]barChart{
+		chartThroughput: {title: "Unary calls/s, saturated (higher is better)", ylabel: "calls/s", groups: names,
+			series: []string{"calls/s"}, values: one(func(p PeerResult) float64 { return p.Saturation.PerSecond })},
+		chartStreaming: {title: "One bidi stream, 1 MiB messages (higher is better)", ylabel: "MiB/s", groups: names,
+			series: []string{"MiB/s"}, values: one(func(p PeerResult) float64 { return p.Large.BytesPS / (1 << 20) })},
+	}
+	// Latency: one group per percentile, one bar per peer, at the middle rate.
+	mid := len(LatencyFractions) / 2
+	lat := barChart{title: fmt.Sprintf("Unary latency at %.0f%% of direct's saturated rate (lower is better)", LatencyFractions[mid]*100),
+		ylabel: "µs", groups: []string{"p50", "p90", "p99", "p99.9"}, legendLeft: true}
+	for _, p := range res.Peers {
+		v := make([]float64, 4)
+		if mid < len(p.Latency) {
+			l := p.Latency[mid]
+			for i, d := range []time.Duration{l.P50, l.P90, l.P99, l.P999} {
+				v[i] = float64(d) / float64(time.Microsecond)
+			}
+		}
+		lat.series = append(lat.series, p.Name)
+		lat.values = append(lat.values, v)
+	}
+	charts[chartLatency] = lat
+	// Memory: at the largest connection count, per connection and per stream.
+	var proxies []string
+	conn, stream := []float64{}, []float64{}
+	last := len(res.Options.Conns) - 1
+	for _, p := range res.Peers {
+		if p.Name == Direct {
+			continue
+		}
+		proxies = append(proxies, p.Name)
+		var c, s float64
+		if last >= 0 && last < len(p.Memory) {
+			c, s = p.Memory[last].PerConnBytes/1024, p.Memory[last].PerStreamByte/1024
+		}
+		conn, stream = append(conn, c), append(stream, s)
+	}
+	n := 0
+	if last >= 0 {
+		n = res.Options.Conns[last]
+	}
+	charts[chartMemory] = barChart{title: fmt.Sprintf("Proxy RSS growth at %d idle connections (lower is better)", n),
+		ylabel: "KiB", groups: proxies, series: []string{"per idle connection", "per idle open stream"},
+		values: [][]float64{conn, stream}}
+	for name, c := range charts {
+		if err := c.save(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
