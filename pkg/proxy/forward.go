@@ -150,6 +150,11 @@ func (f *forwarder) process() error {
 	var err error
 	for !midFrame && len(b)-off >= frameHeaderLen {
 		h := parseFrameHeader(b[off:])
+		if f.toApp {
+			if err = checkClientFrame(h); err != nil {
+				break
+			}
+		}
 		if f.blk.active && (h.Type != http2.FrameContinuation || h.StreamID != f.blk.streamID) {
 			err = connError{Code: http2.ErrCodeProtocol, Reason: "a header block was interrupted by another frame"}
 			break

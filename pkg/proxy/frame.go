@@ -111,3 +111,32 @@ func headerPayload(h frameHeader, p []byte) (frag, priority []byte, err error) {
 	}
 	return p, priority, nil
 }
+
+// checkClientFrame applies the RFC 9113 rules on stream ids and fixed
+// lengths that make a client's frame a connection error (§6). The relay
+// checks them itself rather than leave them to the app: the app would end
+// the connection on its own, and the client's open streams would then be
+// lost without a disconnect event.
+func checkClientFrame(h frameHeader) error {
+	onStream0 := h.StreamID == 0
+	switch h.Type {
+	case http2.FrameData, http2.FrameHeaders, http2.FramePriority, http2.FrameRSTStream, http2.FrameContinuation:
+		if onStream0 {
+			return connError{Code: http2.ErrCodeProtocol, Reason: h.Type.String() + " on stream 0"}
+		}
+	case http2.FrameSettings, http2.FramePing, http2.FrameGoAway:
+		if !onStream0 {
+			return connError{Code: http2.ErrCodeProtocol, Reason: h.Type.String() + " on a stream"}
+		}
+	}
+	switch {
+	case h.Type == http2.FrameRSTStream && h.Length != 4,
+		h.Type == http2.FrameWindowUpdate && h.Length != 4,
+		h.Type == http2.FramePing && h.Length != 8,
+		h.Type == http2.FrameGoAway && h.Length < 8,
+		h.Type == http2.FrameSettings && h.Length%6 != 0,
+		h.Type == http2.FrameSettings && h.Flags.Has(http2.FlagSettingsAck) && h.Length != 0:
+		return connError{Code: http2.ErrCodeFrameSize, Reason: h.Type.String() + " of the wrong length"}
+	}
+	return nil
+}

@@ -315,6 +315,21 @@ func TestHeaderBlockRules(t *testing.T) {
 		{"PUSH_PROMISE from the client", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
 			_ = fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, BlockFragment: []byte{0x82}, EndHeaders: true})
 		}, http2.ErrCodeProtocol},
+		{"DATA on stream 0", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteData(0, false, []byte("x"))
+		}, http2.ErrCodeProtocol},
+		{"RST_STREAM on stream 0", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteRSTStream(0, http2.ErrCodeCancel)
+		}, http2.ErrCodeProtocol},
+		{"PING on a stream", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteRawFrame(http2.FramePing, 0, 1, make([]byte, 8))
+		}, http2.ErrCodeProtocol},
+		{"SETTINGS of a length not a multiple of 6", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteRawFrame(http2.FrameSettings, 0, 0, make([]byte, 7))
+		}, http2.ErrCodeFrameSize},
+		{"WINDOW_UPDATE of 3 bytes", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+			_ = fr.WriteRawFrame(http2.FrameWindowUpdate, 0, 0, make([]byte, 3))
+		}, http2.ErrCodeFrameSize},
 		{"frame larger than the app's SETTINGS_MAX_FRAME_SIZE", func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
 			_ = fr.WriteRawFrame(http2.FrameWindowUpdate, 0, 0, make([]byte, defaultMaxFrameSize+1))
 		}, http2.ErrCodeFrameSize},
