@@ -232,7 +232,8 @@ func WriteReport(res *Results, dir string) error {
 	w("## Charts\n\n")
 	w("![unary throughput](%s)\n\n![latency percentiles](%s)\n\n![streaming throughput](%s)\n\n![memory](%s)\n\n",
 		chartThroughput, chartLatency, chartStreaming, chartMemory)
-	w("## Tables\n\n")
+	b.WriteString(Targets(res))
+	w("\n## Tables\n\n")
 	b.WriteString(Tables(res))
 	path := filepath.Join(dir, "BENCHMARKS.md")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
