@@ -117,3 +117,21 @@ func FreeAddr(t testing.TB) string {
 	t.Helper()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
+
+// Receive returns the next n values from ch, failing the test if they do
+// not all arrive within d.
+func Receive[T any](t testing.TB, ch <-chan T, n int, d time.Duration) []T {
+	t.Helper()
+	got := make([]T, 0, n)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for len(got) < n {
+		select {
+		case v := <-ch:
+			got = append(got, v)
+		case <-timer.C:
+			t.Fatalf("received %d of %d within %v: %+v", len(got), n, d, got)
+		}
+	}
+	return got
+}

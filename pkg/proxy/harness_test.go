@@ -13,6 +13,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/hangup-dev/hangup/internal/demoapp"
+	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 )
@@ -108,18 +109,7 @@ func testCtx(t *testing.T) context.Context {
 // waitEvents returns the next n events, failing the test after d.
 func (r *relay) waitEvents(t *testing.T, n int, d time.Duration) []notify.Event {
 	t.Helper()
-	var got []notify.Event
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for len(got) < n {
-		select {
-		case e := <-r.events:
-			got = append(got, e)
-		case <-timer.C:
-			t.Fatalf("got %d events within %v, want %d: %+v", len(got), d, n, got)
-		}
-	}
-	return got
+	return testtools.Receive(t, r.events, n, d)
 }
 
 // noEvents fails if an event is pending now.

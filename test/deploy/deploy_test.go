@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/inject"
 	"go.uber.org/goleak"
 )
@@ -37,25 +38,6 @@ const (
 	chartDir    = "../../deploy/helm/hangup"
 	manifests   = "../../deploy/manifests/hangup.yaml"
 )
-
-// tool returns a pinned tool from the hangup cache, or fails the test
-// saying how to get it.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	cache := os.Getenv("HANGUP_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cache = filepath.Join(home, ".cache", "hangup")
-	}
-	p := filepath.Join(cache, "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s not found at %s: run scripts/install-tools.sh kube-apiserver etcd kubectl helm", name, p)
-	}
-	return p
-}
 
 func run(t *testing.T, name string, args ...string) []byte {
 	t.Helper()
@@ -345,17 +327,17 @@ func helmTemplate(t *testing.T, set ...string) []byte {
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}
-	return run(t, tool(t, "helm"), args...)
+	return run(t, testtools.Bin(t, "helm"), args...)
 }
 
 func TestHelmLint(t *testing.T) {
-	helm := tool(t, "helm")
+	helm := testtools.Bin(t, "helm")
 	run(t, helm, "lint", "--strict", "--kube-version", kubeVersion, chartDir)
 	run(t, helm, "lint", "--strict", "--kube-version", kubeVersion, chartDir, "--set", "certManager.enabled=true,sidecar.mode=redirect,webhook.failurePolicy=Fail")
 }
 
 func TestHelmSchemaRejectsBadValues(t *testing.T) {
-	helm := tool(t, "helm")
+	helm := testtools.Bin(t, "helm")
 	tests := []struct{ name, set, want string }{
 		{"unknown mode", "sidecar.mode=transparent", "mode"},
 		{"bad failure policy", "webhook.failurePolicy=Sometimes", "failurePolicy"},
@@ -378,7 +360,7 @@ func TestHelmSchemaRejectsBadValues(t *testing.T) {
 // TestRenderedManifests fails when deploy/manifests/hangup.yaml differs from
 // a fresh render; -update rewrites it.
 func TestRenderedManifests(t *testing.T) {
-	tool(t, "helm")
+	testtools.Bin(t, "helm")
 	out := filepath.Join(t.TempDir(), "hangup.yaml")
 	if *update {
 		out = manifests

@@ -14,6 +14,7 @@ import (
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/h2raw"
+	"github.com/hangup-dev/hangup/internal/testtools"
 )
 
 const fullDuplex = h2raw.FullDuplex
@@ -83,18 +84,7 @@ func openRawStream(t *testing.T, addr string, headers ...string) *h2raw.Client {
 // receive returns n events from r, failing after d.
 func receive(t *testing.T, r *demoapp.Receiver, n int, d time.Duration) []demoapp.Received {
 	t.Helper()
-	var got []demoapp.Received
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for len(got) < n {
-		select {
-		case e := <-r.Events:
-			got = append(got, e)
-		case <-timer.C:
-			t.Fatalf("received %d events within %v, want %d", len(got), d, n)
-		}
-	}
-	return got
+	return testtools.Receive(t, r.Events, n, d)
 }
 
 // nothingMore fails if r receives an event within d.

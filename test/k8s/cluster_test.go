@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/hangup-dev/hangup/internal/testtools"
 )
 
 // cluster is a running etcd and kube-apiserver.
@@ -35,25 +37,6 @@ type cluster struct {
 	rest       *rest.Config
 	kubeconfig string
 	url        string
-}
-
-// toolPath returns a pinned binary from the hangup cache, or fails saying
-// how to build it.
-func toolPath(t *testing.T, name string) string {
-	t.Helper()
-	cache := os.Getenv("HANGUP_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cache = filepath.Join(home, ".cache", "hangup")
-	}
-	p := filepath.Join(cache, "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s not found at %s: run scripts/install-tools.sh kube-apiserver etcd kubectl helm", name, p)
-	}
-	return p
 }
 
 // freePort returns a port that was free on 127.0.0.1 a moment ago. The
@@ -207,7 +190,7 @@ func newPKI(t *testing.T) *pki {
 // the API server is ready.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	etcd, apiserver := toolPath(t, "etcd"), toolPath(t, "kube-apiserver")
+	etcd, apiserver := testtools.Bin(t, "etcd"), testtools.Bin(t, "kube-apiserver")
 	p := newPKI(t)
 
 	clientPort, peerPort := freePort(t), freePort(t)

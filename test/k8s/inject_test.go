@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/inject"
 )
 
@@ -332,7 +333,7 @@ func testPods(t *testing.T, ctx context.Context, core typedcorev1.CoreV1Interfac
 }
 
 func testHelm(t *testing.T, ctx context.Context, c *cluster) {
-	helm, kubectl := toolPath(t, "helm"), toolPath(t, "kubectl")
+	helm, kubectl := testtools.Bin(t, "helm"), testtools.Bin(t, "kubectl")
 	chart := filepath.Join("..", "..", "deploy", "helm", "hangup")
 	runTool := func(t *testing.T, stdin []byte, name string, args ...string) []byte {
 		t.Helper()
