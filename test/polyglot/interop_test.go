@@ -51,6 +51,16 @@ var interopClients = []interopClient{
 		need(t, "python", filepath.Join(p.root, "examples/python/gen/hangup/example/v1/subscription_pb2_grpc.py"))
 		return python, []string{filepath.Join(p.root, "examples/python/client.py")}
 	}},
+	{name: "java", command: func(t *testing.T, p paths) (string, []string) {
+		t.Helper()
+		java := lookPath(t, "java", "java")
+		jar := need(t, "java", filepath.Join(p.cache, "polyglot/java/hangup-example-java.jar"))
+		return java, []string{"-cp", jar, "dev.hangup.example.Client"}
+	}},
+	{name: "rust-tonic", command: func(t *testing.T, p paths) (string, []string) {
+		t.Helper()
+		return need(t, "rust-tonic", filepath.Join(p.cache, "rust/target/release/hangup-example-tonic-client")), nil
+	}},
 }
 
 // interopCases are the client's --case values: a Sessions call, a Subscribe
