@@ -11,6 +11,12 @@
 #   rust-tonic  cargo build --release --locked, target dir under the cache
 #   rust-volo   the same
 #
+# The clients of the interop matrix (test/polyglot/interop_test.go) come
+# with their apps: examples/node/client.js and examples/python/client.py
+# need nothing more, the java client is a second main class in the same jar
+# (dev.hangup.example.Client) and the rust-tonic one a second binary of the
+# same crate (hangup-example-tonic-client).
+#
 # Each language is skipped when the hash of its inputs (lock files, sources,
 # protos, toolchain version) matches the stamp of its last build, so a warm
 # run costs a second. The cache is ${HANGUP_CACHE:-$HOME/.cache/hangup}.
@@ -147,7 +153,10 @@ install_rust() {
 	local hash
 	hash=$(extra=$extra inputs_hash "$dir/Cargo.toml" "$dir/Cargo.lock.pinned" "$dir/build.rs" "$dir/src" \
 		"$root/api/hangup/notify" "$root/examples/proto")
-	fresh "rust-$name" "$hash" "$target/release/hangup-example-$name" && return
+	local outs=("$target/release/hangup-example-$name")
+	# rust-tonic also has the interop matrix's client binary.
+	[[ $name != tonic ]] || outs+=("$target/release/hangup-example-tonic-client")
+	fresh "rust-$name" "$hash" "${outs[@]}" && return
 	echo "install-polyglot: rust-$name: cargo build --release --locked" >&2
 	# Two jobs: the machines this runs on have two cores, shared.
 	(cd "$dir" && CARGO_TARGET_DIR=$target cargo build --release --locked --jobs 2)
