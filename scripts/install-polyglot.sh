@@ -110,7 +110,9 @@ install_java() {
 		;;
 	esac
 	local extra
-	extra="$(java -version 2>&1 | head -1) $(mvn -v 2>/dev/null | head -1) $classifier"
+	# sed, not head: head exits after one line and the writer's SIGPIPE
+	# fails the pipeline (pipefail), which stopped the script at random.
+	extra="$(java -version 2>&1 | sed -n 1p) $(mvn -v 2>/dev/null | sed -n 1p) $classifier"
 	local hash
 	hash=$(extra=$extra inputs_hash "$dir/pom.xml" "$dir/src" "$root/api/hangup/notify" "$root/examples/proto")
 	fresh java "$hash" "$out/hangup-example-java.jar" && return
