@@ -159,7 +159,11 @@ impl SubscriptionService for App {
                 payload,
             };
             let mut seq = 0;
-            if tx.send(Ok(update(String::new(), seq, Vec::new()))).await.is_err() {
+            if tx
+                .send(Ok(update(String::new(), seq, Vec::new())))
+                .await
+                .is_err()
+            {
                 return;
             }
             loop {

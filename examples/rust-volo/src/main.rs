@@ -162,7 +162,11 @@ impl SubscriptionService for App {
                 payload,
             };
             let mut seq = 0;
-            if tx.send(Ok(update(FastStr::empty(), seq, Default::default()))).await.is_err() {
+            if tx
+                .send(Ok(update(FastStr::empty(), seq, Default::default())))
+                .await
+                .is_err()
+            {
                 return;
             }
             loop {

@@ -51,14 +51,15 @@ async fn next_update(inbound: &mut Streaming<Update>, what: &str) -> Result<Upda
 
 /// open starts a Subscribe call and reads its first Update; dropping the
 /// returned sender half-closes the call.
-async fn open(client: &mut Client) -> Result<(mpsc::Sender<SubscribeRequest>, Streaming<Update>), String> {
+async fn open(
+    client: &mut Client,
+) -> Result<(mpsc::Sender<SubscribeRequest>, Streaming<Update>), String> {
     let (tx, rx) = mpsc::channel(4);
-    let inbound = client
+    let mut inbound = client
         .subscribe(ReceiverStream::new(rx))
         .await
         .map_err(|s| format!("open Subscribe: {:?}: {}", s.code(), s.message()))?
         .into_inner();
-    let mut inbound = inbound;
     let first = next_update(&mut inbound, "first Update").await?;
     if first.seq != 0 {
         return Err(format!("first Update has seq {}, want 0", first.seq));
@@ -167,7 +168,11 @@ fn parse_args() -> Result<(String, String), String> {
         let slot = match a.as_str() {
             "--target" => &mut target,
             "--case" => &mut case,
-            _ => return Err(format!("unknown argument {a:?}; want --target HOST:PORT --case CASE")),
+            _ => {
+                return Err(format!(
+                    "unknown argument {a:?}; want --target HOST:PORT --case CASE"
+                ))
+            }
         };
         *slot = Some(args.next().ok_or_else(|| format!("{a} needs a value"))?);
     }
