@@ -11,6 +11,12 @@
 #   rust-tonic  cargo build --release --locked, target dir under the cache
 #   rust-volo   the same
 #
+# The clients of the interop matrix (test/polyglot/interop_test.go) come
+# with their apps: examples/node/client.js and examples/python/client.py
+# need nothing more, the java client is a second main class in the same jar
+# (dev.hangup.example.Client) and the rust-tonic one a second binary of the
+# same crate (hangup-example-tonic-client).
+#
 # Each language is skipped when the hash of its inputs (lock files, sources,
 # protos, toolchain version) matches the stamp of its last build, so a warm
 # run costs a second. The cache is ${HANGUP_CACHE:-$HOME/.cache/hangup}.
@@ -104,7 +110,9 @@ install_java() {
 		;;
 	esac
 	local extra
-	extra="$(java -version 2>&1 | head -1) $(mvn -v 2>/dev/null | head -1) $classifier"
+	# sed, not head: head exits after one line and the writer's SIGPIPE
+	# fails the pipeline (pipefail), which stopped the script at random.
+	extra="$(java -version 2>&1 | sed -n 1p) $(mvn -v 2>/dev/null | sed -n 1p) $classifier"
 	local hash
 	hash=$(extra=$extra inputs_hash "$dir/pom.xml" "$dir/src" "$root/api/hangup/notify" "$root/examples/proto")
 	fresh java "$hash" "$out/hangup-example-java.jar" && return
@@ -147,7 +155,10 @@ install_rust() {
 	local hash
 	hash=$(extra=$extra inputs_hash "$dir/Cargo.toml" "$dir/Cargo.lock.pinned" "$dir/build.rs" "$dir/src" \
 		"$root/api/hangup/notify" "$root/examples/proto")
-	fresh "rust-$name" "$hash" "$target/release/hangup-example-$name" && return
+	local outs=("$target/release/hangup-example-$name")
+	# rust-tonic also has the interop matrix's client binary.
+	[[ $name != tonic ]] || outs+=("$target/release/hangup-example-tonic-client")
+	fresh "rust-$name" "$hash" "${outs[@]}" && return
 	echo "install-polyglot: rust-$name: cargo build --release --locked" >&2
 	# Two jobs: the machines this runs on have two cores, shared.
 	(cd "$dir" && CARGO_TARGET_DIR=$target cargo build --release --locked --jobs 2)

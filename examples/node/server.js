@@ -97,10 +97,10 @@ function subscriptionService(sessions, log) {
       call.on('error', end);
       call.on('close', end);
       let seq = 0;
-      const update = (topic) => ({ topic, seq: seq++, connectionId: s.connectionId, streamId: s.streamId });
-      call.write(update(''));
+      const update = (topic, payload) => ({ topic, seq: seq++, connectionId: s.connectionId, streamId: s.streamId, payload });
+      call.write(update('', Buffer.alloc(0)));
       call.on('data', (req) => {
-        if (sessions.byKey.get(s.key) === s) call.write(update(req.topic));
+        if (sessions.byKey.get(s.key) === s) call.write(update(req.topic, req.payload));
       });
       call.on('end', () => {
         end();
@@ -127,6 +127,14 @@ function notifyService(sessions, log) {
     },
   };
 }
+
+// maxMessage is the largest message the app takes and sends: above the
+// 4 MiB default, so that clients can send large payloads.
+const maxMessage = 16 * 1024 * 1024;
+const serverOptions = {
+  'grpc.max_receive_message_length': maxMessage,
+  'grpc.max_send_message_length': maxMessage,
+};
 
 function bind(server, port) {
   return new Promise((resolve, reject) => {
@@ -157,7 +165,7 @@ async function main() {
   const log = (msg) => console.log(`[node] ${msg}`);
 
   const sessions = new Sessions();
-  const app = new grpc.Server();
+  const app = new grpc.Server(serverOptions);
   app.addService(examplev1.SubscriptionService.service, subscriptionService(sessions, log));
   const notify = new grpc.Server();
   notify.addService(notifyv1.DisconnectNotify.service, notifyService(sessions, log));

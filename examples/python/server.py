@@ -118,7 +118,9 @@ class SubscriptionService(subscription_pb2_grpc.SubscriptionServiceServicer):
                     return  # the client half-closed: end with OK
                 seq += 1
                 await context.write(
-                    subscription_pb2.Update(topic=req.topic, seq=seq, connection_id=conn, stream_id=stream)
+                    subscription_pb2.Update(
+                        topic=req.topic, seq=seq, connection_id=conn, stream_id=stream, payload=req.payload
+                    )
                 )
         finally:
             # Runs on a normal end, a client cancel and a hangup free alike.
@@ -146,6 +148,9 @@ class DisconnectNotify(notify_pb2_grpc.DisconnectNotifyServicer):
         return notify_pb2.NotifyResponse()
 
 
+MAX_MESSAGE = 16 * 1024 * 1024  # bytes
+
+
 def port(value):
     try:
         p = int(value)
@@ -158,7 +163,13 @@ def port(value):
 
 async def serve(app_port, notify_port):
     sessions = Sessions()
-    app = grpc.aio.server()
+    # Above the 4 MiB default, so that clients can send large payloads.
+    app = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ]
+    )
     subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(SubscriptionService(sessions), app)
     notify = grpc.aio.server()
     notify_pb2_grpc.add_DisconnectNotifyServicer_to_server(DisconnectNotify(sessions), notify)

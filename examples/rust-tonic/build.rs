@@ -8,9 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../proto/hangup/example/v1/subscription.proto",
     ];
     let fds = protox::compile(protos, ["../../api", "../proto"])?;
-    tonic_prost_build::configure()
-        .build_client(false)
-        .compile_fds(fds)?;
+    // The client is for src/bin/client.rs (the interop matrix).
+    tonic_prost_build::configure().compile_fds(fds)?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -7,6 +7,9 @@
 // connection event). Each app also has to pass `sidecar notify-check`.
 // TestSilentClientBeforeAfter measures the silent client with and without
 // the sidecar and logs the table that examples/README.md shows.
+// TestInteropMatrix runs the client of each of four stacks (grpc-js, gRPC
+// C-core, grpc-java, tonic) against every app through the sidecar: unary,
+// streaming, 4 MiB messages each way and a cancelled call.
 //
 // The apps are built by scripts/install-polyglot.sh; `make test-polyglot`
 // runs that and then this suite. An app that is not built fails its test

@@ -28,6 +28,10 @@ use examplev1::{SessionsReply, SessionsRequest, SubscribeRequest, Update};
 use notifyv1::disconnect_notify_server::{DisconnectNotify, DisconnectNotifyServer};
 use notifyv1::{DisconnectEvent, NotifyRequest, NotifyResponse, Scope};
 
+/// The largest message the app takes and sends, in bytes: above tonic's
+/// 4 MiB default, so that clients can send large payloads.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
 /// Names a stream the way a DisconnectEvent does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
@@ -147,14 +151,19 @@ impl SubscriptionService for App {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let _guard = guard;
-            let update = |topic: String, seq: i64| Update {
+            let update = |topic: String, seq: i64, payload: Vec<u8>| Update {
                 topic,
                 seq,
                 connection_id: key.conn.clone(),
                 stream_id: key.stream,
+                payload,
             };
             let mut seq = 0;
-            if tx.send(Ok(update(String::new(), seq))).await.is_err() {
+            if tx
+                .send(Ok(update(String::new(), seq, Vec::new())))
+                .await
+                .is_err()
+            {
                 return;
             }
             loop {
@@ -162,7 +171,7 @@ impl SubscriptionService for App {
                     msg = inbound.message() => match msg {
                         Ok(Some(r)) => {
                             seq += 1;
-                            if tx.send(Ok(update(r.topic, seq))).await.is_err() {
+                            if tx.send(Ok(update(r.topic, seq, r.payload))).await.is_err() {
                                 return;
                             }
                         }
@@ -267,9 +276,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let app = Server::builder()
-        .add_service(SubscriptionServiceServer::new(App {
-            sessions: sessions.clone(),
-        }))
+        .add_service(
+            SubscriptionServiceServer::new(App {
+                sessions: sessions.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+        )
         .serve_with_incoming(TcpListenerStream::new(app_ln));
     let notify = Server::builder()
         .add_service(DisconnectNotifyServer::new(Notifier { sessions }))

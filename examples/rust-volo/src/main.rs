@@ -154,14 +154,19 @@ impl SubscriptionService for App {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let _guard = guard;
-            let update = |topic: FastStr, seq: i64| Update {
+            let update = |topic: FastStr, seq: i64, payload| Update {
                 topic,
                 seq,
                 connection_id: key.conn.clone(),
                 stream_id: key.stream,
+                payload,
             };
             let mut seq = 0;
-            if tx.send(Ok(update(FastStr::empty(), seq))).await.is_err() {
+            if tx
+                .send(Ok(update(FastStr::empty(), seq, Default::default())))
+                .await
+                .is_err()
+            {
                 return;
             }
             loop {
@@ -169,7 +174,7 @@ impl SubscriptionService for App {
                     msg = inbound.next() => match msg {
                         Some(Ok(r)) => {
                             seq += 1;
-                            if tx.send(Ok(update(r.topic, seq))).await.is_err() {
+                            if tx.send(Ok(update(r.topic, seq, r.payload))).await.is_err() {
                                 return;
                             }
                         }
@@ -264,6 +269,8 @@ async fn main() {
     let sessions = Arc::new(Sessions::default());
     let app_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let notify_addr = SocketAddr::from(([127, 0, 0, 1], notify_port));
+    // Volo-gRPC sets no limit on a message's size, so large payloads need
+    // no option here (tonic's and grpc-java's 4 MiB defaults must be raised).
     let app = Server::new()
         .add_service(
             ServiceBuilder::new(SubscriptionServiceServer::new(App {

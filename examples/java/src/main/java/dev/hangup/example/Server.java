@@ -1,5 +1,6 @@
 package dev.hangup.example;
 
+import com.google.protobuf.ByteString;
 import hangup.example.v1.Subscription.SessionsReply;
 import hangup.example.v1.Subscription.SessionsRequest;
 import hangup.example.v1.Subscription.SubscribeRequest;
@@ -40,6 +41,12 @@ public final class Server {
       Metadata.Key.of("x-hangup-connection-id", Metadata.ASCII_STRING_MARSHALLER);
   private static final Metadata.Key<String> STREAM_ID =
       Metadata.Key.of("x-hangup-stream-id", Metadata.ASCII_STRING_MARSHALLER);
+  /**
+   * The largest message the app takes, in bytes: above grpc-java's 4 MiB default, so that clients
+   * can send large payloads.
+   */
+  static final int MAX_MESSAGE = 16 * 1024 * 1024;
+
   /** The session key of the current call, set by {@link #keyInterceptor}. */
   private static final Context.Key<Key> KEY = Context.key("hangup-session-key");
 
@@ -63,7 +70,7 @@ public final class Server {
       this.out = out;
     }
 
-    synchronized void send(String topic) {
+    synchronized void send(String topic, ByteString payload) {
       if (ended) {
         return;
       }
@@ -73,6 +80,7 @@ public final class Server {
               .setSeq(seq++)
               .setConnectionId(key.connectionId())
               .setStreamId(key.streamId())
+              .setPayload(payload)
               .build());
     }
 
@@ -140,11 +148,11 @@ public final class Server {
                 sessions.remove(key, s);
               });
       log("session " + key + " held");
-      s.send("");
+      s.send("", ByteString.EMPTY);
       return new StreamObserver<>() {
         @Override
         public void onNext(SubscribeRequest req) {
-          s.send(req.getTopic());
+          s.send(req.getTopic(), req.getPayload());
         }
 
         @Override
@@ -246,6 +254,7 @@ public final class Server {
     Server srv = new Server();
     io.grpc.Server app =
         NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
+            .maxInboundMessageSize(MAX_MESSAGE)
             .addService(ServerInterceptors.intercept(srv.new Subscriptions(), srv.keyInterceptor))
             .build()
             .start();
