@@ -153,7 +153,16 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		return nil, fmt.Errorf("create a temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	env := PeerEnv{Dir: dir, MaxConns: maxConns}
+	// Peers size themselves (haproxy's maxconn, nginx's worker_connections)
+	// for the largest count this machine's descriptor limit allows: a count
+	// beyond it is reported as failed, with why, instead of stopping a peer.
+	sized := 0
+	for _, n := range opts.Conns {
+		if fdsFor(n) <= fdLimit {
+			sized = max(sized, n)
+		}
+	}
+	env := PeerEnv{Dir: dir, MaxConns: sized}
 	if env.SidecarBin, env.RelayBin, err = BuildBinaries(ctx, opts.ModuleRoot, dir); err != nil {
 		return nil, err
 	}
