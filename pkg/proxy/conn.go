@@ -367,7 +367,7 @@ func (c *conn) appReset(id uint32, code http2.ErrCode) {
 // clientGoAway records the client's GOAWAY: the streams open when its
 // connection then ends are lost to it. (A client's last-stream-id names
 // server-initiated streams, which gRPC never opens.) Called with mu held.
-func (c *conn) clientGoAway(last uint32, code http2.ErrCode, debug []byte, _ *[]notify.Event) {
+func (c *conn) clientGoAway(last uint32, code http2.ErrCode, debug []byte) {
 	c.goAway = &goAwayInfo{lastStreamID: last, code: code, debug: string(debug)}
 	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, c.goAway.debug, notify.InitiatorClient)
 }

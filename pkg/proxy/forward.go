@@ -283,30 +283,31 @@ func (f *forwarder) replace(off int, frame, repl []byte) {
 
 // onData counts n payload bytes of a DATA frame and applies END_STREAM.
 func (f *forwarder) onData(h frameHeader, n int) {
-	f.countData(h.StreamID, n)
-	if !h.Flags.Has(http2.FlagDataEndStream) {
+	s := f.countData(h.StreamID, n)
+	if s == nil || !h.Flags.Has(http2.FlagDataEndStream) {
 		return
 	}
-	if s := f.c.streams.get(h.StreamID); s != nil {
-		if f.toApp {
-			s.endFromClient()
-		} else {
-			s.endFromApp()
-		}
-		f.c.streamEnded(s)
+	if f.toApp {
+		s.endFromClient()
+	} else {
+		s.endFromApp()
 	}
+	f.c.streamEnded(s)
 }
 
-func (f *forwarder) countData(streamID uint32, n int) {
+// countData adds n payload bytes to the stream's count and returns the
+// stream, nil when it is not open.
+func (f *forwarder) countData(streamID uint32, n int) *stream {
 	s := f.c.streams.get(streamID)
 	if s == nil {
-		return
+		return nil
 	}
 	if f.toApp {
 		s.bytesFromClient += uint64(n)
 	} else {
 		s.bytesToClient += uint64(n)
 	}
+	return s
 }
 
 // onClientFrame handles a complete non-DATA frame from the client.
@@ -361,7 +362,7 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 		}
 	case http2.FrameGoAway:
 		if len(p) >= 8 {
-			f.c.clientGoAway(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:], &f.events)
+			f.c.clientGoAway(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:])
 		}
 	}
 	return nil

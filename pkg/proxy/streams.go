@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
@@ -100,24 +98,10 @@ func (t *streamTable) start(id uint32, now time.Time) *stream {
 	return s
 }
 
-// closeIfDone forgets s once both sides have ended it.
-func (t *streamTable) closeIfDone(s *stream) bool {
-	if s.state != stateClosed {
-		return false
-	}
-	delete(t.open, s.id)
-	return true
-}
-
 // reset closes s at once, as RST_STREAM does.
 func (t *streamTable) reset(s *stream) {
 	s.state = stateClosed
 	delete(t.open, s.id)
-}
-
-// endsStream reports whether a HEADERS or DATA frame carries END_STREAM.
-func endsStream(h frameHeader) bool {
-	return (h.Type == http2.FrameHeaders || h.Type == http2.FrameData) && h.Flags.Has(http2.FlagDataEndStream)
 }
 
 // endSpan ends the stream's span: OK (with the gRPC status from the
