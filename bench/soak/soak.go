@@ -132,7 +132,9 @@ func (r *result) check() error {
 	if r.End.RSSBytes > max(2*r.Base.RSSBytes, r.Base.RSSBytes+rssSlack) {
 		errs = append(errs, fmt.Errorf("sidecar RSS %d KiB at the end, %d KiB at baseline", r.End.RSSBytes>>10, r.Base.RSSBytes>>10))
 	}
-	if r.Goroutine[0] >= 0 && r.Goroutine[1] > r.Goroutine[0]+goroutineSlack {
+	if r.Goroutine[0] < 0 || r.Goroutine[1] < 0 {
+		errs = append(errs, errors.New("sidecar /metrics has no go_goroutines: cannot check for leaked goroutines"))
+	} else if r.Goroutine[1] > r.Goroutine[0]+goroutineSlack {
 		errs = append(errs, fmt.Errorf("sidecar runs %d goroutines at the end, %d at baseline", r.Goroutine[1], r.Goroutine[0]))
 	}
 	return errors.Join(errs...)

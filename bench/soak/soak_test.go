@@ -47,7 +47,7 @@ func TestCheckFails(t *testing.T) {
 	good := func() *result {
 		return &result{Caused: map[eventKey]int{stream: 3}, Received: map[eventKey]int{stream: 3},
 			Base: harness.ProcUsage{FDs: 10, RSSBytes: 10 << 20}, End: harness.ProcUsage{FDs: 10, RSSBytes: 12 << 20},
-			Goroutine: [2]int{-1, -1}}
+			Goroutine: [2]int{40, 42}}
 	}
 	if err := good().check(); err != nil {
 		t.Fatalf("a clean result fails: %v", err)
@@ -63,6 +63,7 @@ func TestCheckFails(t *testing.T) {
 		{"fd leak", func(r *result) { r.End.FDs = 100 }},
 		{"rss growth", func(r *result) { r.End.RSSBytes = 100 << 20 }},
 		{"goroutine leak", func(r *result) { r.Goroutine = [2]int{10, 100} }},
+		{"goroutines not exported", func(r *result) { r.Goroutine = [2]int{-1, -1} }},
 		{"failed episode", func(r *result) { r.Failed = []string{"close: dial: refused"} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
