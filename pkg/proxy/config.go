@@ -24,6 +24,11 @@ const (
 	// DefaultLinger is how long one side may stay open after the other has
 	// closed: time for the last frames to drain.
 	DefaultLinger = 5 * time.Second
+	// DefaultParkAfter is how long a socket must be quiet before its
+	// forwarder gives up its goroutine. Shorter costs a busy connection
+	// park/resume cycles between bursts; longer keeps an idle connection's
+	// goroutine (and stack) that much longer.
+	DefaultParkAfter = 10 * time.Millisecond
 	// DefaultTLSHandshakeTimeout bounds a client's TLS handshake.
 	DefaultTLSHandshakeTimeout = 10 * time.Second
 )
@@ -49,6 +54,10 @@ type Config struct {
 	// Linger is how long a side may stay open after the other closed.
 	// Default DefaultLinger.
 	Linger time.Duration
+	// ParkAfter is how long a socket is quiet before its forwarder parks
+	// and an idle connection holds no goroutine. Default DefaultParkAfter;
+	// minimum 1ms.
+	ParkAfter time.Duration
 	// Keepalive is the connection policy: keepalive PINGs and timeout, ping
 	// enforcement, idle and age limits. The zero value means
 	// keepalive.DefaultConfig().
@@ -77,6 +86,9 @@ func (c Config) withDefaults() Config {
 	if c.Linger == 0 {
 		c.Linger = DefaultLinger
 	}
+	if c.ParkAfter == 0 {
+		c.ParkAfter = DefaultParkAfter
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +112,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHeaderListSize != 0 && c.MaxHeaderListSize < 4096 {
 		return fmt.Errorf("max-header-list-size %d is below the minimum 4096", c.MaxHeaderListSize)
+	}
+	if c.ParkAfter != 0 && c.ParkAfter < time.Millisecond {
+		return fmt.Errorf("park-after %v is below the minimum 1ms", c.ParkAfter)
 	}
 	if c.Keepalive != (keepalive.Config{}) {
 		if err := c.Keepalive.Validate(); err != nil {

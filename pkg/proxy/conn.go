@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/hangup-dev/hangup/internal/park"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
@@ -22,7 +23,8 @@ import (
 
 // conn is one relayed HTTP/2 connection: a client and its own connection to
 // the app. Two forwarders run it, one per direction; each owns its socket's
-// reads and hpack state, and each socket's writes belong to its wire.
+// reads and hpack state, and each socket's writes belong to its wire. An
+// idle connection runs no goroutine: both forwarders are parked.
 type conn struct {
 	// Immutable after newConn.
 	srv      *Server
@@ -35,6 +37,9 @@ type conn struct {
 	toClient *wire
 
 	timerRuns sync.WaitGroup // onTimer calls in progress
+
+	up, down *forwarder   // immutable after newConn
+	running  atomic.Int32 // forwarders not yet ended
 
 	// Written by one forwarder, read by the other.
 	appMaxFrame       atomic.Uint32 // the app's SETTINGS_MAX_FRAME_SIZE
@@ -106,35 +111,65 @@ func newConn(srv *Server, client, app net.Conn) *conn {
 	c.appHeaderTable.Store(defaultHeaderTableSize)
 	c.clientHeaderTable.Store(defaultHeaderTableSize)
 	c.appMaxStreams.Store(^uint32(0))
+	c.up = &forwarder{c: c, toApp: true, src: client, dst: c.toApp,
+		dec: newHeaderDecoder(srv.cfg.MaxHeaderListSize), enc: newRequestEncoder()}
+	c.down = &forwarder{c: c, src: app, dst: c.toClient,
+		dec: newHeaderDecoder(srv.cfg.MaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
+	for _, f := range []*forwarder{c.up, c.down} {
+		f.idle = newReadWaiter(f.src)
+		sock, err := srv.poller.Register(f.src, f.resume)
+		if err != nil {
+			if !errors.Is(err, park.ErrUnsupported) {
+				srv.cfg.Logger.Debug("socket cannot park; its reads wait on a goroutine", "conn", c.id, "err", err)
+			}
+			continue
+		}
+		f.sock = sock
+	}
 	return c
 }
 
-// serve relays until both directions have ended, then closes both sockets.
-func (c *conn) serve(preface []byte) {
-	log := c.srv.cfg.Logger
-	up := &forwarder{c: c, toApp: true, src: c.client, dst: c.toApp,
-		dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize), enc: newRequestEncoder()}
-	down := &forwarder{c: c, src: c.app, dst: c.toClient,
-		dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
-
+// relay begins relaying. Each direction's forwarder runs on its own
+// goroutine while its source has bytes and parks while it is quiet; the
+// last to end finishes the connection. preface is what the client sent
+// after the connection preface while it was being sniffed.
+func (c *conn) relay(preface []byte) {
 	c.mu.Lock()
 	c.rearmLocked(c.start)
 	c.mu.Unlock()
 	if _, err := c.app.Write([]byte(clientPreface)); err != nil {
 		c.setEnded("app write failed: " + err.Error())
-	} else {
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.upstreamEnded(up.run(preface))
-		}()
-		c.downstreamEnded(down.run(nil))
-		wg.Wait()
+		for _, f := range []*forwarder{c.up, c.down} {
+			if f.sock != nil {
+				f.sock.Deregister()
+			}
+		}
+		c.finish()
+		return
 	}
+	c.running.Store(2)
+	c.srv.wg.Add(2)
+	c.up.start(preface)
+	c.down.start(nil)
+}
+
+// directionEnded is called by each forwarder once it has ended; the last
+// one finishes the connection.
+func (c *conn) directionEnded() {
+	if c.running.Add(-1) == 0 {
+		c.finish()
+	}
+	c.srv.wg.Done()
+}
+
+// finish closes both sockets once neither direction reads them, ends the
+// connection's span and logs it.
+func (c *conn) finish() {
+	log := c.srv.cfg.Logger
 	c.stopTimer()
 	_ = c.client.Close()
 	_ = c.app.Close()
+	c.srv.forget(c)
 
 	c.mu.Lock()
 	ended, opened := c.ended, c.streams.opened
@@ -145,6 +180,13 @@ func (c *conn) serve(preface []byte) {
 		"duration", c.srv.cfg.Now().Sub(c.start).Round(time.Microsecond), "streams", opened,
 		"bytes_from_client", c.bytesFromClient.Load(), "bytes_to_client", c.bytesToClient.Load(),
 		"ended", ended)
+}
+
+// closeClient closes the client socket and wakes its forwarder if parked:
+// the poller does not report a socket closed on this side.
+func (c *conn) closeClient() {
+	_ = c.client.Close()
+	c.up.wake()
 }
 
 // upstreamEnded handles the end of the client → app direction.
@@ -162,11 +204,11 @@ func (c *conn) upstreamEnded(err error) {
 		c.mu.Unlock()
 		_ = c.toClient.inject(appendGoAway(nil, last, ce.Code, ce.Reason))
 		c.lose(notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(ce.Code), ce.Reason)
-		_ = c.client.Close()
+		c.closeClient()
 	case errors.As(err, &we):
 		c.setEnded("app write failed: " + we.err.Error())
 		c.markAppGone()
-		_ = c.client.Close()
+		c.closeClient()
 	case errors.Is(err, io.EOF):
 		c.setEnded("client closed")
 		c.mu.Lock()
@@ -182,10 +224,10 @@ func (c *conn) upstreamEnded(err error) {
 	default:
 		c.setEnded("client read failed: " + err.Error())
 		c.lose(notify.ReasonConnectionReset, notify.InitiatorClient, 0, "")
-		_ = c.client.Close()
+		c.closeClient()
 	}
 	// Whatever ended this direction, the other gets Linger to finish.
-	_ = c.app.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+	c.down.linger(c.srv.cfg.Linger)
 }
 
 // downstreamEnded handles the end of the app → client direction.
@@ -199,12 +241,12 @@ func (c *conn) downstreamEnded(err error) {
 		}
 		c.setEnded("client write failed: " + we.err.Error())
 		c.lose(notify.ReasonConnectionReset, notify.InitiatorClient, 0, "")
-		_ = c.client.Close()
+		c.closeClient()
 	case errors.As(err, &ce):
 		c.setEnded("app protocol error: " + ce.Reason)
 		c.markAppGone()
 		_ = c.toClient.inject(appendGoAway(nil, 0, http2.ErrCodeInternal, "hangup: "+ce.Reason))
-		_ = c.client.Close()
+		c.closeClient()
 	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
 		// The client side ended first and the app had its linger time.
 	default:
@@ -216,7 +258,7 @@ func (c *conn) downstreamEnded(err error) {
 		c.markAppGone()
 		c.toClient.closeWrite()
 	}
-	_ = c.client.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+	c.up.linger(c.srv.cfg.Linger)
 }
 
 func isLocalClose(err error) bool { return errors.Is(err, net.ErrClosed) }

@@ -2,13 +2,17 @@ package proxy
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
+	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
 
+	"github.com/hangup-dev/hangup/internal/park"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -19,8 +23,9 @@ const readBufSize = 2 * (defaultMaxFrameSize + frameHeaderLen)
 var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 // forwarder relays the frames of one direction of a connection. It runs on
-// one goroutine and owns everything below; the stream table it shares with
-// the other direction is guarded by conn.mu.
+// one goroutine at a time and owns everything below; the stream table it
+// shares with the other direction is guarded by conn.mu. While its source
+// is quiet it runs on none: it parks, and readiness starts a new goroutine.
 //
 // It forwards in batches: read what the socket has, walk the frame headers
 // in the buffer, and write every complete frame on in one write. DATA
@@ -38,6 +43,17 @@ type forwarder struct {
 	buf  *[]byte // nil while nothing is pending: an idle connection holds no buffer
 	n    int     // bytes held in *buf
 	idle *readWaiter
+
+	// sock parks the forwarder while its source is quiet, so that an idle
+	// connection holds no goroutine; nil when the source cannot park
+	// (TLS), and its goroutine waits instead. Set before start.
+	sock *park.Socket
+	// lingerAt is when reading stops (unix ns) once the other direction
+	// has ended; 0 until then. A lingering forwarder waits, never parks.
+	lingerAt atomic.Int64
+	// quietUntil is the read deadline after which a quiet source parks;
+	// zero when none is set.
+	quietUntil time.Time
 
 	// A DATA frame whose payload has not all arrived is forwarded as it
 	// comes; passLeft payload bytes of stream passStream are still due.
@@ -81,22 +97,64 @@ type writeError struct{ err error }
 func (e writeError) Error() string { return "write: " + e.err.Error() }
 func (e writeError) Unwrap() error { return e.err }
 
-// run relays until the source ends or an error; it returns readError,
-// writeError or connError.
-func (f *forwarder) run(initial []byte) error {
-	if len(initial) > 0 {
-		f.buf = bufPool.Get().(*[]byte)
-		f.n = copy(*f.buf, initial)
-		if err := f.process(); err != nil {
-			return err
+// errParked ends a forwarder's goroutine, not the forwarder: its source had
+// nothing to read, and its socket's readiness starts a new one.
+var errParked = errors.New("parked")
+
+// start relays on a new goroutine, after the initial bytes (read while
+// sniffing for the preface). The server's WaitGroup counts the forwarder,
+// parked or running, until it ends.
+func (f *forwarder) start(initial []byte) {
+	go func() {
+		if len(initial) > 0 {
+			f.buf = bufPool.Get().(*[]byte)
+			f.n = copy(*f.buf, initial)
+			if err := f.process(); err != nil {
+				f.end(err)
+				return
+			}
 		}
+		f.loop(false)
+	}()
+}
+
+// resume is the socket's resume function: it runs on the poller's
+// goroutine, or on the one that woke the socket, and must not block.
+func (f *forwarder) resume() { go f.loop(true) }
+
+// loop relays until the forwarder parks or ends.
+func (f *forwarder) loop(resumed bool) {
+	if err := f.run(resumed); err != errParked {
+		f.end(err)
 	}
-	f.idle = newReadWaiter(f.src)
+}
+
+// end hands the forwarder's end to its connection.
+func (f *forwarder) end(err error) {
+	if f.sock != nil {
+		f.sock.Deregister()
+	}
+	if f.toApp {
+		f.c.upstreamEnded(err)
+	} else {
+		f.c.downstreamEnded(err)
+	}
+	f.c.directionEnded()
+}
+
+// run relays until the source has nothing to read and the forwarder parks
+// (errParked), or until the source ends or an error; then it returns
+// readError, writeError or connError. resumed says the socket was found
+// ready (or woken) while parked.
+func (f *forwarder) run(resumed bool) error {
 	for {
 		if f.buf == nil {
-			if err := f.idle.wait(); err != nil {
-				return readError{err}
+			if !resumed {
+				if err := f.waitReadable(); err != nil {
+					return err
+				}
 			}
+			resumed = false
 			f.buf = bufPool.Get().(*[]byte)
 		}
 		nr, err := f.src.Read((*f.buf)[f.n:])
@@ -112,6 +170,12 @@ func (f *forwarder) run(initial []byte) error {
 			}
 		}
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && f.lingerAt.Load() == 0 {
+				// The quiet-wait deadline, hit waiting for the rest of a
+				// frame: not quiet, so read on.
+				f.clearDeadline()
+				continue
+			}
 			return readError{err}
 		}
 		if f.n == 0 {
@@ -120,6 +184,78 @@ func (f *forwarder) run(initial []byte) error {
 			}
 			f.buf = nil
 		}
+	}
+}
+
+// waitReadable returns when a Read would not block, or parks the forwarder
+// (errParked) once its source has been quiet for Config.ParkAfter. A
+// forwarder that cannot park (no descriptor, or lingering until a read
+// deadline) only waits.
+func (f *forwarder) waitReadable() error {
+	for {
+		if f.sock == nil || f.lingerAt.Load() != 0 {
+			if err := f.idle.wait(); err != nil {
+				return readError{err}
+			}
+			return nil
+		}
+		// Wait on the runtime's poller first: it wakes a busy connection
+		// far more cheaply than a park and resume do. The deadline moves
+		// at most once per half period, not once per batch.
+		if now := time.Now(); f.quietUntil.Sub(now) < f.c.srv.cfg.ParkAfter/2 {
+			f.quietUntil = now.Add(f.c.srv.cfg.ParkAfter)
+			_ = f.src.SetReadDeadline(f.quietUntil)
+		}
+		err := f.idle.wait()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return readError{err}
+		}
+		if f.clearDeadline() {
+			continue // lingering now: its deadline rules
+		}
+		if f.sock.Park() != nil {
+			return nil // closed meanwhile: the Read says so
+		}
+		if f.lingerAt.Load() != 0 {
+			// Lingering began while this parked, and its Wake may have
+			// come before the Park: a parked forwarder would miss the
+			// deadline.
+			f.sock.Wake()
+		}
+		return errParked
+	}
+}
+
+// clearDeadline drops the quiet-wait deadline and reports whether the
+// forwarder lingers, in which case the linger deadline is set instead.
+func (f *forwarder) clearDeadline() bool {
+	f.quietUntil = time.Time{}
+	_ = f.src.SetReadDeadline(time.Time{})
+	if at := f.lingerAt.Load(); at != 0 {
+		// linger set its deadline before the line above cleared it.
+		_ = f.src.SetReadDeadline(time.Unix(0, at))
+		return true
+	}
+	return false
+}
+
+// linger gives the forwarder d more to read, then ends it: the other
+// direction has ended.
+func (f *forwarder) linger(d time.Duration) {
+	at := time.Now().Add(d)
+	f.lingerAt.Store(at.UnixNano())
+	_ = f.src.SetReadDeadline(at)
+	f.wake()
+}
+
+// wake hands a parked forwarder its socket back, so that it sees a close
+// or a deadline the poller cannot report.
+func (f *forwarder) wake() {
+	if f != nil && f.sock != nil {
+		f.sock.Wake()
 	}
 }
 

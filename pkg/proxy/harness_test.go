@@ -58,6 +58,9 @@ func startRelay(t *testing.T, upstream string, mutate ...func(*proxy.Config)) *r
 		Upstream: proxy.Address{Network: "tcp", Address: upstream},
 		Sink:     notify.SinkFunc(func(e notify.Event) { r.events <- e }),
 		Linger:   time.Second,
+		// Park at the first pause, so that every test also relays through
+		// parked and resumed forwarders.
+		ParkAfter: time.Millisecond,
 	}
 	for _, m := range mutate {
 		m(&cfg)

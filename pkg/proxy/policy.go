@@ -123,5 +123,5 @@ func (c *conn) runActions() {
 func (c *conn) end(how string, reason notify.Reason, code uint32, debug string) {
 	c.setEnded(how)
 	c.lose(reason, notify.InitiatorSidecar, code, debug)
-	_ = c.client.Close()
+	c.closeClient()
 }

@@ -14,13 +14,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hangup-dev/hangup/internal/park"
 )
 
 // Server relays the connections of its listeners to the app.
 type Server struct {
 	cfg Config
 
-	wg sync.WaitGroup // one per connection goroutine and accept loop
+	wg     sync.WaitGroup // accept loops, connection handshakes and forwarders (running or parked)
+	poller *park.Poller   // where quiet sockets wait
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -38,6 +41,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	return &Server{
 		cfg:       cfg.withDefaults(),
+		poller:    park.New(),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		relays:    make(map[*conn]struct{}),
@@ -90,7 +94,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.untrack(c)
 			s.handle(c)
 		}()
 	}
@@ -146,7 +149,7 @@ func (s *Server) Shutdown(ctx context.Context, drainTimeout time.Duration) error
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
+		return s.poller.Close()
 	case <-ctx.Done():
 		_ = s.Close()
 		<-done
@@ -165,9 +168,24 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		_ = c.Close()
 	}
+	// Closed sockets report nothing to the poller: hand each parked one
+	// back to its forwarder, which then reads the close and ends.
+	for c := range s.relays {
+		c.up.wake()
+		c.down.wake()
+	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	return nil
+	return s.poller.Close()
+}
+
+// forget drops a finished connection's sockets and relay from the server.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c.client)
+	delete(s.conns, c.app)
+	delete(s.relays, c)
+	s.mu.Unlock()
 }
 
 // Serving reports whether at least one listener accepts connections.
@@ -198,6 +216,18 @@ func (s *Server) dialUpstream(ctx context.Context, up Address) (net.Conn, error)
 // handle serves one accepted connection: TLS if configured, then the frame
 // relay for HTTP/2 and the plain TCP relay for anything else.
 func (s *Server) handle(c net.Conn) {
+	// Until an HTTP/2 relay takes the sockets over, they are untracked
+	// here when handle returns.
+	var app net.Conn
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			s.untrack(c)
+			if app != nil {
+				s.untrack(app)
+			}
+		}
+	}()
 	up, upErr := s.upstreamFor(c) // before TLS: it reads the TCP socket
 	if tc, ok := c.(*net.TCPConn); ok {
 		// A write that never drains (a client gone without a FIN) fails
@@ -215,7 +245,13 @@ func (s *Server) handle(c net.Conn) {
 			return
 		}
 		_ = c.SetDeadline(time.Time{})
+		// Track the TLS conn instead: it is what the relay closes.
+		s.untrack(c)
 		c = tc
+		if !s.track(c) {
+			_ = c.Close()
+			return
+		}
 	}
 	head, isH2, err := sniffPreface(c)
 	if err != nil {
@@ -223,14 +259,13 @@ func (s *Server) handle(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	var app net.Conn
 	err = upErr
 	if err == nil {
 		app, err = s.dialUpstream(context.Background(), up)
 	}
 	if err == nil && !s.track(app) {
 		_ = app.Close()
-		err = errors.New("server closed")
+		app, err = nil, errors.New("server closed")
 	}
 	if err != nil {
 		s.cfg.Logger.Warn("app unreachable; closing client connection", "peer", c.RemoteAddr().String(), "err", err)
@@ -246,16 +281,15 @@ func (s *Server) handle(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	defer s.untrack(app)
 	if isH2 {
+		// The relay owns both sockets from here; it untracks them when it
+		// finishes.
 		rc := newConn(s, c, app)
 		s.mu.Lock()
 		s.relays[rc] = struct{}{}
 		s.mu.Unlock()
-		rc.serve(head[len(clientPreface):])
-		s.mu.Lock()
-		delete(s.relays, rc)
-		s.mu.Unlock()
+		handedOver = true
+		rc.relay(head[len(clientPreface):])
 		return
 	}
 	s.relayTCP(c, app, head)

@@ -8,9 +8,8 @@ import (
 )
 
 // readWaiter blocks until a socket has bytes to read (or EOF, or an
-// error) without holding a read buffer: an idle connection then costs only
-// its goroutine stacks. It is made once per socket so that waiting
-// allocates nothing.
+// error) without holding a read buffer. It is made once per socket so that
+// waiting allocates nothing.
 type readWaiter struct {
 	rc   syscall.RawConn // nil when the conn has no descriptor (TLS)
 	one  [1]byte
