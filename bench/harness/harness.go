@@ -117,6 +117,10 @@ type Results struct {
 	Peers     []PeerResult
 	Notify    *NotifyResult // nil when hangup was not measured
 	NotifyErr string        // why the notify scenario failed, if it did
+	// ConnsAsked are the memory scenario's counts as asked; Options.Conns
+	// has those the open files limit (FDLimit) allowed.
+	ConnsAsked []int
+	FDLimit    int
 }
 
 // Run measures every peer in opts and returns the results. A peer that
@@ -136,6 +140,18 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
+	// This process holds both ends it owns of every connection (the
+	// client's and the app's), and a proxy two sockets: a count beyond the
+	// descriptor limit is measured at the largest count that fits instead.
+	res.FDLimit, res.ConnsAsked, opts.Conns = fdLimit, opts.Conns, slices.Clone(opts.Conns)
+	for i, n := range opts.Conns {
+		if fdsFor(n) > fdLimit {
+			opts.Conns[i] = (fdLimit - fdsFor(0)) / 2
+			logf("%d connections need %d open files and the limit is %d: measuring memory at %d connections instead",
+				n, fdsFor(n), fdLimit, opts.Conns[i])
+		}
+	}
+	res.Options = opts
 	// Every external binary first: a missing one should fail in a second,
 	// not after minutes of measuring the others.
 	if _, err := findBin("h2load"); err != nil {

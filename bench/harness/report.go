@@ -139,6 +139,11 @@ func Tables(res *Results) string {
 		w("Ratios to the proxy that needs least (a growth of 0.0 is left out of the ratios). ")
 		w("nginx allocates its `worker_connections` connection structures at start (the harness sizes them for the largest count), ")
 		w("so its idle connections cost little beyond that; tcprelay holds six descriptors per connection (two sockets, a splice pipe per direction).\n\n")
+		if i < len(res.ConnsAsked) && res.ConnsAsked[i] != n {
+			w("%d connections were asked for, but this process holds two descriptors per connection (the client's and the app's ends) ", res.ConnsAsked[i])
+			w("and a proxy two (its sockets): %d is the most that fits the open files limit of %d, which cannot be raised here ", n, res.FDLimit)
+			w("(that needs root with CAP_SYS_RESOURCE, or a higher `ulimit -Hn`).\n\n")
+		}
 		w("| peer | KiB per idle connection | × best | KiB per idle open stream | × best |\n|---|---:|---:|---:|---:|\n")
 		get := func(p PeerResult) *Memory {
 			if i < len(p.Memory) && p.Memory[i].Conns == n {
