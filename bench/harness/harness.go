@@ -89,6 +89,10 @@ func (o *Options) defaults() error {
 	return nil
 }
 
+// UnloadedRPS is the rate of the one-call-at-a-time latency scenario: low
+// enough that every call finds the machine idle.
+const UnloadedRPS = 2000
+
 // LatencyFractions are the fixed rates of the latency scenario, as
 // fractions of direct's saturated throughput.
 var LatencyFractions = []float64{0.25, 0.50, 0.75}
@@ -101,10 +105,13 @@ type PeerResult struct {
 	// the saturation run; 0 for direct.
 	CPUPerMillion float64
 	Latency       []Latency // one per LatencyFractions
-	Large         Streaming // 1 MiB messages
-	Small         Streaming // small messages
-	Memory        []Memory  // one per Options.Conns; empty for direct
-	Errors        []string  // scenarios that failed, with why
+	// Unloaded is one call at a time (UnloadedRPS calls/s on one stream):
+	// what the hop itself adds, with no queue behind it.
+	Unloaded Latency
+	Large    Streaming // 1 MiB messages
+	Small    Streaming // small messages
+	Memory   []Memory  // one per Options.Conns; empty for direct
+	Errors   []string  // scenarios that failed, with why
 }
 
 // Results is one run.
@@ -229,6 +236,12 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		}
 		if name == Direct {
 			directRate = sat.PerSecond
+		}
+		if l, err := runRate(ctx, dir, p.Addr, UnloadedRPS, d, 1, 1); err != nil {
+			fail("unloaded latency", err)
+		} else {
+			pr.Unloaded = l
+			logf("   one call at a time: p50 %s p90 %s p99 %s p99.9 %s", l.P50, l.P90, l.P99, l.P999)
 		}
 		for _, f := range LatencyFractions {
 			if directRate == 0 {

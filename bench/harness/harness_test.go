@@ -50,6 +50,9 @@ func TestShortRun(t *testing.T) {
 		if len(p.Latency) != len(LatencyFractions) {
 			t.Errorf("%s: %d latency runs, want %d", p.Name, len(p.Latency), len(LatencyFractions))
 		}
+		if u := p.Unloaded; u.P50 <= 0 || u.P999 < u.P50 {
+			t.Errorf("%s: one call at a time: p50 %s p99.9 %s, want 0 < p50 <= p99.9", p.Name, u.P50, u.P999)
+		}
 		for _, l := range p.Latency {
 			if l.P50 <= 0 || l.P999 < l.P50 {
 				t.Errorf("%s: latency at %.0f calls/s: p50 %s p99.9 %s, want 0 < p50 <= p99.9", p.Name, l.TargetRPS, l.P50, l.P999)

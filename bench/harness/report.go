@@ -91,36 +91,22 @@ func Tables(res *Results) string {
 			p.Saturation.Failed, cpu, cpuRatio)
 	}
 
+	w("\n### Unary latency, one call at a time (h2load, 1 connection × 1 stream, %d calls/s, every call)\n\n", UnloadedRPS)
+	w("What the hop itself adds: each call finds the machine idle, so nothing queues. Ratios to direct.\n\n")
+	latencyTable(w, res, direct, func(p PeerResult) (Latency, bool) { return p.Unloaded, p.Unloaded.Count > 0 })
+
 	for i, f := range LatencyFractions {
 		w("\n### Unary latency at %.0f%% of direct's saturated rate (h2load --rps, every call)\n\n", f*100)
 		if i == 0 {
 			w("Same connections and streams as the saturated run; ratios to direct. Where *achieved* is well below the target, ")
 			w("the peer could not carry that rate and its latency is mostly queueing.\n\n")
 		}
-		w("| peer | target calls/s | achieved | p50 | p90 | p99 | p99.9 |\n|---|---:|---:|---:|---:|---:|---:|\n")
-		var ref *Latency
-		if direct != nil && i < len(direct.Latency) {
-			ref = &direct.Latency[i]
-		}
-		for _, p := range res.Peers {
-			if i >= len(p.Latency) {
-				w("| %s | – | – | – | – | – | – |\n", p.Name)
-				continue
+		latencyTable(w, res, direct, func(p PeerResult) (Latency, bool) {
+			if i < len(p.Latency) {
+				return p.Latency[i], true
 			}
-			l := p.Latency[i]
-			cell := func(v, r time.Duration) string {
-				if ref == nil || p.Name == Direct {
-					return us(v)
-				}
-				return us(v) + " (" + ratio(float64(v), float64(r)) + ")"
-			}
-			var r Latency
-			if ref != nil {
-				r = *ref
-			}
-			w("| %s | %.0f | %.0f | %s | %s | %s | %s |\n", p.Name, l.TargetRPS, l.RPS,
-				cell(l.P50, r.P50), cell(l.P90, r.P90), cell(l.P99, r.P99), cell(l.P999, r.P999))
-		}
+			return Latency{}, false
+		})
 	}
 
 	w("\n### Streaming on one long bidi stream\n\n")
@@ -358,4 +344,30 @@ func writeCharts(res *Results, dir string) error {
 		}
 	}
 	return nil
+}
+
+// latencyTable writes one latency table: get returns a peer's run, false
+// when it has none.
+func latencyTable(w func(string, ...any), res *Results, direct *PeerResult, get func(PeerResult) (Latency, bool)) {
+	w("| peer | target calls/s | achieved | p50 | p90 | p99 | p99.9 |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	var ref Latency
+	hasRef := false
+	if direct != nil {
+		ref, hasRef = get(*direct)
+	}
+	for _, p := range res.Peers {
+		l, ok := get(p)
+		if !ok {
+			w("| %s | – | – | – | – | – | – |\n", p.Name)
+			continue
+		}
+		cell := func(v, r time.Duration) string {
+			if !hasRef || p.Name == Direct {
+				return us(v)
+			}
+			return us(v) + " (" + ratio(float64(v), float64(r)) + ")"
+		}
+		w("| %s | %.0f | %.0f | %s | %s | %s | %s |\n", p.Name, l.TargetRPS, l.RPS,
+			cell(l.P50, ref.P50), cell(l.P90, ref.P90), cell(l.P99, ref.P99), cell(l.P999, ref.P999))
+	}
 }
