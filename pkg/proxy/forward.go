@@ -170,7 +170,7 @@ func (f *forwarder) run(resumed bool) error {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && f.lingerAt.Load() == 0 {
+			if errors.Is(err, os.ErrDeadlineExceeded) && !f.lingerOver() {
 				// The quiet-wait deadline, hit waiting for the rest of a
 				// frame: not quiet, so read on.
 				f.clearDeadline()
@@ -240,6 +240,12 @@ func (f *forwarder) clearDeadline() bool {
 		return true
 	}
 	return false
+}
+
+// lingerOver reports whether the forwarder lingered and its time is up.
+func (f *forwarder) lingerOver() bool {
+	at := f.lingerAt.Load()
+	return at != 0 && time.Now().UnixNano() >= at
 }
 
 // linger gives the forwarder d more to read, then ends it: the other
