@@ -214,7 +214,10 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	defer func() { stopCounting(); counted.Wait() }()
 
 	res := &result{Caused: map[eventKey]int{}, Received: map[eventKey]int{}, Episodes: map[kind]int{}, Goroutine: [2]int{-1, -1}}
-	expect := map[string][]eventKey{} // client address → events it must cause
+	// Client address → events it must cause. The kernel reuses a closed
+	// connection's ephemeral port within minutes, so an address collects
+	// the events of every episode that used it.
+	expect := map[string][]eventKey{}
 	var emu sync.Mutex
 	episode := func(k kind) {
 		addr, err := runEpisode(ctx, p.Addr, k)
@@ -225,7 +228,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 			return
 		}
 		res.Episodes[k]++
-		expect[addr] = k.expected()
+		expect[addr] = append(expect[addr], k.expected()...)
 		for _, e := range k.expected() {
 			res.Caused[e]++
 		}
