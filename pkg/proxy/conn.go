@@ -283,10 +283,9 @@ func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, deb
 	c.toApp.closeWrite()
 }
 
-// openStream starts the stream a request HEADERS opens; nil when the id
-// cannot open one. Called with mu held.
-func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
-	now := c.srv.cfg.Now()
+// openStream starts the stream a request HEADERS read at now opens; nil
+// when the id cannot open one. Called with mu held.
+func (c *conn) openStream(id uint32, fields []hpack.HeaderField, now time.Time) *stream {
 	s := c.streams.start(id, now)
 	if s == nil {
 		return nil
@@ -310,10 +309,10 @@ func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
 	return s
 }
 
-// streamEnded forgets a stream both sides have ended. Called with mu held.
-func (c *conn) streamEnded(s *stream) {
+// streamEnded forgets a stream both sides have ended, the last of them in
+// a batch read at now. Called with mu held.
+func (c *conn) streamEnded(s *stream, now time.Time) {
 	if s.state == stateClosed {
-		now := c.srv.cfg.Now()
 		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 		c.kaActions(now, c.ka.StreamClosed(now))
 	}

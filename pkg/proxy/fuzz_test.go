@@ -94,7 +94,7 @@ func FuzzHeaderRewrite(f *testing.F) {
 		fields := []hpack.HeaderField{{Name: ":path", Value: "/a.S/M"}, {Name: n1, Value: v1}, {Name: n2, Value: v2, Sensitive: len(v2)%2 == 1}}
 		enc := newRequestEncoder()
 		enc.setTableLimit(uint32(table))
-		block := enc.encode(fields, true, "conn", 9, traceContext{})
+		block := enc.encode(fields, nil, true, "conn", 9, traceContext{})
 		dec := hpack.NewDecoder(uint32(table), nil)
 		got, err := dec.DecodeFull(block)
 		if err != nil {

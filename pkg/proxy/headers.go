@@ -18,6 +18,14 @@ const (
 // headerDecoder decodes the header blocks of one peer. Its hpack state
 // follows that peer's encoder, so every block the peer sends goes through it,
 // in order, on one goroutine.
+//
+// Most blocks repeat: a gRPC client sends the same bytes for every call of
+// a method once its fields are in the dynamic table, and an app the same
+// response headers and trailers. A block that leaves the dynamic table as it
+// found it decodes to the same fields for as long as the table stays so, so
+// the decoder remembers the last few such blocks (memo) and hands back their
+// fields instead of decoding them again. Any block that changes the table
+// forgets them all.
 type headerDecoder struct {
 	dec     *hpack.Decoder
 	fields  []hpack.HeaderField
@@ -25,6 +33,31 @@ type headerDecoder struct {
 	maxSize uint32
 	tooBig  bool
 	allowed uint32 // dynamic table size the peer's encoder may use
+
+	memo     [memoBlocks]blockMemo
+	memoNext int // the entry to replace next
+}
+
+// memoBlocks is how many repeating blocks a decoder remembers: two cover a
+// response's headers and trailers, or requests to two methods in turn.
+const memoBlocks = 2
+
+// memoMaxBlock bounds the blocks worth remembering, in bytes: a longer one
+// is rare and costs the connection its copy while it is idle.
+const memoMaxBlock = 512
+
+// blockMemo is a header block that decodes without changing the dynamic
+// table, with its fields. Toward the app it also keeps the block's
+// re-encoding up to the relay's own fields, valid while the relay's
+// encoder is in generation encGen.
+type blockMemo struct {
+	block  []byte // empty: the entry is unused
+	fields []hpack.HeaderField
+
+	enc       []byte
+	encGen    uint64 // requestEncoder.gen when enc was made; 0: no enc
+	encIDs    bool   // enc was made for request headers, not trailers
+	encTraced bool   // enc was made with the client's trace context dropped
 }
 
 func newHeaderDecoder(maxListSize uint32) *headerDecoder {
@@ -50,37 +83,128 @@ func (d *headerDecoder) setAllowedTableSize(v uint32) {
 	if v != d.allowed {
 		d.allowed = v
 		d.dec.SetAllowedMaxDynamicTableSize(v)
+		d.forget()
 	}
 }
 
 // decode decodes one complete header block. The fields are valid until the
-// next call.
-func (d *headerDecoder) decode(block []byte) ([]hpack.HeaderField, error) {
+// next call; so is the memo entry, nil when the block is not remembered.
+func (d *headerDecoder) decode(block []byte) ([]hpack.HeaderField, *blockMemo, error) {
+	for i := range d.memo {
+		if m := &d.memo[i]; len(m.block) > 0 && bytes.Equal(m.block, block) {
+			return m.fields, m, nil
+		}
+	}
 	d.fields, d.size, d.tooBig = d.fields[:0], 0, false
 	d.dec.SetEmitEnabled(true)
 	if _, err := d.dec.Write(block); err != nil {
-		return nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
+		return nil, nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
 	}
 	if err := d.dec.Close(); err != nil {
-		return nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
+		return nil, nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
 	}
 	if d.tooBig {
-		return nil, abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "decoded header list larger than "+strconv.Itoa(int(d.maxSize))+" bytes")
+		return nil, nil, abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "decoded header list larger than "+strconv.Itoa(int(d.maxSize))+" bytes")
 	}
-	return d.fields, nil
+	if !keepsTable(block) {
+		d.forget() // the table changed: the indexes the entries used moved
+		return d.fields, nil, nil
+	}
+	if len(block) == 0 || len(block) > memoMaxBlock {
+		return d.fields, nil, nil
+	}
+	m := &d.memo[d.memoNext]
+	d.memoNext = (d.memoNext + 1) % memoBlocks
+	*m = blockMemo{block: append(m.block[:0], block...), fields: append(m.fields[:0], d.fields...), enc: m.enc[:0]}
+	return m.fields, m, nil
+}
+
+// forget empties the memo.
+func (d *headerDecoder) forget() {
+	for i := range d.memo {
+		d.memo[i].block, d.memo[i].encGen = d.memo[i].block[:0], 0
+	}
+}
+
+// keepsTable reports whether decoding block leaves the dynamic table as it
+// was: the block holds only indexed fields (RFC 7541 §6.1) and literals
+// without indexing or never indexed (§6.2.2, §6.2.3), no literal with
+// incremental indexing (§6.2.1) and no table size update (§6.3). It is
+// called on blocks that decoded, and says false for anything malformed.
+func keepsTable(block []byte) bool {
+	for len(block) > 0 {
+		var ok bool
+		switch b := block[0]; {
+		case b&0x80 != 0: // indexed field
+			_, block, ok = hpackInt(block, 7)
+		case b&0xc0 == 0x40, b&0xe0 == 0x20: // incremental indexing, size update
+			return false
+		default: // literal without indexing or never indexed
+			var name uint64
+			if name, block, ok = hpackInt(block, 4); ok && name == 0 {
+				block, ok = skipHpackString(block)
+			}
+			if ok {
+				block, ok = skipHpackString(block)
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// hpackInt reads an integer with an n-bit prefix (RFC 7541 §5.1).
+func hpackInt(b []byte, n uint) (v uint64, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, nil, false
+	}
+	mask := uint64(1)<<n - 1
+	v = uint64(b[0]) & mask
+	b = b[1:]
+	if v < mask {
+		return v, b, true
+	}
+	for shift := uint(0); len(b) > 0 && shift < 63; shift += 7 {
+		c := b[0]
+		b = b[1:]
+		v += uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v, b, true
+		}
+	}
+	return 0, nil, false
+}
+
+// skipHpackString skips a string literal (RFC 7541 §5.2).
+func skipHpackString(b []byte) ([]byte, bool) {
+	n, b, ok := hpackInt(b, 7)
+	if !ok || n > uint64(len(b)) {
+		return nil, false
+	}
+	return b[n:], true
 }
 
 // requestEncoder re-encodes the client's header blocks for the app with the
 // relay's own hpack encoder: the app's decoder follows this encoder, not the
 // client's, which is what lets the relay add and drop fields.
+//
+// The fields that differ on every stream (the stream id, the trace context)
+// are literals without indexing: adding them to the dynamic table would
+// only push out the fields that repeat. So a block of fields that are all
+// in the table leaves it as it was, and its encoding up to those fields can
+// be remembered with the client's block (blockMemo) and reused for as long
+// as the table stays so: gen counts the encodings that changed it.
 type requestEncoder struct {
 	enc   *hpack.Encoder
 	buf   bytes.Buffer
 	limit uint32 // the app's SETTINGS_HEADER_TABLE_SIZE, as last applied
+	gen   uint64 // starts at 1; moves on whenever the table may have changed
 }
 
 func newRequestEncoder() *requestEncoder {
-	e := &requestEncoder{limit: defaultHeaderTableSize}
+	e := &requestEncoder{limit: defaultHeaderTableSize, gen: 1}
 	e.enc = hpack.NewEncoder(&e.buf)
 	return e
 }
@@ -90,6 +214,7 @@ func newRequestEncoder() *requestEncoder {
 func (e *requestEncoder) setTableLimit(v uint32) {
 	if v != e.limit {
 		e.limit = v
+		e.gen++
 		e.enc.SetMaxDynamicTableSizeLimit(v)
 		if v > defaultHeaderTableSize {
 			// Keep our own table at the default: a bigger one buys
@@ -101,34 +226,92 @@ func (e *requestEncoder) setTableLimit(v uint32) {
 
 // encode re-encodes fields, without any x-hangup-* id the client sent, and
 // appends the relay's ids when ids is true (request headers, not trailers).
+// memo, when not nil, is the decoder's entry for the client's block: its
+// encoding is reused when it is still valid and remembered when it can be.
 // The block is valid until the next call.
 //
 // With a trace context (tracing on), the client's traceparent and
 // tracestate are replaced by the sidecar span's, so the app's spans nest
 // under it.
-func (e *requestEncoder) encode(fields []hpack.HeaderField, ids bool, connID string, streamID uint32, trace traceContext) []byte {
+func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids bool, connID string, streamID uint32, trace traceContext) []byte {
 	e.buf.Reset()
-	for _, f := range fields {
+	traced := trace.parent != ""
+	if memo != nil && memo.encGen == e.gen && memo.encIDs == ids && memo.encTraced == traced {
+		e.buf.Write(memo.enc)
+	} else {
+		for _, f := range fields {
+			switch {
+			case f.Name == HeaderConnectionID || f.Name == HeaderStreamID:
+				continue
+			case traced && (f.Name == "traceparent" || f.Name == "tracestate"):
+				continue
+			}
+			_ = e.enc.WriteField(f)
+		}
+		if ids {
+			_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderConnectionID, Value: connID})
+		}
 		switch {
-		case f.Name == HeaderConnectionID || f.Name == HeaderStreamID:
-			continue
-		case trace.parent != "" && (f.Name == "traceparent" || f.Name == "tracestate"):
-			continue
+		case !keepsTable(e.buf.Bytes()):
+			e.gen++
+		case memo != nil && e.buf.Len() <= memoMaxBlock:
+			memo.enc = append(memo.enc[:0], e.buf.Bytes()...)
+			memo.encGen, memo.encIDs, memo.encTraced = e.gen, ids, traced
 		}
-		_ = e.enc.WriteField(f)
 	}
+	b := e.buf.AvailableBuffer()
 	if ids {
-		var num [10]byte
-		_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderConnectionID, Value: connID})
-		_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderStreamID, Value: string(strconv.AppendUint(num[:0], uint64(streamID), 10))})
+		b = append(b, streamIDField...)
+		b = appendDecimalString(b, streamID)
 	}
-	if trace.parent != "" {
-		_ = e.enc.WriteField(hpack.HeaderField{Name: "traceparent", Value: trace.parent})
+	if traced {
+		b = appendLiteralField(b, "traceparent", trace.parent)
 		if trace.state != "" {
-			_ = e.enc.WriteField(hpack.HeaderField{Name: "tracestate", Value: trace.state})
+			b = appendLiteralField(b, "tracestate", trace.state)
 		}
 	}
+	e.buf.Write(b)
 	return e.buf.Bytes()
+}
+
+// streamIDField is the start of the x-hangup-stream-id field as a literal
+// without indexing with a new, Huffman-coded name (RFC 7541 §6.2.2); the
+// value follows.
+var streamIDField = func() []byte {
+	b := []byte{0x00, 0x80 | byte(hpack.HuffmanEncodeLength(HeaderStreamID))}
+	return hpack.AppendHuffmanString(b, HeaderStreamID)
+}()
+
+// appendDecimalString appends v as an hpack string literal of its decimal
+// digits (RFC 7541 §5.2); ten digits at most, so one length byte.
+func appendDecimalString(b []byte, v uint32) []byte {
+	var num [10]byte
+	d := strconv.AppendUint(num[:0], uint64(v), 10)
+	b = append(b, byte(len(d)))
+	return append(b, d...)
+}
+
+// appendLiteralField appends name: value as a literal without indexing
+// with a new name, both strings raw (RFC 7541 §6.2.2).
+func appendLiteralField(b []byte, name, value string) []byte {
+	b = append(b, 0x00)
+	b = appendRawString(b, name)
+	return appendRawString(b, value)
+}
+
+// appendRawString appends s as a string literal without Huffman coding.
+func appendRawString(b []byte, s string) []byte {
+	n := uint64(len(s))
+	if n < 0x7f {
+		b = append(b, byte(n))
+	} else {
+		b = append(b, 0x7f)
+		for n -= 0x7f; n >= 0x80; n >>= 7 {
+			b = append(b, byte(n)|0x80)
+		}
+		b = append(b, byte(n))
+	}
+	return append(b, s...)
 }
 
 // traceContext is the W3C trace context the app receives; zero when
