@@ -190,17 +190,24 @@ func skipHpackString(b []byte) ([]byte, bool) {
 // relay's own hpack encoder: the app's decoder follows this encoder, not the
 // client's, which is what lets the relay add and drop fields.
 //
-// The fields that differ on every stream (the stream id, the trace context)
-// are literals without indexing: adding them to the dynamic table would
-// only push out the fields that repeat. So a block of fields that are all
-// in the table leaves it as it was, and its encoding up to those fields can
-// be remembered with the client's block (blockMemo) and reused for as long
-// as the table stays so: gen counts the encodings that changed it.
+// The fields that differ on every call (the relay's stream id and trace
+// context, and the client's fields that perCall names) are literals without
+// indexing: adding them to the dynamic table would only push out the fields
+// that repeat. So a block of fields that are all in the table leaves it as
+// it was, and its encoding up to the relay's stream id can be remembered
+// with the client's block (blockMemo) and reused for as long as the table
+// stays so: gen counts the encodings that changed it.
 type requestEncoder struct {
 	enc   *hpack.Encoder
 	buf   bytes.Buffer
 	limit uint32 // the app's SETTINGS_HEADER_TABLE_SIZE, as last applied
 	gen   uint64 // starts at 1; moves on whenever the table may have changed
+
+	// sizeUpdate: enc may owe the app a dynamic table size update, which
+	// it writes before the next field it encodes; that must be the first
+	// field of a block (RFC 7541 §4.2), so until then every block starts
+	// with a field written by enc.
+	sizeUpdate bool
 }
 
 func newRequestEncoder() *requestEncoder {
@@ -215,6 +222,7 @@ func (e *requestEncoder) setTableLimit(v uint32) {
 	if v != e.limit {
 		e.limit = v
 		e.gen++
+		e.sizeUpdate = true
 		e.enc.SetMaxDynamicTableSizeLimit(v)
 		if v > defaultHeaderTableSize {
 			// Keep our own table at the default: a bigger one buys
@@ -236,7 +244,7 @@ func (e *requestEncoder) setTableLimit(v uint32) {
 func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids bool, connID string, streamID uint32, trace traceContext) []byte {
 	e.buf.Reset()
 	traced := trace.parent != ""
-	if memo != nil && memo.encGen == e.gen && memo.encIDs == ids && memo.encTraced == traced {
+	if memo != nil && memo.encGen == e.gen && memo.encIDs == ids && memo.encTraced == traced && !e.sizeUpdate {
 		e.buf.Write(memo.enc)
 	} else {
 		for _, f := range fields {
@@ -245,11 +253,19 @@ func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids
 				continue
 			case traced && (f.Name == "traceparent" || f.Name == "tracestate"):
 				continue
+			case perCall(f.Name):
+				if !e.sizeUpdate {
+					e.buf.Write(appendLiteralField(e.buf.AvailableBuffer(), f))
+					continue
+				}
+				f.Sensitive = true // never indexed: the table stays as it is
 			}
 			_ = e.enc.WriteField(f)
+			e.sizeUpdate = false
 		}
 		if ids {
 			_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderConnectionID, Value: connID})
+			e.sizeUpdate = false
 		}
 		switch {
 		case !keepsTable(e.buf.Bytes()):
@@ -265,9 +281,9 @@ func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids
 		b = appendDecimalString(b, streamID)
 	}
 	if traced {
-		b = appendLiteralField(b, "traceparent", trace.parent)
+		b = appendLiteralField(b, hpack.HeaderField{Name: "traceparent", Value: trace.parent})
 		if trace.state != "" {
-			b = appendLiteralField(b, "tracestate", trace.state)
+			b = appendLiteralField(b, hpack.HeaderField{Name: "tracestate", Value: trace.state})
 		}
 	}
 	e.buf.Write(b)
@@ -291,12 +307,29 @@ func appendDecimalString(b []byte, v uint32) []byte {
 	return append(b, d...)
 }
 
-// appendLiteralField appends name: value as a literal without indexing
-// with a new name, both strings raw (RFC 7541 §6.2.2).
-func appendLiteralField(b []byte, name, value string) []byte {
-	b = append(b, 0x00)
-	b = appendRawString(b, name)
-	return appendRawString(b, value)
+// perCall reports whether a request header usually has a new value on
+// every call: a deadline, a body length, a trace or request id.
+func perCall(name string) bool {
+	switch name {
+	case "grpc-timeout", "content-length", "traceparent", "tracestate", "grpc-trace-bin",
+		"x-request-id", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "uber-trace-id",
+		"x-cloud-trace-context", "x-amzn-trace-id":
+		return true
+	}
+	return false
+}
+
+// appendLiteralField appends f as a literal without indexing, or never
+// indexed when the client marked it so, with a new name, both strings raw
+// (RFC 7541 §6.2.2, §6.2.3).
+func appendLiteralField(b []byte, f hpack.HeaderField) []byte {
+	if f.Sensitive {
+		b = append(b, 0x10)
+	} else {
+		b = append(b, 0x00)
+	}
+	b = appendRawString(b, f.Name)
+	return appendRawString(b, f.Value)
 }
 
 // appendRawString appends s as a string literal without Huffman coding.
