@@ -208,6 +208,15 @@ type requestEncoder struct {
 	// field of a block (RFC 7541 §4.2), so until then every block starts
 	// with a field written by enc.
 	sizeUpdate bool
+
+	// The last block encoded field by field, when it left the table as it
+	// was (in generation lastGen; 0: none): its fields, the block, and
+	// where each field's encoding ends in it. A client whose blocks differ
+	// in a field or two (a deadline) gets the others copied from it.
+	last      []hpack.HeaderField
+	lastEnds  []int
+	lastBlock []byte
+	lastGen   uint64
 }
 
 func newRequestEncoder() *requestEncoder {
@@ -247,32 +256,33 @@ func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids
 	if memo != nil && memo.encGen == e.gen && memo.encIDs == ids && memo.encTraced == traced && !e.sizeUpdate {
 		e.buf.Write(memo.enc)
 	} else {
+		w := fieldWriter{e: e, reuse: e.lastGen == e.gen && !e.sizeUpdate, kept: true}
 		for _, f := range fields {
 			switch {
 			case f.Name == HeaderConnectionID || f.Name == HeaderStreamID:
-				continue
 			case traced && (f.Name == "traceparent" || f.Name == "tracestate"):
-				continue
-			case perCall(f.Name):
-				if !e.sizeUpdate {
-					e.buf.Write(appendLiteralField(e.buf.AvailableBuffer(), f))
-					continue
-				}
-				f.Sensitive = true // never indexed: the table stays as it is
+			default:
+				w.write(f)
 			}
-			_ = e.enc.WriteField(f)
-			e.sizeUpdate = false
 		}
 		if ids {
-			_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderConnectionID, Value: connID})
-			e.sizeUpdate = false
+			w.write(hpack.HeaderField{Name: HeaderConnectionID, Value: connID})
 		}
+		e.last = e.last[:w.n]
+		e.lastEnds = e.lastEnds[:w.n]
 		switch {
-		case !keepsTable(e.buf.Bytes()):
+		case !w.kept:
 			e.gen++
-		case memo != nil && e.buf.Len() <= memoMaxBlock:
-			memo.enc = append(memo.enc[:0], e.buf.Bytes()...)
-			memo.encGen, memo.encIDs, memo.encTraced = e.gen, ids, traced
+			e.lastGen = 0
+		case e.buf.Len() <= memoMaxBlock:
+			e.lastBlock = append(e.lastBlock[:0], e.buf.Bytes()...)
+			e.lastGen = e.gen
+			if memo != nil {
+				memo.enc = append(memo.enc[:0], e.buf.Bytes()...)
+				memo.encGen, memo.encIDs, memo.encTraced = e.gen, ids, traced
+			}
+		default:
+			e.lastGen = 0
 		}
 	}
 	b := e.buf.AvailableBuffer()
@@ -288,6 +298,50 @@ func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids
 	}
 	e.buf.Write(b)
 	return e.buf.Bytes()
+}
+
+// fieldWriter encodes the fields of one block in turn, copying each one's
+// encoding from the encoder's last block where that has the same field at
+// the same place, and records the block's fields in place of the last
+// one's as it goes.
+type fieldWriter struct {
+	e      *requestEncoder
+	n      int  // fields written
+	oldEnd int  // where the last block's field n-1 ended in it
+	reuse  bool // the last block's encodings are still valid
+	kept   bool // the table is as it was when the block started
+}
+
+func (w *fieldWriter) write(f hpack.HeaderField) {
+	e := w.e
+	start, oldStart := e.buf.Len(), w.oldEnd
+	if w.n < len(e.last) {
+		w.oldEnd = e.lastEnds[w.n]
+	} else {
+		w.reuse = false
+	}
+	switch {
+	case w.reuse && e.last[w.n] == f:
+		e.buf.Write(e.lastBlock[oldStart:w.oldEnd])
+	case perCall(f.Name) && !e.sizeUpdate:
+		e.buf.Write(appendLiteralField(e.buf.AvailableBuffer(), f))
+	default:
+		g := f
+		if perCall(f.Name) {
+			g.Sensitive = true // never indexed: the table stays as it is
+		}
+		_ = e.enc.WriteField(g)
+		e.sizeUpdate = false
+		if !keepsTable(e.buf.Bytes()[start:]) {
+			w.kept, w.reuse = false, false
+		}
+	}
+	if w.n < len(e.last) {
+		e.last[w.n], e.lastEnds[w.n] = f, e.buf.Len()
+	} else {
+		e.last, e.lastEnds = append(e.last, f), append(e.lastEnds, e.buf.Len())
+	}
+	w.n++
 }
 
 // streamIDField is the start of the x-hangup-stream-id field as a literal
