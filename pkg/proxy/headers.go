@@ -42,9 +42,13 @@ type headerDecoder struct {
 // response's headers and trailers, or requests to two methods in turn.
 const memoBlocks = 2
 
-// memoMaxBlock bounds the blocks worth remembering, in bytes: a longer one
-// is rare and costs the connection its copy while it is idle.
-const memoMaxBlock = 512
+// memoMaxBlock and memoMaxFields bound the blocks worth remembering, in
+// bytes and fields: a longer one is rare and costs the connection its copy
+// while it is idle.
+const (
+	memoMaxBlock  = 512
+	memoMaxFields = 32
+)
 
 // blockMemo is a header block that decodes without changing the dynamic
 // table, with its fields. Toward the app it also keeps the block's
@@ -110,7 +114,7 @@ func (d *headerDecoder) decode(block []byte) ([]hpack.HeaderField, *blockMemo, e
 		d.forget() // the table changed: the indexes the entries used moved
 		return d.fields, nil, nil
 	}
-	if len(block) == 0 || len(block) > memoMaxBlock {
+	if len(block) == 0 || len(block) > memoMaxBlock || len(d.fields) > memoMaxFields {
 		return d.fields, nil, nil
 	}
 	m := &d.memo[d.memoNext]
@@ -270,19 +274,21 @@ func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids
 		}
 		e.last = e.last[:w.n]
 		e.lastEnds = e.lastEnds[:w.n]
-		switch {
-		case !w.kept:
+		if !w.kept {
 			e.gen++
+		}
+		switch {
+		case w.n > memoMaxFields:
+			e.last, e.lastEnds, e.lastGen = nil, nil, 0
+		case !w.kept || e.buf.Len() > memoMaxBlock:
 			e.lastGen = 0
-		case e.buf.Len() <= memoMaxBlock:
+		default:
 			e.lastBlock = append(e.lastBlock[:0], e.buf.Bytes()...)
 			e.lastGen = e.gen
 			if memo != nil {
 				memo.enc = append(memo.enc[:0], e.buf.Bytes()...)
 				memo.encGen, memo.encIDs, memo.encTraced = e.gen, ids, traced
 			}
-		default:
-			e.lastGen = 0
 		}
 	}
 	b := e.buf.AvailableBuffer()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/net/http2/hpack"
@@ -170,6 +171,38 @@ func TestKeepsTable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := keepsTable(tt.block); got != tt.want {
 				t.Errorf("keepsTable(% x) = %v, want %v", tt.block, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestHeaderMemoBounds checks which blocks the decoder remembers: only
+// those that leave the table as it is, and not too long to keep.
+func TestHeaderMemoBounds(t *testing.T) {
+	// :path, a literal without indexing longer than memoMaxBlock
+	long := appendRawString([]byte{0x04}, "/"+strings.Repeat("a", memoMaxBlock))
+	tests := []struct {
+		name  string
+		block []byte
+		want  bool
+	}{
+		{"indexed fields", []byte{0x82, 0x86, 0x84}, true},
+		{"literal without indexing", []byte{0x82, 0x04, 0x02, '/', 'a'}, true},
+		{"adds to the table", []byte{0x82, 0x44, 0x02, '/', 'a'}, false},
+		{"too many fields", bytes.Repeat([]byte{0x82}, memoMaxFields+1), false},
+		{"as many fields as allowed", bytes.Repeat([]byte{0x82}, memoMaxFields), true},
+		{"too long", long, false},
+		{"empty", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newHeaderDecoder(DefaultMaxHeaderListSize)
+			_, memo, err := d.decode(tt.block)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if got := memo != nil; got != tt.want {
+				t.Errorf("remembered = %v, want %v", got, tt.want)
 			}
 		})
 	}
