@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
 	"strconv"
 	"testing"
 
@@ -92,12 +94,45 @@ func (u *unaryTraffic) batch(n int) {
 	}
 }
 
+// loopbackSink returns the sending end of a loopback TCP connection whose
+// other end discards what it reads, so that a benchmark pays for its
+// writes as the relay does; both close when the benchmark ends.
+func loopbackSink(b *testing.B) net.Conn {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	peer, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(io.Discard, peer)
+	}()
+	b.Cleanup(func() {
+		_ = c.Close()
+		<-done
+		_ = peer.Close()
+	})
+	return c
+}
+
 // BenchmarkUnaryCalls relays unary gRPC calls through both forwarders of
 // one conn, sockets left out, with metrics on as the sidecar runs, and
 // reports CPU and allocations per call. "repeated headers" is what h2load
 // and most gRPC clients send: the same header block bytes on every call.
 // "changing header" adds a grpc-timeout that differs on every call, so no
-// block repeats: compare the two to see what repeated blocks save.
+// block repeats: compare the two to see what repeated blocks save. "written
+// to loopback TCP" adds the cost of the writes, which depends on how many
+// pieces a batch goes out in.
 // "same bytes as DATA" forwards a batch of the same size as DATA frames on
 // an open stream: the relay's floor, with no stream or header work.
 func BenchmarkUnaryCalls(b *testing.B) {
@@ -111,8 +146,12 @@ func BenchmarkUnaryCalls(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	newForwarders := func(b *testing.B) (up, down *forwarder) {
-		c := newConn(srv, discardConn{}, discardConn{})
+	newForwarders := func(b *testing.B, tcp bool) (up, down *forwarder) {
+		var cli, app net.Conn = discardConn{}, discardConn{}
+		if tcp {
+			cli, app = loopbackSink(b), loopbackSink(b)
+		}
+		c := newConn(srv, cli, app)
 		b.Cleanup(c.stopTimer)
 		up = &forwarder{c: c, toApp: true, dst: c.toApp, dec: newHeaderDecoder(DefaultMaxHeaderListSize), enc: newRequestEncoder()}
 		down = &forwarder{c: c, dst: c.toClient, dec: newHeaderDecoder(DefaultMaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
@@ -135,13 +174,17 @@ func BenchmarkUnaryCalls(b *testing.B) {
 		b.ReportMetric(allocs/callsPerBatch, "allocs/call")
 	}
 
-	for _, vary := range []bool{false, true} {
-		name := "repeated headers"
-		if vary {
-			name = "changing header"
-		}
-		b.Run(name, func(b *testing.B) {
-			up, down := newForwarders(b)
+	for _, tc := range []struct {
+		name      string
+		vary, tcp bool
+	}{
+		{"repeated headers", false, false},
+		{"changing header", true, false},
+		{"repeated headers written to loopback TCP", false, true},
+	} {
+		vary := tc.vary
+		b.Run(tc.name, func(b *testing.B) {
+			up, down := newForwarders(b, tc.tcp)
 			u := newUnaryTraffic(vary)
 			// Warm up: the peers' and the relay's hpack tables fill.
 			for range 4 {
@@ -188,7 +231,7 @@ func BenchmarkUnaryCalls(b *testing.B) {
 		})
 	}
 	b.Run("same bytes as DATA", func(b *testing.B) {
-		up, down := newForwarders(b)
+		up, down := newForwarders(b, false)
 		u := newUnaryTraffic(false)
 		u.batch(callsPerBatch)
 		up.c.streams.start(1, up.c.start)
