@@ -325,10 +325,9 @@ func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, deb
 	c.toApp.closeWrite()
 }
 
-// openStream starts the stream a request HEADERS opens; nil when the id
-// cannot open one. Called with mu held.
-func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
-	now := c.srv.cfg.Now()
+// openStream starts the stream a request HEADERS read at now opens; nil
+// when the id cannot open one. Called with mu held.
+func (c *conn) openStream(id uint32, fields []hpack.HeaderField, now time.Time) *stream {
 	s := c.streams.start(id, now)
 	if s == nil {
 		return nil
@@ -337,10 +336,12 @@ func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
 	s.authority = fieldValue(fields, ":authority")
 	c.ka.StreamOpened(now)
 	c.metrics.StreamOpened()
-	s.span = c.span.StartStream(telemetry.StreamStart{
-		Traceparent: fieldValue(fields, "traceparent"), Tracestate: fieldValue(fields, "tracestate"),
-		Method: s.method, Authority: s.authority, StreamID: id, Start: now,
-	})
+	if c.span != nil {
+		s.span = c.span.StartStream(telemetry.StreamStart{
+			Traceparent: fieldValue(fields, "traceparent"), Tracestate: fieldValue(fields, "tracestate"),
+			Method: s.method, Authority: s.authority, StreamID: id, Start: now,
+		})
+	}
 	for _, name := range c.srv.cfg.NotifyHeaders {
 		if v := fieldValue(fields, name); v != "" {
 			if s.headers == nil {
@@ -352,10 +353,10 @@ func (c *conn) openStream(id uint32, fields []hpack.HeaderField) *stream {
 	return s
 }
 
-// streamEnded forgets a stream both sides have ended. Called with mu held.
-func (c *conn) streamEnded(s *stream) {
+// streamEnded forgets a stream both sides have ended, the last of them in
+// a batch read at now. Called with mu held.
+func (c *conn) streamEnded(s *stream, now time.Time) {
 	if s.state == stateClosed {
-		now := c.srv.cfg.Now()
 		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 		c.kaActions(now, c.ka.StreamClosed(now))
 	}
@@ -368,11 +369,11 @@ func (c *conn) resetStream(s *stream, now time.Time, reason notify.Reason, who n
 	c.kaActions(now, c.ka.StreamClosed(now))
 }
 
-// forget removes a stream from the table and ends its span and metric.
-// Called with mu held.
+// forget ends a stream's span and metric and removes it from the table;
+// s must not be used afterwards. Called with mu held.
 func (c *conn) forget(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
-	c.streams.reset(s)
 	s.endSpan(now, reason, who)
+	c.streams.remove(s)
 	c.metrics.StreamClosed()
 }
 
@@ -383,15 +384,15 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 		return
 	}
 	now := c.srv.cfg.Now()
+	if now.Sub(s.startedAt) < prematureResetWindow {
+		c.abuse.prematureResets++
+	}
 	s.span.RSTStream(now, uint32(code), notify.InitiatorClient)
 	if s.appDone() {
 		c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 	} else {
 		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
 		c.resetStream(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
-	}
-	if now.Sub(s.startedAt) < prematureResetWindow {
-		c.abuse.prematureResets++
 	}
 }
 

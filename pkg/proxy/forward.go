@@ -434,7 +434,7 @@ func (f *forwarder) onData(h frameHeader, n int) {
 	} else {
 		s.endFromApp()
 	}
-	f.c.streamEnded(s)
+	f.c.streamEnded(s, f.now)
 }
 
 // countData adds n payload bytes to the stream's count and returns the
@@ -523,7 +523,7 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 	f.blk.active = false
 	f.dec.setAllowedTableSize(f.c.appHeaderTable.Load())
 	f.enc.setTableLimit(f.c.appHeaderTable.Load())
-	fields, err := f.dec.decode(f.blk.frag)
+	fields, memo, err := f.dec.decode(f.blk.frag)
 	if err != nil {
 		return err
 	}
@@ -541,19 +541,19 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 		if err := f.c.checkStreams(); err != nil {
 			return err
 		}
-		s, isRequest = f.c.openStream(id, fields), true
+		s, isRequest = f.c.openStream(id, fields, f.now), true
 	}
 	var trace traceContext
 	if isRequest && s.span != nil {
 		trace = traceContext{parent: s.span.Traceparent(), state: s.span.Tracestate()}
 	}
-	block := f.enc.encode(fields, isRequest, f.c.id, id, trace)
+	block := f.enc.encode(fields, memo, isRequest, f.c.id, id, trace)
 	start := len(f.scratch)
 	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority, block, f.c.appMaxFrame.Load())
 	f.replace(off, frame, f.scratch[start:])
 	if s != nil && f.blk.endStream {
 		s.endFromClient()
-		f.c.streamEnded(s)
+		f.c.streamEnded(s, f.now)
 	}
 	return nil
 }
@@ -628,7 +628,7 @@ func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) 
 		f.out = append(f.out, f.scratch[start:])
 	}
 	f.dec.setAllowedTableSize(max(f.c.clientHeaderTable.Load(), defaultHeaderTableSize))
-	fields, err := f.dec.decode(f.blk.frag)
+	fields, _, err := f.dec.decode(f.blk.frag)
 	if err != nil {
 		return err
 	}
@@ -636,7 +636,7 @@ func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) 
 		s.grpcStatus = fieldValue(fields, "grpc-status")
 		s.grpcMessage = fieldValue(fields, "grpc-message")
 		s.endFromApp()
-		f.c.streamEnded(s)
+		f.c.streamEnded(s, f.now)
 	}
 	return nil
 }

@@ -85,30 +85,34 @@ func FuzzAppFrames(f *testing.F) {
 
 // FuzzHeaderRewrite re-encodes arbitrary header lists: the app must decode
 // exactly the client's fields, without any x-hangup-* the client sent, plus
-// the relay's two ids.
+// the relay's two ids. Each list goes through the same encoder three
+// times, the last with one value changed, so that encodings copied from
+// the previous block are checked too.
 func FuzzHeaderRewrite(f *testing.F) {
 	f.Add("x-user", "alice", "x-hangup-stream-id", "7", uint16(4096))
 	f.Add("grpc-timeout", "1S", "te", "trailers", uint16(0))
 	f.Add("", "", "x-hangup-connection-id", "forged", uint16(100))
 	f.Fuzz(func(t *testing.T, n1, v1, n2, v2 string, table uint16) {
-		fields := []hpack.HeaderField{{Name: ":path", Value: "/a.S/M"}, {Name: n1, Value: v1}, {Name: n2, Value: v2, Sensitive: len(v2)%2 == 1}}
 		enc := newRequestEncoder()
 		enc.setTableLimit(uint32(table))
-		block := enc.encode(fields, true, "conn", 9, traceContext{})
 		dec := hpack.NewDecoder(uint32(table), nil)
-		got, err := dec.DecodeFull(block)
-		if err != nil {
-			t.Fatalf("the app cannot decode the relay's block: %v", err)
-		}
-		var want []hpack.HeaderField
-		for _, f := range fields {
-			if f.Name != HeaderConnectionID && f.Name != HeaderStreamID {
-				want = append(want, f)
+		for i, v := range []string{v2, v2, v2 + "x"} {
+			fields := []hpack.HeaderField{{Name: ":path", Value: "/a.S/M"}, {Name: n1, Value: v1}, {Name: n2, Value: v, Sensitive: len(v)%2 == 1}}
+			block := enc.encode(fields, nil, true, "conn", 9, traceContext{})
+			got, err := dec.DecodeFull(block)
+			if err != nil {
+				t.Fatalf("block %d: the app cannot decode the relay's block: %v", i, err)
 			}
-		}
-		want = append(want, hpack.HeaderField{Name: HeaderConnectionID, Value: "conn"}, hpack.HeaderField{Name: HeaderStreamID, Value: "9"})
-		if !equalFields(got, want) {
-			t.Fatalf("app decoded %v, want %v", got, want)
+			var want []hpack.HeaderField
+			for _, f := range fields {
+				if f.Name != HeaderConnectionID && f.Name != HeaderStreamID {
+					want = append(want, f)
+				}
+			}
+			want = append(want, hpack.HeaderField{Name: HeaderConnectionID, Value: "conn"}, hpack.HeaderField{Name: HeaderStreamID, Value: "9"})
+			if !equalFields(got, want) {
+				t.Fatalf("block %d: app decoded %v, want %v", i, got, want)
+			}
 		}
 	})
 }

@@ -18,6 +18,14 @@ const (
 // headerDecoder decodes the header blocks of one peer. Its hpack state
 // follows that peer's encoder, so every block the peer sends goes through it,
 // in order, on one goroutine.
+//
+// Most blocks repeat: a gRPC client sends the same bytes for every call of
+// a method once its fields are in the dynamic table, and an app the same
+// response headers and trailers. A block that leaves the dynamic table as it
+// found it decodes to the same fields for as long as the table stays so, so
+// the decoder remembers the last few such blocks (memo) and hands back their
+// fields instead of decoding them again. Any block that changes the table
+// forgets them all.
 type headerDecoder struct {
 	dec     *hpack.Decoder
 	fields  []hpack.HeaderField
@@ -25,6 +33,35 @@ type headerDecoder struct {
 	maxSize uint32
 	tooBig  bool
 	allowed uint32 // dynamic table size the peer's encoder may use
+
+	memo     [memoBlocks]blockMemo
+	memoNext int // the entry to replace next
+}
+
+// memoBlocks is how many repeating blocks a decoder remembers: two cover a
+// response's headers and trailers, or requests to two methods in turn.
+const memoBlocks = 2
+
+// memoMaxBlock and memoMaxFields bound the blocks worth remembering, in
+// bytes and fields: a longer one is rare and costs the connection its copy
+// while it is idle.
+const (
+	memoMaxBlock  = 512
+	memoMaxFields = 32
+)
+
+// blockMemo is a header block that decodes without changing the dynamic
+// table, with its fields. Toward the app it also keeps the block's
+// re-encoding up to the relay's own fields, valid while the relay's
+// encoder is in generation encGen.
+type blockMemo struct {
+	block  []byte // empty: the entry is unused
+	fields []hpack.HeaderField
+
+	enc       []byte
+	encGen    uint64 // requestEncoder.gen when enc was made; 0: no enc
+	encIDs    bool   // enc was made for request headers, not trailers
+	encTraced bool   // enc was made with the client's trace context dropped
 }
 
 func newHeaderDecoder(maxListSize uint32) *headerDecoder {
@@ -50,37 +87,144 @@ func (d *headerDecoder) setAllowedTableSize(v uint32) {
 	if v != d.allowed {
 		d.allowed = v
 		d.dec.SetAllowedMaxDynamicTableSize(v)
+		d.forget()
 	}
 }
 
 // decode decodes one complete header block. The fields are valid until the
-// next call.
-func (d *headerDecoder) decode(block []byte) ([]hpack.HeaderField, error) {
+// next call; so is the memo entry, nil when the block is not remembered.
+func (d *headerDecoder) decode(block []byte) ([]hpack.HeaderField, *blockMemo, error) {
+	for i := range d.memo {
+		if m := &d.memo[i]; len(m.block) > 0 && bytes.Equal(m.block, block) {
+			return m.fields, m, nil
+		}
+	}
 	d.fields, d.size, d.tooBig = d.fields[:0], 0, false
 	d.dec.SetEmitEnabled(true)
 	if _, err := d.dec.Write(block); err != nil {
-		return nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
+		return nil, nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
 	}
 	if err := d.dec.Close(); err != nil {
-		return nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
+		return nil, nil, connError{Code: http2.ErrCodeCompression, Reason: "hpack: " + err.Error()}
 	}
 	if d.tooBig {
-		return nil, abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "decoded header list larger than "+strconv.Itoa(int(d.maxSize))+" bytes")
+		return nil, nil, abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "decoded header list larger than "+strconv.Itoa(int(d.maxSize))+" bytes")
 	}
-	return d.fields, nil
+	if !keepsTable(block) {
+		d.forget() // the table changed: the indexes the entries used moved
+		return d.fields, nil, nil
+	}
+	if len(block) == 0 || len(block) > memoMaxBlock || len(d.fields) > memoMaxFields {
+		return d.fields, nil, nil
+	}
+	m := &d.memo[d.memoNext]
+	d.memoNext = (d.memoNext + 1) % memoBlocks
+	*m = blockMemo{block: append(m.block[:0], block...), fields: append(m.fields[:0], d.fields...), enc: m.enc[:0]}
+	return m.fields, m, nil
+}
+
+// forget empties the memo.
+func (d *headerDecoder) forget() {
+	for i := range d.memo {
+		d.memo[i].block, d.memo[i].encGen = d.memo[i].block[:0], 0
+	}
+}
+
+// keepsTable reports whether decoding block leaves the dynamic table as it
+// was: the block holds only indexed fields (RFC 7541 §6.1) and literals
+// without indexing or never indexed (§6.2.2, §6.2.3), no literal with
+// incremental indexing (§6.2.1) and no table size update (§6.3). It is
+// called on blocks that decoded, and says false for anything malformed.
+func keepsTable(block []byte) bool {
+	for len(block) > 0 {
+		var ok bool
+		switch b := block[0]; {
+		case b&0x80 != 0: // indexed field
+			_, block, ok = hpackInt(block, 7)
+		case b&0xc0 == 0x40, b&0xe0 == 0x20: // incremental indexing, size update
+			return false
+		default: // literal without indexing or never indexed
+			var name uint64
+			if name, block, ok = hpackInt(block, 4); ok && name == 0 {
+				block, ok = skipHpackString(block)
+			}
+			if ok {
+				block, ok = skipHpackString(block)
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// hpackInt reads an integer with an n-bit prefix (RFC 7541 §5.1).
+func hpackInt(b []byte, n uint) (v uint64, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, nil, false
+	}
+	mask := uint64(1)<<n - 1
+	v = uint64(b[0]) & mask
+	b = b[1:]
+	if v < mask {
+		return v, b, true
+	}
+	for shift := uint(0); len(b) > 0 && shift < 63; shift += 7 {
+		c := b[0]
+		b = b[1:]
+		v += uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v, b, true
+		}
+	}
+	return 0, nil, false
+}
+
+// skipHpackString skips a string literal (RFC 7541 §5.2).
+func skipHpackString(b []byte) ([]byte, bool) {
+	n, b, ok := hpackInt(b, 7)
+	if !ok || n > uint64(len(b)) {
+		return nil, false
+	}
+	return b[n:], true
 }
 
 // requestEncoder re-encodes the client's header blocks for the app with the
 // relay's own hpack encoder: the app's decoder follows this encoder, not the
 // client's, which is what lets the relay add and drop fields.
+//
+// The fields that differ on every call (the relay's stream id and trace
+// context, and the client's fields that perCall names) are literals without
+// indexing: adding them to the dynamic table would only push out the fields
+// that repeat. So a block of fields that are all in the table leaves it as
+// it was, and its encoding up to the relay's stream id can be remembered
+// with the client's block (blockMemo) and reused for as long as the table
+// stays so: gen counts the encodings that changed it.
 type requestEncoder struct {
 	enc   *hpack.Encoder
 	buf   bytes.Buffer
 	limit uint32 // the app's SETTINGS_HEADER_TABLE_SIZE, as last applied
+	gen   uint64 // starts at 1; moves on whenever the table may have changed
+
+	// sizeUpdate: enc may owe the app a dynamic table size update, which
+	// it writes before the next field it encodes; that must be the first
+	// field of a block (RFC 7541 §4.2), so until then every block starts
+	// with a field written by enc.
+	sizeUpdate bool
+
+	// The last block encoded field by field, when it left the table as it
+	// was (in generation lastGen; 0: none): its fields, the block, and
+	// where each field's encoding ends in it. A client whose blocks differ
+	// in a field or two (a deadline) gets the others copied from it.
+	last      []hpack.HeaderField
+	lastEnds  []int
+	lastBlock []byte
+	lastGen   uint64
 }
 
 func newRequestEncoder() *requestEncoder {
-	e := &requestEncoder{limit: defaultHeaderTableSize}
+	e := &requestEncoder{limit: defaultHeaderTableSize, gen: 1}
 	e.enc = hpack.NewEncoder(&e.buf)
 	return e
 }
@@ -90,6 +234,8 @@ func newRequestEncoder() *requestEncoder {
 func (e *requestEncoder) setTableLimit(v uint32) {
 	if v != e.limit {
 		e.limit = v
+		e.gen++
+		e.sizeUpdate = true
 		e.enc.SetMaxDynamicTableSizeLimit(v)
 		if v > defaultHeaderTableSize {
 			// Keep our own table at the default: a bigger one buys
@@ -101,34 +247,164 @@ func (e *requestEncoder) setTableLimit(v uint32) {
 
 // encode re-encodes fields, without any x-hangup-* id the client sent, and
 // appends the relay's ids when ids is true (request headers, not trailers).
+// memo, when not nil, is the decoder's entry for the client's block: its
+// encoding is reused when it is still valid and remembered when it can be.
 // The block is valid until the next call.
 //
 // With a trace context (tracing on), the client's traceparent and
 // tracestate are replaced by the sidecar span's, so the app's spans nest
 // under it.
-func (e *requestEncoder) encode(fields []hpack.HeaderField, ids bool, connID string, streamID uint32, trace traceContext) []byte {
+func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids bool, connID string, streamID uint32, trace traceContext) []byte {
 	e.buf.Reset()
-	for _, f := range fields {
+	traced := trace.parent != ""
+	if memo != nil && memo.encGen == e.gen && memo.encIDs == ids && memo.encTraced == traced && !e.sizeUpdate {
+		e.buf.Write(memo.enc)
+	} else {
+		w := fieldWriter{e: e, reuse: e.lastGen == e.gen && !e.sizeUpdate, kept: true}
+		for _, f := range fields {
+			switch {
+			case f.Name == HeaderConnectionID || f.Name == HeaderStreamID:
+			case traced && (f.Name == "traceparent" || f.Name == "tracestate"):
+			default:
+				w.write(f)
+			}
+		}
+		if ids {
+			w.write(hpack.HeaderField{Name: HeaderConnectionID, Value: connID})
+		}
+		e.last = e.last[:w.n]
+		e.lastEnds = e.lastEnds[:w.n]
+		if !w.kept {
+			e.gen++
+		}
 		switch {
-		case f.Name == HeaderConnectionID || f.Name == HeaderStreamID:
-			continue
-		case trace.parent != "" && (f.Name == "traceparent" || f.Name == "tracestate"):
-			continue
+		case w.n > memoMaxFields:
+			e.last, e.lastEnds, e.lastGen = nil, nil, 0
+		case !w.kept || e.buf.Len() > memoMaxBlock:
+			e.lastGen = 0
+		default:
+			e.lastBlock = append(e.lastBlock[:0], e.buf.Bytes()...)
+			e.lastGen = e.gen
+			if memo != nil {
+				memo.enc = append(memo.enc[:0], e.buf.Bytes()...)
+				memo.encGen, memo.encIDs, memo.encTraced = e.gen, ids, traced
+			}
 		}
-		_ = e.enc.WriteField(f)
 	}
+	b := e.buf.AvailableBuffer()
 	if ids {
-		var num [10]byte
-		_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderConnectionID, Value: connID})
-		_ = e.enc.WriteField(hpack.HeaderField{Name: HeaderStreamID, Value: string(strconv.AppendUint(num[:0], uint64(streamID), 10))})
+		b = append(b, streamIDField...)
+		b = appendDecimalString(b, streamID)
 	}
-	if trace.parent != "" {
-		_ = e.enc.WriteField(hpack.HeaderField{Name: "traceparent", Value: trace.parent})
+	if traced {
+		b = appendLiteralField(b, hpack.HeaderField{Name: "traceparent", Value: trace.parent})
 		if trace.state != "" {
-			_ = e.enc.WriteField(hpack.HeaderField{Name: "tracestate", Value: trace.state})
+			b = appendLiteralField(b, hpack.HeaderField{Name: "tracestate", Value: trace.state})
 		}
 	}
+	e.buf.Write(b)
 	return e.buf.Bytes()
+}
+
+// fieldWriter encodes the fields of one block in turn, copying each one's
+// encoding from the encoder's last block where that has the same field at
+// the same place, and records the block's fields in place of the last
+// one's as it goes.
+type fieldWriter struct {
+	e      *requestEncoder
+	n      int  // fields written
+	oldEnd int  // where the last block's field n-1 ended in it
+	reuse  bool // the last block's encodings are still valid
+	kept   bool // the table is as it was when the block started
+}
+
+func (w *fieldWriter) write(f hpack.HeaderField) {
+	e := w.e
+	start, oldStart := e.buf.Len(), w.oldEnd
+	if w.n < len(e.last) {
+		w.oldEnd = e.lastEnds[w.n]
+	} else {
+		w.reuse = false
+	}
+	switch {
+	case w.reuse && e.last[w.n] == f:
+		e.buf.Write(e.lastBlock[oldStart:w.oldEnd])
+	case perCall(f.Name) && !e.sizeUpdate:
+		e.buf.Write(appendLiteralField(e.buf.AvailableBuffer(), f))
+	default:
+		g := f
+		if perCall(f.Name) {
+			g.Sensitive = true // never indexed: the table stays as it is
+		}
+		_ = e.enc.WriteField(g)
+		e.sizeUpdate = false
+		if !keepsTable(e.buf.Bytes()[start:]) {
+			w.kept, w.reuse = false, false
+		}
+	}
+	if w.n < len(e.last) {
+		e.last[w.n], e.lastEnds[w.n] = f, e.buf.Len()
+	} else {
+		e.last, e.lastEnds = append(e.last, f), append(e.lastEnds, e.buf.Len())
+	}
+	w.n++
+}
+
+// streamIDField is the start of the x-hangup-stream-id field as a literal
+// without indexing with a new, Huffman-coded name (RFC 7541 §6.2.2); the
+// value follows.
+var streamIDField = func() []byte {
+	b := []byte{0x00, 0x80 | byte(hpack.HuffmanEncodeLength(HeaderStreamID))}
+	return hpack.AppendHuffmanString(b, HeaderStreamID)
+}()
+
+// appendDecimalString appends v as an hpack string literal of its decimal
+// digits (RFC 7541 §5.2); ten digits at most, so one length byte.
+func appendDecimalString(b []byte, v uint32) []byte {
+	var num [10]byte
+	d := strconv.AppendUint(num[:0], uint64(v), 10)
+	b = append(b, byte(len(d)))
+	return append(b, d...)
+}
+
+// perCall reports whether a request header usually has a new value on
+// every call: a deadline, a body length, a trace or request id.
+func perCall(name string) bool {
+	switch name {
+	case "grpc-timeout", "content-length", "traceparent", "tracestate", "grpc-trace-bin",
+		"x-request-id", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "uber-trace-id",
+		"x-cloud-trace-context", "x-amzn-trace-id":
+		return true
+	}
+	return false
+}
+
+// appendLiteralField appends f as a literal without indexing, or never
+// indexed when the client marked it so, with a new name, both strings raw
+// (RFC 7541 §6.2.2, §6.2.3).
+func appendLiteralField(b []byte, f hpack.HeaderField) []byte {
+	if f.Sensitive {
+		b = append(b, 0x10)
+	} else {
+		b = append(b, 0x00)
+	}
+	b = appendRawString(b, f.Name)
+	return appendRawString(b, f.Value)
+}
+
+// appendRawString appends s as a string literal without Huffman coding.
+func appendRawString(b []byte, s string) []byte {
+	n := uint64(len(s))
+	if n < 0x7f {
+		b = append(b, byte(n))
+	} else {
+		b = append(b, 0x7f)
+		for n -= 0x7f; n >= 0x80; n >>= 7 {
+			b = append(b, byte(n)|0x80)
+		}
+		b = append(b, byte(n))
+	}
+	return append(b, s...)
 }
 
 // traceContext is the W3C trace context the app receives; zero when

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hangup-dev/hangup/pkg/notify"
@@ -81,6 +82,10 @@ func newStreamTable() streamTable {
 	return streamTable{open: make(map[uint32]*stream)}
 }
 
+// streamPool recycles the streams of ended calls: a unary call would
+// otherwise allocate one per call.
+var streamPool = sync.Pool{New: func() any { return new(stream) }}
+
 // get returns the open stream with this id, or nil.
 func (t *streamTable) get(id uint32) *stream { return t.open[id] }
 
@@ -93,15 +98,18 @@ func (t *streamTable) start(id uint32, now time.Time) *stream {
 	}
 	t.lastClientID = id
 	t.opened++
-	s := &stream{id: id, state: stateOpen, startedAt: now}
+	s := streamPool.Get().(*stream)
+	*s = stream{id: id, state: stateOpen, startedAt: now}
 	t.open[id] = s
 	return s
 }
 
-// reset closes s at once, as RST_STREAM does.
-func (t *streamTable) reset(s *stream) {
+// remove takes s out of the table, closed, and recycles it: s must not be
+// used once another stream has started.
+func (t *streamTable) remove(s *stream) {
 	s.state = stateClosed
 	delete(t.open, s.id)
+	streamPool.Put(s)
 }
 
 // endSpan ends the stream's span: OK (with the gRPC status from the

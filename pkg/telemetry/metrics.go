@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -55,10 +56,14 @@ const (
 // use and cheap enough for the relay's connection loop: the ones without a
 // free-form argument do not allocate (see BenchmarkMetrics). A nil *Metrics
 // is valid and records nothing, for relays built without telemetry.
+//
+// The active connections and streams change on every stream, so they are
+// plain atomic counters, read by observable instruments when /metrics is
+// scraped: an SDK Add costs a hundred times more.
 type Metrics struct {
 	ctx context.Context // for the instruments' Add / Record; never cancelled
 
-	conns, streams    metric.Int64UpDownCounter
+	conns, streams    atomic.Int64
 	disconnects       metric.Int64Counter
 	detection, notify metric.Float64Histogram
 	pings, timeouts   metric.Int64Counter
@@ -81,11 +86,19 @@ func newMetrics(m metric.Meter, tr *Tracer) (*Metrics, error) {
 		}
 	}
 	var e error
-	ms.conns, e = m.Int64UpDownCounter(MetricConnectionsActive, metric.WithUnit("{connection}"),
-		metric.WithDescription("Client connections being relayed."))
+	_, e = m.Int64ObservableUpDownCounter(MetricConnectionsActive, metric.WithUnit("{connection}"),
+		metric.WithDescription("Client connections being relayed."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(ms.conns.Load())
+			return nil
+		}))
 	first(e)
-	ms.streams, e = m.Int64UpDownCounter(MetricStreamsActive, metric.WithUnit("{stream}"),
-		metric.WithDescription("HTTP/2 streams being relayed."))
+	_, e = m.Int64ObservableUpDownCounter(MetricStreamsActive, metric.WithUnit("{stream}"),
+		metric.WithDescription("HTTP/2 streams being relayed."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(ms.streams.Load())
+			return nil
+		}))
 	first(e)
 	ms.disconnects, e = m.Int64Counter(MetricDisconnects, metric.WithUnit("{disconnect}"),
 		metric.WithDescription("Disconnects detected, by reason and initiator."))
@@ -134,28 +147,28 @@ func disconnectAttrs(r notify.Reason, i notify.Initiator) attribute.Set {
 // ConnOpened counts a new client connection as active.
 func (m *Metrics) ConnOpened() {
 	if m != nil {
-		m.conns.Add(m.ctx, 1)
+		m.conns.Add(1)
 	}
 }
 
 // ConnClosed counts a client connection as gone.
 func (m *Metrics) ConnClosed() {
 	if m != nil {
-		m.conns.Add(m.ctx, -1)
+		m.conns.Add(-1)
 	}
 }
 
 // StreamOpened counts a new stream as active.
 func (m *Metrics) StreamOpened() {
 	if m != nil {
-		m.streams.Add(m.ctx, 1)
+		m.streams.Add(1)
 	}
 }
 
 // StreamClosed counts a stream as gone.
 func (m *Metrics) StreamClosed() {
 	if m != nil {
-		m.streams.Add(m.ctx, -1)
+		m.streams.Add(-1)
 	}
 }
 
