@@ -273,9 +273,9 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 					fail(fmt.Sprintf("memory at %d connections", n), fmt.Errorf("%s needs %d open files, the limit is %d and cannot be raised here (needs root with CAP_SYS_RESOURCE, or a higher ulimit -Hn)", name, need, fdLimit))
 					continue
 				}
-				m, err := measureMemory(p, n)
+				m, err := measureMemoryFresh(ctx, name, env, n)
 				if err != nil {
-					fail(fmt.Sprintf("memory at %d connections", n), fmt.Errorf("%w; %s says: %s", err, name, tail(p.Output(), 300)))
+					fail(fmt.Sprintf("memory at %d connections", n), err)
 					continue
 				}
 				pr.Memory = append(pr.Memory, m)
@@ -303,6 +303,22 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	}
 	res.Took = time.Since(res.Started)
 	return res, nil
+}
+
+// measureMemoryFresh measures memory in a new process of the peer: in one
+// that has carried load, memory freed by the load runs (garbage, pooled
+// buffers) would absorb the connections' growth and flatter the figure.
+func measureMemoryFresh(ctx context.Context, name string, env PeerEnv, conns int) (Memory, error) {
+	p, err := StartPeer(ctx, name, env)
+	if err != nil {
+		return Memory{}, err
+	}
+	defer p.Stop()
+	m, err := measureMemory(p, conns)
+	if err != nil {
+		return m, fmt.Errorf("%w; %s says: %s", err, name, tail(p.Output(), 300))
+	}
+	return m, nil
 }
 
 // raiseFDLimit lifts RLIMIT_NOFILE towards n (the memory scenario holds a

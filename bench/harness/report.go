@@ -121,6 +121,7 @@ func Tables(res *Results) string {
 
 	for i, n := range res.Options.Conns {
 		w("\n### Memory at %d idle connections (growth of the proxy's RSS)\n\n", n)
+		w("Measured in a fresh process of each peer, so that memory freed by the load runs cannot absorb the growth. ")
 		w("Each connection has finished its SETTINGS exchange; then one FullDuplexCall stream is opened on each and answered once. ")
 		w("Ratios to the proxy that needs least (a growth of 0.0 is left out of the ratios). ")
 		w("nginx allocates its `worker_connections` connection structures at start (the harness sizes them for the largest count), ")

@@ -114,17 +114,17 @@ func (f *forwarder) start(initial []byte) {
 				return
 			}
 		}
-		f.loop(false)
+		f.loop()
 	}()
 }
 
 // resume is the socket's resume function: it runs on the poller's
 // goroutine, or on the one that woke the socket, and must not block.
-func (f *forwarder) resume() { go f.loop(true) }
+func (f *forwarder) resume() { go f.loop() }
 
 // loop relays until the forwarder parks or ends.
-func (f *forwarder) loop(resumed bool) {
-	if err := f.run(resumed); err != errParked {
+func (f *forwarder) loop() {
+	if err := f.run(); err != errParked {
 		f.end(err)
 	}
 }
@@ -142,21 +142,25 @@ func (f *forwarder) end(err error) {
 	f.c.directionEnded()
 }
 
-// run relays until the source has nothing to read and the forwarder parks
-// (errParked), or until the source ends or an error; then it returns
-// readError, writeError or connError. resumed says the socket was found
-// ready (or woken) while parked.
-func (f *forwarder) run(resumed bool) error {
+// run relays until the source has been quiet for Config.ParkAfter and the
+// forwarder parks (errParked), or until the source ends or an error; then
+// it returns readError, writeError or connError.
+//
+// While the source is busy the forwarder keeps its buffer and reads at
+// once, so that the runtime's poller does the waiting between batches: no
+// extra system call, no park and resume. A forwarder that cannot park
+// waits for bytes without a buffer instead.
+func (f *forwarder) run() error {
 	for {
 		if f.buf == nil {
-			if !resumed {
-				if err := f.waitReadable(); err != nil {
-					return err
+			if f.sock == nil {
+				if err := f.idle.wait(); err != nil {
+					return readError{err}
 				}
 			}
-			resumed = false
 			f.buf = bufPool.Get().(*[]byte)
 		}
+		f.armQuiet()
 		nr, err := f.src.Read((*f.buf)[f.n:])
 		if nr > 0 {
 			f.n += nr
@@ -170,62 +174,49 @@ func (f *forwarder) run(resumed bool) error {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && !f.lingerOver() {
-				// The quiet-wait deadline, hit waiting for the rest of a
-				// frame: not quiet, so read on.
-				f.clearDeadline()
+			if !errors.Is(err, os.ErrDeadlineExceeded) || f.lingerOver() {
+				return readError{err}
+			}
+			// Quiet for ParkAfter. In the middle of a frame it is not
+			// idle: read on.
+			if f.clearDeadline() || f.n > 0 {
 				continue
 			}
-			return readError{err}
-		}
-		if f.n == 0 {
-			if len(*f.buf) == readBufSize {
-				bufPool.Put(f.buf)
+			f.releaseBuf()
+			if f.sock.Park() != nil {
+				continue // closed meanwhile: the Read says so
 			}
-			f.buf = nil
+			if f.lingerAt.Load() != 0 {
+				// Lingering began while this parked, and its Wake may
+				// have come before the Park: a parked forwarder would
+				// miss the deadline.
+				f.sock.Wake()
+			}
+			return errParked
+		}
+		if f.n == 0 && f.sock == nil {
+			f.releaseBuf()
 		}
 	}
 }
 
-// waitReadable returns when a Read would not block, or parks the forwarder
-// (errParked) once its source has been quiet for Config.ParkAfter. A
-// forwarder that cannot park (no descriptor, or lingering until a read
-// deadline) only waits.
-func (f *forwarder) waitReadable() error {
-	for {
-		if f.sock == nil || f.lingerAt.Load() != 0 {
-			if err := f.idle.wait(); err != nil {
-				return readError{err}
-			}
-			return nil
-		}
-		// Wait on the runtime's poller first: it wakes a busy connection
-		// far more cheaply than a park and resume do. The deadline moves
-		// at most once per half period, not once per batch.
-		if now := time.Now(); f.quietUntil.Sub(now) < f.c.srv.cfg.ParkAfter/2 {
-			f.quietUntil = now.Add(f.c.srv.cfg.ParkAfter)
-			_ = f.src.SetReadDeadline(f.quietUntil)
-		}
-		err := f.idle.wait()
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return readError{err}
-		}
-		if f.clearDeadline() {
-			continue // lingering now: its deadline rules
-		}
-		if f.sock.Park() != nil {
-			return nil // closed meanwhile: the Read says so
-		}
-		if f.lingerAt.Load() != 0 {
-			// Lingering began while this parked, and its Wake may have
-			// come before the Park: a parked forwarder would miss the
-			// deadline.
-			f.sock.Wake()
-		}
-		return errParked
+// releaseBuf gives the read buffer back while nothing is pending in it.
+func (f *forwarder) releaseBuf() {
+	if len(*f.buf) == readBufSize {
+		bufPool.Put(f.buf)
+	}
+	f.buf = nil
+}
+
+// armQuiet sets the read deadline after which a quiet source parks. It
+// moves the deadline at most once per half period, not once per batch.
+func (f *forwarder) armQuiet() {
+	if f.sock == nil || f.lingerAt.Load() != 0 {
+		return
+	}
+	if now := time.Now(); f.quietUntil.Sub(now) < f.c.srv.cfg.ParkAfter/2 {
+		f.quietUntil = now.Add(f.c.srv.cfg.ParkAfter)
+		_ = f.src.SetReadDeadline(f.quietUntil)
 	}
 }
 

@@ -49,11 +49,14 @@ func startRawApp(t *testing.T) *rawApp {
 	return a
 }
 
-// next returns the app's side of the next relayed connection.
+// next returns the app's side of the next relayed connection. The test
+// closes it when it ends: an unreachable socket would be closed by its
+// finalizer, and the relay would see the app leave.
 func (a *rawApp) next(t *testing.T) net.Conn {
 	t.Helper()
 	select {
 	case c := <-a.conns:
+		t.Cleanup(func() { _ = c.Close() })
 		return c
 	case <-time.After(5 * time.Second):
 		t.Fatal("the relay did not dial the app")
