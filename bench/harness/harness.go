@@ -153,7 +153,9 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	res.FDLimit, res.ConnsAsked, opts.Conns = fdLimit, opts.Conns, slices.Clone(opts.Conns)
 	for i, n := range opts.Conns {
 		if fdsFor(n) > fdLimit {
-			opts.Conns[i] = (fdLimit - fdsFor(0)) / 2
+			// Room for a peer's own margin too: haproxy asks for twice
+			// its maxconn (the count plus 256) and more.
+			opts.Conns[i] = (fdLimit - 2*fdsFor(0)) / 2
 			logf("%d connections need %d open files and the limit is %d: measuring memory at %d connections instead",
 				n, fdsFor(n), fdLimit, opts.Conns[i])
 		}
