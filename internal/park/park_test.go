@@ -77,6 +77,23 @@ func (r *resumes) none(t *testing.T, d time.Duration) {
 	}
 }
 
+// parkedSocket registers the local end of a new connection with p and
+// parks it.
+func parkedSocket(t *testing.T, p *park.Poller) (s *park.Socket, r *resumes, local, peer *net.TCPConn) {
+	t.Helper()
+	local, peer = pair(t)
+	r = newResumes()
+	s, err := p.Register(local, r.resume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Deregister)
+	if err := s.Park(); err != nil {
+		t.Fatal(err)
+	}
+	return s, r, local, peer
+}
+
 func TestParkResumesOnceWhenReadable(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -92,17 +109,7 @@ func TestParkResumesOnceWhenReadable(t *testing.T) {
 		{"RST", func(t *testing.T, peer *net.TCPConn) { _ = peer.SetLinger(0); _ = peer.Close() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPoller(t)
-			local, peer := pair(t)
-			r := newResumes()
-			s, err := p.Register(local, r.resume)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Deregister()
-			if err := s.Park(); err != nil {
-				t.Fatal(err)
-			}
+			s, r, _, peer := parkedSocket(t, newPoller(t))
 			r.none(t, 20*time.Millisecond)
 			tc.peerDoes(t, peer)
 			r.wait(t, 5*time.Second)
@@ -151,17 +158,7 @@ func TestParkWithBytesWaitingResumesAtOnce(t *testing.T) {
 }
 
 func TestWake(t *testing.T) {
-	p := newPoller(t)
-	local, _ := pair(t)
-	r := newResumes()
-	s, err := p.Register(local, r.resume)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Deregister()
-	if err := s.Park(); err != nil {
-		t.Fatal(err)
-	}
+	s, r, local, _ := parkedSocket(t, newPoller(t))
 	// Closing a parked socket tells the poller nothing: Wake is how the
 	// closer hands it back to its owner.
 	_ = local.Close()
