@@ -50,6 +50,19 @@ func best(res *Results, low bool, f func(PeerResult) float64) float64 {
 	return b
 }
 
+// memNoise is the smallest growth per connection that the memory tables
+// count: RSS moves by whole pages, so a peer that keeps nothing per stream
+// can still grow by a few pages over a thousand streams.
+const memNoise = 64
+
+// aboveNoise returns b bytes per connection, or 0 below memNoise.
+func aboveNoise(b float64) float64 {
+	if b < memNoise {
+		return 0
+	}
+	return b
+}
+
 func (r *Results) peer(name string) *PeerResult {
 	for i := range r.Peers {
 		if r.Peers[i].Name == name {
@@ -140,13 +153,13 @@ func Tables(res *Results) string {
 		}
 		bc := best(res, true, func(p PeerResult) float64 {
 			if m := get(p); m != nil {
-				return m.PerConnBytes
+				return aboveNoise(m.PerConnBytes)
 			}
 			return 0
 		})
 		bs := best(res, true, func(p PeerResult) float64 {
 			if m := get(p); m != nil {
-				return m.PerStreamByte
+				return aboveNoise(m.PerStreamByte)
 			}
 			return 0
 		})
@@ -159,8 +172,8 @@ func Tables(res *Results) string {
 				w("| %s | – | – | – | – |\n", p.Name)
 				continue
 			}
-			w("| %s | %.1f | %s | %.1f | %s |\n", p.Name, m.PerConnBytes/1024, ratio(m.PerConnBytes, bc),
-				m.PerStreamByte/1024, ratio(m.PerStreamByte, bs))
+			c, st := aboveNoise(m.PerConnBytes), aboveNoise(m.PerStreamByte)
+			w("| %s | %.1f | %s | %.1f | %s |\n", p.Name, c/1024, ratio(c, bc), st/1024, ratio(st, bs))
 		}
 	}
 

@@ -53,3 +53,25 @@ func TestTargets(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryTableIgnoresPageNoise: a peer that keeps nothing per stream but
+// grew by a few pages is shown as 0.0 and is not the reference the others
+// are compared to.
+func TestMemoryTableIgnoresPageNoise(t *testing.T) {
+	res := &Results{Options: Options{Conns: []int{1000}}, Peers: []PeerResult{
+		{Name: Direct},
+		{Name: TCPRelay, Memory: []Memory{{Conns: 1000, PerConnBytes: 16 << 10, PerStreamByte: 16}}},
+		{Name: Hangup, Memory: []Memory{{Conns: 1000, PerConnBytes: 8 << 10, PerStreamByte: 4 << 10}}},
+		{Name: HAProxy, Memory: []Memory{{Conns: 1000, PerConnBytes: 6 << 10, PerStreamByte: 8 << 10}}},
+	}}
+	out := Tables(res)
+	for _, want := range []string{
+		"| tcprelay | 16.0 | 2.67× | 0.0 | – |",
+		"| hangup | 8.0 | 1.33× | 4.0 | 1.00× |",
+		"| haproxy | 6.0 | 1.00× | 8.0 | 2.00× |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no row %q in:\n%s", want, out)
+		}
+	}
+}
