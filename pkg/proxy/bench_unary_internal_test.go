@@ -146,6 +146,7 @@ func BenchmarkUnaryCalls(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer func() { _ = srv.Close() }() // stops the poller the TCP case starts
 	newForwarders := func(b *testing.B, tcp bool) (up, down *forwarder) {
 		var cli, app net.Conn = discardConn{}, discardConn{}
 		if tcp {
