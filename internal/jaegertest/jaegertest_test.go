@@ -48,7 +48,7 @@ func TestSpansReachJaeger(t *testing.T) {
 			st.RSTStream(t0.Add(20*time.Millisecond), 8, notify.InitiatorClient)
 			st.End(telemetry.StreamEnd{At: t0.Add(21 * time.Millisecond), Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient})
 			conn.End(t0.Add(30*time.Millisecond), notify.ReasonUnspecified, notify.InitiatorUnspecified)
-			tel.OnDelivered(notify.Event{ID: "ev-1", TraceID: st.TraceID(), SpanID: st.SpanID()}, 1, 5*time.Millisecond)
+			tel.OnDelivered(notify.Event{ID: "ev-1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, 5*time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := tel.Shutdown(ctx); err != nil {

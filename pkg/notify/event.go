@@ -82,21 +82,25 @@ func (i Initiator) String() string {
 // Event is one disconnect, as the relay detected it. It is the Go form of
 // hangup.notify.v1.DisconnectEvent; string fields are empty when unknown.
 type Event struct {
-	ID              string    // unique, stable across delivery retries
-	Scope           Scope     // stream or connection
-	Reason          Reason    // why
-	Initiator       Initiator // who
-	HTTP2ErrorCode  uint32    // RST_STREAM / GOAWAY error code; 0 when none was sent
-	ConnectionID    string    // the x-hangup-connection-id the app saw
-	StreamID        uint32    // the x-hangup-stream-id the app saw; 0 for connection scope
-	Method          string    // :path
-	Authority       string    // :authority
-	Headers         map[string]string
-	PeerAddress     string
-	StartedAt       time.Time
-	DetectedAt      time.Time
-	TraceID         string
-	SpanID          string
+	ID             string    // unique, stable across delivery retries
+	Scope          Scope     // stream or connection
+	Reason         Reason    // why
+	Initiator      Initiator // who
+	HTTP2ErrorCode uint32    // RST_STREAM / GOAWAY error code; 0 when none was sent
+	ConnectionID   string    // the x-hangup-connection-id the app saw
+	StreamID       uint32    // the x-hangup-stream-id the app saw; 0 for connection scope
+	Method         string    // :path
+	Authority      string    // :authority
+	Headers        map[string]string
+	PeerAddress    string
+	StartedAt      time.Time
+	DetectedAt     time.Time
+	TraceID        string
+	SpanID         string
+	// TraceSampled says the stream span named by TraceID and SpanID was
+	// sampled. It is not sent to the app: the sidecar's own hangup.notify
+	// span follows it, so that an unsampled stream leaves no orphan.
+	TraceSampled    bool
 	GoAwayDebug     string
 	BytesFromClient uint64
 	BytesToClient   uint64

@@ -450,7 +450,7 @@ func (c *conn) streamEvent(s *stream, reason notify.Reason, who notify.Initiator
 	ev.StartedAt = s.startedAt
 	ev.BytesFromClient = s.bytesFromClient
 	ev.BytesToClient = s.bytesToClient
-	ev.TraceID, ev.SpanID = s.span.TraceID(), s.span.SpanID()
+	ev.TraceID, ev.SpanID, ev.TraceSampled = s.span.TraceID(), s.span.SpanID(), s.span.Sampled()
 	return ev
 }
 

@@ -42,7 +42,7 @@ func Example() {
 	// The client resets the stream.
 	now := time.Now()
 	st.RSTStream(now, 0x8, notify.InitiatorClient)
-	ev := notify.Event{ID: "e1", Reason: notify.ReasonRSTStream, TraceID: st.TraceID(), SpanID: st.SpanID()}
+	ev := notify.Event{ID: "e1", Reason: notify.ReasonRSTStream, TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}
 	m.Disconnect(ev.Reason, notify.InitiatorClient)
 	m.DetectionLatency(time.Millisecond)
 	st.End(telemetry.StreamEnd{At: now, Reason: ev.Reason, Initiator: notify.InitiatorClient})

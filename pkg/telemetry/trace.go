@@ -431,6 +431,9 @@ func (s *Stream) TraceID() string {
 	return s.sc.TraceID().String()
 }
 
+// Sampled reports whether the span was sampled; false for nil.
+func (s *Stream) Sampled() bool { return s != nil && s.sc.IsSampled() }
+
 // SpanID returns the span's id in hex (DisconnectEvent.span_id), "" for nil.
 func (s *Stream) SpanID() string {
 	if s == nil {
@@ -500,10 +503,11 @@ func (s *Stream) End(e StreamEnd) {
 // of the span named by ev.TraceID / ev.SpanID, running from publication to
 // acknowledgement, with a hangup.notified event carrying
 // hangup.notify.latency_ms and hangup.notify.attempts. Events without valid
-// trace and span ids are ignored. The child is marked sampled: with a
-// parent-based sampler it is kept even if its stream span was not.
+// trace and span ids are ignored, and so are those whose stream span was not
+// sampled (ev.TraceSampled): it was never exported, so its child would be an
+// orphan in the trace.
 func (t *Tracer) Notified(ev notify.Event, attempts int, latency time.Duration) {
-	if t == nil {
+	if t == nil || !ev.TraceSampled {
 		return
 	}
 	tid, err1 := trace.TraceIDFromHex(ev.TraceID)

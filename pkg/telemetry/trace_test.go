@@ -272,9 +272,15 @@ func TestNotifiedSpan(t *testing.T) {
 	st.End(StreamEnd{At: detected, Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient})
 	conn.End(detected, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 
-	ev := notify.Event{ID: "ev-1", TraceID: st.TraceID(), SpanID: st.SpanID(), DetectedAt: detected}
+	if !st.Sampled() {
+		t.Fatal("Sampled() = false for a stream span the always-on sampler kept")
+	}
+	ev := notify.Event{ID: "ev-1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled(), DetectedAt: detected}
 	tel.OnDelivered(ev, 2, 40*time.Millisecond)
 	tel.OnDelivered(notify.Event{ID: "no-trace"}, 1, time.Millisecond) // ignored: no ids
+	unsampled := ev
+	unsampled.ID, unsampled.TraceSampled = "unsampled", false
+	tel.OnDelivered(unsampled, 1, time.Millisecond) // ignored: its parent was never exported
 	shutdown(t, tel)
 
 	spans := spansByName(rec.Ended())
@@ -431,9 +437,15 @@ func TestSamplerFromEnv(t *testing.T) {
 			st.RSTStream(time.Now(), 8, notify.InitiatorClient)
 			st.End(StreamEnd{At: time.Now()})
 			conn.End(time.Now(), notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			tel.OnDelivered(notify.Event{ID: "ev", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, time.Millisecond)
 			shutdown(t, tel)
-			if got := spansByName(rec.Ended())["a.B/C"] != nil; got != tc.wantStream {
+			spans := spansByName(rec.Ended())
+			if got := spans["a.B/C"] != nil; got != tc.wantStream {
 				t.Errorf("stream span exported = %v, want %v", got, tc.wantStream)
+			}
+			// The notify span follows its stream: never an orphan.
+			if got := spans[NotifySpanName] != nil; got != tc.wantStream {
+				t.Errorf("notify span exported = %v, want %v", got, tc.wantStream)
 			}
 		})
 	}

@@ -39,7 +39,7 @@ func TestDrawFromJaeger(t *testing.T) {
 	st.RSTStream(t0.Add(2*time.Millisecond), 8, notify.InitiatorClient)
 	st.End(telemetry.StreamEnd{At: t0.Add(2 * time.Millisecond), Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient})
 	conn.End(t0.Add(3*time.Millisecond), notify.ReasonUnspecified, notify.InitiatorUnspecified)
-	tel.OnDelivered(notify.Event{ID: "e1", TraceID: st.TraceID(), SpanID: st.SpanID()}, 1, time.Millisecond)
+	tel.OnDelivered(notify.Event{ID: "e1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := tel.Shutdown(ctx); err != nil {
