@@ -116,12 +116,13 @@ func newConn(srv *Server, client, app net.Conn) *conn {
 	c.down = &forwarder{c: c, src: app, dst: c.toClient,
 		dec: newHeaderDecoder(srv.cfg.MaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
 	for _, f := range []*forwarder{c.up, c.down} {
-		f.idle = newReadWaiter(f.src)
 		sock, err := srv.poller.Register(f.src, f.resume)
 		if err != nil {
 			if !errors.Is(err, park.ErrUnsupported) {
 				srv.cfg.Logger.Debug("socket cannot park; its reads wait on a goroutine", "conn", c.id, "err", err)
 			}
+			// Only a forwarder that cannot park waits for bytes first.
+			f.idle = newReadWaiter(f.src)
 			continue
 		}
 		f.sock = sock

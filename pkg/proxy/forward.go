@@ -40,9 +40,9 @@ type forwarder struct {
 	enc    *requestEncoder // toApp only
 	maxBuf int             // largest frame accepted, header included
 
-	buf  *[]byte // nil while nothing is pending: an idle connection holds no buffer
-	n    int     // bytes held in *buf
-	idle *readWaiter
+	buf  *[]byte     // nil while nothing is pending: an idle connection holds no buffer
+	n    int         // bytes held in *buf
+	idle *readWaiter // only when sock is nil
 
 	// sock parks the forwarder while its source is quiet, so that an idle
 	// connection holds no goroutine; nil when the source cannot park
