@@ -37,9 +37,8 @@ const wakeToken = 0
 // value is not usable; call New. Its goroutine starts with the first
 // Register and ends in Close.
 type Poller struct {
-	start   sync.Once
-	startFn func() error
-	loop    sync.WaitGroup
+	start sync.Once
+	loop  sync.WaitGroup
 
 	// Immutable once started.
 	epfd   int
@@ -55,9 +54,7 @@ type Poller struct {
 // New returns a Poller. It allocates nothing in the kernel until the first
 // Register.
 func New() *Poller {
-	p := &Poller{sockets: make(map[uint64]*Socket), epfd: -1, wakefd: -1}
-	p.startFn = p.open
-	return p
+	return &Poller{sockets: make(map[uint64]*Socket), epfd: -1, wakefd: -1}
 }
 
 func (p *Poller) open() error {
@@ -125,7 +122,7 @@ func (p *Poller) Register(c net.Conn, resume func()) (*Socket, error) {
 			p.setErr(ErrClosed)
 			return
 		}
-		if err := p.startFn(); err != nil {
+		if err := p.open(); err != nil {
 			p.setErr(err)
 		}
 	})
