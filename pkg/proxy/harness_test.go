@@ -128,11 +128,5 @@ func (r *relay) noEvents(t *testing.T) {
 // waitCall returns the next call the app finished, failing after d.
 func waitCall(t *testing.T, app *demoapp.App, d time.Duration) demoapp.Call {
 	t.Helper()
-	select {
-	case c := <-app.Ended:
-		return c
-	case <-time.After(d):
-		t.Fatalf("no call ended within %v", d)
-	}
-	return demoapp.Call{}
+	return testtools.Receive(t, app.Ended, 1, d)[0]
 }

@@ -99,13 +99,7 @@ func nothingMore(t *testing.T, r *demoapp.Receiver, d time.Duration) {
 
 func waitCall(t *testing.T, app *demoapp.App, d time.Duration) demoapp.Call {
 	t.Helper()
-	select {
-	case c := <-app.Ended:
-		return c
-	case <-time.After(d):
-		t.Fatalf("no app call ended within %v", d)
-	}
-	return demoapp.Call{}
+	return testtools.Receive(t, app.Ended, 1, d)[0]
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
