@@ -16,6 +16,6 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/sidecar /usr/local/bin/sidecar
 # The chart's values.uid; the injector's DefaultUID.
 USER 65532:65532
-# 15006 sidecar inbound (proxyPort), 15020 admin (adminPort), 8443 webhook.
-EXPOSE 15006 15020 8443
+# 16006 sidecar inbound (proxyPort), 16020 admin (adminPort), 8443 webhook.
+EXPOSE 16006 16020 8443
 ENTRYPOINT ["/usr/local/bin/sidecar"]

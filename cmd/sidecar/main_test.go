@@ -35,7 +35,7 @@ func TestProxyRejectsBadValues(t *testing.T) {
 		{"unparseable upstream", []string{"proxy", "--upstream", "nope"}, nil, []string{"--upstream", `"nope"`, "host:port"}},
 		{"relative unix path", []string{"proxy", "--upstream", "unix://rel/sock"}, nil, []string{"--upstream", "unix:///absolute/path"}},
 		{"bad port", []string{"proxy", "--upstream", "127.0.0.1:http2x"}, nil, []string{"--upstream", "not a port"}},
-		{"bad listen", []string{"proxy", "--upstream", "127.0.0.1:1", "--listen", "15006"}, nil, []string{"--listen", `"15006"`, "host:port"}},
+		{"bad listen", []string{"proxy", "--upstream", "127.0.0.1:1", "--listen", "16006"}, nil, []string{"--listen", `"16006"`, "host:port"}},
 		{"unreadable cert", []string{"proxy", "--upstream", "127.0.0.1:1", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"}, nil,
 			[]string{"--tls-cert", "/nonexistent.pem", "PEM"}},
 		{"cert without key", []string{"proxy", "--upstream", "127.0.0.1:1", "--tls-cert", "/x.pem"}, nil, []string{"--tls-key", "both or neither"}},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 	"github.com/hangup-dev/hangup/pkg/admin"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/ports"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
@@ -48,10 +50,10 @@ func newProxyCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.String("config", "", "YAML file with the same keys as these flags (flags and HANGUP_* variables win)")
-	f.StringVar(&o.listen, "listen", ":15006", "address clients connect to (host:port)")
+	f.StringVar(&o.listen, "listen", ":"+strconv.Itoa(ports.Proxy), "address clients connect to (host:port)")
 	f.StringVar(&o.upstream, "upstream", "", "the app's address: host:port or unix:///path (required in port mode)")
 	f.StringVar(&o.mode, "mode", "port", "port: clients connect to --listen; redirect: an init-redirect rule sends the app port's inbound connections here and each goes to 127.0.0.1:<the port the client dialled>")
-	f.StringVar(&o.admin, "admin", "127.0.0.1:15020", "address of /healthz and /readyz")
+	f.StringVar(&o.admin, "admin", "127.0.0.1:"+strconv.Itoa(ports.Admin), "address of /healthz and /readyz")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for TLS on the listen side (ALPN h2, http/1.1); needs --tls-key")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -105,7 +107,7 @@ func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
 		}
 	}
 	if a, err := proxy.ParseAddress("listen", o.listen); err != nil || a.Network != "tcp" {
-		return cfg, usageError{fmt.Errorf("invalid --listen %q: want host:port such as :15006", o.listen)}
+		return cfg, usageError{fmt.Errorf("invalid --listen %q: want host:port such as :%d", o.listen, ports.Proxy)}
 	}
 	if _, err := proxy.ParseAddress("admin", o.admin); err != nil {
 		return cfg, usageError{err}

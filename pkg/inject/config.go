@@ -12,6 +12,8 @@ package inject
 import (
 	"time"
 
+	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/ports"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -30,13 +32,11 @@ const (
 	// distroless's "nonroot".
 	DefaultUID int64 = 65532
 	// DefaultProxyPort is the sidecar's inbound listener.
-	DefaultProxyPort int32 = 15006
+	DefaultProxyPort int32 = ports.Proxy
 	// DefaultAdminPort serves /healthz, /readyz and /metrics.
-	DefaultAdminPort int32 = 15020
+	DefaultAdminPort int32 = ports.Admin
 	// DefaultWebhookPort is the webhook's HTTPS port in the container.
-	DefaultWebhookPort int32 = 8443
-	// DefaultNotifyAddr is where the app's DisconnectNotify service listens.
-	DefaultNotifyAddr = "127.0.0.1:15091"
+	DefaultWebhookPort int32 = ports.Webhook
 	// DefaultKeepaliveTime and DefaultKeepaliveTimeout follow grpc-go's
 	// keepalive.ServerParameters meaning.
 	DefaultKeepaliveTime    = 30 * time.Second
@@ -75,7 +75,7 @@ type Config struct {
 	BinaryPath string
 	// UID runs the sidecar (user and group). Must not be 0. Default 65532.
 	UID int64
-	// ProxyPort and AdminPort are the sidecar's ports. Defaults 15006, 15020.
+	// ProxyPort and AdminPort are the sidecar's ports. Defaults ports.Proxy and ports.Admin.
 	ProxyPort int32
 	AdminPort int32
 	// NotifyAddr is host:port of the app's DisconnectNotify service.
@@ -112,7 +112,7 @@ func DefaultConfig(image string) Config {
 		UID:              DefaultUID,
 		ProxyPort:        DefaultProxyPort,
 		AdminPort:        DefaultAdminPort,
-		NotifyAddr:       DefaultNotifyAddr,
+		NotifyAddr:       notify.DefaultAddr,
 		KeepaliveTime:    DefaultKeepaliveTime,
 		KeepaliveTimeout: DefaultKeepaliveTimeout,
 		Mode:             ModePort,

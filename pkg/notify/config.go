@@ -8,14 +8,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hangup-dev/hangup/pkg/ports"
 )
+
+// DefaultAddr is where the app's DisconnectNotify server is expected:
+// loopback, next to the app in the same Pod, on the port pkg/ports keeps
+// clear of the meshes' ports.
+var DefaultAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.Notify))
 
 // Defaults for Config, all in one place. A zero field in Config means its
 // default, except Addr where empty means "disabled".
 const (
-	// DefaultAddr is where the app's DisconnectNotify server is expected:
-	// loopback, next to the app in the same Pod.
-	DefaultAddr = "127.0.0.1:15091"
 	// DefaultTimeout bounds one Notify call. Loopback calls take well under
 	// a millisecond; 2s leaves room for a stalled app without holding the
 	// queue back for long.

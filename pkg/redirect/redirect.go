@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/hangup-dev/hangup/pkg/ports"
 )
 
 // Backend is the tool that installs the rules.
@@ -43,7 +45,7 @@ type Config struct {
 	// AppPort is the app's TCP port whose inbound connections are
 	// redirected. Required, 1 to 65535.
 	AppPort int
-	// ProxyPort is the sidecar's inbound listener. Default 15006.
+	// ProxyPort is the sidecar's inbound listener. Default ports.Proxy.
 	ProxyPort int
 	// Backend is iptables or nft. Default iptables.
 	Backend Backend
@@ -54,7 +56,7 @@ type Config struct {
 
 func (c *Config) defaults() error {
 	if c.ProxyPort == 0 {
-		c.ProxyPort = 15006
+		c.ProxyPort = ports.Proxy
 	}
 	if c.Backend == "" {
 		c.Backend = BackendIPTables

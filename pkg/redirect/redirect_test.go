@@ -20,9 +20,9 @@ func TestRulesGolden(t *testing.T) {
 		backend   Backend
 		app, prox int
 	}{
-		{"iptables-8080-15006", BackendIPTables, 8080, 15006},
+		{"iptables-8080-16006", BackendIPTables, 8080, 16006},
 		{"iptables-1-65535", BackendIPTables, 1, 65535},
-		{"nft-8080-15006", BackendNFT, 8080, 15006},
+		{"nft-8080-16006", BackendNFT, 8080, 16006},
 		{"nft-9090-15001", BackendNFT, 9090, 15001},
 	}
 	for _, tc := range tests {
@@ -69,11 +69,11 @@ func TestRulesRejectBadInput(t *testing.T) {
 		app, prox int
 		want      string
 	}{
-		{"unknown backend", "pf", 8080, 15006, `backend "pf": want iptables or nft`},
-		{"app port zero", BackendIPTables, 0, 15006, "app port 0: want 1 to 65535"},
-		{"app port too big", BackendNFT, 65536, 15006, "app port 65536: want 1 to 65535"},
+		{"unknown backend", "pf", 8080, 16006, `backend "pf": want iptables or nft`},
+		{"app port zero", BackendIPTables, 0, 16006, "app port 0: want 1 to 65535"},
+		{"app port too big", BackendNFT, 65536, 16006, "app port 65536: want 1 to 65535"},
 		{"proxy port negative", BackendIPTables, 8080, -1, "proxy port -1: want 1 to 65535"},
-		{"same ports", BackendIPTables, 15006, 15006, "app port 15006 equals the proxy port: want different ports"},
+		{"same ports", BackendIPTables, 16006, 16006, "app port 16006 equals the proxy port: want different ports"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,7 +123,7 @@ func TestRunExecutesBackend(t *testing.T) {
 	}{
 		{
 			name: "iptables v4", cfg: Config{AppPort: 8080}, tools: []string{"iptables-restore"},
-			want: []string{"== iptables-restore -w 5 --noflush", "-D PREROUTING", "--dport 8080 -j REDIRECT --to-ports 15006"},
+			want: []string{"== iptables-restore -w 5 --noflush", "-D PREROUTING", "--dport 8080 -j REDIRECT --to-ports 16006"},
 		},
 		{
 			name: "iptables v4 and v6", cfg: Config{AppPort: 8080, IPv6: true}, tools: []string{"iptables-restore", "ip6tables-restore"},
@@ -169,7 +169,7 @@ func TestRunErrors(t *testing.T) {
 		}
 	})
 	t.Run("bad config", func(t *testing.T) {
-		err := Run(context.Background(), Config{AppPort: 15006})
+		err := Run(context.Background(), Config{AppPort: 16006})
 		if err == nil || !strings.Contains(err.Error(), "equals the proxy port") {
 			t.Errorf("got %v", err)
 		}
