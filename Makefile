@@ -74,10 +74,13 @@ fuzz:
 		done; \
 	done
 
-## lint: formatting, vet, and generated code up to date.
+## lint: formatting, vet (for Linux, and for macOS and Windows so that
+## developers there can build and run the demo), and generated code up to date.
 lint: check-generated
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 generate:
 	scripts/gen-proto.sh

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command compare measures hangup against real HTTP/2 proxies (haproxy,
 // nginx, nghttpx), a splice-based TCP relay and direct calls, all in front
 // of the same grpc-go app on 127.0.0.1, and writes docs/BENCHMARKS.md with

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package harness runs hangup and real HTTP/2 proxies (haproxy, nginx,
 // nghttpx) plus a splice-based TCP relay in front of the same grpc-go app,
 // all on 127.0.0.1, and measures each the same way in one run: unary

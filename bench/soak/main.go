@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command soak runs the built sidecar for a bounded time while client
 // connections open and die in every way (RST_STREAM, close, TCP reset,
 // silence under keepalive 1s/1s, protocol error, normal completion) at a

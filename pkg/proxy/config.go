@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"time"
 
@@ -109,6 +110,9 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	if c.Upstream.Address == "" && !c.Redirect {
 		return fmt.Errorf("upstream is required: want host:port or unix:///path of the app")
+	}
+	if c.Redirect && !redirectSupported {
+		return fmt.Errorf("redirect mode needs Linux (SO_ORIGINAL_DST): use --upstream on %s", runtime.GOOS)
 	}
 	if c.MaxHeaderListSize != 0 && c.MaxHeaderListSize < 4096 {
 		return fmt.Errorf("max-header-list-size %d is below the minimum 4096", c.MaxHeaderListSize)

@@ -1,9 +1,10 @@
+//go:build linux
+
 package proxy
 
 import (
 	"fmt"
 	"net"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,27 +33,6 @@ func originalDst(c *net.TCPConn) (port int, err error) {
 	return int(mreq.Multiaddr[2])<<8 | int(mreq.Multiaddr[3]), nil
 }
 
-// upstreamFor returns where to relay connection c: the configured
-// upstream, or in redirect mode 127.0.0.1 and the port the client dialled.
-func (s *Server) upstreamFor(c net.Conn) (Address, error) {
-	if !s.cfg.Redirect {
-		return s.cfg.Upstream, nil
-	}
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return Address{}, fmt.Errorf("redirect mode needs a TCP connection, got %T", c)
-	}
-	port, err := originalDst(tc)
-	if err != nil || port == tc.LocalAddr().(*net.TCPAddr).Port {
-		// Not redirected (dialled the sidecar's own port): use the
-		// configured upstream when there is one.
-		if s.cfg.Upstream.Address != "" {
-			return s.cfg.Upstream, nil
-		}
-		if err == nil {
-			err = fmt.Errorf("connection to the sidecar's own port %d was not redirected", port)
-		}
-		return Address{}, fmt.Errorf("redirect mode without --upstream: %w", err)
-	}
-	return Address{Network: "tcp", Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}, nil
-}
+// redirectSupported says whether redirect mode can find a connection's
+// original destination on this OS.
+const redirectSupported = true

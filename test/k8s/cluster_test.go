@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package k8s_test runs the injector against a real kube-apiserver and etcd
 // (no kubelet, no controllers: pods are stored, never run) on 127.0.0.1.
 // The binaries come from ${HANGUP_CACHE:-$HOME/.cache/hangup}/bin, built by

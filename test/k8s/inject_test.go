@@ -1,3 +1,5 @@
+//go:build linux
+
 package k8s_test
 
 import (
