@@ -36,11 +36,17 @@ func newInjectCmd() *cobra.Command {
 func newInitRedirectCmd() *cobra.Command {
 	var c redirect.Config
 	var remove bool
+	var logFormat, logLevel string
 	cmd := &cobra.Command{
 		Use:   "init-redirect",
-		Short: "Redirect inbound connections for the app's port to the sidecar (needs NET_ADMIN)",
+		Short: "Redirect the pod's inbound TCP connections to the sidecar (needs NET_ADMIN)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			c.Logger = log
 			if remove {
 				return redirect.Remove(cmd.Context(), c)
 			}
@@ -51,5 +57,7 @@ func newInitRedirectCmd() *cobra.Command {
 	c.RegisterFlags(fs)
 	cmd.Flags().AddGoFlagSet(fs)
 	cmd.Flags().BoolVar(&remove, "remove", false, "remove the rules instead of adding them")
+	cmd.Flags().StringVar(&logFormat, "log-format", "json", "log format: text or json")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
 }
