@@ -49,6 +49,8 @@ const (
 // chain is client ──TLS h2──▶ nghttpx ──h2c, pooled──▶ hangup ──h2c──▶ app.
 type chain struct {
 	app     *demoapp.App
+	appGS   *grpc.Server
+	appAddr string
 	events  chan demoapp.Received
 	front   string // nghttpx's TLS address
 	caFile  string
@@ -80,7 +82,8 @@ func TestMeshChain(t *testing.T) {
 	}, testtools.SidecarBinEnv+"="+bin)
 }
 
-func startChain(t *testing.T) *chain {
+// startChain starts the chain; sidecarArgs are added to hangup's.
+func startChain(t *testing.T, sidecarArgs ...string) *chain {
 	t.Helper()
 	for _, tool := range []string{"nghttpx", "iptables"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -88,9 +91,7 @@ func startChain(t *testing.T) *chain {
 		}
 	}
 	c := &chain{app: demoapp.New(64)}
-	appGS := grpc.NewServer(c.app.ServerOptions()...)
-	c.app.Register(appGS)
-	appAddr := serve(t, appGS)
+	c.appAddr = c.startApp(t, "127.0.0.1:0")
 
 	recv := demoapp.NewReceiver(64)
 	c.events = recv.Events
@@ -98,8 +99,8 @@ func startChain(t *testing.T) *chain {
 	notifyv1.RegisterDisconnectNotifyServer(recvGS, recv)
 	recvAddr := serve(t, recvGS)
 
-	c.sidecar = testtools.StartSidecar(t, appAddr, "--notify-addr", recvAddr,
-		"--keepalive-time", keepaliveTime.String(), "--keepalive-timeout", keepaliveTimeout.String())
+	c.sidecar = testtools.StartSidecar(t, c.appAddr, append([]string{"--notify-addr", recvAddr,
+		"--keepalive-time", keepaliveTime.String(), "--keepalive-timeout", keepaliveTimeout.String()}, sidecarArgs...)...)
 
 	dir := t.TempDir()
 	keyFile, certFile := selfSigned(t, dir)
@@ -122,9 +123,22 @@ func startChain(t *testing.T) *chain {
 	return c
 }
 
+// startApp serves the app on addr and returns the address.
+func (c *chain) startApp(t *testing.T, addr string) string {
+	t.Helper()
+	c.appGS = grpc.NewServer(c.app.ServerOptions()...)
+	c.app.Register(c.appGS)
+	return listenServe(t, c.appGS, addr)
+}
+
 func serve(t *testing.T, gs *grpc.Server) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return listenServe(t, gs, "127.0.0.1:0")
+}
+
+func listenServe(t *testing.T, gs *grpc.Server, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
