@@ -44,6 +44,12 @@ const (
 	// auto (the default: when the node's kernel has IPv6), true or false
 	// (init-redirect --ipv6).
 	AnnotationIPv6 = "hangup.dev/ipv6"
+	// AnnotationHoldApplication "false" lets the app start without waiting
+	// for the sidecar on clusters without native sidecars. Default "true":
+	// the sidecar gets a postStart hook (`sidecar wait`) and the kubelet
+	// starts the next container only once it returns. Native sidecars are
+	// ordered by the kubelet and ignore it.
+	AnnotationHoldApplication = "hangup.dev/hold-application"
 
 	// LabelInject on a namespace with value LabelInjectEnabled injects
 	// every pod in it that does not opt out.
@@ -76,6 +82,8 @@ type settings struct {
 	excludePorts []int
 	excludeCIDRs []string
 	ipv6         redirect.IPv6Mode
+	// Clusters without native sidecars only.
+	holdApplication bool
 }
 
 func parsePort(name, v string) (int32, error) {
@@ -178,4 +186,14 @@ func parseIPv6(name, v string) (redirect.IPv6Mode, error) {
 		return m, nil
 	}
 	return "", &AnnotationError{name, v, `"auto", "true" or "false"`}
+}
+
+func parseBool(name, v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, &AnnotationError{name, v, `"true" or "false"`}
 }

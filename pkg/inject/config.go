@@ -42,6 +42,12 @@ const (
 	// keepalive.ServerParameters meaning.
 	DefaultKeepaliveTime    = 30 * time.Second
 	DefaultKeepaliveTimeout = 10 * time.Second
+	// DefaultHoldApplication: without native sidecars, the app starts only
+	// once the sidecar is healthy. Annotation hangup.dev/hold-application.
+	DefaultHoldApplication = true
+	// HoldTimeout is how long the sidecar's postStart hook waits for it to
+	// become healthy before the kubelet restarts the container.
+	HoldTimeout = 2 * time.Minute
 	// MinKeepalive is the smallest keepalive time or timeout accepted:
 	// below it pings become abuse in most clients' eyes.
 	MinKeepalive = time.Second

@@ -172,6 +172,12 @@ func podSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 	if s.appPort, err = appPort(pod, cfg); err != nil {
 		return s, err
 	}
+	s.holdApplication = DefaultHoldApplication
+	if v, ok := a[AnnotationHoldApplication]; ok {
+		if s.holdApplication, err = parseBool(AnnotationHoldApplication, v); err != nil {
+			return s, err
+		}
+	}
 	s.ipv6 = redirect.IPv6Auto
 	if v, ok := a[AnnotationIPv6]; ok {
 		if s.ipv6, err = parseIPv6(AnnotationIPv6, v); err != nil {
@@ -326,6 +332,13 @@ func sidecarContainer(s settings, cfg Config, native bool) corev1.Container {
 		},
 		ReadinessProbe: httpProbe("/readyz", cfg.AdminPort, 5, 3),
 		LivenessProbe:  httpProbe("/healthz", cfg.AdminPort, 10, 3),
+	}
+	if !native && s.holdApplication {
+		// The kubelet runs a container's postStart hook before it starts
+		// the next container: the app waits for a healthy sidecar.
+		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{cfg.BinaryPath, "wait", fmt.Sprintf("--admin=:%d", cfg.AdminPort), "--timeout=" + HoldTimeout.String()},
+		}}}
 	}
 	if native {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
