@@ -124,13 +124,7 @@ func wanted(pod *corev1.Pod, nsLabels map[string]string) (bool, error) {
 	if !ok {
 		return nsLabels[LabelInject] == LabelInjectEnabled, nil
 	}
-	switch v {
-	case "true":
-		return true, nil
-	case "false":
-		return false, nil
-	}
-	return false, &AnnotationError{AnnotationInject, v, `"true" or "false"`}
+	return parseBool(AnnotationInject, v)
 }
 
 // podSettings applies the pod's annotations over cfg.

@@ -205,15 +205,7 @@ func newPlan(c Config, ipv6 bool) plan {
 // pod (an init container restarted in the same network namespace) are
 // replaced, not duplicated.
 func Run(ctx context.Context, c Config) error {
-	c, err := c.withDefaults()
-	if err != nil {
-		return fmt.Errorf("init-redirect: %w", err)
-	}
-	ipv6, err := wantIPv6(c.IPv6)
-	if err != nil {
-		return fmt.Errorf("init-redirect: %w", err)
-	}
-	b, err := choose(c.Backend, c.Logger)
+	c, ipv6, b, err := prepare(c)
 	if err != nil {
 		return fmt.Errorf("init-redirect: %w", err)
 	}
@@ -229,15 +221,7 @@ func Run(ctx context.Context, c Config) error {
 // Remove deletes what Run installed and nothing else; it is a no-op where
 // nothing was installed.
 func Remove(ctx context.Context, c Config) error {
-	c, err := c.withDefaults()
-	if err != nil {
-		return fmt.Errorf("remove redirect: %w", err)
-	}
-	ipv6, err := wantIPv6(c.IPv6)
-	if err != nil {
-		return fmt.Errorf("remove redirect: %w", err)
-	}
-	b, err := choose(c.Backend, c.Logger)
+	c, ipv6, b, err := prepare(c)
 	if err != nil {
 		return fmt.Errorf("remove redirect: %w", err)
 	}
@@ -246,6 +230,20 @@ func Remove(ctx context.Context, c Config) error {
 	}
 	c.Logger.Info("redirect removed", "backend", b.name())
 	return nil
+}
+
+// prepare applies c's defaults, decides IPv6 and picks the backend.
+func prepare(c Config) (Config, bool, installer, error) {
+	c, err := c.withDefaults()
+	if err != nil {
+		return c, false, nil, err
+	}
+	ipv6, err := wantIPv6(c.IPv6)
+	if err != nil {
+		return c, false, nil, err
+	}
+	b, err := choose(c.Backend, c.Logger)
+	return c, ipv6, b, err
 }
 
 // installer is one backend.

@@ -218,25 +218,7 @@ func serveHTTP(t *testing.T, srv *http.Server, ln net.Listener) {
 // that makes its sockets there.
 func probeClientNetns(t *testing.T) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	t.Helper()
-	host := testtools.StartProcess(t, context.Background(), "unshare", "-n", "sleep", "120")
-	pid := strconv.Itoa(host.Cmd.Process.Pid)
-	waitForNetns(t, pid)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	inHost := func(args ...string) []string { return append([]string{"nsenter", "-t", pid, "-n"}, args...) }
-	run("ip", "link", "add", "hgk0", "type", "veth", "peer", "name", "hgk1")
-	run("ip", "link", "set", "hgk1", "netns", pid)
-	run("ip", "addr", "add", "192.0.2.1/24", "dev", "hgk0")
-	run("ip", "addr", "add", "2001:db8::1/64", "dev", "hgk0", "nodad")
-	run("ip", "link", "set", "hgk0", "up")
-	run(inHost("ip", "link", "set", "lo", "up")...)
-	run(inHost("ip", "addr", "add", "192.0.2.2/24", "dev", "hgk1")...)
-	run(inHost("ip", "addr", "add", "2001:db8::2/64", "dev", "hgk1", "nodad")...)
-	run(inHost("ip", "link", "set", "hgk1", "up")...)
+	pid := clientHost(t, "hgk")
 	nsPath := "/proc/" + pid + "/ns/net"
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return dialInNetns(ctx, nsPath, network, addr)

@@ -57,8 +57,8 @@ func redirectMode(t *testing.T, bin, interop, backend string) {
 	}
 
 	// The client's host: a second namespace joined by a veth pair.
-	host := testtools.StartProcess(t, context.Background(), "unshare", "-n", "sleep", "120")
-	pid := strconv.Itoa(host.Cmd.Process.Pid)
+	pid := clientHost(t, "hgp")
+	env := os.Environ()
 	run := func(env []string, args ...string) {
 		t.Helper()
 		cmd := exec.Command(args[0], args[1:]...)
@@ -67,18 +67,7 @@ func redirectMode(t *testing.T, bin, interop, backend string) {
 			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	env := os.Environ()
 	inHost := func(args ...string) []string { return append([]string{"nsenter", "-t", pid, "-n"}, args...) }
-	waitForNetns(t, pid)
-	run(env, "ip", "link", "add", "hgp0", "type", "veth", "peer", "name", "hgp1")
-	run(env, "ip", "link", "set", "hgp1", "netns", pid)
-	run(env, "ip", "addr", "add", "192.0.2.1/24", "dev", "hgp0")
-	run(env, "ip", "addr", "add", "2001:db8::1/64", "dev", "hgp0", "nodad")
-	run(env, "ip", "link", "set", "hgp0", "up")
-	run(env, inHost("ip", "link", "set", "lo", "up")...)
-	run(env, inHost("ip", "addr", "add", "192.0.2.2/24", "dev", "hgp1")...)
-	run(env, inHost("ip", "addr", "add", "2001:db8::2/64", "dev", "hgp1", "nodad")...)
-	run(env, inHost("ip", "link", "set", "hgp1", "up")...)
 
 	proxyPort := strconv.Itoa(testtools.FreePort(t))
 	initEnv := env
@@ -119,6 +108,35 @@ func redirectMode(t *testing.T, bin, interop, backend string) {
 			t.Fatalf("rules left after --remove (%s: %v):\n%s", strings.Join(list, " "), err, out)
 		}
 	}
+}
+
+// clientHost makes a second network namespace, the clients' host, joined to
+// this one by a veth pair named prefix+"0" (here) and prefix+"1" (there):
+// 192.0.2.1 and 2001:db8::1 here, 192.0.2.2 and 2001:db8::2 there. It
+// returns the pid of the process that holds it until the test ends.
+func clientHost(t *testing.T, prefix string) string {
+	t.Helper()
+	host := testtools.StartProcess(t, context.Background(), "unshare", "-n", "sleep", "300")
+	pid := strconv.Itoa(host.Cmd.Process.Pid)
+	waitForNetns(t, pid)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	inHost := func(args ...string) []string { return append([]string{"nsenter", "-t", pid, "-n"}, args...) }
+	here, there := prefix+"0", prefix+"1"
+	run("ip", "link", "add", here, "type", "veth", "peer", "name", there)
+	run("ip", "link", "set", there, "netns", pid)
+	run("ip", "addr", "add", "192.0.2.1/24", "dev", here)
+	run("ip", "addr", "add", "2001:db8::1/64", "dev", here, "nodad")
+	run("ip", "link", "set", here, "up")
+	run(inHost("ip", "link", "set", "lo", "up")...)
+	run(inHost("ip", "addr", "add", "192.0.2.2/24", "dev", there)...)
+	run(inHost("ip", "addr", "add", "2001:db8::2/64", "dev", there, "nodad")...)
+	run(inHost("ip", "link", "set", there, "up")...)
+	return pid
 }
 
 // waitForNetns waits until process pid has left this network namespace
