@@ -31,6 +31,12 @@ func nftAvailable() error {
 	if err == nil {
 		_, err = c.ListTablesOfFamily(nftables.TableFamilyINet)
 	}
+	return classifyProbe(err)
+}
+
+// classifyProbe marks the errors of a kernel without nf_tables (no
+// nfnetlink protocol, no nf_tables subsystem) with errNoNFTables.
+func classifyProbe(err error) error {
 	switch {
 	case err == nil:
 		return nil

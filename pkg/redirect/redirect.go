@@ -242,7 +242,7 @@ func prepare(c Config) (Config, bool, installer, error) {
 	if err != nil {
 		return c, false, nil, err
 	}
-	b, err := choose(c.Backend, c.Logger)
+	b, err := choose(c.Backend, c.Logger, nftAvailable)
 	return c, ipv6, b, err
 }
 
@@ -253,15 +253,16 @@ type installer interface {
 	remove(ctx context.Context, ipv6 bool) error
 }
 
-// choose returns the backend for b; auto probes the kernel for nf_tables.
-func choose(b Backend, log *slog.Logger) (installer, error) {
+// choose returns the backend for b; auto asks probe (nftAvailable) whether
+// the kernel has nf_tables.
+func choose(b Backend, log *slog.Logger, probe func() error) (installer, error) {
 	switch b {
 	case BackendIPTables:
 		return iptables{}, nil
 	case BackendNFTables:
 		return nftBackend{}, nil
 	}
-	err := nftAvailable()
+	err := probe()
 	if err == nil {
 		return nftBackend{}, nil
 	}
@@ -277,14 +278,20 @@ func choose(b Backend, log *slog.Logger) (installer, error) {
 const ipv6Sysctl = "/proc/sys/net/ipv6"
 
 func wantIPv6(m IPv6Mode) (bool, error) {
-	_, err := os.Stat(ipv6Sysctl)
+	return ipv6Wanted(m, ipv6Sysctl)
+}
+
+// ipv6Wanted decides with sysctl as the directory that exists when the
+// kernel has IPv6.
+func ipv6Wanted(m IPv6Mode, sysctl string) (bool, error) {
+	_, err := os.Stat(sysctl)
 	has := err == nil
 	switch m {
 	case IPv6Off:
 		return false, nil
 	case IPv6On:
 		if !has {
-			return false, fmt.Errorf("--ipv6=true but the kernel has no IPv6 (%s: %w): use --ipv6=auto or false", ipv6Sysctl, err)
+			return false, fmt.Errorf("--ipv6=true but the kernel has no IPv6 (%w): use --ipv6=auto or false", err)
 		}
 		return true, nil
 	}

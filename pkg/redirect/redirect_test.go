@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden rule files in testdata")
@@ -238,4 +240,71 @@ func TestRunIPTablesErrors(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
+}
+
+func TestChooseBackend(t *testing.T) {
+	noNFT := classifyProbe(fmt.Errorf("netlink receive: %w", unix.EPROTONOSUPPORT))
+	tests := []struct {
+		name    string
+		backend Backend
+		probe   error
+		want    Backend
+		wantErr string
+		wantLog string
+	}{
+		{"auto with nf_tables", BackendAuto, nil, BackendNFTables, "", ""},
+		{"auto without nf_tables", BackendAuto, noNFT, BackendIPTables, "", "falling back to iptables"},
+		{"auto without permission", BackendAuto, classifyProbe(unix.EPERM), "", "probe nf_tables: operation not permitted", ""},
+		{"nftables asked for", BackendNFTables, noNFT, BackendNFTables, "", ""},
+		{"iptables asked for", BackendIPTables, nil, BackendIPTables, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var log strings.Builder
+			b, err := choose(tc.backend, slog.New(slog.NewTextHandler(&log, nil)), func() error { return tc.probe })
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("got %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || b.name() != tc.want {
+				t.Fatalf("got %v, %v; want %s", b, err, tc.want)
+			}
+			if !strings.Contains(log.String(), tc.wantLog) || (tc.wantLog == "" && log.Len() > 0) {
+				t.Errorf("log %q, want %q", log.String(), tc.wantLog)
+			}
+		})
+	}
+}
+
+func TestIPv6Wanted(t *testing.T) {
+	has, hasNot := t.TempDir(), filepath.Join(t.TempDir(), "absent")
+	tests := []struct {
+		name    string
+		mode    IPv6Mode
+		sysctl  string
+		want    bool
+		wantErr string
+	}{
+		{"auto, kernel with IPv6", IPv6Auto, has, true, ""},
+		{"auto, kernel without", IPv6Auto, hasNot, false, ""},
+		{"true, kernel with IPv6", IPv6On, has, true, ""},
+		{"true, kernel without", IPv6On, hasNot, false, "--ipv6=true but the kernel has no IPv6"},
+		{"false", IPv6Off, has, false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ipv6Wanted(tc.mode, tc.sysctl)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
 }
