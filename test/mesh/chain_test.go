@@ -37,7 +37,7 @@ const (
 	caEnv     = "HANGUP_MESH_CA"
 
 	// frontTimeout is the front proxy's own downstream timeout
-	// (nghttpx --stream-read-timeout), the stand-in for the mesh's
+	// (nghttpx --stream-read-timeout, haproxy timeout client), the stand-in for the mesh's
 	// downstream keepalive: it turns a silent client into a reset.
 	frontTimeout = 4 * time.Second
 	// hangup's keepalive: it would find a silent direct client within
@@ -57,12 +57,14 @@ type chain struct {
 	sidecar *testtools.Sidecar
 }
 
-// TestMeshChain runs the three client disconnects through a real front
-// proxy (nghttpx from Debian, terminating TLS and pooling) in front of
-// hangup in port mode, in a network namespace the test creates:
+// TestMeshChain runs the three client disconnects through real front
+// proxies from Debian (nghttpx and haproxy, each terminating TLS and
+// pooling) in front of hangup in port mode, in a network namespace the
+// test creates:
 //
 //   - a client that cancels its call: the proxy resets the stream on its
-//     pooled connection and hangup reports RST_STREAM(CANCEL);
+//     pooled connection (with a code of its own) and hangup reports
+//     RST_STREAM;
 //   - a client process that is killed: the kernel closes its socket, the
 //     proxy resets the stream and hangup reports RST_STREAM;
 //   - a client that goes silent (its packets dropped): hangup's own PINGs
@@ -73,19 +75,99 @@ type chain struct {
 // to hangup, shared by the clients, stays open.
 func TestMeshChain(t *testing.T) {
 	bin := testtools.SidecarBin(t)
-	testtools.InNetns(t, func(t *testing.T) {
-		c := startChain(t)
-		t.Run("pooled", c.pooled)
-		t.Run("cancel", c.cancel)
-		t.Run("killed client", c.killed)
-		t.Run("silent client", c.silent)
-	}, testtools.SidecarBinEnv+"="+bin)
+	for _, f := range fronts {
+		t.Run(f.name, func(t *testing.T) {
+			testtools.InNetns(t, func(t *testing.T) {
+				c := startChain(t, f)
+				t.Run("pooled", c.pooled)
+				t.Run("cancel", c.cancel)
+				t.Run("killed client", c.killed)
+				if f.resetsSilent {
+					t.Run("silent client", c.silent)
+				}
+			}, testtools.SidecarBinEnv+"="+bin)
+		})
+	}
 }
 
-// startChain starts the chain; sidecarArgs are added to hangup's.
-func startChain(t *testing.T, sidecarArgs ...string) *chain {
+// front is a front proxy: start runs it on front (TLS, ALPN h2, with the
+// key and certificate files) relaying to hangup at backend over h2c on
+// one pooled connection, with frontTimeout as its stream timeout toward
+// clients.
+type front struct {
+	name  string
+	start func(t *testing.T, front, backend, keyFile, certFile string) *testtools.Process
+	// resetsSilent: the proxy's timeout resets an open stream whose
+	// client went silent. haproxy 2.6's "timeout client" does not (no
+	// reset within 6 s of a 4 s timeout): behind it a silent client stays
+	// invisible, as docs/mesh.md says of a mesh without downstream
+	// keepalive.
+	resetsSilent bool
+}
+
+var (
+	nghttpx = front{"nghttpx", func(t *testing.T, front, backend, keyFile, certFile string) *testtools.Process {
+		fhost, fport, _ := net.SplitHostPort(front)
+		bhost, bport, _ := net.SplitHostPort(backend)
+		return testtools.StartProcess(t, context.Background(), "nghttpx",
+			"--conf=/dev/null",
+			"--frontend="+fhost+","+fport,
+			// proto=h2 without tls: h2c to hangup, one pooled connection
+			// per worker, as a mesh proxy's connection to its app.
+			"--backend="+bhost+","+bport+";;proto=h2",
+			"--workers=1",
+			"--stream-read-timeout="+frontTimeout.String(),
+			"--no-ocsp",
+			"--errorlog-file=/dev/stderr",
+			keyFile, certFile)
+	}, true}
+	haproxy = front{"haproxy", func(t *testing.T, front, backend, keyFile, certFile string) *testtools.Process {
+		t.Helper()
+		dir := t.TempDir()
+		// haproxy reads the certificate and its key from one file.
+		var pemBytes []byte
+		for _, f := range []string{certFile, keyFile} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pemBytes = append(pemBytes, b...)
+		}
+		crt := filepath.Join(dir, "front.pem")
+		cfg := filepath.Join(dir, "haproxy.cfg")
+		// timeout client is haproxy's inactivity timeout toward the
+		// client; http-reuse always pools every client's streams onto
+		// one connection to hangup.
+		conf := fmt.Sprintf(`global
+	log stderr format raw local0 warning
+defaults
+	mode http
+	log global
+	timeout connect 5s
+	timeout client %[1]dms
+	timeout server 1m
+frontend clients
+	bind %[2]s ssl crt %[3]s alpn h2
+	default_backend hangup
+backend hangup
+	http-reuse always
+	server hangup %[4]s proto h2
+`, frontTimeout.Milliseconds(), front, crt, backend)
+		for f, b := range map[string][]byte{crt: pemBytes, cfg: []byte(conf)} {
+			if err := os.WriteFile(f, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return testtools.StartProcess(t, context.Background(), "haproxy", "-db", "-f", cfg)
+	}, false}
+	fronts = []front{nghttpx, haproxy}
+)
+
+// startChain starts the chain with front f; sidecarArgs are added to
+// hangup's.
+func startChain(t *testing.T, f front, sidecarArgs ...string) *chain {
 	t.Helper()
-	for _, tool := range []string{"nghttpx", "iptables"} {
+	for _, tool := range []string{f.name, "iptables"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed: run scripts/install-debs.sh: %v", tool, err)
 		}
@@ -102,24 +184,11 @@ func startChain(t *testing.T, sidecarArgs ...string) *chain {
 	c.sidecar = testtools.StartSidecar(t, c.appAddr, append([]string{"--notify-addr", recvAddr,
 		"--keepalive-time", keepaliveTime.String(), "--keepalive-timeout", keepaliveTimeout.String()}, sidecarArgs...)...)
 
-	dir := t.TempDir()
-	keyFile, certFile := selfSigned(t, dir)
+	keyFile, certFile := selfSigned(t, t.TempDir())
 	c.caFile = certFile
 	c.front = net.JoinHostPort("127.0.0.1", strconv.Itoa(testtools.FreePort(t)))
-	fhost, fport, _ := net.SplitHostPort(c.front)
-	shost, sport, _ := net.SplitHostPort(c.sidecar.Addr)
-	front := testtools.StartProcess(t, context.Background(), "nghttpx",
-		"--conf=/dev/null",
-		"--frontend="+fhost+","+fport,
-		// proto=h2 without tls: h2c to hangup, one pooled connection per
-		// worker, as a mesh proxy's connection to its app.
-		"--backend="+shost+","+sport+";;proto=h2",
-		"--workers=1",
-		"--stream-read-timeout="+frontTimeout.String(),
-		"--no-ocsp",
-		"--errorlog-file=/dev/stderr",
-		keyFile, certFile)
-	testtools.WaitTCP(t, c.front, 10*time.Second, front.Done())
+	p := f.start(t, c.front, c.sidecar.Addr, keyFile, certFile)
+	testtools.WaitTCP(t, c.front, 10*time.Second, p.Done())
 	return c
 }
 

@@ -25,7 +25,7 @@ import (
 func TestAppExitsFirst(t *testing.T) {
 	bin := testtools.SidecarBin(t)
 	testtools.InNetns(t, func(t *testing.T) {
-		c := startChain(t)
+		c := startChain(t, nghttpx)
 		cl := c.client(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -107,7 +107,7 @@ func TestSidecarExitsFirst(t *testing.T) {
 	bin := testtools.SidecarBin(t)
 	testtools.InNetns(t, func(t *testing.T) {
 		const drain = 2 * time.Second
-		c := startChain(t, "--drain-timeout", drain.String())
+		c := startChain(t, nghttpx, "--drain-timeout", drain.String())
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		s, err := openStream(ctx, c.client(t))
