@@ -8,8 +8,8 @@ import (
 )
 
 // TestInjectedArgumentsParse checks every container the injector writes in
-// its golden patches against this binary's own flags: the webhook and the
-// sidecar cannot drift apart.
+// its golden patches, and every postStart hook command, against this
+// binary's own flags: the webhook and the sidecar cannot drift apart.
 func TestInjectedArgumentsParse(t *testing.T) {
 	goldens, err := filepath.Glob("../../pkg/inject/testdata/*.golden.json")
 	if err != nil || len(goldens) == 0 {
@@ -30,19 +30,19 @@ func TestInjectedArgumentsParse(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 		for _, op := range g.Patch {
-			var containers []struct {
-				Name string   `json:"name"`
-				Args []string `json:"args"`
-			}
+			var containers []injected
 			if json.Unmarshal(op.Value, &containers) != nil {
-				var one struct {
-					Name string   `json:"name"`
-					Args []string `json:"args"`
-				}
+				var one injected
 				if json.Unmarshal(op.Value, &one) != nil {
 					continue
 				}
 				containers = append(containers, one)
+			}
+			for _, c := range containers {
+				if ps := c.Lifecycle.PostStart.Exec.Command; len(ps) > 0 {
+					// The hook runs the image's binary with its own args.
+					containers = append(containers, injected{Name: c.Name + "/postStart", Args: ps[1:]})
+				}
 			}
 			for _, c := range containers {
 				if len(c.Args) == 0 {
@@ -72,4 +72,17 @@ func TestInjectedArgumentsParse(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no injected container args were checked")
 	}
+}
+
+// injected is what the test reads of an injected container.
+type injected struct {
+	Name      string   `json:"name"`
+	Args      []string `json:"args"`
+	Lifecycle struct {
+		PostStart struct {
+			Exec struct {
+				Command []string `json:"command"`
+			} `json:"exec"`
+		} `json:"postStart"`
+	} `json:"lifecycle"`
 }

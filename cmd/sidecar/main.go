@@ -41,6 +41,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newProxyCmd(), newVersionCmd(), newDemoCmd(), newNotifyCheckCmd(), newInjectCmd(), newInitRedirectCmd())
+	root.AddCommand(newProxyCmd(), newVersionCmd(), newDemoCmd(), newNotifyCheckCmd(), newInjectCmd(), newInitRedirectCmd(), newWaitCmd())
 	return root
 }

@@ -52,7 +52,7 @@ func newProxyCmd() *cobra.Command {
 	f.String("config", "", "YAML file with the same keys as these flags (flags and HANGUP_* variables win)")
 	f.StringVar(&o.listen, "listen", ":"+strconv.Itoa(ports.Proxy), "address clients connect to (host:port)")
 	f.StringVar(&o.upstream, "upstream", "", "the app's address: host:port or unix:///path (required in port mode)")
-	f.StringVar(&o.mode, "mode", "port", "port: clients connect to --listen; redirect: an init-redirect rule sends the app port's inbound connections here and each goes to 127.0.0.1:<the port the client dialled>")
+	f.StringVar(&o.mode, "mode", "port", "port: clients connect to --listen; redirect: init-redirect sends the pod's inbound connections here and each goes to 127.0.0.1 (::1 for IPv6) and the port the client dialled")
 	f.StringVar(&o.admin, "admin", "127.0.0.1:"+strconv.Itoa(ports.Admin), "address of /healthz and /readyz")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for TLS on the listen side (ALPN h2, http/1.1); needs --tls-key")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for --tls-cert")

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hangup-dev/hangup/pkg/redirect"
 )
 
 // Pod annotations and the namespace label read by the injector.
@@ -30,6 +32,24 @@ const (
 	AnnotationKeepaliveTimeout = "hangup.dev/keepalive-timeout"
 	// AnnotationMode overrides Config.Mode (--mode).
 	AnnotationMode = "hangup.dev/mode"
+	// AnnotationExcludeInboundPorts lists inbound TCP ports that redirect
+	// mode leaves alone (init-redirect --exclude-ports), such as a metrics
+	// port or a second protocol; the ports of probes are added by
+	// themselves.
+	AnnotationExcludeInboundPorts = "hangup.dev/exclude-inbound-ports"
+	// AnnotationExcludeInboundCIDRs lists source networks whose connections
+	// redirect mode leaves alone (init-redirect --exclude-cidrs).
+	AnnotationExcludeInboundCIDRs = "hangup.dev/exclude-inbound-cidrs"
+	// AnnotationIPv6 is whether redirect mode redirects IPv6 too:
+	// auto (the default: when the node's kernel has IPv6), true or false
+	// (init-redirect --ipv6).
+	AnnotationIPv6 = "hangup.dev/ipv6"
+	// AnnotationHoldApplication "false" lets the app start without waiting
+	// for the sidecar on clusters without native sidecars. Default "true":
+	// the sidecar gets a postStart hook (`sidecar wait`) and the kubelet
+	// starts the next container only once it returns. Native sidecars are
+	// ordered by the kubelet and ignore it.
+	AnnotationHoldApplication = "hangup.dev/hold-application"
 
 	// LabelInject on a namespace with value LabelInjectEnabled injects
 	// every pod in it that does not opt out.
@@ -58,6 +78,12 @@ type settings struct {
 	keepaliveTime    time.Duration
 	keepaliveTimeout time.Duration
 	mode             Mode
+	// Redirect mode only.
+	excludePorts []int
+	excludeCIDRs []string
+	ipv6         redirect.IPv6Mode
+	// Clusters without native sidecars only.
+	holdApplication bool
 }
 
 func parsePort(name, v string) (int32, error) {
@@ -123,4 +149,51 @@ func isLowerToken(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// parseExcludePorts reads AnnotationExcludeInboundPorts; the app port and
+// the sidecar's ports cannot be excluded (the sidecar's are never
+// redirected anyway).
+func parseExcludePorts(name, v string, app int32) ([]int, error) {
+	ports, err := redirect.ParsePorts(v)
+	if err != nil {
+		return nil, &AnnotationError{name, v, "comma-separated port numbers from 1 to 65535 such as 9090,8081"}
+	}
+	for _, p := range ports {
+		if p == int(app) {
+			return nil, &AnnotationError{name, v, fmt.Sprintf("ports other than the app port %d, whose connections the sidecar must see", app)}
+		}
+	}
+	return ports, nil
+}
+
+// parseExcludeCIDRs reads AnnotationExcludeInboundCIDRs.
+func parseExcludeCIDRs(name, v string) ([]string, error) {
+	nets, err := redirect.ParseCIDRs(v)
+	if err != nil {
+		return nil, &AnnotationError{name, v, "comma-separated networks such as 192.0.2.0/24,2001:db8::/32"}
+	}
+	out := make([]string, len(nets))
+	for i, n := range nets {
+		out[i] = n.String()
+	}
+	return out, nil
+}
+
+func parseIPv6(name, v string) (redirect.IPv6Mode, error) {
+	switch m := redirect.IPv6Mode(v); m {
+	case redirect.IPv6Auto, redirect.IPv6On, redirect.IPv6Off:
+		return m, nil
+	}
+	return "", &AnnotationError{name, v, `"auto", "true" or "false"`}
+}
+
+func parseBool(name, v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, &AnnotationError{name, v, `"true" or "false"`}
 }

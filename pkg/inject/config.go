@@ -14,6 +14,7 @@ import (
 
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/ports"
+	"github.com/hangup-dev/hangup/pkg/redirect"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -41,6 +42,12 @@ const (
 	// keepalive.ServerParameters meaning.
 	DefaultKeepaliveTime    = 30 * time.Second
 	DefaultKeepaliveTimeout = 10 * time.Second
+	// DefaultHoldApplication: without native sidecars, the app starts only
+	// once the sidecar is healthy. Annotation hangup.dev/hold-application.
+	DefaultHoldApplication = true
+	// HoldTimeout is how long the sidecar's postStart hook waits for it to
+	// become healthy before the kubelet restarts the container.
+	HoldTimeout = 2 * time.Minute
 	// MinKeepalive is the smallest keepalive time or timeout accepted:
 	// below it pings become abuse in most clients' eyes.
 	MinKeepalive = time.Second
@@ -54,8 +61,9 @@ const (
 	// ModePort: the sidecar listens on its own port; the Service's
 	// targetPort points at it. Needs no privilege.
 	ModePort Mode = "port"
-	// ModeRedirect: an init container redirects the app port to the sidecar
-	// with iptables or nft; the sidecar reads SO_ORIGINAL_DST.
+	// ModeRedirect: an init container redirects the pod's inbound TCP to
+	// the sidecar (nftables through netlink, or iptables); the sidecar reads
+	// SO_ORIGINAL_DST.
 	ModeRedirect Mode = "redirect"
 )
 
@@ -66,8 +74,9 @@ type Config struct {
 	// Image of the sidecar (and of the redirect init container unless
 	// InitImage is set). Required.
 	Image string
-	// InitImage runs `sidecar init-redirect`; it must contain iptables-restore
-	// or nft. Default: Image.
+	// InitImage runs `sidecar init-redirect`. The hangup image itself
+	// serves the nftables backend; the iptables backend needs an image with
+	// iptables-restore. Default: Image.
 	InitImage string
 	// ImagePullPolicy of both containers. Default: IfNotPresent.
 	ImagePullPolicy corev1.PullPolicy
@@ -92,7 +101,9 @@ type Config struct {
 	KeepaliveTimeout time.Duration
 	// Mode is port or redirect. Default port. Annotation hangup.dev/mode.
 	Mode Mode
-	// RedirectBackend is "iptables" or "nft". Default iptables.
+	// RedirectBackend is auto, nftables or iptables (see pkg/redirect).
+	// Default auto: nftables through netlink, which needs NET_ADMIN only
+	// and no tool in the image.
 	RedirectBackend string
 	// Resources of the sidecar container. Default 10m CPU / 32Mi requested,
 	// 128Mi limit.
@@ -116,7 +127,7 @@ func DefaultConfig(image string) Config {
 		KeepaliveTime:    DefaultKeepaliveTime,
 		KeepaliveTimeout: DefaultKeepaliveTimeout,
 		Mode:             ModePort,
-		RedirectBackend:  "iptables",
+		RedirectBackend:  string(redirect.BackendAuto),
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
 				corev1.ResourceCPU:    resource.MustParse("10m"),

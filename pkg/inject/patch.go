@@ -2,9 +2,11 @@ package inject
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/hangup-dev/hangup/pkg/redirect"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -71,7 +73,7 @@ func Patch(req Request, cfg Config) ([]Operation, error) {
 		// regular containers in order.
 		ops = append(ops, Operation{"add", "/spec/containers/0", sidecar})
 	}
-	if s.mode == ModeRedirect && cfg.RedirectBackend != "nft" {
+	if s.mode == ModeRedirect && cfg.RedirectBackend == string(redirect.BackendIPTables) {
 		vol := corev1.Volume{Name: xtablesVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 		if len(pod.Spec.Volumes) == 0 {
 			ops = append(ops, Operation{"add", "/spec/volumes", []corev1.Volume{vol}})
@@ -122,13 +124,7 @@ func wanted(pod *corev1.Pod, nsLabels map[string]string) (bool, error) {
 	if !ok {
 		return nsLabels[LabelInject] == LabelInjectEnabled, nil
 	}
-	switch v {
-	case "true":
-		return true, nil
-	case "false":
-		return false, nil
-	}
-	return false, &AnnotationError{AnnotationInject, v, `"true" or "false"`}
+	return parseBool(AnnotationInject, v)
 }
 
 // podSettings applies the pod's annotations over cfg.
@@ -170,7 +166,76 @@ func podSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 	if s.appPort, err = appPort(pod, cfg); err != nil {
 		return s, err
 	}
+	s.holdApplication = DefaultHoldApplication
+	if v, ok := a[AnnotationHoldApplication]; ok {
+		if s.holdApplication, err = parseBool(AnnotationHoldApplication, v); err != nil {
+			return s, err
+		}
+	}
+	s.ipv6 = redirect.IPv6Auto
+	if v, ok := a[AnnotationIPv6]; ok {
+		if s.ipv6, err = parseIPv6(AnnotationIPv6, v); err != nil {
+			return s, err
+		}
+	}
+	if v, ok := a[AnnotationExcludeInboundPorts]; ok {
+		if s.excludePorts, err = parseExcludePorts(AnnotationExcludeInboundPorts, v, s.appPort); err != nil {
+			return s, err
+		}
+	}
+	if v, ok := a[AnnotationExcludeInboundCIDRs]; ok {
+		if s.excludeCIDRs, err = parseExcludeCIDRs(AnnotationExcludeInboundCIDRs, v); err != nil {
+			return s, err
+		}
+	}
+	s.excludePorts = append(s.excludePorts, probePorts(pod, s.appPort)...)
+	slices.Sort(s.excludePorts)
+	s.excludePorts = slices.Compact(s.excludePorts)
 	return s, nil
+}
+
+// probePorts returns the ports of the app containers' HTTP, TCP and gRPC
+// probes, other than the app port, for redirect mode to leave alone. The
+// kubelet probes from outside the pod: through the relay, a TCP probe
+// would test the sidecar's accept, not the app. Probes on the app port
+// itself go through the relay and work (gRPC probes are h2c, HTTP/1.1 is
+// relayed as plain TCP); docs/mesh.md says what a TCP probe there means.
+func probePorts(pod *corev1.Pod, app int32) []int {
+	var out []int
+	for _, c := range pod.Spec.Containers {
+		for _, pr := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+			if pr == nil {
+				continue
+			}
+			var port int32
+			switch h := pr.ProbeHandler; {
+			case h.HTTPGet != nil:
+				port = resolvePort(h.HTTPGet.Port, c)
+			case h.TCPSocket != nil:
+				port = resolvePort(h.TCPSocket.Port, c)
+			case h.GRPC != nil:
+				port = h.GRPC.Port
+			}
+			if port > 0 && port != app {
+				out = append(out, int(port))
+			}
+		}
+	}
+	return out
+}
+
+// resolvePort returns a probe's port number, looking a named port up in
+// the container's ports; 0 when it names none.
+func resolvePort(p intstr.IntOrString, c corev1.Container) int32 {
+	if p.Type == intstr.Int {
+		return p.IntVal
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return cp.ContainerPort
+		}
+	}
+	return 0
 }
 
 // appPort reads the app-port annotation, or the pod's only container port.
@@ -262,6 +327,13 @@ func sidecarContainer(s settings, cfg Config, native bool) corev1.Container {
 		ReadinessProbe: httpProbe("/readyz", cfg.AdminPort, 5, 3),
 		LivenessProbe:  httpProbe("/healthz", cfg.AdminPort, 10, 3),
 	}
+	if !native && s.holdApplication {
+		// The kubelet runs a container's postStart hook before it starts
+		// the next container: the app waits for a healthy sidecar.
+		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{cfg.BinaryPath, "wait", fmt.Sprintf("--admin=:%d", cfg.AdminPort), "--timeout=" + HoldTimeout.String()},
+		}}}
+	}
 	if native {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 		// The kubelet starts the next container only once the startup
@@ -274,7 +346,7 @@ func sidecarContainer(s settings, cfg Config, native bool) corev1.Container {
 func redirectContainer(s settings, cfg Config) corev1.Container {
 	caps := []corev1.Capability{"NET_ADMIN"}
 	var mounts []corev1.VolumeMount
-	if cfg.RedirectBackend != "nft" {
+	if cfg.RedirectBackend == string(redirect.BackendIPTables) {
 		// iptables talks to the kernel through a raw socket.
 		caps = append(caps, "NET_RAW")
 		mounts = []corev1.VolumeMount{{Name: xtablesVolume, MountPath: "/run"}}
@@ -288,14 +360,9 @@ func redirectContainer(s settings, cfg Config) corev1.Container {
 		Image:           image,
 		ImagePullPolicy: cfg.ImagePullPolicy,
 		Command:         []string{cfg.BinaryPath},
-		Args: []string{
-			"init-redirect",
-			fmt.Sprintf("--app-port=%d", s.appPort),
-			fmt.Sprintf("--proxy-port=%d", cfg.ProxyPort),
-			"--backend=" + cfg.RedirectBackend,
-		},
-		Resources:    cfg.Resources,
-		VolumeMounts: mounts,
+		Args:            redirectArgs(s, cfg),
+		Resources:       cfg.Resources,
+		VolumeMounts:    mounts,
 		SecurityContext: &corev1.SecurityContext{
 			// Added capabilities are effective only for uid 0 (Kubernetes
 			// sets no ambient capabilities), so this one runs as root with
@@ -308,6 +375,28 @@ func redirectContainer(s settings, cfg Config) corev1.Container {
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
+}
+
+func redirectArgs(s settings, cfg Config) []string {
+	args := []string{
+		"init-redirect",
+		fmt.Sprintf("--app-port=%d", s.appPort),
+		fmt.Sprintf("--proxy-port=%d", cfg.ProxyPort),
+		fmt.Sprintf("--admin-port=%d", cfg.AdminPort),
+		"--backend=" + cfg.RedirectBackend,
+		"--ipv6=" + string(s.ipv6),
+	}
+	if len(s.excludePorts) > 0 {
+		ports := make([]string, len(s.excludePorts))
+		for i, p := range s.excludePorts {
+			ports[i] = strconv.Itoa(p)
+		}
+		args = append(args, "--exclude-ports="+strings.Join(ports, ","))
+	}
+	if len(s.excludeCIDRs) > 0 {
+		args = append(args, "--exclude-cidrs="+strings.Join(s.excludeCIDRs, ","))
+	}
+	return args
 }
 
 func fieldEnv(name, path string) corev1.EnvVar {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,13 +260,15 @@ func TestAnnotationErrorMessage(t *testing.T) {
 }
 
 // TestInitRedirectArgsParse parses the injected init container's arguments
-// with init-redirect's own flag set, so the two packages cannot drift.
+// with init-redirect's own flag set and validates the result, so the two
+// packages cannot drift.
 func TestInitRedirectArgsParse(t *testing.T) {
-	for _, backend := range []string{"iptables", "nft"} {
-		t.Run(backend, func(t *testing.T) {
+	for _, backend := range []redirect.Backend{redirect.BackendAuto, redirect.BackendNFTables, redirect.BackendIPTables} {
+		t.Run(string(backend), func(t *testing.T) {
 			cfg := DefaultConfig(testImage)
-			cfg.RedirectBackend = backend
-			s := settings{appPort: 9090, mode: ModeRedirect}
+			cfg.RedirectBackend = string(backend)
+			s := settings{appPort: 9090, mode: ModeRedirect, ipv6: redirect.IPv6On,
+				excludePorts: []int{8081, 9100}, excludeCIDRs: []string{"192.0.2.0/24", "2001:db8::/32"}}
 			c := redirectContainer(s, cfg)
 			if c.Args[0] != "init-redirect" {
 				t.Fatalf("args %v", c.Args)
@@ -276,11 +279,13 @@ func TestInitRedirectArgsParse(t *testing.T) {
 			if err := fs.Parse(c.Args[1:]); err != nil {
 				t.Fatalf("init-redirect rejects the injected args: %v", err)
 			}
-			if rc.AppPort != 9090 || rc.ProxyPort != int(cfg.ProxyPort) || string(rc.Backend) != backend {
-				t.Errorf("parsed %+v", rc)
+			got := fmt.Sprintf("%d %d %d %s %s %v %v", rc.AppPort, rc.ProxyPort, rc.AdminPort, rc.Backend, rc.IPv6, rc.ExcludePorts, rc.ExcludeCIDRs)
+			want := fmt.Sprintf("9090 %d %d %s true [8081 9100] [192.0.2.0/24 2001:db8::/32]", cfg.ProxyPort, cfg.AdminPort, backend)
+			if got != want {
+				t.Errorf("parsed %s, want %s", got, want)
 			}
-			if _, err := redirect.Rules(rc.Backend, rc.AppPort, rc.ProxyPort); err != nil {
-				t.Errorf("rules for the injected args: %v", err)
+			if err := rc.Validate(); err != nil {
+				t.Errorf("init-redirect rejects the injected config: %v", err)
 			}
 		})
 	}
@@ -293,7 +298,7 @@ func TestLoadConfig(t *testing.T) {
 		want string // error substring; empty: success
 	}{
 		{name: "minimal", yaml: "image: hangup-dev/hangup:0.1.0\n"},
-		{name: "full", yaml: "image: x:1\nkeepaliveTime: 1m\nkeepaliveTimeout: 2s\nmode: redirect\nredirectBackend: nft\nnotifyHeaders: [x-a]\nuid: 1000\n"},
+		{name: "full", yaml: "image: x:1\nkeepaliveTime: 1m\nkeepaliveTimeout: 2s\nmode: redirect\nredirectBackend: nftables\nnotifyHeaders: [x-a]\nuid: 1000\n"},
 		{name: "unknown key", yaml: "image: x:1\nkeepalive: 1s\n", want: `unknown field "keepalive"`},
 		{name: "bad duration", yaml: "image: x:1\nkeepaliveTime: soon\n", want: `keepaliveTime "soon": want a Go duration`},
 		{name: "short timeout", yaml: "image: x:1\nkeepaliveTimeout: 10ms\n", want: "keepaliveTimeout"},

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ import (
 	admregv1 "k8s.io/client-go/kubernetes/typed/admissionregistration/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hangup-dev/hangup/pkg/redirect"
 )
 
 // URL paths of the webhook. The chart registers two webhooks with disjoint
@@ -129,8 +132,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("keepalive time %s and timeout %s: want at least %s", c.KeepaliveTime, c.KeepaliveTimeout, MinKeepalive)
 	case c.Mode != ModePort && c.Mode != ModeRedirect:
 		return fmt.Errorf("mode %q: want port or redirect", c.Mode)
-	case c.RedirectBackend != "iptables" && c.RedirectBackend != "nft":
-		return fmt.Errorf("redirect backend %q: want iptables or nft", c.RedirectBackend)
+	case !slices.Contains([]redirect.Backend{redirect.BackendAuto, redirect.BackendNFTables, redirect.BackendIPTables}, redirect.Backend(c.RedirectBackend)):
+		return fmt.Errorf("redirect backend %q: want auto, nftables or iptables", c.RedirectBackend)
 	case c.BinaryPath == "":
 		return errors.New("sidecar binary path: want the path in the image")
 	}

@@ -9,6 +9,6 @@ import (
 
 const redirectSupported = false
 
-func originalDst(*net.TCPConn) (int, error) {
-	return 0, errors.New("SO_ORIGINAL_DST needs Linux")
+func originalDst(*net.TCPConn) (port int, v6 bool, err error) {
+	return 0, false, errors.New("SO_ORIGINAL_DST needs Linux")
 }
