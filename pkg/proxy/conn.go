@@ -378,15 +378,17 @@ func (c *conn) forget(s *stream, now time.Time, reason notify.Reason, who notify
 	c.metrics.StreamClosed()
 }
 
-// clientReset handles RST_STREAM from the client. Called with mu held.
-func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event) {
+// clientReset handles RST_STREAM from the client; it fails when the reset
+// overdraws the Rapid Reset budget. Called with mu held.
+func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event) error {
 	s := c.streams.get(id)
 	if s == nil {
-		return
+		return nil
 	}
 	now := c.srv.cfg.Now()
-	if now.Sub(s.startedAt) < prematureResetWindow {
-		c.abuse.prematureResets++
+	var err error
+	if !s.answered && now.Sub(s.startedAt) < prematureResetWindow {
+		err = c.spendResetLocked(now)
 	}
 	s.span.RSTStream(now, uint32(code), notify.InitiatorClient)
 	if s.appDone() {
@@ -395,6 +397,7 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
 		c.resetStream(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
 	}
+	return err
 }
 
 // appReset handles RST_STREAM from the app: the app's choice, not a

@@ -471,8 +471,7 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 		return connError{Code: http2.ErrCodeProtocol, Reason: "PUSH_PROMISE from a client"}
 	case http2.FrameRSTStream:
 		if len(p) == 4 {
-			f.c.clientReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
-			return f.c.checkResets()
+			return f.c.clientReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
 		}
 	case http2.FrameSettings:
 		if !h.Flags.Has(http2.FlagSettingsAck) {
@@ -623,7 +622,11 @@ func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) 
 	if err != nil {
 		return err
 	}
-	if s := f.c.streams.get(f.blk.streamID); s != nil && f.blk.endStream {
+	s := f.c.streams.get(f.blk.streamID)
+	if s != nil {
+		s.answered = true
+	}
+	if s != nil && f.blk.endStream {
 		s.grpcStatus = fieldValue(fields, "grpc-status")
 		s.grpcMessage = fieldValue(fields, "grpc-message")
 		s.endFromApp()

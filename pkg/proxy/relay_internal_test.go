@@ -34,11 +34,21 @@ type testConn struct {
 
 func newTestConn(t *testing.T) *testConn {
 	t.Helper()
+	return newTestConnWith(t)
+}
+
+// newTestConnWith is newTestConn with changes to the server's Config.
+func newTestConnWith(t *testing.T, mutate ...func(*Config)) *testConn {
+	t.Helper()
 	tc := &testConn{app: &bufConn{}, cli: &bufConn{}}
-	srv, err := New(Config{
+	cfg := Config{
 		Upstream: Address{Network: "tcp", Address: "127.0.0.1:1"},
 		Sink:     notify.SinkFunc(func(e notify.Event) { tc.events = append(tc.events, e) }),
-	})
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
