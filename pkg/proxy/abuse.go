@@ -77,6 +77,9 @@ const (
 	AbuseSettingsFlood    = "settings_flood"
 	AbuseTooManyStreams   = "too_many_streams"
 	AbuseHeaderListTooBig = "header_list_too_large"
+	// AbusePrefaceTimeout is a connection closed because it sent no
+	// preface within Config.PrefaceTimeout (no GOAWAY: no HTTP/2 yet).
+	AbusePrefaceTimeout = "preface_timeout"
 )
 
 func abuse(code http2.ErrCode, kind, detail string) connError {
