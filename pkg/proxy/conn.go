@@ -53,23 +53,22 @@ type conn struct {
 	metrics *telemetry.Metrics // nil-safe
 	span    *telemetry.Conn    // nil when tracing is off
 
-	mu          sync.Mutex
-	streams     streamTable
-	ka          *keepalive.Policy
-	timer       *time.Timer        // fires at ka.Deadline(), or earlier
-	armed       time.Time          // when timer fires; zero when not armed
-	actions     []keepalive.Action // policy actions to run after unlocking
-	finished    bool               // serve is done: the timer must not re-arm
-	refusing    bool               // the final GOAWAY is out:
-	refuseAbove uint32             // streams above this id are refused
-	abuse       abuseCounters
-	eventSeq    uint32
-	goAway      *goAwayInfo   // the client's GOAWAY, if it sent one
-	clientGone  bool          // events for the client's loss were made
-	appGone     bool          // the app ended the connection: no client event
-	ended       string        // how the connection ended, for the log
-	endReason   notify.Reason // why, when it was a disconnect (for the span)
-	endWho      notify.Initiator
+	mu         sync.Mutex
+	streams    streamTable
+	ka         *keepalive.Policy
+	timer      *time.Timer        // fires at ka.Deadline(), or earlier
+	armed      time.Time          // when timer fires; zero when not armed
+	actions    []keepalive.Action // policy actions to run after unlocking
+	finished   bool               // serve is done: the timer must not re-arm
+	refuse     refusals           // streams the app never sees
+	abuse      abuseCounters
+	eventSeq   uint32
+	goAway     *goAwayInfo   // the client's GOAWAY, if it sent one
+	clientGone bool          // events for the client's loss were made
+	appGone    bool          // the app ended the connection: no client event
+	ended      string        // how the connection ended, for the log
+	endReason  notify.Reason // why, when it was a disconnect (for the span)
+	endWho     notify.Initiator
 }
 
 type goAwayInfo struct {
@@ -403,6 +402,7 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 // appReset handles RST_STREAM from the app: the app's choice, not a
 // disconnect. Called with mu held.
 func (c *conn) appReset(id uint32, code http2.ErrCode) {
+	c.refuse.appResetLocked(id)
 	if s := c.streams.get(id); s != nil {
 		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
 		now := c.srv.cfg.Now()
@@ -419,11 +419,21 @@ func (c *conn) clientGoAway(last uint32, code http2.ErrCode, debug []byte) {
 	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, c.goAway.debug, notify.InitiatorClient)
 }
 
-// appGoAway records the app's GOAWAY. Called with mu held.
+// appGoAway records the app's GOAWAY. The streams above its
+// last-stream-id were never processed: they leave the table with no
+// event (the client retries them), and new ones are refused. Called with
+// mu held.
 func (c *conn) appGoAway(last uint32, code http2.ErrCode, debug []byte) {
 	c.srv.cfg.Logger.Debug("app sent GOAWAY", "conn", c.id, "last_stream", last, "code", code.String(),
 		"debug", string(debug), "initiator", notify.InitiatorApp.String())
-	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, string(debug), notify.InitiatorApp)
+	now := c.srv.cfg.Now()
+	c.span.GoAway(now, uint32(code), last, string(debug), notify.InitiatorApp)
+	c.refuse.goAwayLocked(last)
+	for id, s := range c.streams.open {
+		if id > last {
+			c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		}
+	}
 }
 
 // ownPingAck handles a PING ACK from the client and reports whether it

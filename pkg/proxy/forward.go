@@ -59,6 +59,7 @@ type forwarder struct {
 	// comes; passLeft payload bytes of stream passStream are still due.
 	passLeft   uint32
 	passStream uint32
+	passDrop   bool // the frame goes nowhere: its stream was refused
 
 	blk headerBlock
 
@@ -271,17 +272,26 @@ func (f *forwarder) process() error {
 	}
 	if f.passLeft > 0 {
 		k := min(int(f.passLeft), len(b))
-		f.countData(f.passStream, k)
 		f.passLeft -= uint32(k)
 		off = k
 		if f.passLeft > 0 {
 			midFrame = true
 		}
-		f.flushRun(off)
+		if f.passDrop {
+			f.passDrop = f.passLeft > 0
+			f.runStart = off
+			midFrame = false // toward dst, nothing of the frame went out
+			if f.passLeft > 0 {
+				off = len(b)
+			}
+		} else {
+			f.countData(f.passStream, k)
+			f.flushRun(off)
+		}
 		boundary = len(f.out)
 	}
 	var err error
-	for !midFrame && len(b)-off >= frameHeaderLen {
+	for !midFrame && f.passLeft == 0 && len(b)-off >= frameHeaderLen {
 		h := parseFrameHeader(b[off:])
 		if f.toApp {
 			if err = checkClientFrame(h); err != nil {
@@ -296,6 +306,14 @@ func (f *forwarder) process() error {
 			if f.toApp {
 				if err = f.c.checkData(h); err != nil {
 					break
+				}
+				if h.Length > f.c.appMaxFrame.Load() {
+					err = connError{Code: http2.ErrCodeFrameSize, Reason: "DATA frame larger than SETTINGS_MAX_FRAME_SIZE"}
+					break
+				}
+				if f.c.streams.get(h.StreamID) == nil && f.c.refuse.dropsLocked(h.StreamID) {
+					off = f.dropData(h, off, len(b))
+					continue
 				}
 			}
 			f.wroteHD = true
@@ -365,6 +383,24 @@ func (f *forwarder) process() error {
 	}
 	f.keepRest(b[off:])
 	return nil
+}
+
+// dropData drops the DATA frame at off, of which the buffer holds up to
+// end, and gives its flow-control window back to the client; it returns
+// the offset after what it dropped.
+func (f *forwarder) dropData(h frameHeader, off, end int) int {
+	if h.Length > 0 {
+		f.replies = appendWindowUpdate(f.replies, 0, h.Length)
+	}
+	f.flushRun(off)
+	size := frameHeaderLen + int(h.Length)
+	if size > end-off {
+		f.passLeft, f.passStream, f.passDrop = uint32(size-(end-off)), h.StreamID, true
+		f.runStart = end
+		return end
+	}
+	f.runStart = off + size
+	return off + size
 }
 
 // keepRest moves an incomplete frame to the front of the buffer, growing
@@ -447,6 +483,22 @@ func (f *forwarder) countData(streamID uint32, n int) *stream {
 func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 	p := frame[frameHeaderLen:]
 	switch h.Type {
+	case http2.FrameWindowUpdate, http2.FrameRSTStream, http2.FramePriority:
+		if h.StreamID != 0 && f.c.streams.get(h.StreamID) == nil && f.c.refuse.dropsLocked(h.StreamID) {
+			f.replace(off, frame, nil) // the app never saw this stream
+			return nil
+		}
+	}
+	switch h.Type {
+	case http2.FrameWindowUpdate:
+		if binary.BigEndian.Uint32(p)&maxStreamID == 0 {
+			if h.StreamID == 0 {
+				return connError{Code: http2.ErrCodeProtocol, Reason: "WINDOW_UPDATE with increment 0 on the connection"}
+			}
+			// A stream error (RFC 9113 §6.9): that stream ends, the
+			// others run on.
+			f.streamError(h.StreamID, off, frame, "WINDOW_UPDATE with increment 0")
+		}
 	case http2.FrameHeaders:
 		if h.StreamID == 0 {
 			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on stream 0"}
@@ -500,6 +552,32 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 	return nil
 }
 
+// streamError answers a client's stream error (RFC 9113 §5.4.2) on the
+// frame at off: the client gets RST_STREAM(PROTOCOL_ERROR), the app
+// RST_STREAM(CANCEL) in the frame's place so that its handler stops, and
+// a running handler's stream a PROTOCOL_ERROR event. The client's frames
+// on the stream that follow are dropped.
+func (f *forwarder) streamError(id uint32, off int, frame []byte, reason string) {
+	f.replies = appendRSTStream(f.replies, id, http2.ErrCodeProtocol)
+	s := f.c.streams.get(id)
+	if s == nil {
+		f.replace(off, frame, nil)
+	} else {
+		start := len(f.scratch)
+		f.scratch = appendRSTStream(f.scratch, id, http2.ErrCodeCancel)
+		f.replace(off, frame, f.scratch[start:])
+		s.span.RSTStream(f.now, uint32(http2.ErrCodeProtocol), notify.InitiatorSidecar)
+		if s.appDone() {
+			f.c.resetStream(s, f.now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		} else {
+			f.events = append(f.events, f.c.streamEvent(s, notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(http2.ErrCodeProtocol), reason, f.now))
+			f.c.resetStream(s, f.now, notify.ReasonProtocolError, notify.InitiatorSidecar)
+		}
+	}
+	f.c.refuse.refuseLocked(id)
+	f.c.srv.cfg.Logger.Debug("client stream error", "conn", f.c.id, "stream", id, "reason", reason)
+}
+
 // continueRequestBlock bounds the header block and, once END_HEADERS has
 // arrived, re-encodes it for the app in place of the client's frames.
 func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) error {
@@ -520,18 +598,30 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 	id := f.blk.streamID
 	s := f.c.streams.get(id)
 	isRequest := false
-	if s == nil && id%2 == 1 && id > f.c.streams.lastClientID {
-		if f.c.refusing && id > f.c.refuseAbove {
-			// Opened after the final GOAWAY: the app never sees it
-			// (RFC 9113 §6.8); the decoder has kept in step.
+	if s == nil {
+		switch newest := max(f.c.streams.lastClientID, f.c.refuse.top); {
+		case id%2 == 0:
+			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on an even stream id " + strconv.FormatUint(uint64(id), 10) + ": a client's streams are odd (RFC 9113 §5.1.1)"}
+		case id > newest && f.c.refuse.refusesLocked(id):
+			// Opened after a GOAWAY: the app never sees it (RFC 9113
+			// §6.8); the decoder has kept in step.
+			f.c.refuse.refuseLocked(id)
 			f.replies = appendRSTStream(f.replies, id, http2.ErrCodeRefusedStream)
 			f.replace(off, frame, nil)
 			return nil
+		case f.c.refuse.dropsLocked(id):
+			f.replace(off, frame, nil) // trailers of a refused stream
+			return nil
+		case id <= newest && f.c.refuse.appResetRecentlyLocked(id):
+			// Crossed the app's RST_STREAM: the app ignores it.
+		case id <= newest:
+			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on closed stream " + strconv.FormatUint(uint64(id), 10) + ": stream ids may not be reused (RFC 9113 §5.1.1)"}
+		default:
+			if err := f.c.checkStreams(); err != nil {
+				return err
+			}
+			s, isRequest = f.c.openStream(id, fields, f.now), true
 		}
-		if err := f.c.checkStreams(); err != nil {
-			return err
-		}
-		s, isRequest = f.c.openStream(id, fields, f.now), true
 	}
 	var trace traceContext
 	if isRequest && s.span != nil {
