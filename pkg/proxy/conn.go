@@ -207,7 +207,7 @@ func (c *conn) upstreamEnded(err error) {
 		c.closeClient()
 	case errors.As(err, &we):
 		c.setEnded("app write failed: " + we.err.Error())
-		c.markAppGone()
+		c.appLost("app connection failed")
 		c.closeClient()
 	case errors.Is(err, io.EOF):
 		c.setEnded("client closed")
@@ -244,8 +244,7 @@ func (c *conn) downstreamEnded(err error) {
 		c.closeClient()
 	case errors.As(err, &ce):
 		c.setEnded("app protocol error: " + ce.Reason)
-		c.markAppGone()
-		_ = c.toClient.inject(appendGoAway(nil, 0, http2.ErrCodeInternal, "hangup: "+ce.Reason))
+		c.appLost(ce.Reason)
 		c.closeClient()
 	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
 		// The client side ended first and the app had its linger time.
@@ -255,7 +254,7 @@ func (c *conn) downstreamEnded(err error) {
 		} else {
 			c.setEnded("app read failed: " + err.Error())
 		}
-		c.markAppGone()
+		c.appLost("app closed the connection")
 		c.toClient.closeWrite()
 	}
 	c.up.linger(c.srv.cfg.Linger)
@@ -271,10 +270,38 @@ func (c *conn) setEnded(how string) {
 	c.mu.Unlock()
 }
 
-func (c *conn) markAppGone() {
+// appLost tells the client that the app ended the connection, and makes
+// no event: nothing the app causes is a client's disconnect. Each stream
+// whose handler still ran gets RST_STREAM(INTERNAL_ERROR), not
+// REFUSED_STREAM: it was processed, and a refusal would invite a retry of
+// a call that ran. Then GOAWAY names the last stream that may have been
+// processed (never above the app's own GOAWAY, RFC 9113 §6.8).
+func (c *conn) appLost(debug string) {
+	now := c.srv.cfg.Now()
 	c.mu.Lock()
+	if c.appGone {
+		c.mu.Unlock()
+		return
+	}
 	c.appGone = true
+	var frames []byte
+	for _, s := range c.streams.open {
+		if !s.appDone() {
+			frames = appendRSTStream(frames, s.id, http2.ErrCodeInternal)
+			s.span.RSTStream(now, uint32(http2.ErrCodeInternal), notify.InitiatorApp)
+		}
+		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+	}
+	last := c.streams.lastClientID
+	if c.refuse.active {
+		last = min(last, c.refuse.line)
+	}
 	c.mu.Unlock()
+	code := http2.ErrCodeNo
+	if len(frames) > 0 {
+		code = http2.ErrCodeInternal
+	}
+	_ = c.toClient.inject(appendGoAway(frames, last, code, "hangup: "+debug))
 }
 
 // lose records that the client is gone: one event per stream whose handler
