@@ -60,6 +60,8 @@ type forwarder struct {
 	passLeft   uint32
 	passStream uint32
 	passDrop   bool // the frame goes nowhere: its stream was refused
+	passPieces bool // the frame goes on in pieces, each a DATA frame
+	passFlags  http2.Flags
 
 	blk headerBlock
 
@@ -271,24 +273,10 @@ func (f *forwarder) process() error {
 		f.c.lastRead.Store(f.now.UnixNano())
 	}
 	if f.passLeft > 0 {
-		k := min(int(f.passLeft), len(b))
-		f.passLeft -= uint32(k)
-		off = k
-		if f.passLeft > 0 {
-			midFrame = true
+		off, midFrame = f.continuePass(b)
+		if midFrame || f.passLeft == 0 && !f.passPieces {
+			boundary = len(f.out)
 		}
-		if f.passDrop {
-			f.passDrop = f.passLeft > 0
-			f.runStart = off
-			midFrame = false // toward dst, nothing of the frame went out
-			if f.passLeft > 0 {
-				off = len(b)
-			}
-		} else {
-			f.countData(f.passStream, k)
-			f.flushRun(off)
-		}
-		boundary = len(f.out)
 	}
 	var err error
 	for !midFrame && f.passLeft == 0 && len(b)-off >= frameHeaderLen {
@@ -320,9 +308,23 @@ func (f *forwarder) process() error {
 			avail := len(b) - off - frameHeaderLen
 			if int(h.Length) > avail {
 				// Forward what has arrived; the rest follows as it comes.
-				f.onData(h, avail)
-				f.passLeft, f.passStream = h.Length-uint32(avail), h.StreamID
-				off, midFrame = len(b), true
+				f.passLeft, f.passStream, f.passFlags = h.Length-uint32(avail), h.StreamID, h.Flags
+				if h.Flags.Has(http2.FlagDataPadded) {
+					// Padding cannot be split: the frame goes on whole,
+					// and injected frames wait for its end.
+					f.onData(h, avail)
+					off, midFrame = len(b), true
+					break
+				}
+				// In pieces, each a DATA frame of its own: injected
+				// frames never wait behind a stalled partial frame.
+				f.flushRun(off)
+				f.runStart = off + frameHeaderLen
+				if avail > 0 {
+					f.dataPiece(h.StreamID, uint32(avail), 0)
+				}
+				f.passPieces = true
+				off = len(b)
 				break
 			}
 			f.onData(h, int(h.Length))
@@ -383,6 +385,46 @@ func (f *forwarder) process() error {
 	}
 	f.keepRest(b[off:])
 	return nil
+}
+
+// continuePass forwards, in pieces or as they come, or drops the bytes of
+// the DATA frame in progress at the start of b. It returns the offset
+// after them and whether the destination is left inside a frame.
+func (f *forwarder) continuePass(b []byte) (int, bool) {
+	k := min(int(f.passLeft), len(b))
+	f.passLeft -= uint32(k)
+	switch {
+	case f.passDrop:
+		f.passDrop = f.passLeft > 0
+		f.runStart = k
+		return k, false
+	case f.passPieces:
+		var flags http2.Flags
+		if f.passLeft == 0 {
+			flags = f.passFlags & http2.FlagDataEndStream
+		}
+		if k > 0 {
+			f.dataPiece(f.passStream, uint32(k), flags)
+		}
+		f.flushRun(k)
+		f.passPieces = f.passLeft > 0
+		return k, false
+	default:
+		f.countData(f.passStream, k)
+		f.flushRun(k)
+		return k, f.passLeft > 0
+	}
+}
+
+// dataPiece puts the header of a DATA frame carrying the next n payload
+// bytes of a split frame in the batch, and applies it to the stream. The
+// pieces add up to the frame, so flow control is unchanged.
+func (f *forwarder) dataPiece(streamID, n uint32, flags http2.Flags) {
+	h := frameHeader{Length: n, Type: http2.FrameData, Flags: flags, StreamID: streamID}
+	start := len(f.scratch)
+	f.scratch = appendFrameHeader(f.scratch, h)
+	f.out = append(f.out, f.scratch[start:])
+	f.onData(h, int(n))
 }
 
 // dropData drops the DATA frame at off, of which the buffer holds up to
