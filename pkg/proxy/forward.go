@@ -577,6 +577,15 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 					f.c.clientHeaderTable.Store(v)
 				}
 			})
+			if start := len(f.scratch); settingsRepeat(p) {
+				// Processed in order (RFC 9113 §6.5.3), repeats leave the
+				// last value; some apps (x/net's server) reject them.
+				f.scratch = appendFrameHeader(f.scratch, frameHeader{Type: http2.FrameSettings})
+				f.scratch = appendLastSettings(f.scratch, p)
+				n := len(f.scratch) - start - frameHeaderLen
+				f.scratch[start], f.scratch[start+1], f.scratch[start+2] = byte(n>>16), byte(n>>8), byte(n)
+				f.replace(off, frame, f.scratch[start:])
+			}
 		}
 	case http2.FramePing:
 		switch {
@@ -659,6 +668,20 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 		case id <= newest:
 			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on closed stream " + strconv.FormatUint(uint64(id), 10) + ": stream ids may not be reused (RFC 9113 §5.1.1)"}
 		default:
+			if memo == nil || !memo.wellFormed {
+				if reason := malformedRequest(fields); reason != "" {
+					// A stream error: the request never reaches the app,
+					// and the client's frames on it are dropped.
+					f.c.refuse.refuseLocked(id)
+					f.replies = appendRSTStream(f.replies, id, http2.ErrCodeProtocol)
+					f.replace(off, frame, nil)
+					f.c.srv.cfg.Logger.Debug("malformed request refused", "conn", f.c.id, "stream", id, "reason", reason)
+					return nil
+				}
+				if memo != nil {
+					memo.wellFormed = true
+				}
+			}
 			if err := f.c.checkStreams(); err != nil {
 				return err
 			}
@@ -784,6 +807,48 @@ func appHeaderFragment(h frameHeader, p []byte) ([]byte, error) {
 		return nil, connError{Code: http2.ErrCodeFrameSize, Reason: "PUSH_PROMISE truncated"}
 	}
 	return p[4:], nil
+}
+
+// settingsRepeat reports whether a SETTINGS payload names a setting more
+// than once.
+func settingsRepeat(p []byte) bool {
+	n := len(p) / 6
+	if n > 16 {
+		seen := make(map[uint16]struct{}, n)
+		for ; len(p) >= 6; p = p[6:] {
+			id := binary.BigEndian.Uint16(p)
+			if _, ok := seen[id]; ok {
+				return true
+			}
+			seen[id] = struct{}{}
+		}
+		return false
+	}
+	for i := 0; i < n; i++ {
+		for j := i + 1; j < n; j++ {
+			if binary.BigEndian.Uint16(p[6*i:]) == binary.BigEndian.Uint16(p[6*j:]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendLastSettings appends each setting of a SETTINGS payload once: at
+// its last place, with its last value, which is what processing them in
+// order leaves.
+func appendLastSettings(dst, p []byte) []byte {
+	n := len(p) / 6
+	last := make(map[uint16]int, n)
+	for i := range n {
+		last[binary.BigEndian.Uint16(p[6*i:])] = i
+	}
+	for i := range n {
+		if last[binary.BigEndian.Uint16(p[6*i:])] == i {
+			dst = append(dst, p[6*i:6*i+6]...)
+		}
+	}
+	return dst
 }
 
 // forEachSetting calls fn for each setting of a SETTINGS payload
