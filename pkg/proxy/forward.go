@@ -299,7 +299,7 @@ func (f *forwarder) process() error {
 					err = connError{Code: http2.ErrCodeFrameSize, Reason: "DATA frame larger than SETTINGS_MAX_FRAME_SIZE"}
 					break
 				}
-				if f.c.streams.get(h.StreamID) == nil && f.c.refuse.dropsLocked(h.StreamID) {
+				if f.c.refuse.dropsLocked(h.StreamID) && f.c.streams.get(h.StreamID) == nil {
 					off = f.dropData(h, off, len(b))
 					continue
 				}
@@ -526,7 +526,7 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 	p := frame[frameHeaderLen:]
 	switch h.Type {
 	case http2.FrameWindowUpdate, http2.FrameRSTStream, http2.FramePriority:
-		if h.StreamID != 0 && f.c.streams.get(h.StreamID) == nil && f.c.refuse.dropsLocked(h.StreamID) {
+		if f.c.refuse.dropsLocked(h.StreamID) && f.c.streams.get(h.StreamID) == nil {
 			f.replace(off, frame, nil) // the app never saw this stream
 			return nil
 		}

@@ -53,8 +53,8 @@ func (r *refusals) refuseLocked(id uint32) {
 // dropsLocked reports whether a frame on stream id, which is not open,
 // goes nowhere: the stream was refused, or lies above a GOAWAY's line.
 func (r *refusals) dropsLocked(id uint32) bool {
-	if id == 0 {
-		return false
+	if id == 0 || r.top == 0 && !r.active {
+		return false // nothing refused yet: the common case, on every frame
 	}
 	if r.refusesLocked(id) {
 		return true
