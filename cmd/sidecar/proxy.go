@@ -30,6 +30,8 @@ type proxyOptions struct {
 	logFormat, logLevel     string
 	maxHeaderListSize       uint32
 	drainTimeout            time.Duration
+	prefaceTimeout          time.Duration
+	tcpIdleTimeout          time.Duration
 	keepalive               keepalive.Config
 	limits                  proxy.Limits
 	notify                  notify.Config
@@ -60,8 +62,10 @@ func newProxyCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.Uint32Var(&o.maxHeaderListSize, "max-header-list-size", proxy.DefaultMaxHeaderListSize, "largest header block accepted from a client, in bytes (minimum 4096)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
+	f.DurationVar(&o.prefaceTimeout, "preface-timeout", proxy.DefaultPrefaceTimeout, "a new connection (after TLS) must send the HTTP/2 preface, or for plain TCP its first bytes, within this; else it is closed, logged and counted (minimum 1ms)")
+	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
 	addKeepaliveFlags(f, &o.keepalive)
-	f.IntVar(&o.limits.MaxPrematureResets, "max-premature-resets", proxy.DefaultMaxPrematureResets, "Rapid Reset defence: streams reset within 1s of opening before the connection is closed (when at least half of its streams)")
+	f.IntVar(&o.limits.MaxPrematureResets, "max-premature-resets", proxy.DefaultMaxPrematureResets, "Rapid Reset defence: a client may reset this many streams before the app answered them (within 1s of opening), refilled at this many per second; overdrawn, the connection is closed")
 	f.IntVar(&o.limits.MaxEmptyFrames, "max-empty-frames", proxy.DefaultMaxEmptyFrames, "empty DATA frames in a row before the connection is closed")
 	f.IntVar(&o.limits.MaxSettingsPerSecond, "max-settings-per-second", proxy.DefaultMaxSettingsPerSecond, "SETTINGS frames a client may send per second")
 	addNotifyFlags(f, &o.notify)
@@ -71,7 +75,8 @@ func newProxyCmd() *cobra.Command {
 // proxyConfig turns the options into a proxy.Config, or a usage error that
 // names the flag, the value and what is expected.
 func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
-	cfg := proxy.Config{Logger: log, MaxHeaderListSize: o.maxHeaderListSize, Keepalive: o.keepalive, Limits: o.limits}
+	cfg := proxy.Config{Logger: log, MaxHeaderListSize: o.maxHeaderListSize, Keepalive: o.keepalive, Limits: o.limits,
+		PrefaceTimeout: o.prefaceTimeout, TCPIdleTimeout: o.tcpIdleTimeout}
 	if err := o.keepalive.Validate(); err != nil {
 		return cfg, usageError{fmt.Errorf("invalid --%w", firstError(err))}
 	}
@@ -79,6 +84,11 @@ func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
 		"max-empty-frames": o.limits.MaxEmptyFrames, "max-settings-per-second": o.limits.MaxSettingsPerSecond} {
 		if v < 1 {
 			return cfg, usageError{fmt.Errorf("invalid --%s %d: want at least 1", name, v)}
+		}
+	}
+	for name, v := range map[string]time.Duration{"preface-timeout": o.prefaceTimeout, "tcp-idle-timeout": o.tcpIdleTimeout} {
+		if v < time.Millisecond {
+			return cfg, usageError{fmt.Errorf("invalid --%s %s: want a duration of 1ms or more", name, v)}
 		}
 	}
 	if o.drainTimeout < 0 {

@@ -17,11 +17,19 @@ import (
 // stream "premature", as Envoy's premature_reset_min_stream_lifetime.
 const prematureResetWindow = time.Second
 
+// A reset costs the Rapid Reset budget only when it is premature and the
+// app had not answered yet: that is what the attack does (open, reset at
+// once, before the server has any answer, so that it works for nothing and
+// the stream never counts against the concurrency limit). A client that
+// takes the first answer and then cancels ("first response wins") costs the
+// app nothing new, however many calls it makes.
+
 // Limits are the abuse limits of one connection. Zero means the default.
 type Limits struct {
-	// MaxPrematureResets: once a client has reset this many streams within
-	// a second of opening them, and they are at least half of the streams
-	// it opened, the connection ends (Rapid Reset, CVE-2023-44487).
+	// MaxPrematureResets is the Rapid Reset budget (CVE-2023-44487): a
+	// client may reset this many streams before the app answered them and
+	// within a second of opening them, and the budget refills at this many
+	// per second; a client that overdraws it loses the connection.
 	// Default 100, minimum 1.
 	MaxPrematureResets int
 	// MaxEmptyFrames: this many DATA frames in a row with no payload and no
@@ -54,10 +62,12 @@ func (l Limits) withDefaults() Limits {
 
 // abuseCounters are a connection's counts. Guarded by conn.mu.
 type abuseCounters struct {
-	prematureResets int
-	emptyFrames     int // consecutive
-	settingsWindow  time.Time
-	settings        int // in the window that started at settingsWindow
+	resetBudget    float64   // premature resets the client may still make
+	resetRefilled  time.Time // when resetBudget was last refilled
+	resetsSpent    int       // premature resets over the connection's life, for the log
+	emptyFrames    int       // consecutive
+	settingsWindow time.Time
+	settings       int // in the window that started at settingsWindow
 }
 
 // Abuse kinds, in GOAWAY debug data, logs and metrics.
@@ -67,18 +77,32 @@ const (
 	AbuseSettingsFlood    = "settings_flood"
 	AbuseTooManyStreams   = "too_many_streams"
 	AbuseHeaderListTooBig = "header_list_too_large"
+	// AbusePrefaceTimeout is a connection closed because it sent no
+	// preface within Config.PrefaceTimeout (no GOAWAY: no HTTP/2 yet).
+	AbusePrefaceTimeout = "preface_timeout"
 )
 
 func abuse(code http2.ErrCode, kind, detail string) connError {
 	return connError{Code: code, Reason: kind + ": " + detail, Kind: kind}
 }
 
-// checkResets applies the Rapid Reset rule. Called with mu held.
-func (c *conn) checkResets() error {
-	a, l := &c.abuse, c.srv.cfg.Limits
-	if a.prematureResets >= l.MaxPrematureResets && uint64(2*a.prematureResets) >= c.streams.opened {
+// spendResetLocked charges a premature reset made at now to the Rapid
+// Reset budget, a token bucket of MaxPrematureResets that refills at
+// MaxPrematureResets per second, and fails once it is overdrawn.
+func (c *conn) spendResetLocked(now time.Time) error {
+	a, limit := &c.abuse, float64(c.srv.cfg.Limits.MaxPrematureResets)
+	if a.resetRefilled.IsZero() {
+		a.resetBudget = limit
+	} else if d := now.Sub(a.resetRefilled); d > 0 {
+		a.resetBudget = min(limit, a.resetBudget+limit*d.Seconds())
+	}
+	a.resetRefilled = now
+	a.resetBudget--
+	a.resetsSpent++
+	if a.resetBudget < 0 {
 		return abuse(http2.ErrCodeEnhanceYourCalm, AbuseRapidReset,
-			strconv.Itoa(a.prematureResets)+" of "+strconv.FormatUint(c.streams.opened, 10)+" streams reset within 1s of opening")
+			strconv.Itoa(a.resetsSpent)+" of "+strconv.FormatUint(c.streams.opened, 10)+
+				" streams reset before the app answered, faster than "+strconv.Itoa(c.srv.cfg.Limits.MaxPrematureResets)+" per second")
 	}
 	return nil
 }

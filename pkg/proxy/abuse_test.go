@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"runtime"
 	"strings"
 	"testing"
@@ -150,4 +151,46 @@ func TestShutdownDrain(t *testing.T) {
 	if call := waitCall(t, app, 5*time.Second); call.Err == nil {
 		t.Fatal("the app's handler was not cancelled")
 	}
+}
+
+// TestFirstAnswerThenCancelIsNotRapidReset plays a well-behaved client with
+// a real grpc-go client: one call at a time, about 50 a second, it opens a
+// bidi stream, reads the first answer and cancels. Those resets come after
+// the app answered, so they cost the app nothing new and must never be
+// taken for a Rapid Reset. Before the budget counted only unanswered
+// streams, the connection got GOAWAY ENHANCE_YOUR_CALM at the 100th call.
+func TestFirstAnswerThenCancelIsNotRapidReset(t *testing.T) {
+	const calls = 130
+	_, appAddr := startApp(t)
+	r := startRelay(t, appAddr)
+	tc := client(t, r.addr)
+	ctx := testCtx(t)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := range calls {
+		<-tick.C
+		callCtx, cancel := context.WithCancel(ctx)
+		stream, err := tc.FullDuplexCall(callCtx)
+		if err == nil {
+			err = stream.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 8}}})
+		}
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		cancel()
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	// Each cancel is a client reset of a running handler: one RST_STREAM
+	// event per call, and never a connection event.
+	for i, e := range r.waitEvents(t, calls, 10*time.Second) {
+		if e.Scope != notify.ScopeStream || e.Reason != notify.ReasonRSTStream || e.HTTP2ErrorCode != uint32(http2.ErrCodeCancel) {
+			t.Fatalf("event %d: %+v, want a client RST_STREAM(CANCEL)", i, e)
+		}
+	}
+	if _, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatalf("unary call after the cancels: %v", err)
+	}
+	r.noEvents(t)
 }

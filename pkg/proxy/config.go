@@ -32,6 +32,14 @@ const (
 	DefaultParkAfter = 10 * time.Millisecond
 	// DefaultTLSHandshakeTimeout bounds a client's TLS handshake.
 	DefaultTLSHandshakeTimeout = 10 * time.Second
+	// DefaultPrefaceTimeout bounds how long a new connection (after its
+	// TLS handshake) may take to send the HTTP/2 preface or, for plain
+	// TCP, its first bytes. A client that connects and sends nothing
+	// otherwise holds a socket and a goroutine outside every idle limit.
+	DefaultPrefaceTimeout = 10 * time.Second
+	// DefaultTCPIdleTimeout bounds a plain-TCP (not HTTP/2) connection
+	// that moves no byte either way: such a connection has no keepalive.
+	DefaultTCPIdleTimeout = time.Hour
 )
 
 // Config is what a Server needs. The zero value of each optional field
@@ -55,6 +63,15 @@ type Config struct {
 	// Linger is how long a side may stay open after the other closed.
 	// Default DefaultLinger.
 	Linger time.Duration
+	// PrefaceTimeout bounds how long a client, once connected (and past
+	// TLS), may take to send the HTTP/2 connection preface or, on the
+	// plain TCP relay, its first bytes; then the connection is closed,
+	// logged and counted. Default DefaultPrefaceTimeout; minimum 1ms.
+	PrefaceTimeout time.Duration
+	// TCPIdleTimeout closes a plain-TCP (not HTTP/2) relayed connection
+	// after this long with no byte in either direction.
+	// Default DefaultTCPIdleTimeout; minimum 1ms.
+	TCPIdleTimeout time.Duration
 	// ParkAfter is how long a socket is quiet before its forwarder parks
 	// and an idle connection holds no goroutine. Default DefaultParkAfter;
 	// minimum 1ms.
@@ -90,6 +107,12 @@ func (c Config) withDefaults() Config {
 	if c.ParkAfter == 0 {
 		c.ParkAfter = DefaultParkAfter
 	}
+	if c.PrefaceTimeout == 0 {
+		c.PrefaceTimeout = DefaultPrefaceTimeout
+	}
+	if c.TCPIdleTimeout == 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -119,6 +142,12 @@ func (c Config) Validate() error {
 	}
 	if c.ParkAfter != 0 && c.ParkAfter < time.Millisecond {
 		return fmt.Errorf("park-after %v is below the minimum 1ms", c.ParkAfter)
+	}
+	if c.PrefaceTimeout != 0 && c.PrefaceTimeout < time.Millisecond {
+		return fmt.Errorf("preface-timeout %v is below the minimum 1ms", c.PrefaceTimeout)
+	}
+	if c.TCPIdleTimeout != 0 && c.TCPIdleTimeout < time.Millisecond {
+		return fmt.Errorf("tcp-idle-timeout %v is below the minimum 1ms", c.TCPIdleTimeout)
 	}
 	if c.Keepalive != (keepalive.Config{}) {
 		if err := c.Keepalive.Validate(); err != nil {

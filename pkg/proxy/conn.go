@@ -53,23 +53,22 @@ type conn struct {
 	metrics *telemetry.Metrics // nil-safe
 	span    *telemetry.Conn    // nil when tracing is off
 
-	mu          sync.Mutex
-	streams     streamTable
-	ka          *keepalive.Policy
-	timer       *time.Timer        // fires at ka.Deadline(), or earlier
-	armed       time.Time          // when timer fires; zero when not armed
-	actions     []keepalive.Action // policy actions to run after unlocking
-	finished    bool               // serve is done: the timer must not re-arm
-	refusing    bool               // the final GOAWAY is out:
-	refuseAbove uint32             // streams above this id are refused
-	abuse       abuseCounters
-	eventSeq    uint32
-	goAway      *goAwayInfo   // the client's GOAWAY, if it sent one
-	clientGone  bool          // events for the client's loss were made
-	appGone     bool          // the app ended the connection: no client event
-	ended       string        // how the connection ended, for the log
-	endReason   notify.Reason // why, when it was a disconnect (for the span)
-	endWho      notify.Initiator
+	mu         sync.Mutex
+	streams    streamTable
+	ka         *keepalive.Policy
+	timer      *time.Timer        // fires at ka.Deadline(), or earlier
+	armed      time.Time          // when timer fires; zero when not armed
+	actions    []keepalive.Action // policy actions to run after unlocking
+	finished   bool               // serve is done: the timer must not re-arm
+	refuse     refusals           // streams the app never sees
+	abuse      abuseCounters
+	eventSeq   uint32
+	goAway     *goAwayInfo   // the client's GOAWAY, if it sent one
+	clientGone bool          // events for the client's loss were made
+	appGone    bool          // the app ended the connection: no client event
+	ended      string        // how the connection ended, for the log
+	endReason  notify.Reason // why, when it was a disconnect (for the span)
+	endWho     notify.Initiator
 }
 
 type goAwayInfo struct {
@@ -208,7 +207,7 @@ func (c *conn) upstreamEnded(err error) {
 		c.closeClient()
 	case errors.As(err, &we):
 		c.setEnded("app write failed: " + we.err.Error())
-		c.markAppGone()
+		c.appLost("app connection failed")
 		c.closeClient()
 	case errors.Is(err, io.EOF):
 		c.setEnded("client closed")
@@ -245,8 +244,7 @@ func (c *conn) downstreamEnded(err error) {
 		c.closeClient()
 	case errors.As(err, &ce):
 		c.setEnded("app protocol error: " + ce.Reason)
-		c.markAppGone()
-		_ = c.toClient.inject(appendGoAway(nil, 0, http2.ErrCodeInternal, "hangup: "+ce.Reason))
+		c.appLost(ce.Reason)
 		c.closeClient()
 	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
 		// The client side ended first and the app had its linger time.
@@ -256,7 +254,7 @@ func (c *conn) downstreamEnded(err error) {
 		} else {
 			c.setEnded("app read failed: " + err.Error())
 		}
-		c.markAppGone()
+		c.appLost("app closed the connection")
 		c.toClient.closeWrite()
 	}
 	c.up.linger(c.srv.cfg.Linger)
@@ -272,10 +270,38 @@ func (c *conn) setEnded(how string) {
 	c.mu.Unlock()
 }
 
-func (c *conn) markAppGone() {
+// appLost tells the client that the app ended the connection, and makes
+// no event: nothing the app causes is a client's disconnect. Each stream
+// whose handler still ran gets RST_STREAM(INTERNAL_ERROR), not
+// REFUSED_STREAM: it was processed, and a refusal would invite a retry of
+// a call that ran. Then GOAWAY names the last stream that may have been
+// processed (never above the app's own GOAWAY, RFC 9113 §6.8).
+func (c *conn) appLost(debug string) {
+	now := c.srv.cfg.Now()
 	c.mu.Lock()
+	if c.appGone {
+		c.mu.Unlock()
+		return
+	}
 	c.appGone = true
+	var frames []byte
+	for _, s := range c.streams.open {
+		if !s.appDone() {
+			frames = appendRSTStream(frames, s.id, http2.ErrCodeInternal)
+			s.span.RSTStream(now, uint32(http2.ErrCodeInternal), notify.InitiatorApp)
+		}
+		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+	}
+	last := c.streams.lastClientID
+	if c.refuse.active {
+		last = min(last, c.refuse.line)
+	}
 	c.mu.Unlock()
+	code := http2.ErrCodeNo
+	if len(frames) > 0 {
+		code = http2.ErrCodeInternal
+	}
+	_ = c.toClient.inject(appendGoAway(frames, last, code, "hangup: "+debug))
 }
 
 // lose records that the client is gone: one event per stream whose handler
@@ -378,15 +404,17 @@ func (c *conn) forget(s *stream, now time.Time, reason notify.Reason, who notify
 	c.metrics.StreamClosed()
 }
 
-// clientReset handles RST_STREAM from the client. Called with mu held.
-func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event) {
+// clientReset handles RST_STREAM from the client; it fails when the reset
+// overdraws the Rapid Reset budget. Called with mu held.
+func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event) error {
 	s := c.streams.get(id)
 	if s == nil {
-		return
+		return nil
 	}
 	now := c.srv.cfg.Now()
-	if now.Sub(s.startedAt) < prematureResetWindow {
-		c.abuse.prematureResets++
+	var err error
+	if !s.answered && now.Sub(s.startedAt) < prematureResetWindow {
+		err = c.spendResetLocked(now)
 	}
 	s.span.RSTStream(now, uint32(code), notify.InitiatorClient)
 	if s.appDone() {
@@ -395,11 +423,13 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
 		c.resetStream(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
 	}
+	return err
 }
 
 // appReset handles RST_STREAM from the app: the app's choice, not a
 // disconnect. Called with mu held.
 func (c *conn) appReset(id uint32, code http2.ErrCode) {
+	c.refuse.appResetLocked(id)
 	if s := c.streams.get(id); s != nil {
 		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
 		now := c.srv.cfg.Now()
@@ -416,11 +446,21 @@ func (c *conn) clientGoAway(last uint32, code http2.ErrCode, debug []byte) {
 	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, c.goAway.debug, notify.InitiatorClient)
 }
 
-// appGoAway records the app's GOAWAY. Called with mu held.
+// appGoAway records the app's GOAWAY. The streams above its
+// last-stream-id were never processed: they leave the table with no
+// event (the client retries them), and new ones are refused. Called with
+// mu held.
 func (c *conn) appGoAway(last uint32, code http2.ErrCode, debug []byte) {
 	c.srv.cfg.Logger.Debug("app sent GOAWAY", "conn", c.id, "last_stream", last, "code", code.String(),
 		"debug", string(debug), "initiator", notify.InitiatorApp.String())
-	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, string(debug), notify.InitiatorApp)
+	now := c.srv.cfg.Now()
+	c.span.GoAway(now, uint32(code), last, string(debug), notify.InitiatorApp)
+	c.refuse.goAwayLocked(last)
+	for id, s := range c.streams.open {
+		if id > last {
+			c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		}
+	}
 }
 
 // ownPingAck handles a PING ACK from the client and reports whether it

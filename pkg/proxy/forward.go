@@ -59,6 +59,9 @@ type forwarder struct {
 	// comes; passLeft payload bytes of stream passStream are still due.
 	passLeft   uint32
 	passStream uint32
+	passDrop   bool // the frame goes nowhere: its stream was refused
+	passPieces bool // the frame goes on in pieces, each a DATA frame
+	passFlags  http2.Flags
 
 	blk headerBlock
 
@@ -270,18 +273,13 @@ func (f *forwarder) process() error {
 		f.c.lastRead.Store(f.now.UnixNano())
 	}
 	if f.passLeft > 0 {
-		k := min(int(f.passLeft), len(b))
-		f.countData(f.passStream, k)
-		f.passLeft -= uint32(k)
-		off = k
-		if f.passLeft > 0 {
-			midFrame = true
+		off, midFrame = f.continuePass(b)
+		if midFrame || f.passLeft == 0 && !f.passPieces {
+			boundary = len(f.out)
 		}
-		f.flushRun(off)
-		boundary = len(f.out)
 	}
 	var err error
-	for !midFrame && len(b)-off >= frameHeaderLen {
+	for !midFrame && f.passLeft == 0 && len(b)-off >= frameHeaderLen {
 		h := parseFrameHeader(b[off:])
 		if f.toApp {
 			if err = checkClientFrame(h); err != nil {
@@ -297,14 +295,36 @@ func (f *forwarder) process() error {
 				if err = f.c.checkData(h); err != nil {
 					break
 				}
+				if h.Length > f.c.appMaxFrame.Load() {
+					err = connError{Code: http2.ErrCodeFrameSize, Reason: "DATA frame larger than SETTINGS_MAX_FRAME_SIZE"}
+					break
+				}
+				if f.c.refuse.dropsLocked(h.StreamID) && f.c.streams.get(h.StreamID) == nil {
+					off = f.dropData(h, off, len(b))
+					continue
+				}
 			}
 			f.wroteHD = true
 			avail := len(b) - off - frameHeaderLen
 			if int(h.Length) > avail {
 				// Forward what has arrived; the rest follows as it comes.
-				f.onData(h, avail)
-				f.passLeft, f.passStream = h.Length-uint32(avail), h.StreamID
-				off, midFrame = len(b), true
+				f.passLeft, f.passStream, f.passFlags = h.Length-uint32(avail), h.StreamID, h.Flags
+				if h.Flags.Has(http2.FlagDataPadded) {
+					// Padding cannot be split: the frame goes on whole,
+					// and injected frames wait for its end.
+					f.onData(h, avail)
+					off, midFrame = len(b), true
+					break
+				}
+				// In pieces, each a DATA frame of its own: injected
+				// frames never wait behind a stalled partial frame.
+				f.flushRun(off)
+				f.runStart = off + frameHeaderLen
+				if avail > 0 {
+					f.dataPiece(h.StreamID, uint32(avail), 0)
+				}
+				f.passPieces = true
+				off = len(b)
 				break
 			}
 			f.onData(h, int(h.Length))
@@ -365,6 +385,64 @@ func (f *forwarder) process() error {
 	}
 	f.keepRest(b[off:])
 	return nil
+}
+
+// continuePass forwards, in pieces or as they come, or drops the bytes of
+// the DATA frame in progress at the start of b. It returns the offset
+// after them and whether the destination is left inside a frame.
+func (f *forwarder) continuePass(b []byte) (int, bool) {
+	k := min(int(f.passLeft), len(b))
+	f.passLeft -= uint32(k)
+	switch {
+	case f.passDrop:
+		f.passDrop = f.passLeft > 0
+		f.runStart = k
+		return k, false
+	case f.passPieces:
+		var flags http2.Flags
+		if f.passLeft == 0 {
+			flags = f.passFlags & http2.FlagDataEndStream
+		}
+		if k > 0 {
+			f.dataPiece(f.passStream, uint32(k), flags)
+		}
+		f.flushRun(k)
+		f.passPieces = f.passLeft > 0
+		return k, false
+	default:
+		f.countData(f.passStream, k)
+		f.flushRun(k)
+		return k, f.passLeft > 0
+	}
+}
+
+// dataPiece puts the header of a DATA frame carrying the next n payload
+// bytes of a split frame in the batch, and applies it to the stream. The
+// pieces add up to the frame, so flow control is unchanged.
+func (f *forwarder) dataPiece(streamID, n uint32, flags http2.Flags) {
+	h := frameHeader{Length: n, Type: http2.FrameData, Flags: flags, StreamID: streamID}
+	start := len(f.scratch)
+	f.scratch = appendFrameHeader(f.scratch, h)
+	f.out = append(f.out, f.scratch[start:])
+	f.onData(h, int(n))
+}
+
+// dropData drops the DATA frame at off, of which the buffer holds up to
+// end, and gives its flow-control window back to the client; it returns
+// the offset after what it dropped.
+func (f *forwarder) dropData(h frameHeader, off, end int) int {
+	if h.Length > 0 {
+		f.replies = appendWindowUpdate(f.replies, 0, h.Length)
+	}
+	f.flushRun(off)
+	size := frameHeaderLen + int(h.Length)
+	if size > end-off {
+		f.passLeft, f.passStream, f.passDrop = uint32(size-(end-off)), h.StreamID, true
+		f.runStart = end
+		return end
+	}
+	f.runStart = off + size
+	return off + size
 }
 
 // keepRest moves an incomplete frame to the front of the buffer, growing
@@ -447,6 +525,22 @@ func (f *forwarder) countData(streamID uint32, n int) *stream {
 func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 	p := frame[frameHeaderLen:]
 	switch h.Type {
+	case http2.FrameWindowUpdate, http2.FrameRSTStream, http2.FramePriority:
+		if f.c.refuse.dropsLocked(h.StreamID) && f.c.streams.get(h.StreamID) == nil {
+			f.replace(off, frame, nil) // the app never saw this stream
+			return nil
+		}
+	}
+	switch h.Type {
+	case http2.FrameWindowUpdate:
+		if binary.BigEndian.Uint32(p)&maxStreamID == 0 {
+			if h.StreamID == 0 {
+				return connError{Code: http2.ErrCodeProtocol, Reason: "WINDOW_UPDATE with increment 0 on the connection"}
+			}
+			// A stream error (RFC 9113 §6.9): that stream ends, the
+			// others run on.
+			f.streamError(h.StreamID, off, frame, "WINDOW_UPDATE with increment 0")
+		}
 	case http2.FrameHeaders:
 		if h.StreamID == 0 {
 			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on stream 0"}
@@ -471,8 +565,7 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 		return connError{Code: http2.ErrCodeProtocol, Reason: "PUSH_PROMISE from a client"}
 	case http2.FrameRSTStream:
 		if len(p) == 4 {
-			f.c.clientReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
-			return f.c.checkResets()
+			return f.c.clientReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
 		}
 	case http2.FrameSettings:
 		if !h.Flags.Has(http2.FlagSettingsAck) {
@@ -484,6 +577,15 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 					f.c.clientHeaderTable.Store(v)
 				}
 			})
+			if start := len(f.scratch); settingsRepeat(p) {
+				// Processed in order (RFC 9113 §6.5.3), repeats leave the
+				// last value; some apps (x/net's server) reject them.
+				f.scratch = appendFrameHeader(f.scratch, frameHeader{Type: http2.FrameSettings})
+				f.scratch = appendLastSettings(f.scratch, p)
+				n := len(f.scratch) - start - frameHeaderLen
+				f.scratch[start], f.scratch[start+1], f.scratch[start+2] = byte(n>>16), byte(n>>8), byte(n)
+				f.replace(off, frame, f.scratch[start:])
+			}
 		}
 	case http2.FramePing:
 		switch {
@@ -499,6 +601,32 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 		}
 	}
 	return nil
+}
+
+// streamError answers a client's stream error (RFC 9113 §5.4.2) on the
+// frame at off: the client gets RST_STREAM(PROTOCOL_ERROR), the app
+// RST_STREAM(CANCEL) in the frame's place so that its handler stops, and
+// a running handler's stream a PROTOCOL_ERROR event. The client's frames
+// on the stream that follow are dropped.
+func (f *forwarder) streamError(id uint32, off int, frame []byte, reason string) {
+	f.replies = appendRSTStream(f.replies, id, http2.ErrCodeProtocol)
+	s := f.c.streams.get(id)
+	if s == nil {
+		f.replace(off, frame, nil)
+	} else {
+		start := len(f.scratch)
+		f.scratch = appendRSTStream(f.scratch, id, http2.ErrCodeCancel)
+		f.replace(off, frame, f.scratch[start:])
+		s.span.RSTStream(f.now, uint32(http2.ErrCodeProtocol), notify.InitiatorSidecar)
+		if s.appDone() {
+			f.c.resetStream(s, f.now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		} else {
+			f.events = append(f.events, f.c.streamEvent(s, notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(http2.ErrCodeProtocol), reason, f.now))
+			f.c.resetStream(s, f.now, notify.ReasonProtocolError, notify.InitiatorSidecar)
+		}
+	}
+	f.c.refuse.refuseLocked(id)
+	f.c.srv.cfg.Logger.Debug("client stream error", "conn", f.c.id, "stream", id, "reason", reason)
 }
 
 // continueRequestBlock bounds the header block and, once END_HEADERS has
@@ -521,18 +649,44 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 	id := f.blk.streamID
 	s := f.c.streams.get(id)
 	isRequest := false
-	if s == nil && id%2 == 1 && id > f.c.streams.lastClientID {
-		if f.c.refusing && id > f.c.refuseAbove {
-			// Opened after the final GOAWAY: the app never sees it
-			// (RFC 9113 §6.8); the decoder has kept in step.
+	if s == nil {
+		switch newest := max(f.c.streams.lastClientID, f.c.refuse.top); {
+		case id%2 == 0:
+			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on an even stream id " + strconv.FormatUint(uint64(id), 10) + ": a client's streams are odd (RFC 9113 §5.1.1)"}
+		case id > newest && f.c.refuse.refusesLocked(id):
+			// Opened after a GOAWAY: the app never sees it (RFC 9113
+			// §6.8); the decoder has kept in step.
+			f.c.refuse.refuseLocked(id)
 			f.replies = appendRSTStream(f.replies, id, http2.ErrCodeRefusedStream)
 			f.replace(off, frame, nil)
 			return nil
+		case f.c.refuse.dropsLocked(id):
+			f.replace(off, frame, nil) // trailers of a refused stream
+			return nil
+		case id <= newest && f.c.refuse.appResetRecentlyLocked(id):
+			// Crossed the app's RST_STREAM: the app ignores it.
+		case id <= newest:
+			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on closed stream " + strconv.FormatUint(uint64(id), 10) + ": stream ids may not be reused (RFC 9113 §5.1.1)"}
+		default:
+			if memo == nil || !memo.wellFormed {
+				if reason := malformedRequest(fields); reason != "" {
+					// A stream error: the request never reaches the app,
+					// and the client's frames on it are dropped.
+					f.c.refuse.refuseLocked(id)
+					f.replies = appendRSTStream(f.replies, id, http2.ErrCodeProtocol)
+					f.replace(off, frame, nil)
+					f.c.srv.cfg.Logger.Debug("malformed request refused", "conn", f.c.id, "stream", id, "reason", reason)
+					return nil
+				}
+				if memo != nil {
+					memo.wellFormed = true
+				}
+			}
+			if err := f.c.checkStreams(); err != nil {
+				return err
+			}
+			s, isRequest = f.c.openStream(id, fields, f.now), true
 		}
-		if err := f.c.checkStreams(); err != nil {
-			return err
-		}
-		s, isRequest = f.c.openStream(id, fields, f.now), true
 	}
 	var trace traceContext
 	if isRequest && s.span != nil {
@@ -623,7 +777,11 @@ func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) 
 	if err != nil {
 		return err
 	}
-	if s := f.c.streams.get(f.blk.streamID); s != nil && f.blk.endStream {
+	s := f.c.streams.get(f.blk.streamID)
+	if s != nil {
+		s.answered = true
+	}
+	if s != nil && f.blk.endStream {
 		s.grpcStatus = fieldValue(fields, "grpc-status")
 		s.grpcMessage = fieldValue(fields, "grpc-message")
 		s.endFromApp()
@@ -649,6 +807,48 @@ func appHeaderFragment(h frameHeader, p []byte) ([]byte, error) {
 		return nil, connError{Code: http2.ErrCodeFrameSize, Reason: "PUSH_PROMISE truncated"}
 	}
 	return p[4:], nil
+}
+
+// settingsRepeat reports whether a SETTINGS payload names a setting more
+// than once.
+func settingsRepeat(p []byte) bool {
+	n := len(p) / 6
+	if n > 16 {
+		seen := make(map[uint16]struct{}, n)
+		for ; len(p) >= 6; p = p[6:] {
+			id := binary.BigEndian.Uint16(p)
+			if _, ok := seen[id]; ok {
+				return true
+			}
+			seen[id] = struct{}{}
+		}
+		return false
+	}
+	for i := 0; i < n; i++ {
+		for j := i + 1; j < n; j++ {
+			if binary.BigEndian.Uint16(p[6*i:]) == binary.BigEndian.Uint16(p[6*j:]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendLastSettings appends each setting of a SETTINGS payload once: at
+// its last place, with its last value, which is what processing them in
+// order leaves.
+func appendLastSettings(dst, p []byte) []byte {
+	n := len(p) / 6
+	last := make(map[uint16]int, n)
+	for i := range n {
+		last[binary.BigEndian.Uint16(p[6*i:])] = i
+	}
+	for i := range n {
+		if last[binary.BigEndian.Uint16(p[6*i:])] == i {
+			dst = append(dst, p[6*i:6*i+6]...)
+		}
+	}
+	return dst
 }
 
 // forEachSetting calls fn for each setting of a SETTINGS payload

@@ -58,6 +58,12 @@ func appendRSTStream(b []byte, streamID uint32, code http2.ErrCode) []byte {
 	return binary.BigEndian.AppendUint32(b, uint32(code))
 }
 
+// appendWindowUpdate appends a WINDOW_UPDATE frame (RFC 9113 §6.9).
+func appendWindowUpdate(b []byte, streamID, increment uint32) []byte {
+	b = appendFrameHeader(b, frameHeader{Length: 4, Type: http2.FrameWindowUpdate, StreamID: streamID})
+	return binary.BigEndian.AppendUint32(b, increment&maxStreamID)
+}
+
 // appendGoAway appends a GOAWAY frame (RFC 9113 §6.8).
 func appendGoAway(b []byte, lastStreamID uint32, code http2.ErrCode, debug string) []byte {
 	b = appendFrameHeader(b, frameHeader{Length: uint32(8 + len(debug)), Type: http2.FrameGoAway})

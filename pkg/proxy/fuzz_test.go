@@ -18,9 +18,14 @@ func fuzzFeed(t *testing.T, f *forwarder, data, cuts []byte) {
 			n = min(n, int(cuts[0])+1)
 			cuts = cuts[1:]
 		}
-		n = min(n, readBufSize-f.n)
+		if f.buf == nil {
+			f.buf = bufPool.Get().(*[]byte)
+		}
+		// As a real read: at most what the buffer has room for, which
+		// keepRest has grown for a frame larger than the read buffer.
+		n = min(n, len(*f.buf)-f.n)
 		if n == 0 {
-			return // a frame larger than the buffer: grown only by real reads
+			t.Fatalf("the buffer (%d bytes) is full of an incomplete frame and was not grown", len(*f.buf))
 		}
 		if err := feed(t, f, data[:n]); err != nil {
 			var ce connError
@@ -57,8 +62,14 @@ func FuzzClientFrames(f *testing.F) {
 	for _, seed := range fuzzSeeds() {
 		f.Add(seed, []byte{3, 200, 7})
 	}
+	f.Add(bigFrameSeed(), []byte{0x80 | 100, 255, 255})
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
 		tc := newTestConn(t)
+		if len(cuts) > 0 && cuts[0]&0x80 != 0 {
+			// An app that accepts frames larger than the read buffer, so
+			// that the client's may grow it.
+			tc.c.appMaxFrame.Store(bigFrameSize)
+		}
 		fuzzFeed(t, tc.up, data, cuts)
 		if uint64(len(tc.c.streams.open)) > tc.c.streams.opened {
 			t.Fatalf("%d streams open, %d ever opened", len(tc.c.streams.open), tc.c.streams.opened)
@@ -74,6 +85,7 @@ func FuzzAppFrames(f *testing.F) {
 	for _, seed := range fuzzSeeds() {
 		f.Add(seed, []byte{0, 15, 100})
 	}
+	f.Add(bigFrameSeed(), []byte{255, 255, 255})
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
 		tc := newTestConn(t)
 		fuzzFeed(t, tc.down, data, cuts)
@@ -83,22 +95,40 @@ func FuzzAppFrames(f *testing.F) {
 	})
 }
 
-// FuzzHeaderRewrite re-encodes arbitrary header lists: the app must decode
-// exactly the client's fields, without any x-hangup-* the client sent, plus
-// the relay's two ids. Each list goes through the same encoder three
-// times, the last with one value changed, so that encodings copied from
+// FuzzHeaderRewrite re-encodes arbitrary header lists as the relay does:
+// a client's hpack encoder makes the blocks, the relay's decoder decodes
+// them (remembering the blocks that repeat, the memo) and its encoder
+// re-encodes them, from the memo when it can. The app must decode exactly
+// the client's fields, without any x-hangup-* the client sent, plus the
+// relay's two ids. Each list goes through three times, the last with one
+// value changed, so that blocks from the memo and encodings copied from
 // the previous block are checked too.
 func FuzzHeaderRewrite(f *testing.F) {
 	f.Add("x-user", "alice", "x-hangup-stream-id", "7", uint16(4096))
 	f.Add("grpc-timeout", "1S", "te", "trailers", uint16(0))
 	f.Add("", "", "x-hangup-connection-id", "forged", uint16(100))
 	f.Fuzz(func(t *testing.T, n1, v1, n2, v2 string, table uint16) {
+		var cb bytes.Buffer
+		clientEnc := hpack.NewEncoder(&cb)
+		relayDec := newHeaderDecoder(DefaultMaxHeaderListSize)
 		enc := newRequestEncoder()
 		enc.setTableLimit(uint32(table))
 		dec := hpack.NewDecoder(uint32(table), nil)
+		memos := 0
 		for i, v := range []string{v2, v2, v2 + "x"} {
 			fields := []hpack.HeaderField{{Name: ":path", Value: "/a.S/M"}, {Name: n1, Value: v1}, {Name: n2, Value: v, Sensitive: len(v)%2 == 1}}
-			block := enc.encode(fields, nil, true, "conn", 9, traceContext{})
+			cb.Reset()
+			for _, f := range fields {
+				_ = clientEnc.WriteField(f)
+			}
+			decoded, memo, err := relayDec.decode(cb.Bytes())
+			if err != nil {
+				t.Fatalf("block %d: the relay cannot decode the client's block: %v", i, err)
+			}
+			if memo != nil {
+				memos++
+			}
+			block := enc.encode(decoded, memo, true, "conn", 9, traceContext{})
 			got, err := dec.DecodeFull(block)
 			if err != nil {
 				t.Fatalf("block %d: the app cannot decode the relay's block: %v", i, err)
@@ -106,7 +136,7 @@ func FuzzHeaderRewrite(f *testing.F) {
 			var want []hpack.HeaderField
 			for _, f := range fields {
 				if f.Name != HeaderConnectionID && f.Name != HeaderStreamID {
-					want = append(want, f)
+					want = append(want, hpack.HeaderField{Name: f.Name, Value: f.Value})
 				}
 			}
 			want = append(want, hpack.HeaderField{Name: HeaderConnectionID, Value: "conn"}, hpack.HeaderField{Name: HeaderStreamID, Value: "9"})
@@ -114,7 +144,28 @@ func FuzzHeaderRewrite(f *testing.F) {
 				t.Fatalf("block %d: app decoded %v, want %v", i, got, want)
 			}
 		}
+		if n1 == "x-user" && v1 == "alice" && memos == 0 {
+			// The first seed repeats a small block: it must come from the
+			// memo, or this fuzzer no longer reaches it.
+			t.Fatal("no block came from the decoder's memo")
+		}
 	})
+}
+
+// bigFrameSize is a frame size larger than the read buffer.
+const bigFrameSize = 3 * readBufSize / 2
+
+// bigFrameSeed is a request whose HEADERS frame is larger than the read
+// buffer, then DATA as large: the relay must grow its buffer for the
+// first and pass the second on as it comes.
+func bigFrameSeed() []byte {
+	var b, hb bytes.Buffer
+	fr := http2.NewFramer(&b, nil)
+	fr.AllowIllegalWrites = true
+	block := request(hpack.NewEncoder(&hb), &hb, "/a.S/Big", hpack.HeaderField{Name: "x-big", Value: string(bytes.Repeat([]byte("v"), bigFrameSize-200))})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true})
+	_ = fr.WriteData(1, true, make([]byte, bigFrameSize-100))
+	return b.Bytes()
 }
 
 // fuzzSeeds are frame sequences worth starting from: requests, trailers,
@@ -149,4 +200,43 @@ func fuzzSeeds() [][]byte {
 		_ = fr.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, BlockFragment: []byte{0x82}, EndHeaders: true})
 	})
 	return out
+}
+
+// TestFramesLargerThanTheReadBuffer relays bigFrameSeed both ways in reads
+// no larger than the buffer: the HEADERS frame grows the buffer and goes
+// on whole (re-encoded toward the app), and the DATA frame goes on in
+// pieces with every payload byte.
+func TestFramesLargerThanTheReadBuffer(t *testing.T) {
+	seed := bigFrameSeed()
+	for _, dir := range []string{"client to app", "app to client"} {
+		t.Run(dir, func(t *testing.T) {
+			tc := newTestConn(t)
+			f, out := tc.up, &tc.app.out
+			if dir == "app to client" {
+				f, out = tc.down, &tc.cli.out
+			}
+			tc.c.appMaxFrame.Store(bigFrameSize)
+			if err := feed(t, f, seed[:readBufSize]); err != nil {
+				t.Fatal(err)
+			}
+			if len(*f.buf) <= readBufSize {
+				t.Fatalf("buffer holds %d bytes after the start of a %d-byte frame: not grown", len(*f.buf), bigFrameSize)
+			}
+			fuzzFeed(t, f, seed[readBufSize:], nil)
+			var data int
+			headers := false
+			for _, fr := range readFrames(t, out.Bytes()) {
+				switch fr := fr.(type) {
+				case *headersCopy:
+					headers = true
+				case *dataCopy:
+					data += len(fr.data)
+				}
+			}
+			if !headers || data != bigFrameSize-100 {
+				t.Fatalf("relayed HEADERS %v and %d DATA bytes, want HEADERS and %d", headers, data, bigFrameSize-100)
+			}
+			checkOutput(t, out.Bytes())
+		})
+	}
 }

@@ -62,6 +62,8 @@ type blockMemo struct {
 	encGen    uint64 // requestEncoder.gen when enc was made; 0: no enc
 	encIDs    bool   // enc was made for request headers, not trailers
 	encTraced bool   // enc was made with the client's trace context dropped
+
+	wellFormed bool // the fields were checked as a request and are well formed
 }
 
 func newHeaderDecoder(maxListSize uint32) *headerDecoder {
@@ -453,6 +455,25 @@ func fieldValue(fields []hpack.HeaderField, name string) string {
 	for _, f := range fields {
 		if f.Name == name {
 			return f.Value
+		}
+	}
+	return ""
+}
+
+// malformedRequest returns why a request's fields make it malformed
+// (RFC 9113 §8.2.2), "" when they do not: connection-specific fields and
+// a TE other than "trailers" have no meaning in HTTP/2. The relay refuses
+// such a request itself, with RST_STREAM(PROTOCOL_ERROR), where the app
+// might answer it (x/net's server says 400).
+func malformedRequest(fields []hpack.HeaderField) string {
+	for _, f := range fields {
+		switch f.Name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return "connection-specific header field " + f.Name
+		case "te":
+			if f.Value != "trailers" {
+				return `TE header field other than "trailers"`
+			}
 		}
 	}
 	return ""

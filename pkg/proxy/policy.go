@@ -99,8 +99,8 @@ func (c *conn) runActions() {
 			_ = c.toClient.inject(appendPing(appendGoAway(nil, maxStreamID, http2.ErrCodeNo, a.Debug), false, a.Ping))
 		case keepalive.GoAwayFinal:
 			c.mu.Lock()
-			c.refuseAbove, c.refusing = c.streams.lastClientID, true
 			last = c.streams.lastClientID
+			c.refuse.goAwayLocked(last)
 			c.mu.Unlock()
 			_ = c.toClient.inject(appendGoAway(nil, last, http2.ErrCodeNo, a.Debug))
 		case keepalive.GoAwayTooManyPings:

@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ type bufConn struct {
 
 func (c *bufConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
 func (c *bufConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *bufConn) Close() error                     { return nil }
 func (c *bufConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} }
 
 // testConn is a conn whose two forwarders are driven by hand.
@@ -34,11 +38,21 @@ type testConn struct {
 
 func newTestConn(t *testing.T) *testConn {
 	t.Helper()
+	return newTestConnWith(t)
+}
+
+// newTestConnWith is newTestConn with changes to the server's Config.
+func newTestConnWith(t *testing.T, mutate ...func(*Config)) *testConn {
+	t.Helper()
 	tc := &testConn{app: &bufConn{}, cli: &bufConn{}}
-	srv, err := New(Config{
+	cfg := Config{
 		Upstream: Address{Network: "tcp", Address: "127.0.0.1:1"},
 		Sink:     notify.SinkFunc(func(e notify.Event) { tc.events = append(tc.events, e) }),
-	})
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,36 +531,82 @@ func TestStreamLifecycle(t *testing.T) {
 	}
 }
 
-// TestInjectionWaitsForFrameBoundary checks that a frame injected while a
-// DATA frame is half forwarded goes out right after that frame.
-func TestInjectionWaitsForFrameBoundary(t *testing.T) {
-	tc := newTestConn(t)
-	data := frames(t, func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
-		_ = fr.WriteData(1, false, bytes.Repeat([]byte("d"), 1000))
-		_ = fr.WriteData(1, false, []byte("next"))
-	})
-	if err := feed(t, tc.down, data[:500]); err != nil {
-		t.Fatal(err)
+// TestInjectionNeverWaitsBehindAPartialFrame: a DATA frame that has only
+// partly arrived goes on in pieces, each a whole DATA frame, so that a
+// frame the relay injects meanwhile (its keepalive PING) leaves at once
+// even if the sender stalls in the middle of the frame; the pieces carry
+// the same payload and END_STREAM only on the last. Only a padded frame,
+// which cannot be split, still goes on whole with injection after it.
+// Before, the PING waited for the frame's end, and a healthy client could
+// be declared dead because its PING never left.
+func TestInjectionNeverWaitsBehindAPartialFrame(t *testing.T) {
+	tests := []struct {
+		name    string
+		padded  bool
+		wantSeq []string // frames the client gets, in order
+	}{
+		{"plain DATA", false, []string{"DATA 491", "PING", "DATA 509 END_STREAM", "DATA 4"}},
+		{"padded DATA", true, []string{"DATA 1000 END_STREAM", "PING", "DATA 4"}},
 	}
-	ping := appendPing(nil, false, [8]byte{'h', 'g', 'u', 'p'})
-	if err := tc.c.toClient.inject(ping); err != nil {
-		t.Fatal(err)
-	}
-	if err := feed(t, tc.down, data[500:]); err != nil {
-		t.Fatal(err)
-	}
-	got := readFrames(t, tc.cli.out.Bytes())
-	if len(got) != 3 {
-		t.Fatalf("client got %d frames, want DATA, PING, DATA", len(got))
-	}
-	if d, ok := got[0].(*dataCopy); !ok || len(d.data) != 1000 {
-		t.Fatalf("first frame %v, want the 1000-byte DATA", got[0])
-	}
-	if _, ok := got[1].(*http2.PingFrame); !ok {
-		t.Fatalf("second frame %T, want the injected PING", got[1])
-	}
-	if d, ok := got[2].(*dataCopy); !ok || string(d.data) != "next" {
-		t.Fatalf("third frame %v, want DATA \"next\"", got[2])
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := newTestConn(t)
+			payload := bytes.Repeat([]byte("d"), 1000)
+			data := frames(t, func(fr *http2.Framer, _ *hpack.Encoder, _ *bytes.Buffer) {
+				if tt.padded {
+					_ = fr.WriteDataPadded(1, true, payload[:1000-11], make([]byte, 10))
+				} else {
+					_ = fr.WriteData(1, true, payload)
+				}
+				_ = fr.WriteData(3, false, []byte("next"))
+			})
+			if err := feed(t, tc.down, data[:500]); err != nil {
+				t.Fatal(err)
+			}
+			ping := appendPing(nil, false, [8]byte{'h', 'g', 'u', 'p'})
+			if err := tc.c.toClient.inject(ping); err != nil {
+				t.Fatal(err)
+			}
+			if tt.padded {
+				if got := readFrames(t, tc.cli.out.Bytes()); len(got) != 0 {
+					t.Fatalf("the PING left inside the padded frame: %v", got)
+				}
+			} else if got := readFrames(t, tc.cli.out.Bytes()); len(got) != 2 {
+				t.Fatalf("after half a frame the client got %v, want its first piece and the PING", got)
+			}
+			if err := feed(t, tc.down, data[500:]); err != nil {
+				t.Fatal(err)
+			}
+			var seq []string
+			var body []byte
+			for _, f := range readFrames(t, tc.cli.out.Bytes()) {
+				switch f := f.(type) {
+				case *dataCopy:
+					d := "DATA " + strconv.Itoa(int(f.Length))
+					if f.StreamEnded() {
+						d += " END_STREAM"
+					}
+					seq = append(seq, d)
+					if f.StreamID == 1 {
+						body = append(body, f.data...)
+					}
+				case *http2.PingFrame:
+					seq = append(seq, "PING")
+				default:
+					seq = append(seq, fmt.Sprintf("%T", f))
+				}
+			}
+			if strings.Join(seq, ", ") != strings.Join(tt.wantSeq, ", ") {
+				t.Fatalf("client got %v, want %v", seq, tt.wantSeq)
+			}
+			want := payload
+			if tt.padded {
+				want = payload[:1000-11]
+			}
+			if !bytes.Equal(body, want) {
+				t.Fatalf("stream 1 carried %d bytes, want the %d sent", len(body), len(want))
+			}
+		})
 	}
 }
 

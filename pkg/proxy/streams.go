@@ -33,6 +33,7 @@ type stream struct {
 	authority string // :authority
 	headers   map[string]string
 	startedAt time.Time
+	answered  bool // the app has sent response HEADERS
 
 	bytesFromClient uint64 // DATA payload bytes, padding included
 	bytesToClient   uint64
