@@ -9,7 +9,7 @@ TEST_TOOLS ?=
 # How long each fuzz target runs in `make fuzz`.
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-go test-polyglot tools examples debs demo bench lint fuzz generate check-generated clean
+.PHONY: all build test test-go test-portable test-polyglot tools examples debs demo bench lint fuzz generate check-generated clean
 
 all: build
 
@@ -30,10 +30,15 @@ examples:
 
 ## test: every test, with the race detector, against real peers (the
 ## polyglot suite included, so its apps are built first).
-test: tools examples test-go
+test: tools examples test-go test-portable
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+## test-portable: the relay and the demo with the fallback that macOS and
+## Windows use (no epoll parking), forced on Linux by a build tag.
+test-portable:
+	$(GO) test -race -count=1 -tags hangup_portable ./internal/park ./pkg/proxy ./cmd/sidecar
 
 ## test-polyglot: the example apps of every language behind the sidecar
 ## (installs each language's dependencies first; seconds when warm).

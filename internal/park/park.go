@@ -14,7 +14,8 @@
 // Parking needs epoll, so it is Linux only. Elsewhere Register reports
 // ErrUnsupported and every reader blocks on its own goroutine, as it does
 // for a TLS connection on Linux: correct, with a goroutine per idle
-// direction.
+// direction. The build tag hangup_portable forces that fallback on Linux,
+// so that CI tests it (make test-portable).
 package park
 
 import "errors"

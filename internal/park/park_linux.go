@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !hangup_portable
 
 package park
 
@@ -12,6 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// Supported says whether Register can park sockets (epoll is here).
+const Supported = true
 
 // wakeToken names the eventfd that interrupts the wait on Close.
 const wakeToken = 0

@@ -1,3 +1,5 @@
+//go:build linux && !hangup_portable
+
 package park_test
 
 import (

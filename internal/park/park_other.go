@@ -1,8 +1,12 @@
-//go:build !linux
+//go:build !linux || hangup_portable
 
 package park
 
 import "net"
+
+// Supported says whether Register can park sockets: not without epoll,
+// nor when built with the hangup_portable tag to test this fallback on Linux.
+const Supported = false
 
 // Poller is the fallback where epoll is missing: it parks nothing.
 type Poller struct{}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
+	"github.com/hangup-dev/hangup/internal/park"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 )
@@ -107,6 +108,7 @@ func readPreface(t *testing.T, c net.Conn) {
 // no goroutine, and a parked connection still relays and still reports its
 // client's loss.
 func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	skipWithoutParking(t)
 	const n = 50
 	app := startRawApp(t)
 	r := startRelay(t, app.addr)
@@ -166,6 +168,7 @@ func (l closedLog) WithGroup(string) slog.Handler      { return l }
 // direction gets Linger to finish even while it is parked, and then the
 // connection closes although the client never does.
 func TestLingerEndsAParkedDirection(t *testing.T) {
+	skipWithoutParking(t)
 	app := startRawApp(t)
 	closed := make(closedLog, 1)
 	const linger = 300 * time.Millisecond
@@ -197,5 +200,14 @@ func TestLingerEndsAParkedDirection(t *testing.T) {
 		})
 	case <-time.After(10 * time.Second):
 		t.Fatal("the connection did not close after the linger")
+	}
+}
+
+// skipWithoutParking skips a test of parked sockets where they cannot park
+// (not Linux, or the hangup_portable fallback forced).
+func skipWithoutParking(t *testing.T) {
+	t.Helper()
+	if !park.Supported {
+		t.Skip("sockets cannot park: the portable fallback is built in")
 	}
 }
