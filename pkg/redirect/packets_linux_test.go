@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"golang.org/x/sys/unix"
 
 	"github.com/hangup-dev/hangup/internal/testtools"
 )
@@ -200,45 +199,14 @@ func nameListener(t *testing.T, name string, port int) {
 // has entered that namespace; it stays there once the thread returns.
 func dialFrom(t *testing.T, nsPath, src, dst string, port int) string {
 	t.Helper()
-	type result struct {
-		c   net.Conn
-		err error
+	d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := testtools.DialInNetns(context.Background(), nsPath, &d, "tcp", net.JoinHostPort(dst, strconv.Itoa(port)))
+	if err != nil {
+		return "dial error: " + err.Error()
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread is not unlocked: if it could not return to its
-		// namespace, it ends with this goroutine.
-		own, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer own.Close()
-		target, err := os.Open(nsPath)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("setns: %w", err)}
-			return
-		}
-		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-		c, err := d.Dial("tcp", net.JoinHostPort(dst, strconv.Itoa(port)))
-		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return "dial error: " + r.err.Error()
-	}
-	defer r.c.Close()
-	_ = r.c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	line, err := bufio.NewReader(r.c).ReadString('\n')
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return "read error: " + err.Error()
 	}

@@ -8,16 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -223,47 +220,8 @@ func probeClientNetns(t *testing.T) func(ctx context.Context, network, addr stri
 	pid := clientHost(t, "hgk")
 	nsPath := "/proc/" + pid + "/ns/net"
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialInNetns(ctx, nsPath, network, addr)
+		return testtools.DialInNetns(ctx, nsPath, &net.Dialer{}, network, addr)
 	}
-}
-
-// dialInNetns dials from the network namespace at nsPath: the socket is
-// made on a thread that has entered it, and stays there.
-func dialInNetns(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Not unlocked unless back in its own namespace: otherwise the
-		// thread ends with this goroutine.
-		own, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer own.Close()
-		target, err := os.Open(nsPath)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := setns(target); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if setns(own) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
 }
 
 type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -314,8 +272,4 @@ func probeTCP(dial dialFunc, host string, port int) error {
 		return err
 	}
 	return c.Close()
-}
-
-func setns(f *os.File) error {
-	return unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
 }
