@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hangup-dev/hangup/pkg/keepalive"
 )
 
 // Pod annotations and the namespace label read by the injector.
@@ -70,7 +72,7 @@ func parsePort(name, v string) (int32, error) {
 
 func parseKeepalive(name, v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
-	if err != nil || d < MinKeepalive {
+	if err != nil || d < keepalive.MinDuration {
 		return 0, &AnnotationError{name, v, "a Go duration of at least 1s such as 30s"}
 	}
 	return d, nil
