@@ -63,6 +63,7 @@ type Notifier struct {
 	conn     *grpc.ClientConn
 	client   notifyv1.DisconnectNotifyClient
 	wait     func(ctx context.Context, d time.Duration) bool // sleeps d; false when ctx ends first
+	hold     holdFunc                                        // waits BatchDelay for a batch to fill
 
 	wake       chan struct{} // cap 1: Publish tells the sender there is work
 	dropWake   chan struct{} // cap 1: Publish tells the drop logger there are ids to log
@@ -93,6 +94,10 @@ type Notifier struct {
 
 var _ Sink = (*Notifier)(nil)
 
+// holdFunc waits d, or less when closing is closed; it returns false when
+// ctx ends first.
+type holdFunc func(ctx context.Context, closing <-chan struct{}, d time.Duration) bool
+
 // flushWaiter is a Flush waiting until every event up to seq is gone.
 type flushWaiter struct {
 	seq  uint64
@@ -111,15 +116,17 @@ type item struct {
 // discards events and no goroutine is started. New does not connect: the
 // first Notify call does, so the app may start after the sidecar.
 func New(cfg Config) (*Notifier, error) {
-	return newNotifier(cfg, sleepCtx)
+	return newNotifier(cfg, sleepCtx, holdBatch)
 }
 
-func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool) (*Notifier, error) {
+// newNotifier is New with the two waits injected: wait sleeps before a
+// retry, hold waits for a batch to fill (only with a positive BatchDelay).
+func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool, hold holdFunc) (*Notifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("notify config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	n := &Notifier{cfg: cfg, log: cfg.Logger.With("notify_addr", cfg.Addr), wait: wait}
+	n := &Notifier{cfg: cfg, log: cfg.Logger.With("notify_addr", cfg.Addr), wait: wait, hold: hold}
 	if cfg.Addr == "" {
 		n.disabled = true
 		return n, nil
@@ -346,8 +353,16 @@ func (n *Notifier) send() {
 }
 
 // nextBatch waits for events and returns copies of the first BatchMax. It
-// returns nil when the sender must stop. A retry skips BatchDelay: its
-// events have waited long enough.
+// returns nil when the sender must stop.
+//
+// It never waits for more events by default: the sender calls nextBatch
+// only when no call is in flight, so a lone event is sent at once, and the
+// events published while a call was in flight, which have waited for it
+// already, go together in the next call as soon as it returns. Batches thus
+// grow with the event rate by themselves (as grpc-go's loopy writer
+// batches frames behind a write), and a burst is never held back by a
+// timer. Only a positive BatchDelay holds a batch that is not full, and
+// never a retry: its events have waited long enough.
 func (n *Notifier) nextBatch(retry bool) []item {
 	n.mu.Lock()
 	for n.lenLocked() == 0 {
@@ -366,15 +381,9 @@ func (n *Notifier) nextBatch(retry bool) []item {
 	}
 	if !retry && n.cfg.BatchDelay > 0 && n.lenLocked() < n.cfg.BatchMax && !n.draining {
 		n.mu.Unlock()
-		t := time.NewTimer(n.cfg.BatchDelay)
-		select {
-		case <-t.C:
-		case <-n.closing:
-		case <-n.hardCtx.Done():
-			t.Stop()
+		if !n.hold(n.hardCtx, n.closing, n.cfg.BatchDelay) {
 			return nil
 		}
-		t.Stop()
 		n.mu.Lock()
 	}
 	k := min(n.lenLocked(), n.cfg.BatchMax)
@@ -386,6 +395,20 @@ func (n *Notifier) nextBatch(retry bool) []item {
 	}
 	n.mu.Unlock()
 	return batch
+}
+
+// holdBatch waits d for a batch to fill; Close cuts the wait short. It
+// returns false when ctx ends: the sender must stop.
+func holdBatch(ctx context.Context, closing <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-closing:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 func (n *Notifier) call(batch []item) error {
