@@ -20,6 +20,9 @@ const (
 	ScopeUnspecified Scope = 0
 	ScopeStream      Scope = 1
 	ScopeConnection  Scope = 2
+	// ScopeSidecar: every connection of every sidecar process other than
+	// Event.Incarnation is gone (see ReasonSidecarRestart).
+	ScopeSidecar Scope = 3
 )
 
 // Reason says why a client is gone. The numbers match hangup.notify.v1.Reason.
@@ -38,11 +41,16 @@ const (
 	ReasonPingAbuse        Reason = 8
 	ReasonProtocolError    Reason = 9
 	ReasonShutdown         Reason = 10
+	// ReasonSidecarRestart names the sidecar process now live: the
+	// streams of any other incarnation died with their process, which
+	// could not report them. Only with ScopeSidecar.
+	ReasonSidecarRestart Reason = 11
 )
 
 var reasonNames = [...]string{
 	"UNSPECIFIED", "RST_STREAM", "GOAWAY", "KEEPALIVE_TIMEOUT", "CONNECTION_CLOSED",
 	"CONNECTION_RESET", "IDLE_TIMEOUT", "MAX_AGE", "PING_ABUSE", "PROTOCOL_ERROR", "SHUTDOWN",
+	"SIDECAR_RESTART",
 }
 
 func (r Reason) String() string {
@@ -58,6 +66,8 @@ func (s Scope) String() string {
 		return "STREAM"
 	case ScopeConnection:
 		return "CONNECTION"
+	case ScopeSidecar:
+		return "SIDECAR"
 	}
 	return "UNSPECIFIED"
 }
@@ -111,6 +121,9 @@ type Event struct {
 	GoAwayDebug     string
 	BytesFromClient uint64
 	BytesToClient   uint64
+	// Incarnation is the sidecar process that made the event (Incarnation()
+	// when the Notifier sends it); for ScopeSidecar, the process now live.
+	Incarnation string
 }
 
 // Sink receives events from the relay. Publish must never block the caller:

@@ -26,6 +26,7 @@ const (
 	ScopeUnspecified = event.ScopeUnspecified
 	ScopeStream      = event.ScopeStream
 	ScopeConnection  = event.ScopeConnection
+	ScopeSidecar     = event.ScopeSidecar
 
 	ReasonUnspecified      = event.ReasonUnspecified
 	ReasonRSTStream        = event.ReasonRSTStream
@@ -38,6 +39,7 @@ const (
 	ReasonPingAbuse        = event.ReasonPingAbuse
 	ReasonProtocolError    = event.ReasonProtocolError
 	ReasonShutdown         = event.ReasonShutdown
+	ReasonSidecarRestart   = event.ReasonSidecarRestart
 
 	InitiatorUnspecified = event.InitiatorUnspecified
 	InitiatorClient      = event.InitiatorClient

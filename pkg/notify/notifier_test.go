@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 func TestMain(m *testing.M) {
@@ -668,4 +669,77 @@ func TestReceiverRestarts(t *testing.T) {
 	_, _, a1 := first.snapshot()
 	_, _, a2 := second.snapshot()
 	checkDelivery(t, published, append(a1, a2...))
+}
+
+// isIncarnation reports whether e is the event that names inc live.
+func isIncarnation(e *notifyv1.DisconnectEvent, inc string) bool {
+	return e.GetScope() == notifyv1.Scope_SCOPE_SIDECAR && e.GetReason() == notifyv1.Reason_REASON_SIDECAR_RESTART &&
+		e.GetInitiator() == notifyv1.Initiator_INITIATOR_SIDECAR && e.GetIncarnation() == inc &&
+		e.GetConnectionId() == "" && e.GetStreamId() == 0 && e.GetEventId() != "" && e.GetDetectedAt() != nil
+}
+
+// TestAnnounceNamesTheLiveIncarnationFirst: the first event an app gets from
+// a new sidecar process names its incarnation, and every later event
+// carries it too.
+func TestAnnounceNamesTheLiveIncarnationFirst(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, _ := newTestNotifier(t, Config{Addr: r.addr}, nil)
+	n.announce()
+	ev := testEvent(0, 1)
+	ev.ConnectionID = event.Incarnation() + "-1"
+	n.Publish(ev)
+	flush(t, n)
+
+	_, _, accepted := r.snapshot()
+	if len(accepted) != 2 {
+		t.Fatalf("accepted %d events (%v), want the incarnation event and the stream event", len(accepted), ids(accepted))
+	}
+	if !isIncarnation(accepted[0], event.Incarnation()) {
+		t.Errorf("first event = %v, want SCOPE_SIDECAR REASON_SIDECAR_RESTART naming %s", accepted[0], event.Incarnation())
+	}
+	if got := accepted[1].GetIncarnation(); got != event.Incarnation() {
+		t.Errorf("stream event carries incarnation %q, want %q", got, event.Incarnation())
+	}
+}
+
+// TestAnnounceAgainAfterReconnect: when the app comes back (a restart of the
+// app, or of the channel), it is told the live incarnation again without
+// any other event to carry it.
+func TestAnnounceAgainAfterReconnect(t *testing.T) {
+	first := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, logs := newTestNotifier(t, Config{
+		Addr:     first.addr,
+		Timeout:  100 * time.Millisecond,
+		RetryMin: time.Millisecond,
+		RetryMax: 20 * time.Millisecond,
+	}, nil)
+	n.announce()
+	first.waitUntil(t, "the first incarnation event", func(r *receiver) bool { return len(r.accepted) == 1 })
+	first.stop()
+
+	second := startReceiver(t, first.addr, &receiver{})
+	second.waitUntil(t, "the incarnation event after the reconnection", func(r *receiver) bool { return len(r.accepted) >= 1 })
+	_, _, accepted := second.snapshot()
+	for _, e := range accepted {
+		if !isIncarnation(e, event.Incarnation()) {
+			t.Errorf("after the reconnection the app got %v, want only incarnation events", e)
+		}
+	}
+	if !strings.Contains(logs.String(), "naming the live incarnation again") {
+		t.Errorf("no log line for the reconnection; logs:\n%s", logs)
+	}
+}
+
+// TestDisabledNotifierAnnouncesNothing: without an address nothing starts.
+func TestDisabledNotifierAnnouncesNothing(t *testing.T) {
+	n, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := n.Stats(); st.Queued != 0 {
+		t.Errorf("disabled notifier queued %d events, want 0", st.Queued)
+	}
+	if err := n.Close(context.Background()); err != nil {
+		t.Errorf("close: %v", err)
+	}
 }

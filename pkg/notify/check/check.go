@@ -219,9 +219,47 @@ var checks = []check{
 		}
 		return "the same event ids sent twice, both acknowledged", nil
 	}},
+	{"sidecar restart", func(ctx context.Context, c *checker) (string, error) {
+		// A stream of one sidecar process, then the event a new process
+		// sends when it starts, and again when its channel reconnects.
+		old, live := newIncarnation(), newIncarnation()
+		ev := streamEvent(newConnIDOf(old), 1, notify.ReasonRSTStream)
+		ev.Incarnation = old
+		if err := c.notify(ctx, []*notifyv1.DisconnectEvent{ev}); err != nil {
+			return "", fmt.Errorf("a stream event of incarnation %s: %w", old, err)
+		}
+		for _, when := range []string{"at start-up", "again after a reconnection"} {
+			if err := c.notify(ctx, []*notifyv1.DisconnectEvent{incarnationEvent(live)}); err != nil {
+				return "", fmt.Errorf("SCOPE_SIDECAR REASON_SIDECAR_RESTART naming incarnation %s %s (connection_id empty, stream_id 0; "+
+					"free every session whose connection id does not start with %q): %w", live, when, live+"-", err)
+			}
+		}
+		return fmt.Sprintf("incarnation %s named live twice after a stream of %s, both acknowledged", live, old), nil
+	}},
 }
 
-func newConnID() string { return "notify-check-" + notify.NewEventID()[20:] }
+// newIncarnation returns an incarnation for the events of one check, in the
+// sidecar's form: 8 letters and digits, no "-".
+func newIncarnation() string { return strings.ToUpper(notify.NewEventID()[24:]) }
+
+// newConnID returns a connection id of a fresh incarnation.
+func newConnID() string { return newConnIDOf(newIncarnation()) }
+
+// newConnIDOf returns a connection id of incarnation inc, as the relay
+// makes them: "<incarnation>-<n>".
+func newConnIDOf(inc string) string { return inc + "-" + notify.NewEventID()[26:] }
+
+// incarnationEvent is the event a sidecar process sends to name itself live.
+func incarnationEvent(inc string) *notifyv1.DisconnectEvent {
+	return notify.ToProto(notify.Event{
+		ID:          notify.NewEventID(),
+		Scope:       notify.ScopeSidecar,
+		Reason:      notify.ReasonSidecarRestart,
+		Initiator:   notify.InitiatorSidecar,
+		DetectedAt:  time.Now(),
+		Incarnation: inc,
+	})
+}
 
 func streamEvent(conn string, stream uint32, r notify.Reason) *notifyv1.DisconnectEvent {
 	now := time.Now()
