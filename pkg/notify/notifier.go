@@ -240,6 +240,7 @@ func (n *Notifier) announce() {
 	if n.disabled {
 		return
 	}
+	n.log.Info("notify: naming this sidecar's incarnation live; the app frees the sessions of any other", "incarnation", n.incarnation)
 	n.Publish(n.incarnationEvent())
 	n.wg.Add(1)
 	go n.watch()

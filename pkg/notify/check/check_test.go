@@ -292,6 +292,8 @@ func TestBadOptions(t *testing.T) {
 		{"no target", Options{}, "--target is required"},
 		{"bad target", Options{Target: "localhost"}, `--target "localhost": want host:port`},
 		{"bad timeout", Options{Target: "127.0.0.1:1", Timeout: time.Nanosecond}, "--timeout 1ns"},
+		{"incarnation with a dash", Options{Target: "127.0.0.1:1", Incarnation: "ABC-1"}, `--incarnation "ABC-1"`},
+		{"incarnation with a space", Options{Target: "127.0.0.1:1", Incarnation: "ABC 1"}, `--incarnation "ABC 1"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,6 +302,39 @@ func TestBadOptions(t *testing.T) {
 				t.Errorf("Run() error = %v, want one containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestIncarnationOption: with --incarnation the restart check names the
+// sidecar's own incarnation live, so that an app serving traffic through
+// that sidecar keeps its sessions.
+func TestIncarnationOption(t *testing.T) {
+	r := &receiver{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results, err := Run(ctx, Options{Target: serve(t, r), Incarnation: "LIVE0001"})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !Passed(results) {
+		t.Fatalf("checks failed: %+v", results)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	named := 0
+	for _, req := range r.reqs {
+		for _, e := range req.GetEvents() {
+			if e.GetScope() != notifyv1.Scope_SCOPE_SIDECAR {
+				continue
+			}
+			named++
+			if e.GetIncarnation() != "LIVE0001" {
+				t.Errorf("restart event names %q live, want the --incarnation LIVE0001", e.GetIncarnation())
+			}
+		}
+	}
+	if named != 2 {
+		t.Errorf("%d restart events, want 2", named)
 	}
 }
 
