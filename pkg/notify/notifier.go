@@ -189,10 +189,9 @@ func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool, hol
 
 // Publish queues ev for delivery and never blocks. An empty ev.ID is set with
 // NewEventID, a zero ev.DetectedAt with the current time and an empty
-// ev.Incarnation with this process's. When the queue
-// is full the oldest queued event is dropped. ev.Headers is sent as given
-// (the relay applies Config.HeaderAllowList) and must not be changed after
-// Publish.
+// ev.Incarnation with this process's. When the queue is full the oldest
+// queued event is dropped. ev.Headers is sent as given (the relay applies
+// Config.HeaderAllowList) and must not be changed after Publish.
 func (n *Notifier) Publish(ev Event) {
 	if n.disabled {
 		return
