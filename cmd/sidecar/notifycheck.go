@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,6 +29,8 @@ func newNotifyCheckCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&o.Target, "target", "", "DisconnectNotify server: host:port or unix:///path (required)")
-	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Second, "timeout of each Notify call")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", check.DefaultTimeout, "timeout of each Notify call")
+	cmd.Flags().StringVar(&o.Incarnation, "incarnation", "", "incarnation of the sidecar in front of the target (its start-up log names it), named live by the restart check; "+
+		"empty: a new one, and the app frees every session its sidecar relayed")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -23,6 +24,20 @@ type sessionKey struct {
 	conn   string
 	stream uint32
 }
+
+// incarnation returns the sidecar process that relayed the stream: the
+// connection id up to its first "-" ("<incarnation>-<n>"), or "" for a
+// stream that did not come through hangup.
+func (k sessionKey) incarnation() string {
+	inc, _, ok := strings.Cut(k.conn, "-")
+	if !ok || strings.HasPrefix(k.conn, localPrefix) {
+		return ""
+	}
+	return inc
+}
+
+// localPrefix starts the keys of streams that did not come through hangup.
+const localPrefix = "local-"
 
 func (k sessionKey) String() string { return fmt.Sprintf("%s/%d", k.conn, k.stream) }
 
@@ -117,6 +132,10 @@ func (a *app) Notify(_ context.Context, req *notifyv1.NotifyRequest) (*notifyv1.
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, ev := range req.GetEvents() {
+		if ev.GetScope() == notifyv1.Scope_SCOPE_SIDECAR {
+			a.freeOtherIncarnationsLocked(ev)
+			continue
+		}
 		for key, s := range a.sessions {
 			if key.conn != ev.GetConnectionId() ||
 				(ev.GetScope() == notifyv1.Scope_SCOPE_STREAM && key.stream != ev.GetStreamId()) {
@@ -128,6 +147,26 @@ func (a *app) Notify(_ context.Context, req *notifyv1.NotifyRequest) (*notifyv1.
 		}
 	}
 	return &notifyv1.NotifyResponse{}, nil
+}
+
+// freeOtherIncarnationsLocked handles the event a sidecar process sends
+// when it starts (or reconnects): ev.incarnation is live, so every session
+// relayed by another incarnation belongs to a process that died without
+// reporting it. Sessions of the live one, and those that did not come
+// through hangup, stay.
+func (a *app) freeOtherIncarnationsLocked(ev *notifyv1.DisconnectEvent) {
+	live := ev.GetIncarnation()
+	if live == "" {
+		return // not a sidecar restart event this app understands
+	}
+	for key, s := range a.sessions {
+		if inc := key.incarnation(); inc == "" || inc == live {
+			continue
+		}
+		delete(a.sessions, key)
+		close(s.gone)
+		a.log.Info("freed session of a sidecar that is gone", "session", key, "live_incarnation", live, "event_id", ev.GetEventId())
+	}
 }
 
 func (a *app) remove(key sessionKey, s *session) {
@@ -158,7 +197,7 @@ func (a *app) keyOf(ctx context.Context) sessionKey {
 	stream, err := strconv.ParseUint(first(md, "x-hangup-stream-id"), 10, 32)
 	if conn == "" || err != nil {
 		a.log.Warn("stream without x-hangup-* headers: not behind hangup, disconnects will not be reported")
-		return sessionKey{conn: fmt.Sprintf("local-%d", a.localIDs.Add(1))}
+		return sessionKey{conn: fmt.Sprintf("%s%d", localPrefix, a.localIDs.Add(1))}
 	}
 	return sessionKey{conn: conn, stream: uint32(stream)}
 }

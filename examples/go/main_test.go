@@ -153,6 +153,71 @@ func TestNotifyFreesSessions(t *testing.T) {
 	}
 }
 
+// TestSidecarRestartFreesOtherIncarnations: a SCOPE_SIDECAR event frees the
+// sessions of every incarnation but the one it names, and nothing else.
+func TestSidecarRestartFreesOtherIncarnations(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := start(t)
+	old1 := join(t, ctx, c, "OLDINC01-1", "1")
+	old2 := join(t, ctx, c, "OLDINC01-2", "3")
+	live := join(t, ctx, c, "LIVEINC1-1", "1")
+	// Not through hangup: no incarnation, never freed by an event.
+	local, err := c.chat.Chat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.Send(&chatv1.ChatRequest{Text: "direct"}); err != nil {
+		t.Fatal(err)
+	}
+	waitSessions(t, ctx, c, 4)
+
+	restart := &notifyv1.DisconnectEvent{EventId: "r1", Scope: notifyv1.Scope_SCOPE_SIDECAR,
+		Reason: notifyv1.Reason_REASON_SIDECAR_RESTART, Initiator: notifyv1.Initiator_INITIATOR_SIDECAR, Incarnation: "LIVEINC1"}
+	for _, name := range []string{"first", "again after a reconnection"} {
+		if _, err := c.notify.Notify(ctx, &notifyv1.NotifyRequest{Events: []*notifyv1.DisconnectEvent{restart}}); err != nil {
+			t.Fatalf("notify (%s): %v", name, err)
+		}
+		if n := sessions(t, ctx, c); n != 2 {
+			t.Errorf("%s: sessions = %d, want 2 (the live incarnation's and the direct one)", name, n)
+		}
+	}
+	for _, s := range []chatv1.ChatService_ChatClient{old1, old2} {
+		if err := recvUntilEnd(s); status.Code(err) != codes.Canceled {
+			t.Errorf("stream of the old incarnation ended with %v, want CANCELED", err)
+		}
+	}
+	if err := live.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if err := local.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recvUntilEnd reads s until it ends and returns the error that ended it.
+func recvUntilEnd(s chatv1.ChatService_ChatClient) error {
+	for {
+		if _, err := s.Recv(); err != nil {
+			return err
+		}
+	}
+}
+
+// waitSessions waits until the app holds want sessions.
+func waitSessions(t *testing.T, ctx context.Context, c clients, want int64) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for n := sessions(t, ctx, c); n != want; n = sessions(t, ctx, c) {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("sessions = %d, want %d: %v", n, want, ctx.Err())
+		}
+	}
+}
+
 func TestExamplePassesNotifyCheck(t *testing.T) {
 	c := start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -30,6 +30,18 @@ function load(file) {
 const notifyv1 = load('hangup/notify/v1/notify.proto').hangup.notify.v1;
 const examplev1 = load('hangup/example/v1/subscription.proto').hangup.example.v1;
 
+// localPrefix starts the ids of calls that did not come through hangup;
+// they have no incarnation, so no event frees them.
+const localPrefix = 'local-';
+
+// incarnationOf returns the sidecar process that relayed a connection: its
+// id is "<incarnation>-<n>". Local ids have none.
+function incarnationOf(connectionId) {
+  const dash = connectionId.indexOf('-');
+  if (dash <= 0 || connectionId.startsWith(localPrefix)) return '';
+  return connectionId.slice(0, dash);
+}
+
 // Sessions is the per-stream state the app must not leak. Keys are
 // "connectionId/streamId", the same pair a DisconnectEvent names.
 class Sessions {
@@ -45,7 +57,7 @@ class Sessions {
     const stream = Number(call.metadata.get('x-hangup-stream-id')[0]);
     if (typeof conn !== 'string' || conn === '' || !Number.isInteger(stream)) {
       this.localIds += 1;
-      return { connectionId: `local-${this.localIds}`, streamId: 0 };
+      return { connectionId: `${localPrefix}${this.localIds}`, streamId: 0 };
     }
     return { connectionId: conn, streamId: stream };
   }
@@ -66,12 +78,20 @@ class Sessions {
 
   // free unlinks every session an event names and ends its call. An event
   // for a session already gone changes nothing, so redelivery is harmless.
+  // SCOPE_SIDECAR names the sidecar process now live: every session of
+  // another incarnation (the part of the connection id before its first
+  // "-") belonged to a sidecar that died without reporting it.
   free(ev) {
     let freed = 0;
     for (const s of [...this.byKey.values()]) {
-      if (s.connectionId !== ev.connectionId) continue;
-      if (ev.scope === 'SCOPE_STREAM' && s.streamId !== ev.streamId) continue;
-      if (ev.scope !== 'SCOPE_STREAM' && ev.scope !== 'SCOPE_CONNECTION') continue;
+      if (ev.scope === 'SCOPE_SIDECAR') {
+        const inc = incarnationOf(s.connectionId);
+        if (ev.incarnation === '' || inc === '' || inc === ev.incarnation) continue;
+      } else {
+        if (s.connectionId !== ev.connectionId) continue;
+        if (ev.scope === 'SCOPE_STREAM' && s.streamId !== ev.streamId) continue;
+        if (ev.scope !== 'SCOPE_STREAM' && ev.scope !== 'SCOPE_CONNECTION') continue;
+      }
       if (!this.remove(s)) continue;
       freed += 1;
       if (!s.call.cancelled) {
@@ -121,7 +141,8 @@ function notifyService(sessions, log) {
     Notify(call, callback) {
       for (const ev of call.request.events) {
         const n = sessions.free(ev);
-        if (n > 0) log(`freed ${n} session(s) of ${ev.connectionId}/${ev.streamId}: ${ev.reason} (event ${ev.eventId})`);
+        if (n > 0 && ev.scope === 'SCOPE_SIDECAR') log(`freed ${n} session(s) of sidecars other than ${ev.incarnation}: ${ev.reason} (event ${ev.eventId})`);
+        else if (n > 0) log(`freed ${n} session(s) of ${ev.connectionId}/${ev.streamId}: ${ev.reason} (event ${ev.eventId})`);
       }
       callback(null, {});
     },

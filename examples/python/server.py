@@ -29,6 +29,20 @@ def log(msg):
     print(f"[python] {msg}", flush=True)
 
 
+# Starts the ids of calls that did not come through hangup: they have no
+# incarnation, so no event frees them.
+LOCAL_PREFIX = "local-"
+
+
+def incarnation_of(connection_id):
+    """The sidecar process that relayed a connection: its id is
+    "<incarnation>-<n>". Local ids have none."""
+    inc, dash, _ = connection_id.partition("-")
+    if not dash or not inc or connection_id.startswith(LOCAL_PREFIX):
+        return ""
+    return inc
+
+
 class Session:
     """The per-stream state the app must not leak."""
 
@@ -60,7 +74,7 @@ class Sessions:
             stream = None
         if not conn or stream is None:
             # No sidecar in front: a local id that no event can name.
-            return f"local-{next(self.local_ids)}", 0
+            return f"{LOCAL_PREFIX}{next(self.local_ids)}", 0
         return conn, stream
 
     def add(self, session):
@@ -78,14 +92,19 @@ class Sessions:
         ends the call with CANCELLED. An event for a session already gone
         changes nothing, so redelivery is harmless."""
         if event.scope == notify_pb2.SCOPE_STREAM:
-            match = lambda s: s.stream_id == event.stream_id  # noqa: E731
+            match = lambda s: s.connection_id == event.connection_id and s.stream_id == event.stream_id  # noqa: E731
         elif event.scope == notify_pb2.SCOPE_CONNECTION:
-            match = lambda s: True  # noqa: E731
+            match = lambda s: s.connection_id == event.connection_id  # noqa: E731
+        elif event.scope == notify_pb2.SCOPE_SIDECAR and event.incarnation:
+            # The sidecar process named is live: a session relayed by any
+            # other incarnation belongs to a sidecar that died without
+            # reporting it. Calls not through hangup have no incarnation.
+            match = lambda s: incarnation_of(s.connection_id) not in ("", event.incarnation)  # noqa: E731
         else:
             return 0  # unknown scope: leave the state alone
         freed = 0
         for s in list(self.by_key.values()):
-            if s.connection_id == event.connection_id and match(s) and self.remove(s):
+            if match(s) and self.remove(s):
                 freed += 1
                 # The sidecar also resets the app-side stream; ending the
                 # call here covers the event arriving first.
@@ -144,7 +163,8 @@ class DisconnectNotify(notify_pb2_grpc.DisconnectNotifyServicer):
             n = self.sessions.free(ev)
             if n:
                 reason = notify_pb2.Reason.Name(ev.reason)
-                log(f"freed {n} session(s) of {ev.connection_id}/{ev.stream_id}: {reason} (event {ev.event_id})")
+                what = f"sidecars other than {ev.incarnation}" if ev.scope == notify_pb2.SCOPE_SIDECAR else f"{ev.connection_id}/{ev.stream_id}"
+                log(f"freed {n} session(s) of {what}: {reason} (event {ev.event_id})")
         return notify_pb2.NotifyResponse()
 
 

@@ -186,21 +186,50 @@ type Received struct {
 	At    time.Time
 }
 
-// Receiver is the app's DisconnectNotify service: it hands every event it
-// receives to Events and answers OK.
+// Receiver is the app's DisconnectNotify service: it hands every client
+// disconnect it receives to Events and answers OK. The events that name the
+// sidecar's live incarnation (SCOPE_SIDECAR) are not client disconnects:
+// Receiver keeps the last one (Live) and hands them to Sidecar instead of
+// Events, so that counts of disconnects stay exact across sidecar restarts.
 type Receiver struct {
 	notifyv1.UnimplementedDisconnectNotifyServer
 	Events chan Received
+	// Sidecar receives the SCOPE_SIDECAR events while it has room; those
+	// that find it full are only remembered by Live.
+	Sidecar chan Received
+
+	mu   sync.Mutex
+	live string
+}
+
+// Live returns the incarnation the last SCOPE_SIDECAR event named, or ""
+// before the first.
+func (r *Receiver) Live() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.live
 }
 
 // NewReceiver returns a Receiver whose channel holds up to buffer events;
 // beyond that, events are refused with UNAVAILABLE and the sidecar retries.
-func NewReceiver(buffer int) *Receiver { return &Receiver{Events: make(chan Received, buffer)} }
+func NewReceiver(buffer int) *Receiver {
+	return &Receiver{Events: make(chan Received, buffer), Sidecar: make(chan Received, 16)}
+}
 
 // Notify implements DisconnectNotify.
 func (r *Receiver) Notify(_ context.Context, req *notifyv1.NotifyRequest) (*notifyv1.NotifyResponse, error) {
 	now := time.Now()
 	for _, e := range req.GetEvents() {
+		if e.GetScope() == notifyv1.Scope_SCOPE_SIDECAR {
+			r.mu.Lock()
+			r.live = e.GetIncarnation()
+			r.mu.Unlock()
+			select {
+			case r.Sidecar <- Received{Event: notify.FromProto(e), At: now}:
+			default:
+			}
+			continue
+		}
 		select {
 		case r.Events <- Received{Event: notify.FromProto(e), At: now}:
 		default:

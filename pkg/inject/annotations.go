@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/redirect"
 )
 
@@ -96,7 +97,7 @@ func parsePort(name, v string) (int32, error) {
 
 func parseKeepalive(name, v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
-	if err != nil || d < MinKeepalive {
+	if err != nil || d < keepalive.MinDuration {
 		return 0, &AnnotationError{name, v, "a Go duration of at least 1s such as 30s"}
 	}
 	return d, nil

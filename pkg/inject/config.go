@@ -12,6 +12,7 @@ package inject
 import (
 	"time"
 
+	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/ports"
 	"github.com/hangup-dev/hangup/pkg/redirect"
@@ -38,19 +39,12 @@ const (
 	DefaultAdminPort int32 = ports.Admin
 	// DefaultWebhookPort is the webhook's HTTPS port in the container.
 	DefaultWebhookPort int32 = ports.Webhook
-	// DefaultKeepaliveTime and DefaultKeepaliveTimeout follow grpc-go's
-	// keepalive.ServerParameters meaning.
-	DefaultKeepaliveTime    = 30 * time.Second
-	DefaultKeepaliveTimeout = 10 * time.Second
 	// DefaultHoldApplication: without native sidecars, the app starts only
 	// once the sidecar is healthy. Annotation hangup.dev/hold-application.
 	DefaultHoldApplication = true
 	// HoldTimeout is how long the sidecar's postStart hook waits for it to
 	// become healthy before the kubelet restarts the container.
 	HoldTimeout = 2 * time.Minute
-	// MinKeepalive is the smallest keepalive time or timeout accepted:
-	// below it pings become abuse in most clients' eyes.
-	MinKeepalive = time.Second
 )
 
 // Mode is how the sidecar is attached to the app's traffic.
@@ -94,10 +88,12 @@ type Config struct {
 	// Default none. Annotation hangup.dev/notify-headers.
 	NotifyHeaders []string
 	// KeepaliveTime: ping a client after this long without a frame.
-	// Default 30s, minimum 1s. Annotation hangup.dev/keepalive-time.
+	// Default keepalive.DefaultTime, minimum keepalive.MinDuration.
+	// Annotation hangup.dev/keepalive-time.
 	KeepaliveTime time.Duration
 	// KeepaliveTimeout: a ping not answered in this long means the client is
-	// gone. Default 10s, minimum 1s. Annotation hangup.dev/keepalive-timeout.
+	// gone. Default keepalive.DefaultTimeout, minimum keepalive.MinDuration.
+	// Annotation hangup.dev/keepalive-timeout.
 	KeepaliveTimeout time.Duration
 	// Mode is port or redirect. Default port. Annotation hangup.dev/mode.
 	Mode Mode
@@ -124,8 +120,8 @@ func DefaultConfig(image string) Config {
 		ProxyPort:        DefaultProxyPort,
 		AdminPort:        DefaultAdminPort,
 		NotifyAddr:       notify.DefaultAddr,
-		KeepaliveTime:    DefaultKeepaliveTime,
-		KeepaliveTimeout: DefaultKeepaliveTimeout,
+		KeepaliveTime:    keepalive.DefaultTime,
+		KeepaliveTimeout: keepalive.DefaultTimeout,
 		Mode:             ModePort,
 		RedirectBackend:  string(redirect.BackendAuto),
 		Resources: corev1.ResourceRequirements{

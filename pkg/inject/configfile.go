@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/hangup-dev/hangup/pkg/keepalive"
 )
 
 // FileConfig is the YAML file of sidecar defaults that the chart renders
@@ -82,7 +84,7 @@ func LoadConfig(path string) (Config, error) {
 			continue
 		}
 		v, err := time.ParseDuration(d.v)
-		if err != nil || v < MinKeepalive {
+		if err != nil || v < keepalive.MinDuration {
 			return Config{}, fmt.Errorf("sidecar config %s: %s %q: want a Go duration of at least 1s such as 30s", path, d.name, d.v)
 		}
 		*d.dst = v

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/redirect"
 )
 
@@ -128,8 +129,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sidecar uid %d: want a non-root uid", c.UID)
 	case c.ProxyPort <= 0 || c.AdminPort <= 0 || c.ProxyPort == c.AdminPort:
 		return fmt.Errorf("sidecar ports %d and %d: want two different ports", c.ProxyPort, c.AdminPort)
-	case c.KeepaliveTime < MinKeepalive || c.KeepaliveTimeout < MinKeepalive:
-		return fmt.Errorf("keepalive time %s and timeout %s: want at least %s", c.KeepaliveTime, c.KeepaliveTimeout, MinKeepalive)
+	case c.KeepaliveTime < keepalive.MinDuration || c.KeepaliveTimeout < keepalive.MinDuration:
+		return fmt.Errorf("keepalive time %s and timeout %s: want at least %s", c.KeepaliveTime, c.KeepaliveTimeout, keepalive.MinDuration)
 	case c.Mode != ModePort && c.Mode != ModeRedirect:
 		return fmt.Errorf("mode %q: want port or redirect", c.Mode)
 	case !slices.Contains([]redirect.Backend{redirect.BackendAuto, redirect.BackendNFTables, redirect.BackendIPTables}, redirect.Backend(c.RedirectBackend)):

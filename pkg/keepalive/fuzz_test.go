@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // fuzzModel follows the events independently of the Policy and checks its
@@ -67,17 +67,17 @@ func (m *fuzzModel) check(who string, acts []Action) {
 			m.graceful = true
 			m.drainPing = a.Ping
 			switch a.Reason {
-			case notify.ReasonIdleTimeout:
+			case event.ReasonIdleTimeout:
 				if m.streams != 0 || m.cfg.MaxConnectionIdle == 0 || m.now.Sub(m.idleSince) < m.cfg.MaxConnectionIdle {
 					t.Fatalf("idle GOAWAY at %s with %d streams, idle since %s, max %s",
 						m.now.Sub(t0), m.streams, m.idleSince.Sub(t0), m.cfg.MaxConnectionIdle)
 				}
-			case notify.ReasonMaxAge:
+			case event.ReasonMaxAge:
 				if m.cfg.MaxConnectionAge == 0 || m.now.Sub(t0) < m.cfg.MaxConnectionAge-m.cfg.MaxConnectionAge/10 {
 					t.Fatalf("max-age GOAWAY at %s, max age %s", m.now.Sub(t0), m.cfg.MaxConnectionAge)
 				}
 				m.ageGoAwayAt = m.now
-			case notify.ReasonShutdown:
+			case event.ReasonShutdown:
 				if who != "Drain" {
 					t.Fatalf("%s: shutdown GOAWAY outside Drain", who)
 				}
@@ -107,7 +107,7 @@ func (m *fuzzModel) check(who string, acts []Action) {
 			if !m.final {
 				t.Fatalf("%s: Close before GoAwayFinal", who)
 			}
-			if m.streams > 0 && a.Reason == notify.ReasonMaxAge &&
+			if m.streams > 0 && a.Reason == event.ReasonMaxAge &&
 				(m.cfg.MaxConnectionAgeGrace == 0 || m.now.Sub(m.ageGoAwayAt) < m.cfg.MaxConnectionAgeGrace) {
 				t.Fatalf("max-age Close at %s with %d streams: GOAWAY at %s, grace %s",
 					m.now.Sub(t0), m.streams, m.ageGoAwayAt.Sub(t0), m.cfg.MaxConnectionAgeGrace)

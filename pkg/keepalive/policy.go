@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // GracefulLastStreamID is the last-stream-id of the first GOAWAY of a
@@ -78,7 +78,7 @@ type Action struct {
 	Debug string
 	// Reason is why the connection is being ended, for the disconnect events
 	// of the streams the action cuts off.
-	Reason notify.Reason
+	Reason event.Reason
 }
 
 type state uint8
@@ -120,12 +120,12 @@ type Policy struct {
 	// Draining.
 	state       state
 	ageFired    bool
-	drainReason notify.Reason
+	drainReason event.Reason
 	drainDebug  string
 	drainPing   [8]byte
-	headsUpAt   time.Time     // when phase 1 was sent
-	closeAt     time.Time     // grace or drain timeout; zero for none
-	closeReason notify.Reason // reason of streams cut off at closeAt
+	headsUpAt   time.Time    // when phase 1 was sent
+	closeAt     time.Time    // grace or drain timeout; zero for none
+	closeReason event.Reason // reason of streams cut off at closeAt
 	closeDebug  string
 }
 
@@ -212,7 +212,7 @@ func (p *Policy) PingReceived(now time.Time) []Action {
 		return nil
 	}
 	p.state = stateFinished
-	return []Action{{Kind: GoAwayTooManyPings, Debug: DebugTooManyPings, Reason: notify.ReasonPingAbuse}}
+	return []Action{{Kind: GoAwayTooManyPings, Debug: DebugTooManyPings, Reason: event.ReasonPingAbuse}}
 }
 
 // IsOwnPing reports whether data is the opaque data of a PING this policy
@@ -274,7 +274,7 @@ func (p *Policy) Drain(now time.Time, timeout time.Duration) []Action {
 	if timeout > 0 {
 		closeBy = now.Add(timeout)
 	}
-	return p.startDrain(nil, now, notify.ReasonShutdown, DebugShutdown, closeBy)
+	return p.startDrain(nil, now, event.ReasonShutdown, DebugShutdown, closeBy)
 }
 
 // Tick does whatever is due at now. The relay calls it when its timer set to
@@ -288,7 +288,7 @@ func (p *Policy) Tick(now time.Time) []Action {
 		return nil
 	}
 	if p.pingOut && !now.Before(p.pingSentAt.Add(p.cfg.Timeout)) {
-		return p.finish(nil, CloseDead, notify.ReasonKeepaliveTimeout, DebugKeepaliveTimeout)
+		return p.finish(nil, CloseDead, event.ReasonKeepaliveTimeout, DebugKeepaliveTimeout)
 	}
 	var acts []Action
 	if p.state != stateOpen && !p.closeAt.IsZero() && !now.Before(p.closeAt) {
@@ -312,10 +312,10 @@ func (p *Policy) Tick(now time.Time) []Action {
 		if p.cfg.MaxConnectionAgeGrace > 0 {
 			closeBy = now.Add(p.cfg.MaxConnectionAgeGrace)
 		}
-		acts = p.startDrain(acts, now, notify.ReasonMaxAge, DebugMaxAge, closeBy)
+		acts = p.startDrain(acts, now, event.ReasonMaxAge, DebugMaxAge, closeBy)
 	}
 	if idle := p.idleDeadline(); p.state == stateOpen && !idle.IsZero() && !now.Before(idle) {
-		acts = p.startDrain(acts, now, notify.ReasonIdleTimeout, DebugMaxIdle, time.Time{})
+		acts = p.startDrain(acts, now, event.ReasonIdleTimeout, DebugMaxIdle, time.Time{})
 	}
 	if !p.pingOut && !now.Before(p.lastRead.Add(p.cfg.Time)) {
 		data := p.nextPing(now)
@@ -383,7 +383,7 @@ func (p *Policy) nextPing(now time.Time) [8]byte {
 
 // startDrain begins phase 1 with the given reason, or, when a drain is
 // already under way, only brings its close deadline forward to closeBy.
-func (p *Policy) startDrain(acts []Action, now time.Time, reason notify.Reason, debug string, closeBy time.Time) []Action {
+func (p *Policy) startDrain(acts []Action, now time.Time, reason event.Reason, debug string, closeBy time.Time) []Action {
 	switch p.state {
 	case stateFinished:
 		return acts
@@ -413,7 +413,7 @@ func (p *Policy) final(acts []Action) []Action {
 }
 
 // finish appends a terminal action and ends the policy.
-func (p *Policy) finish(acts []Action, k Kind, reason notify.Reason, debug string) []Action {
+func (p *Policy) finish(acts []Action, k Kind, reason event.Reason, debug string) []Action {
 	p.state = stateFinished
 	return append(acts, Action{Kind: k, Debug: debug, Reason: reason})
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -37,7 +37,7 @@ type step struct {
 	do       op
 	arg      time.Duration
 	want     []Kind
-	reason   notify.Reason
+	reason   event.Reason
 	debug    string
 	deadline time.Duration
 }
@@ -145,7 +145,7 @@ func TestKeepalive(t *testing.T) {
 		{"no ack and no frame within Timeout is dead", []step{
 			{at: 30 * sec, do: opTick, want: k(SendPing)},
 			{at: 39*sec + 999*ms, do: opTick, deadline: 40 * sec},
-			{at: 40 * sec, do: opTick, want: k(CloseDead), reason: notify.ReasonKeepaliveTimeout, debug: DebugKeepaliveTimeout, deadline: noDeadline},
+			{at: 40 * sec, do: opTick, want: k(CloseDead), reason: event.ReasonKeepaliveTimeout, debug: DebugKeepaliveTimeout, deadline: noDeadline},
 			{at: 50 * sec, do: opTick, deadline: noDeadline},
 			{at: 50 * sec, do: opPing, deadline: noDeadline},
 		}},
@@ -216,7 +216,7 @@ func TestPingEnforcement(t *testing.T) {
 			{at: 1 * sec, do: opPing}, // first ping is free
 			{at: 2 * sec, do: opPing}, // strike 1
 			{at: 3 * sec, do: opPing}, // strike 2
-			{at: 4 * sec, do: opPing, want: k(GoAwayTooManyPings), reason: notify.ReasonPingAbuse, debug: DebugTooManyPings, deadline: noDeadline},
+			{at: 4 * sec, do: opPing, want: k(GoAwayTooManyPings), reason: event.ReasonPingAbuse, debug: DebugTooManyPings, deadline: noDeadline},
 			{at: 5 * sec, do: opPing, deadline: noDeadline},
 		}},
 		{"just under MinTime is a strike", slow(), []step{
@@ -301,8 +301,8 @@ func TestMaxIdle(t *testing.T) {
 	}{
 		{"idle from the start drains", []step{
 			{at: 0, do: opCheckOnly, deadline: 1 * minute},
-			{at: 1 * minute, do: opTick, want: k(GoAwayGraceful), reason: notify.ReasonIdleTimeout, debug: DebugMaxIdle, deadline: 1*minute + 10*sec},
-			{at: 1*minute + 1*sec, do: opAckDrain, want: k(GoAwayFinal, Close), reason: notify.ReasonIdleTimeout, debug: DebugMaxIdle, deadline: noDeadline},
+			{at: 1 * minute, do: opTick, want: k(GoAwayGraceful), reason: event.ReasonIdleTimeout, debug: DebugMaxIdle, deadline: 1*minute + 10*sec},
+			{at: 1*minute + 1*sec, do: opAckDrain, want: k(GoAwayFinal, Close), reason: event.ReasonIdleTimeout, debug: DebugMaxIdle, deadline: noDeadline},
 		}},
 		{"an open stream keeps it from idling", []step{
 			{at: 10 * sec, do: opOpen, deadline: 1 * time.Hour},
@@ -327,7 +327,7 @@ func TestMaxIdle(t *testing.T) {
 			{at: 1*minute + 100*ms, do: opOpen},
 			{at: 1*minute + 200*ms, do: opAckDrain, want: k(GoAwayFinal)},
 			{at: 5 * minute, do: opTick},
-			{at: 6 * minute, do: opClose, want: k(Close), reason: notify.ReasonIdleTimeout, deadline: noDeadline},
+			{at: 6 * minute, do: opClose, want: k(Close), reason: event.ReasonIdleTimeout, deadline: noDeadline},
 		}},
 		{"unbalanced stream close is ignored", []step{
 			{at: 10 * sec, do: opClose, deadline: 1 * minute},
@@ -360,10 +360,10 @@ func TestMaxAge(t *testing.T) {
 	}{
 		{"two phases on ack, then close after grace", age(time.Minute), half, []step{
 			{at: 1 * sec, do: opOpen, deadline: 10 * minute},
-			{at: 10 * minute, do: opTick, want: k(GoAwayGraceful), reason: notify.ReasonMaxAge, debug: DebugMaxAge, deadline: 10*minute + 10*sec},
+			{at: 10 * minute, do: opTick, want: k(GoAwayGraceful), reason: event.ReasonMaxAge, debug: DebugMaxAge, deadline: 10*minute + 10*sec},
 			{at: 10*minute + 1*sec, do: opAckDrain, want: k(GoAwayFinal), debug: DebugMaxAge, deadline: 11 * minute},
 			{at: 10*minute + 59*sec, do: opTick},
-			{at: 11 * minute, do: opTick, want: k(Close), reason: notify.ReasonMaxAge, deadline: noDeadline},
+			{at: 11 * minute, do: opTick, want: k(Close), reason: event.ReasonMaxAge, deadline: noDeadline},
 		}},
 		{"final after Timeout without ack", age(time.Minute), half, []step{
 			{at: 1 * sec, do: opOpen},
@@ -371,7 +371,7 @@ func TestMaxAge(t *testing.T) {
 			{at: 10*minute + 5*sec, do: opFrame},
 			{at: 10*minute + 9*sec, do: opTick},
 			{at: 10*minute + 10*sec, do: opTick, want: k(GoAwayFinal), deadline: 11 * minute},
-			{at: 10*minute + 20*sec, do: opClose, want: k(Close), reason: notify.ReasonMaxAge},
+			{at: 10*minute + 20*sec, do: opClose, want: k(Close), reason: event.ReasonMaxAge},
 		}},
 		{"ack arriving in phase 2 changes nothing", age(time.Minute), half, []step{
 			{at: 1 * sec, do: opOpen},
@@ -396,12 +396,12 @@ func TestMaxAge(t *testing.T) {
 			{at: 1 * sec, do: opOpen},
 			{at: 10 * minute, do: opTick, want: k(GoAwayGraceful), deadline: 10*minute + 5*sec},
 			{at: 10*minute + 3*sec, do: opFrame},
-			{at: 10*minute + 5*sec, do: opTick, want: k(GoAwayFinal, Close), reason: notify.ReasonMaxAge},
+			{at: 10*minute + 5*sec, do: opTick, want: k(GoAwayFinal, Close), reason: event.ReasonMaxAge},
 		}},
 		{"dead client in phase 1 is CloseDead, not final", age(time.Minute), half, []step{
 			{at: 1 * sec, do: opOpen},
 			{at: 10 * minute, do: opTick, want: k(GoAwayGraceful)},
-			{at: 10*minute + 10*sec, do: opTick, want: k(CloseDead), reason: notify.ReasonKeepaliveTimeout},
+			{at: 10*minute + 10*sec, do: opTick, want: k(CloseDead), reason: event.ReasonKeepaliveTimeout},
 		}},
 		{"jitter low end: rnd 0 gives -10%", age(0), func() float64 { return 0 }, []step{
 			{at: 0, do: opCheckOnly, deadline: 9 * minute},
@@ -435,20 +435,20 @@ func TestDrain(t *testing.T) {
 		steps []step
 	}{
 		{"no streams: two phases then close", slow(), []step{
-			{at: 1 * sec, do: opDrain, arg: 30 * sec, want: k(GoAwayGraceful), reason: notify.ReasonShutdown, debug: DebugShutdown, deadline: 11 * sec},
-			{at: 2 * sec, do: opAckDrain, want: k(GoAwayFinal, Close), reason: notify.ReasonShutdown},
+			{at: 1 * sec, do: opDrain, arg: 30 * sec, want: k(GoAwayGraceful), reason: event.ReasonShutdown, debug: DebugShutdown, deadline: 11 * sec},
+			{at: 2 * sec, do: opAckDrain, want: k(GoAwayFinal, Close), reason: event.ReasonShutdown},
 		}},
 		{"streams outliving the timeout get SHUTDOWN", slow(), []step{
 			{at: 0, do: opOpen},
 			{at: 1 * sec, do: opDrain, arg: 30 * sec, want: k(GoAwayGraceful)},
 			{at: 2 * sec, do: opAckDrain, want: k(GoAwayFinal), deadline: 31 * sec},
-			{at: 31 * sec, do: opTick, want: k(Close), reason: notify.ReasonShutdown, debug: DebugShutdown},
+			{at: 31 * sec, do: opTick, want: k(Close), reason: event.ReasonShutdown, debug: DebugShutdown},
 		}},
 		{"streams ending in time close it early", slow(), []step{
 			{at: 0, do: opOpen},
 			{at: 1 * sec, do: opDrain, arg: 30 * sec, want: k(GoAwayGraceful)},
 			{at: 2 * sec, do: opAckDrain, want: k(GoAwayFinal)},
-			{at: 20 * sec, do: opClose, want: k(Close), reason: notify.ReasonShutdown},
+			{at: 20 * sec, do: opClose, want: k(Close), reason: event.ReasonShutdown},
 		}},
 		{"timeout 0 waits for the streams", slow(), []step{
 			{at: 0, do: opOpen},
@@ -457,10 +457,10 @@ func TestDrain(t *testing.T) {
 		}},
 		{"drain during a max-age drain bounds its infinite grace", ageNoGrace, []step{
 			{at: 0, do: opOpen},
-			{at: 10 * minute, do: opTick, want: k(GoAwayGraceful), reason: notify.ReasonMaxAge},
+			{at: 10 * minute, do: opTick, want: k(GoAwayGraceful), reason: event.ReasonMaxAge},
 			{at: 10*minute + 1*sec, do: opAckDrain, want: k(GoAwayFinal)},
 			{at: 11 * minute, do: opDrain, arg: 30 * sec, deadline: 11*minute + 30*sec},
-			{at: 11*minute + 30*sec, do: opTick, want: k(Close), reason: notify.ReasonShutdown, debug: DebugShutdown},
+			{at: 11*minute + 30*sec, do: opTick, want: k(Close), reason: event.ReasonShutdown, debug: DebugShutdown},
 		}},
 		{"second drain: earlier deadline wins, later one is ignored", slow(), []step{
 			{at: 0, do: opOpen},
@@ -471,18 +471,18 @@ func TestDrain(t *testing.T) {
 			{at: 13 * sec, do: opTick, want: k(Close)},
 		}},
 		{"drain while an idle drain is in phase 1", idle, []step{
-			{at: 1 * minute, do: opTick, want: k(GoAwayGraceful), reason: notify.ReasonIdleTimeout},
+			{at: 1 * minute, do: opTick, want: k(GoAwayGraceful), reason: event.ReasonIdleTimeout},
 			{at: 1*minute + 1*sec, do: opOpen},
 			{at: 1*minute + 2*sec, do: opDrain, arg: 5 * sec, deadline: 1*minute + 7*sec},
 			{at: 1*minute + 3*sec, do: opFrame},
-			{at: 1*minute + 7*sec, do: opTick, want: k(GoAwayFinal, Close), reason: notify.ReasonShutdown},
+			{at: 1*minute + 7*sec, do: opTick, want: k(GoAwayFinal, Close), reason: event.ReasonShutdown},
 		}},
 		{"max age after a shutdown drain adds nothing", ageNoGrace, []step{
 			{at: 0, do: opOpen},
 			{at: 9 * minute, do: opDrain, arg: 5 * minute, want: k(GoAwayGraceful)},
 			{at: 9*minute + 1*sec, do: opAckDrain, want: k(GoAwayFinal)},
 			{at: 10 * minute, do: opTick, deadline: 14 * minute},
-			{at: 14 * minute, do: opTick, want: k(Close), reason: notify.ReasonShutdown},
+			{at: 14 * minute, do: opTick, want: k(Close), reason: event.ReasonShutdown},
 		}},
 		{"drain after close does nothing", slow(), []step{
 			{at: 0, do: opDrain, want: k(GoAwayGraceful)},

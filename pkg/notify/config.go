@@ -28,9 +28,11 @@ const (
 	DefaultQueueSize = 10000
 	// DefaultBatchMax is the largest batch in one Notify call.
 	DefaultBatchMax = 100
-	// DefaultBatchDelay is how long the sender waits for more events after
-	// the first before it sends a batch.
-	DefaultBatchDelay = 2 * time.Millisecond
+	// DefaultBatchDelay is 0: no batch waits for more events. Events are
+	// sent at once while no call is in flight and batched only behind one
+	// that is, which costs nothing when events are rare and fills batches
+	// by itself in a burst (see Notifier.nextBatch).
+	DefaultBatchDelay = time.Duration(0)
 	// DefaultRetryMin is the first retry delay after a failed call.
 	DefaultRetryMin = 25 * time.Millisecond
 	// DefaultRetryMax caps the retry delay (and grpc's reconnect delay):
@@ -72,9 +74,11 @@ type Config struct {
 	// Flag: --notify-batch-max.
 	BatchMax int
 
-	// BatchDelay is how long the sender waits after the first queued event
-	// for more to fill a batch; a full batch and a retry do not wait.
-	// Default 2ms, minimum 1ns. Flag: --notify-batch-delay.
+	// BatchDelay, when positive, holds every batch that is not full this
+	// long for more events, trading latency for fewer calls; a retry does
+	// not wait. Default 0: an event is sent at once when no call is in
+	// flight, and events that arrive during a call go together in the next
+	// one as soon as it returns. Flag: --notify-batch-delay.
 	BatchDelay time.Duration
 
 	// Headers is the allow-list of request header names the relay copies

@@ -31,6 +31,7 @@ func ToProto(ev Event) *notifyv1.DisconnectEvent {
 		GoawayDebugData: ev.GoAwayDebug,
 		BytesFromClient: ev.BytesFromClient,
 		BytesToClient:   ev.BytesToClient,
+		Incarnation:     ev.Incarnation,
 	}
 }
 
@@ -56,6 +57,7 @@ func FromProto(pe *notifyv1.DisconnectEvent) Event {
 		GoAwayDebug:     pe.GetGoawayDebugData(),
 		BytesFromClient: pe.GetBytesFromClient(),
 		BytesToClient:   pe.GetBytesToClient(),
+		Incarnation:     pe.GetIncarnation(),
 	}
 }
 

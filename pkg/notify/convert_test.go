@@ -20,6 +20,7 @@ func TestToProto(t *testing.T) {
 		Authority: "chat:8080", Headers: map[string]string{"x-tenant": "t1"}, PeerAddress: "10.0.0.1:5555",
 		StartedAt: started, DetectedAt: detected, TraceID: "0af7651916cd43dd8448eb211c80319c",
 		SpanID: "b7ad6b7169203331", GoAwayDebug: "bye", BytesFromClient: 10, BytesToClient: 20,
+		Incarnation: "0A1B2C3D",
 	}
 	tests := []struct {
 		name string
@@ -32,8 +33,11 @@ func TestToProto(t *testing.T) {
 			Method: "/chat.v1.ChatService/Chat", Authority: "chat:8080", Headers: map[string]string{"x-tenant": "t1"},
 			PeerAddress: "10.0.0.1:5555", StartedAt: timestamppb.New(started), DetectedAt: timestamppb.New(detected),
 			TraceId: "0af7651916cd43dd8448eb211c80319c", SpanId: "b7ad6b7169203331", GoawayDebugData: "bye",
-			BytesFromClient: 10, BytesToClient: 20,
+			BytesFromClient: 10, BytesToClient: 20, Incarnation: "0A1B2C3D",
 		}},
+		{"sidecar restart", Event{ID: "id3", Scope: ScopeSidecar, Reason: ReasonSidecarRestart, Initiator: InitiatorSidecar, Incarnation: "0A1B2C3D"},
+			&notifyv1.DisconnectEvent{EventId: "id3", Scope: notifyv1.Scope_SCOPE_SIDECAR, Reason: notifyv1.Reason_REASON_SIDECAR_RESTART,
+				Initiator: notifyv1.Initiator_INITIATOR_SIDECAR, Incarnation: "0A1B2C3D"}},
 		{"zero times stay unset", Event{ID: "id2", Scope: ScopeConnection, Reason: ReasonShutdown},
 			&notifyv1.DisconnectEvent{EventId: "id2", Scope: notifyv1.Scope_SCOPE_CONNECTION, Reason: notifyv1.Reason_REASON_SHUTDOWN}},
 	}
@@ -53,12 +57,12 @@ func TestToProto(t *testing.T) {
 // TestEnumNumbersMatch guards the promise in event.go: the Go numbers are the
 // wire numbers.
 func TestEnumNumbersMatch(t *testing.T) {
-	for r := ReasonUnspecified; r <= ReasonShutdown; r++ {
+	for r := ReasonUnspecified; r <= ReasonSidecarRestart; r++ {
 		if got, want := notifyv1.Reason(r).String(), "REASON_"+r.String(); got != want {
 			t.Errorf("Reason %d: proto name %s, want %s", r, got, want)
 		}
 	}
-	for s := ScopeUnspecified; s <= ScopeConnection; s++ {
+	for s := ScopeUnspecified; s <= ScopeSidecar; s++ {
 		if got, want := notifyv1.Scope(s).String(), "SCOPE_"+s.String(); got != want {
 			t.Errorf("Scope %d: proto name %s, want %s", s, got, want)
 		}
@@ -68,7 +72,10 @@ func TestEnumNumbersMatch(t *testing.T) {
 			t.Errorf("Initiator %d: proto name %s, want %s", i, got, want)
 		}
 	}
-	if len(notifyv1.Reason_name) != int(ReasonShutdown)+1 {
-		t.Errorf("proto has %d reasons, Go %d", len(notifyv1.Reason_name), ReasonShutdown+1)
+	if len(notifyv1.Reason_name) != int(ReasonSidecarRestart)+1 {
+		t.Errorf("proto has %d reasons, Go %d", len(notifyv1.Reason_name), ReasonSidecarRestart+1)
+	}
+	if len(notifyv1.Scope_name) != int(ScopeSidecar)+1 {
+		t.Errorf("proto has %d scopes, Go %d", len(notifyv1.Scope_name), ScopeSidecar+1)
 	}
 }

@@ -1,119 +1,51 @@
-// Package notify holds the disconnect event model and delivers events to the
-// app's DisconnectNotify service.
 package notify
 
-import "time"
+import "github.com/hangup-dev/hangup/pkg/event"
 
-// Scope says whether an event is about one stream or a whole connection.
-// The numbers match hangup.notify.v1.Scope.
-type Scope int32
-
-// Scopes.
-const (
-	ScopeUnspecified Scope = 0
-	ScopeStream      Scope = 1
-	ScopeConnection  Scope = 2
+// The event model lives in the leaf package pkg/event, so that the packages
+// that make events build without gRPC. These aliases keep the callers that
+// also use the Notifier (the relay, telemetry, the commands) compiling
+// unchanged; new code should name pkg/event directly.
+type (
+	// Scope is event.Scope.
+	Scope = event.Scope
+	// Reason is event.Reason.
+	Reason = event.Reason
+	// Initiator is event.Initiator.
+	Initiator = event.Initiator
+	// Event is event.Event.
+	Event = event.Event
+	// Sink is event.Sink.
+	Sink = event.Sink
+	// SinkFunc is event.SinkFunc.
+	SinkFunc = event.SinkFunc
 )
 
-// Reason says why a client is gone. The numbers match hangup.notify.v1.Reason.
-type Reason int32
-
-// Reasons, as in DESIGN.md's table "What counts as a disconnect".
+// Scopes, reasons and initiators: see pkg/event.
 const (
-	ReasonUnspecified      Reason = 0
-	ReasonRSTStream        Reason = 1
-	ReasonGoAway           Reason = 2
-	ReasonKeepaliveTimeout Reason = 3
-	ReasonConnectionClosed Reason = 4
-	ReasonConnectionReset  Reason = 5
-	ReasonIdleTimeout      Reason = 6
-	ReasonMaxAge           Reason = 7
-	ReasonPingAbuse        Reason = 8
-	ReasonProtocolError    Reason = 9
-	ReasonShutdown         Reason = 10
+	ScopeUnspecified = event.ScopeUnspecified
+	ScopeStream      = event.ScopeStream
+	ScopeConnection  = event.ScopeConnection
+	ScopeSidecar     = event.ScopeSidecar
+
+	ReasonUnspecified      = event.ReasonUnspecified
+	ReasonRSTStream        = event.ReasonRSTStream
+	ReasonGoAway           = event.ReasonGoAway
+	ReasonKeepaliveTimeout = event.ReasonKeepaliveTimeout
+	ReasonConnectionClosed = event.ReasonConnectionClosed
+	ReasonConnectionReset  = event.ReasonConnectionReset
+	ReasonIdleTimeout      = event.ReasonIdleTimeout
+	ReasonMaxAge           = event.ReasonMaxAge
+	ReasonPingAbuse        = event.ReasonPingAbuse
+	ReasonProtocolError    = event.ReasonProtocolError
+	ReasonShutdown         = event.ReasonShutdown
+	ReasonSidecarRestart   = event.ReasonSidecarRestart
+
+	InitiatorUnspecified = event.InitiatorUnspecified
+	InitiatorClient      = event.InitiatorClient
+	InitiatorSidecar     = event.InitiatorSidecar
+	InitiatorApp         = event.InitiatorApp
 )
 
-var reasonNames = [...]string{
-	"UNSPECIFIED", "RST_STREAM", "GOAWAY", "KEEPALIVE_TIMEOUT", "CONNECTION_CLOSED",
-	"CONNECTION_RESET", "IDLE_TIMEOUT", "MAX_AGE", "PING_ABUSE", "PROTOCOL_ERROR", "SHUTDOWN",
-}
-
-func (r Reason) String() string {
-	if r >= 0 && int(r) < len(reasonNames) {
-		return reasonNames[r]
-	}
-	return "UNKNOWN"
-}
-
-func (s Scope) String() string {
-	switch s {
-	case ScopeStream:
-		return "STREAM"
-	case ScopeConnection:
-		return "CONNECTION"
-	}
-	return "UNSPECIFIED"
-}
-
-// Initiator says which side ended the stream or connection.
-// The numbers match hangup.notify.v1.Initiator.
-type Initiator int32
-
-// Initiators.
-const (
-	InitiatorUnspecified Initiator = 0
-	InitiatorClient      Initiator = 1
-	InitiatorSidecar     Initiator = 2
-	InitiatorApp         Initiator = 3
-)
-
-func (i Initiator) String() string {
-	switch i {
-	case InitiatorClient:
-		return "CLIENT"
-	case InitiatorSidecar:
-		return "SIDECAR"
-	case InitiatorApp:
-		return "APP"
-	}
-	return "UNSPECIFIED"
-}
-
-// Event is one disconnect, as the relay detected it. It is the Go form of
-// hangup.notify.v1.DisconnectEvent; string fields are empty when unknown.
-type Event struct {
-	ID             string    // unique, stable across delivery retries
-	Scope          Scope     // stream or connection
-	Reason         Reason    // why
-	Initiator      Initiator // who
-	HTTP2ErrorCode uint32    // RST_STREAM / GOAWAY error code; 0 when none was sent
-	ConnectionID   string    // the x-hangup-connection-id the app saw
-	StreamID       uint32    // the x-hangup-stream-id the app saw; 0 for connection scope
-	Method         string    // :path
-	Authority      string    // :authority
-	Headers        map[string]string
-	PeerAddress    string
-	StartedAt      time.Time
-	DetectedAt     time.Time
-	TraceID        string
-	SpanID         string
-	// TraceSampled says the stream span named by TraceID and SpanID was
-	// sampled. It is not sent to the app: the sidecar's own hangup.notify
-	// span follows it, so that an unsampled stream leaves no orphan.
-	TraceSampled    bool
-	GoAwayDebug     string
-	BytesFromClient uint64
-	BytesToClient   uint64
-}
-
-// Sink receives events from the relay. Publish must never block the caller:
-// it runs on the data path.
-type Sink interface {
-	Publish(Event)
-}
-
-// SinkFunc adapts a function to Sink.
-type SinkFunc func(Event)
-
-// Publish calls f(e).
-func (f SinkFunc) Publish(e Event) { f(e) }
+// NewEventID is event.NewEventID.
+func NewEventID() string { return event.NewEventID() }

@@ -14,10 +14,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // maxLoggedIDs bounds how many dropped event ids one log record lists; the
@@ -53,16 +55,26 @@ type Stats struct {
 // while its batch was in flight may still reach the app; it stays counted
 // as dropped.)
 //
-// New starts two goroutines, the sender and a logger for overflow drops (so
-// that Publish never writes logs); Close waits for both.
+// After a sidecar restart: New queues a ScopeSidecar event naming this
+// process's incarnation (event.Incarnation) before anything else, and queues
+// another each time the channel to the app becomes ready again after it was
+// lost, so that an app that missed one (it was down, or the event was
+// dropped at the bound) still learns which process is live and frees what
+// any other held. Every event published carries the incarnation.
+//
+// New starts three goroutines, the sender, a logger for overflow drops (so
+// that Publish never writes logs) and a watcher of the channel's state;
+// Close waits for all of them.
 type Notifier struct {
 	// Immutable after New.
-	cfg      Config
-	log      *slog.Logger
-	disabled bool
-	conn     *grpc.ClientConn
-	client   notifyv1.DisconnectNotifyClient
-	wait     func(ctx context.Context, d time.Duration) bool // sleeps d; false when ctx ends first
+	cfg         Config
+	log         *slog.Logger
+	disabled    bool
+	conn        *grpc.ClientConn
+	client      notifyv1.DisconnectNotifyClient
+	wait        func(ctx context.Context, d time.Duration) bool // sleeps d; false when ctx ends first
+	hold        holdFunc                                        // waits BatchDelay for a batch to fill
+	incarnation string                                          // this process's, stamped on every event
 
 	wake       chan struct{} // cap 1: Publish tells the sender there is work
 	dropWake   chan struct{} // cap 1: Publish tells the drop logger there are ids to log
@@ -93,6 +105,10 @@ type Notifier struct {
 
 var _ Sink = (*Notifier)(nil)
 
+// holdFunc waits d, or less when closing is closed; it returns false when
+// ctx ends first.
+type holdFunc func(ctx context.Context, closing <-chan struct{}, d time.Duration) bool
+
 // flushWaiter is a Flush waiting until every event up to seq is gone.
 type flushWaiter struct {
 	seq  uint64
@@ -111,15 +127,22 @@ type item struct {
 // discards events and no goroutine is started. New does not connect: the
 // first Notify call does, so the app may start after the sidecar.
 func New(cfg Config) (*Notifier, error) {
-	return newNotifier(cfg, sleepCtx)
+	n, err := newNotifier(cfg, sleepCtx, holdBatch)
+	if err != nil {
+		return nil, err
+	}
+	n.announce()
+	return n, nil
 }
 
-func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool) (*Notifier, error) {
+// newNotifier is New with the two waits injected: wait sleeps before a
+// retry, hold waits for a batch to fill (only with a positive BatchDelay).
+func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool, hold holdFunc) (*Notifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("notify config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	n := &Notifier{cfg: cfg, log: cfg.Logger.With("notify_addr", cfg.Addr), wait: wait}
+	n := &Notifier{cfg: cfg, log: cfg.Logger.With("notify_addr", cfg.Addr), wait: wait, hold: hold, incarnation: event.Incarnation()}
 	if cfg.Addr == "" {
 		n.disabled = true
 		return n, nil
@@ -165,10 +188,10 @@ func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool) (*N
 }
 
 // Publish queues ev for delivery and never blocks. An empty ev.ID is set with
-// NewEventID and a zero ev.DetectedAt with the current time. When the queue
-// is full the oldest queued event is dropped. ev.Headers is sent as given
-// (the relay applies Config.HeaderAllowList) and must not be changed after
-// Publish.
+// NewEventID, a zero ev.DetectedAt with the current time and an empty
+// ev.Incarnation with this process's. When the queue is full the oldest
+// queued event is dropped. ev.Headers is sent as given (the relay applies
+// Config.HeaderAllowList) and must not be changed after Publish.
 func (n *Notifier) Publish(ev Event) {
 	if n.disabled {
 		return
@@ -179,6 +202,9 @@ func (n *Notifier) Publish(ev Event) {
 	}
 	if ev.DetectedAt.IsZero() {
 		ev.DetectedAt = now
+	}
+	if ev.Incarnation == "" {
+		ev.Incarnation = n.incarnation
 	}
 	n.mu.Lock()
 	if n.stopped {
@@ -204,6 +230,56 @@ func (n *Notifier) Publish(ev Event) {
 		signal(n.dropWake)
 	}
 	signal(n.wake)
+}
+
+// announce queues the event that names this incarnation live and starts the
+// watcher that queues it again on every reconnection. New calls it; the
+// unit tests that count events exactly do not.
+func (n *Notifier) announce() {
+	if n.disabled {
+		return
+	}
+	n.log.Info("notify: naming this sidecar's incarnation live; the app frees the sessions of any other", "incarnation", n.incarnation)
+	n.Publish(n.incarnationEvent())
+	n.wg.Add(1)
+	go n.watch()
+}
+
+// incarnationEvent is the ScopeSidecar event that tells the app this
+// process is the live one.
+func (n *Notifier) incarnationEvent() Event {
+	return Event{
+		Scope:       event.ScopeSidecar,
+		Reason:      event.ReasonSidecarRestart,
+		Initiator:   event.InitiatorSidecar,
+		Incarnation: n.incarnation,
+	}
+}
+
+// watch is the watcher goroutine: each time the channel to the app is READY
+// again after it was lost (TRANSIENT_FAILURE, or IDLE and reconnected), it
+// queues the incarnation event once more. The first READY needs none: the
+// event New queued goes on that connection.
+func (n *Notifier) watch() {
+	defer n.wg.Done()
+	wasReady, lost := false, false
+	for st := n.conn.GetState(); ; st = n.conn.GetState() {
+		switch st {
+		case connectivity.Ready:
+			if wasReady && lost && !isClosed(n.closing) {
+				n.log.Info("notify: reconnected to the app; naming the live incarnation again", "incarnation", n.incarnation)
+				n.Publish(n.incarnationEvent())
+			}
+			wasReady, lost = true, false
+		case connectivity.TransientFailure, connectivity.Idle:
+			lost = wasReady
+		case connectivity.Shutdown:
+			return
+		}
+		if !n.conn.WaitForStateChange(n.hardCtx, st) {
+			return
+		}
+	}
 }
 
 // Stats returns a snapshot of the counters. It takes no lock.
@@ -346,8 +422,16 @@ func (n *Notifier) send() {
 }
 
 // nextBatch waits for events and returns copies of the first BatchMax. It
-// returns nil when the sender must stop. A retry skips BatchDelay: its
-// events have waited long enough.
+// returns nil when the sender must stop.
+//
+// It never waits for more events by default: the sender calls nextBatch
+// only when no call is in flight, so a lone event is sent at once, and the
+// events published while a call was in flight, which have waited for it
+// already, go together in the next call as soon as it returns. Batches thus
+// grow with the event rate by themselves (as grpc-go's loopy writer
+// batches frames behind a write), and a burst is never held back by a
+// timer. Only a positive BatchDelay holds a batch that is not full, and
+// never a retry: its events have waited long enough.
 func (n *Notifier) nextBatch(retry bool) []item {
 	n.mu.Lock()
 	for n.lenLocked() == 0 {
@@ -366,15 +450,9 @@ func (n *Notifier) nextBatch(retry bool) []item {
 	}
 	if !retry && n.cfg.BatchDelay > 0 && n.lenLocked() < n.cfg.BatchMax && !n.draining {
 		n.mu.Unlock()
-		t := time.NewTimer(n.cfg.BatchDelay)
-		select {
-		case <-t.C:
-		case <-n.closing:
-		case <-n.hardCtx.Done():
-			t.Stop()
+		if !n.hold(n.hardCtx, n.closing, n.cfg.BatchDelay) {
 			return nil
 		}
-		t.Stop()
 		n.mu.Lock()
 	}
 	k := min(n.lenLocked(), n.cfg.BatchMax)
@@ -386,6 +464,20 @@ func (n *Notifier) nextBatch(retry bool) []item {
 	}
 	n.mu.Unlock()
 	return batch
+}
+
+// holdBatch waits d for a batch to fill; Close cuts the wait short. It
+// returns false when ctx ends: the sender must stop.
+func holdBatch(ctx context.Context, closing <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-closing:
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 func (n *Notifier) call(batch []item) error {
@@ -495,6 +587,15 @@ func (n *Notifier) notifyFlushLocked() {
 	}
 	clear(n.flushWaiters[len(kept):])
 	n.flushWaiters = kept
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func signal(ch chan struct{}) {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 func TestMain(m *testing.M) {
@@ -24,12 +25,18 @@ func TestMain(m *testing.M) {
 // and closes it (with a generous drain) when the test ends.
 func newTestNotifier(t *testing.T, cfg Config, wait func(context.Context, time.Duration) bool) (*Notifier, *syncBuffer) {
 	t.Helper()
+	return newHoldNotifier(t, cfg, wait, holdBatch)
+}
+
+// newHoldNotifier is newTestNotifier with the batch hold injected too.
+func newHoldNotifier(t *testing.T, cfg Config, wait func(context.Context, time.Duration) bool, hold holdFunc) (*Notifier, *syncBuffer) {
+	t.Helper()
 	logs := &syncBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if wait == nil {
 		wait = sleepCtx
 	}
-	n, err := newNotifier(cfg, wait)
+	n, err := newNotifier(cfg, wait, hold)
 	if err != nil {
 		t.Fatalf("new notifier: %v", err)
 	}
@@ -157,6 +164,112 @@ func TestBatchingKeepsOrderAndLosesNothing(t *testing.T) {
 	})
 	if count != len(published) {
 		t.Errorf("OnDelivered called for %d events, want %d", count, len(published))
+	}
+}
+
+// TestBatchesOnlyBehindACallInFlight: with the default BatchDelay no batch
+// ever waits for more events. A lone event goes at once; events published
+// while a call is in flight go together, in one call, as soon as it returns.
+func TestBatchesOnlyBehindACallInFlight(t *testing.T) {
+	release := make(chan struct{})
+	r := startReceiver(t, "127.0.0.1:0", &receiver{
+		answer: func(ctx context.Context, call int, _ *notifyv1.NotifyRequest) error {
+			if call == 1 {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		},
+	})
+	var held sync.Map
+	n, _ := newHoldNotifier(t, Config{Addr: r.addr, BatchMax: 50}, nil,
+		func(ctx context.Context, closing <-chan struct{}, d time.Duration) bool {
+			held.Store(d, true)
+			return holdBatch(ctx, closing, d)
+		})
+
+	first := testEvent(0, 0)
+	n.Publish(first)
+	r.waitUntil(t, "the first call", func(r *receiver) bool { return r.calls == 1 })
+	const behind = 80 // more than BatchMax: the second call is full, the third takes the rest
+	var published = []Event{first}
+	for i := 1; i <= behind; i++ {
+		published = append(published, testEvent(i%3, i))
+		n.Publish(published[i])
+	}
+	close(release)
+	flush(t, n)
+
+	calls, batches, accepted := r.snapshot()
+	checkDelivery(t, published, accepted)
+	var sizes []int
+	for _, b := range batches {
+		sizes = append(sizes, len(b))
+	}
+	if want := []int{1, 50, behind - 50}; calls != 3 || fmt.Sprint(sizes) != fmt.Sprint(want) {
+		t.Errorf("calls = %d with batch sizes %v, want %v: the first event alone, then what waited behind it", calls, sizes, want)
+	}
+	held.Range(func(d, _ any) bool {
+		t.Errorf("a batch was held %v; with BatchDelay 0 none must wait", d)
+		return true
+	})
+}
+
+// TestBatchDelayHoldsPartialBatches: a positive BatchDelay holds every batch
+// that is not full (the old behaviour, kept for apps that want fewer calls),
+// but not a full one.
+func TestBatchDelayHoldsPartialBatches(t *testing.T) {
+	tests := []struct {
+		name      string
+		events    int
+		wantHolds int
+	}{
+		{name: "lone event is held", events: 1, wantHolds: 1},
+		{name: "full batch is not held", events: 10, wantHolds: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startReceiver(t, "127.0.0.1:0", &receiver{})
+			var mu sync.Mutex
+			var holds []time.Duration
+			n, _ := newHoldNotifier(t, Config{Addr: r.addr, BatchMax: 10, BatchDelay: 3 * time.Millisecond}, nil,
+				func(ctx context.Context, closing <-chan struct{}, d time.Duration) bool {
+					mu.Lock()
+					holds = append(holds, d)
+					mu.Unlock()
+					return true // the fake hold returns at once
+				})
+			// Queue the events under the lock, as Publish does, so that the
+			// sender finds them all at once and the batch is full or not as
+			// the case says.
+			var published []Event
+			n.mu.Lock()
+			for i := range tt.events {
+				ev := testEvent(0, i)
+				ev.DetectedAt = time.Unix(1700000000, 0)
+				published = append(published, ev)
+				n.q = append(n.q, item{ev: ev, seq: n.nextSeq, queuedAt: time.Now()})
+				n.nextSeq++
+			}
+			n.mu.Unlock()
+			signal(n.wake)
+			flush(t, n)
+			_, _, accepted := r.snapshot()
+			checkDelivery(t, published, accepted)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(holds) != tt.wantHolds {
+				t.Fatalf("held %d batches (%v), want %d", len(holds), holds, tt.wantHolds)
+			}
+			for _, d := range holds {
+				if d != 3*time.Millisecond {
+					t.Errorf("held %v, want BatchDelay 3ms", d)
+				}
+			}
+		})
 	}
 }
 
@@ -556,4 +669,77 @@ func TestReceiverRestarts(t *testing.T) {
 	_, _, a1 := first.snapshot()
 	_, _, a2 := second.snapshot()
 	checkDelivery(t, published, append(a1, a2...))
+}
+
+// isIncarnation reports whether e is the event that names inc live.
+func isIncarnation(e *notifyv1.DisconnectEvent, inc string) bool {
+	return e.GetScope() == notifyv1.Scope_SCOPE_SIDECAR && e.GetReason() == notifyv1.Reason_REASON_SIDECAR_RESTART &&
+		e.GetInitiator() == notifyv1.Initiator_INITIATOR_SIDECAR && e.GetIncarnation() == inc &&
+		e.GetConnectionId() == "" && e.GetStreamId() == 0 && e.GetEventId() != "" && e.GetDetectedAt() != nil
+}
+
+// TestAnnounceNamesTheLiveIncarnationFirst: the first event an app gets from
+// a new sidecar process names its incarnation, and every later event
+// carries it too.
+func TestAnnounceNamesTheLiveIncarnationFirst(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, _ := newTestNotifier(t, Config{Addr: r.addr}, nil)
+	n.announce()
+	ev := testEvent(0, 1)
+	ev.ConnectionID = event.Incarnation() + "-1"
+	n.Publish(ev)
+	flush(t, n)
+
+	_, _, accepted := r.snapshot()
+	if len(accepted) != 2 {
+		t.Fatalf("accepted %d events (%v), want the incarnation event and the stream event", len(accepted), ids(accepted))
+	}
+	if !isIncarnation(accepted[0], event.Incarnation()) {
+		t.Errorf("first event = %v, want SCOPE_SIDECAR REASON_SIDECAR_RESTART naming %s", accepted[0], event.Incarnation())
+	}
+	if got := accepted[1].GetIncarnation(); got != event.Incarnation() {
+		t.Errorf("stream event carries incarnation %q, want %q", got, event.Incarnation())
+	}
+}
+
+// TestAnnounceAgainAfterReconnect: when the app comes back (a restart of the
+// app, or of the channel), it is told the live incarnation again without
+// any other event to carry it.
+func TestAnnounceAgainAfterReconnect(t *testing.T) {
+	first := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, logs := newTestNotifier(t, Config{
+		Addr:     first.addr,
+		Timeout:  100 * time.Millisecond,
+		RetryMin: time.Millisecond,
+		RetryMax: 20 * time.Millisecond,
+	}, nil)
+	n.announce()
+	first.waitUntil(t, "the first incarnation event", func(r *receiver) bool { return len(r.accepted) == 1 })
+	first.stop()
+
+	second := startReceiver(t, first.addr, &receiver{})
+	second.waitUntil(t, "the incarnation event after the reconnection", func(r *receiver) bool { return len(r.accepted) >= 1 })
+	_, _, accepted := second.snapshot()
+	for _, e := range accepted {
+		if !isIncarnation(e, event.Incarnation()) {
+			t.Errorf("after the reconnection the app got %v, want only incarnation events", e)
+		}
+	}
+	if !strings.Contains(logs.String(), "naming the live incarnation again") {
+		t.Errorf("no log line for the reconnection; logs:\n%s", logs)
+	}
+}
+
+// TestDisabledNotifierAnnouncesNothing: without an address nothing starts.
+func TestDisabledNotifierAnnouncesNothing(t *testing.T) {
+	n, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := n.Stats(); st.Queued != 0 {
+		t.Errorf("disabled notifier queued %d events, want 0", st.Queued)
+	}
+	if err := n.Close(context.Background()); err != nil {
+		t.Errorf("close: %v", err)
+	}
 }

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"io"
 	"net"
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/hangup-dev/hangup/internal/park"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
@@ -77,21 +76,14 @@ type goAwayInfo struct {
 	debug        string
 }
 
-var (
-	connPrefix = newConnPrefix()
-	connSeq    atomic.Uint64
-)
+// connSeq numbers this process's connections.
+var connSeq atomic.Uint64
 
-// newConnPrefix makes this process's connection ids unique among processes
-// without a random read per connection.
-func newConnPrefix() string {
-	var b [5]byte
-	_, _ = rand.Read(b[:])
-	return base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
-}
-
+// newConnID returns "<incarnation>-<n>": the process's incarnation makes
+// the ids unique among processes without a random read per connection, and
+// tells the app which process a connection belonged to after a restart.
 func newConnID() string {
-	return connPrefix + "-" + strconv.FormatUint(connSeq.Add(1), 36)
+	return event.Incarnation() + "-" + strconv.FormatUint(connSeq.Add(1), 36)
 }
 
 func newConn(srv *Server, client, app net.Conn) *conn {

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -58,6 +59,55 @@ var notifyScenarios = []scenario{
 		requireCallEnded(t, s1, cancel)
 		requireCallEnded(t, s2, cancel)
 	}},
+	{name: "sidecar restart", bound: eventBound, disconnect: func(t *testing.T, addr string, app *runningApp, base int64) {
+		ctx, cancel := context.WithTimeout(t.Context(), holdTimeout)
+		defer cancel()
+		// A stream through the running sidecar: its incarnation is live.
+		live, lu, err := subscribe(ctx, dial(t, addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		requireHangupKey(t, lu)
+		inc, _, ok := strings.Cut(lu.connectionID, "-")
+		if !ok || inc == "" {
+			t.Fatalf("connection id %q does not start with an incarnation and a \"-\"", lu.connectionID)
+		}
+		// A stream the app holds for a sidecar process that died: the
+		// headers a killed sidecar of another incarnation had added.
+		oldCtx := metadata.AppendToOutgoingContext(ctx, "x-hangup-connection-id", "OLDINC00-1", "x-hangup-stream-id", "1")
+		stale, su, err := subscribe(oldCtx, app.direct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if su.connectionID != "OLDINC00-1" {
+			t.Fatalf("the app keyed the stale session as %q, want OLDINC00-1 from its headers", su.connectionID)
+		}
+		waitSessions(t, app, base+2, holdTimeout)
+
+		// Sent at start-up and again on a reconnection: twice is harmless.
+		sendNotify(t, app, restartEvent(inc))
+		sendNotify(t, app, restartEvent(inc))
+		requireCallEnded(t, stale, cancel)
+		// The live incarnation's session stays.
+		if n, err := sessions(ctx, app.direct); err != nil || n != base+1 {
+			t.Fatalf("after the restart event the app holds %d sessions (%v), want %d: the live incarnation's must stay", n, err, base+1)
+		}
+		if err := live.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+	}},
+}
+
+// restartEvent is what a sidecar process sends when it starts: inc is live.
+func restartEvent(inc string) *notifyv1.DisconnectEvent {
+	return &notifyv1.DisconnectEvent{
+		EventId:     "polyglot-restart-" + inc,
+		Scope:       notifyv1.Scope_SCOPE_SIDECAR,
+		Reason:      notifyv1.Reason_REASON_SIDECAR_RESTART,
+		Initiator:   notifyv1.Initiator_INITIATOR_SIDECAR,
+		Incarnation: inc,
+		DetectedAt:  timestamppb.Now(),
+	}
 }
 
 // requireHangupKey fails unless the app keyed the session on the sidecar's

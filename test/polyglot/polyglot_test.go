@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -250,9 +251,13 @@ func TestDisconnects(t *testing.T) {
 			// no disconnect of another client may free it.
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			if _, _, err := subscribe(ctx, dial(t, sc.Addr)); err != nil {
+			_, bu, err := subscribe(ctx, dial(t, sc.Addr))
+			if err != nil {
 				t.Fatalf("bystander: %v", err)
 			}
+			// The sidecar's incarnation, for notify-check's restart check
+			// to name live, so that the bystander stays.
+			live, _, _ := strings.Cut(bu.connectionID, "-")
 			const base = 1
 			waitSessions(t, app, base, holdTimeout)
 
@@ -267,7 +272,7 @@ func TestDisconnects(t *testing.T) {
 			t.Run("notify-check", func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), checkTimeout)
 				defer cancel()
-				out, err := exec.CommandContext(ctx, sidecarBin, "notify-check", "--target", app.notifyAddr).CombinedOutput()
+				out, err := exec.CommandContext(ctx, sidecarBin, "notify-check", "--target", app.notifyAddr, "--incarnation", live).CombinedOutput()
 				if err != nil {
 					t.Fatalf("sidecar notify-check --target %s: %v\n%s", app.notifyAddr, err, out)
 				}

@@ -72,7 +72,7 @@ impl Sessions {
             },
             _ => Key {
                 conn: FastStr::new(format!(
-                    "local-{}",
+                    "{LOCAL_PREFIX}{}",
                     self.ids.fetch_add(1, Ordering::Relaxed) + 1
                 )),
                 stream: 0,
@@ -99,18 +99,22 @@ impl Sessions {
 
     /// Unlinks every session the event names and ends its stream. An event
     /// for a session already gone changes nothing, so redelivery is harmless.
+    ///
+    /// A SCOPE_SIDECAR event names the sidecar process now live: every
+    /// session relayed by another incarnation belonged to a sidecar that
+    /// died without reporting it.
     fn free(&self, ev: &DisconnectEvent) -> usize {
-        let whole_conn = match ev.scope {
-            Scope::SCOPE_STREAM => false,
-            Scope::SCOPE_CONNECTION => true,
-            _ => return 0, // unknown: leave the state alone
+        let live = ev.incarnation.as_str();
+        let names = |k: &Key| match ev.scope {
+            Scope::SCOPE_STREAM => k.conn == ev.connection_id && k.stream == ev.stream_id,
+            Scope::SCOPE_CONNECTION => k.conn == ev.connection_id,
+            Scope::SCOPE_SIDECAR => {
+                !live.is_empty() && incarnation_of(k.conn.as_str()).is_some_and(|inc| inc != live)
+            }
+            _ => false, // unknown: leave the state alone
         };
         let mut map = self.map.lock().unwrap();
-        let keys: Vec<Key> = map
-            .keys()
-            .filter(|k| k.conn == ev.connection_id && (whole_conn || k.stream == ev.stream_id))
-            .cloned()
-            .collect();
+        let keys: Vec<Key> = map.keys().filter(|k| names(k)).cloned().collect();
         for k in &keys {
             if let Some(held) = map.remove(k) {
                 // The sidecar also resets the app-side stream; this covers
@@ -120,6 +124,21 @@ impl Sessions {
         }
         keys.len()
     }
+}
+
+/// Starts the ids of calls that did not come through hangup: no event frees
+/// them.
+const LOCAL_PREFIX: &str = "local-";
+
+/// The sidecar process that relayed a connection: its id is
+/// "<incarnation>-<n>". Local ids have none.
+fn incarnation_of(conn: &str) -> Option<&str> {
+    if conn.starts_with(LOCAL_PREFIX) {
+        return None;
+    }
+    conn.split_once('-')
+        .map(|(inc, _)| inc)
+        .filter(|inc| !inc.is_empty())
 }
 
 /// Removes its session when the stream's task ends, however it ends.
@@ -220,10 +239,13 @@ impl DisconnectNotify for Notifier {
         for ev in &req.get_ref().events {
             let n = self.sessions.free(ev);
             if n > 0 {
+                let what = if ev.scope == Scope::SCOPE_SIDECAR {
+                    format!("sidecars other than {}", ev.incarnation)
+                } else {
+                    format!("{}/{}", ev.connection_id, ev.stream_id)
+                };
                 println!(
-                    "[rust-volo] freed {n} session(s) of {}/{}: {} (event {})",
-                    ev.connection_id,
-                    ev.stream_id,
+                    "[rust-volo] freed {n} session(s) of {what}: {} (event {})",
                     ev.reason.to_string(),
                     ev.event_id
                 );

@@ -35,6 +35,12 @@ type Options struct {
 	// Timeout bounds each Notify call. Default DefaultTimeout (2s), minimum
 	// 1ms. Flag: --timeout.
 	Timeout time.Duration
+	// Incarnation is the incarnation of the sidecar in front of the target
+	// (its start-up log line names it), for the "sidecar restart" check to
+	// name live. Empty: the check names a new incarnation live, and the app
+	// frees every session its sidecar relayed, so leave it empty only for
+	// an app that serves no traffic. Flag: --incarnation.
+	Incarnation string
 }
 
 // Result is the outcome of one named check.
@@ -61,6 +67,9 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.Incarnation != "" && (strings.Contains(opts.Incarnation, "-") || strings.TrimFunc(opts.Incarnation, isAlnum) != "") {
+		return nil, fmt.Errorf("notify-check --incarnation %q: want the letters and digits the sidecar logs as incarnation, without \"-\"", opts.Incarnation)
+	}
 	target := opts.Target
 	if !strings.HasPrefix(target, "unix://") {
 		target = "passthrough:///" + target
@@ -70,7 +79,7 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 		return nil, fmt.Errorf("notify-check: client for %s: %w", opts.Target, err)
 	}
 	defer conn.Close()
-	c := &checker{client: notifyv1.NewDisconnectNotifyClient(conn), timeout: opts.Timeout, target: opts.Target}
+	c := &checker{client: notifyv1.NewDisconnectNotifyClient(conn), timeout: opts.Timeout, target: opts.Target, live: opts.Incarnation}
 
 	var results []Result
 	for _, ch := range checks {
@@ -121,6 +130,7 @@ type checker struct {
 	client  notifyv1.DisconnectNotifyClient
 	timeout time.Duration
 	target  string
+	live    string // Options.Incarnation
 }
 
 // notify sends one batch and explains a failure in terms of what the
@@ -219,9 +229,58 @@ var checks = []check{
 		}
 		return "the same event ids sent twice, both acknowledged", nil
 	}},
+	{"sidecar restart", func(ctx context.Context, c *checker) (string, error) {
+		// A stream of one sidecar process, then the event a new process
+		// sends when it starts, and again when its channel reconnects.
+		old, live := newIncarnation(), c.live
+		if live == "" {
+			live = newIncarnation()
+		}
+		ev := streamEvent(newConnIDOf(old), 1, notify.ReasonRSTStream)
+		ev.Incarnation = old
+		if err := c.notify(ctx, []*notifyv1.DisconnectEvent{ev}); err != nil {
+			return "", fmt.Errorf("a stream event of incarnation %s: %w", old, err)
+		}
+		for _, when := range []string{"at start-up", "again after a reconnection"} {
+			if err := c.notify(ctx, []*notifyv1.DisconnectEvent{incarnationEvent(live)}); err != nil {
+				return "", fmt.Errorf("SCOPE_SIDECAR REASON_SIDECAR_RESTART naming incarnation %s %s (connection_id empty, stream_id 0; "+
+					"free every session whose connection id does not start with %q): %w", live, when, live+"-", err)
+			}
+		}
+		msg := fmt.Sprintf("incarnation %s named live twice after a stream of %s, both acknowledged", live, old)
+		if c.live == "" {
+			msg += " (a new incarnation: without --incarnation the app frees what its sidecar relayed)"
+		}
+		return msg, nil
+	}},
 }
 
-func newConnID() string { return "notify-check-" + notify.NewEventID()[20:] }
+func isAlnum(r rune) bool {
+	return r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z'
+}
+
+// newIncarnation returns an incarnation for the events of one check, in the
+// sidecar's form: 8 letters and digits, no "-".
+func newIncarnation() string { return strings.ToUpper(notify.NewEventID()[24:]) }
+
+// newConnID returns a connection id of a fresh incarnation.
+func newConnID() string { return newConnIDOf(newIncarnation()) }
+
+// newConnIDOf returns a connection id of incarnation inc, as the relay
+// makes them: "<incarnation>-<n>".
+func newConnIDOf(inc string) string { return inc + "-" + notify.NewEventID()[26:] }
+
+// incarnationEvent is the event a sidecar process sends to name itself live.
+func incarnationEvent(inc string) *notifyv1.DisconnectEvent {
+	return notify.ToProto(notify.Event{
+		ID:          notify.NewEventID(),
+		Scope:       notify.ScopeSidecar,
+		Reason:      notify.ReasonSidecarRestart,
+		Initiator:   notify.InitiatorSidecar,
+		DetectedAt:  time.Now(),
+		Incarnation: inc,
+	})
+}
 
 func streamEvent(conn string, stream uint32, r notify.Reason) *notifyv1.DisconnectEvent {
 	now := time.Now()

@@ -107,14 +107,25 @@ func TestGoodReceiverPasses(t *testing.T) {
 	reasons := map[notifyv1.Reason]bool{}
 	scopes := map[notifyv1.Scope]bool{}
 	batches := map[string]int{}
+	incarnations, connIncarnations := map[string]bool{}, map[string]bool{}
 	for _, req := range r.reqs {
 		var ids []string
 		for _, e := range req.GetEvents() {
 			reasons[e.GetReason()] = true
 			scopes[e.GetScope()] = true
 			ids = append(ids, e.GetEventId())
-			if e.GetEventId() == "" || e.GetConnectionId() == "" || e.GetDetectedAt() == nil {
+			if e.GetEventId() == "" || e.GetDetectedAt() == nil {
 				t.Errorf("event lacks a field that is never empty: %v", e)
+			}
+			switch sidecar := e.GetScope() == notifyv1.Scope_SCOPE_SIDECAR; {
+			case sidecar && (e.GetConnectionId() != "" || e.GetStreamId() != 0 || e.GetIncarnation() == ""):
+				t.Errorf("SCOPE_SIDECAR event must name an incarnation and no connection or stream: %v", e)
+			case sidecar:
+				incarnations[e.GetIncarnation()] = true
+			case e.GetConnectionId() == "":
+				t.Errorf("event lacks a connection id: %v", e)
+			default:
+				connIncarnations[strings.SplitN(e.GetConnectionId(), "-", 2)[0]] = true
 			}
 		}
 		batches[strings.Join(ids, ",")]++
@@ -122,8 +133,16 @@ func TestGoodReceiverPasses(t *testing.T) {
 	if len(reasons) != len(notifyv1.Reason_name)-1 || reasons[notifyv1.Reason_REASON_UNSPECIFIED] {
 		t.Errorf("reasons sent = %v, want every reason but UNSPECIFIED", reasons)
 	}
-	if !scopes[notifyv1.Scope_SCOPE_STREAM] || !scopes[notifyv1.Scope_SCOPE_CONNECTION] {
-		t.Errorf("scopes sent = %v, want both", scopes)
+	if len(scopes) != len(notifyv1.Scope_name)-1 || scopes[notifyv1.Scope_SCOPE_UNSPECIFIED] {
+		t.Errorf("scopes sent = %v, want every scope but UNSPECIFIED", scopes)
+	}
+	if len(incarnations) != 1 {
+		t.Errorf("incarnations named live = %v, want one (sent twice)", incarnations)
+	}
+	for inc := range incarnations {
+		if connIncarnations[inc] {
+			t.Errorf("incarnation %s was named live but also had a stream before: the check must name a new one", inc)
+		}
 	}
 	repeated := 0
 	for _, n := range batches {
@@ -140,7 +159,7 @@ func TestGoodReceiverPasses(t *testing.T) {
 		t.Fatalf("Print: %v", err)
 	}
 	if !strings.Contains(out.String(), "CHECK") || strings.Count(out.String(), "PASS") != len(checks) ||
-		!strings.Contains(out.String(), "6 of 6 checks passed") {
+		!strings.Contains(out.String(), "7 of 7 checks passed") {
 		t.Errorf("table:\n%s", out.String())
 	}
 }
@@ -189,6 +208,19 @@ func TestBrokenReceiversFail(t *testing.T) {
 			}},
 			wantFailed: []string{"retried batch"},
 			wantMsg:    "duplicates must be accepted",
+		},
+		{
+			name: "rejects events without a connection",
+			receiver: &receiver{answer: func(_ context.Context, req *notifyv1.NotifyRequest, _ map[string]bool) error {
+				for _, e := range req.GetEvents() {
+					if e.GetConnectionId() == "" {
+						return status.Error(codes.InvalidArgument, "connection_id is required")
+					}
+				}
+				return nil
+			}},
+			wantFailed: []string{"sidecar restart"},
+			wantMsg:    "free every session whose connection id does not start with",
 		},
 		{
 			name: "rejects large batches",
@@ -260,6 +292,8 @@ func TestBadOptions(t *testing.T) {
 		{"no target", Options{}, "--target is required"},
 		{"bad target", Options{Target: "localhost"}, `--target "localhost": want host:port`},
 		{"bad timeout", Options{Target: "127.0.0.1:1", Timeout: time.Nanosecond}, "--timeout 1ns"},
+		{"incarnation with a dash", Options{Target: "127.0.0.1:1", Incarnation: "ABC-1"}, `--incarnation "ABC-1"`},
+		{"incarnation with a space", Options{Target: "127.0.0.1:1", Incarnation: "ABC 1"}, `--incarnation "ABC 1"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,6 +302,39 @@ func TestBadOptions(t *testing.T) {
 				t.Errorf("Run() error = %v, want one containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestIncarnationOption: with --incarnation the restart check names the
+// sidecar's own incarnation live, so that an app serving traffic through
+// that sidecar keeps its sessions.
+func TestIncarnationOption(t *testing.T) {
+	r := &receiver{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results, err := Run(ctx, Options{Target: serve(t, r), Incarnation: "LIVE0001"})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !Passed(results) {
+		t.Fatalf("checks failed: %+v", results)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	named := 0
+	for _, req := range r.reqs {
+		for _, e := range req.GetEvents() {
+			if e.GetScope() != notifyv1.Scope_SCOPE_SIDECAR {
+				continue
+			}
+			named++
+			if e.GetIncarnation() != "LIVE0001" {
+				t.Errorf("restart event names %q live, want the --incarnation LIVE0001", e.GetIncarnation())
+			}
+		}
+	}
+	if named != 2 {
+		t.Errorf("%d restart events, want 2", named)
 	}
 }
 

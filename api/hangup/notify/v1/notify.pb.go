@@ -37,6 +37,15 @@ const (
 	// The whole connection is gone. The sidecar also sends one SCOPE_STREAM
 	// event for every stream that was still open on it.
 	Scope_SCOPE_CONNECTION Scope = 2
+	// Every connection of every sidecar process other than the one named by
+	// incarnation is gone: that process is the one live now. Free every
+	// session whose connection id does not start with incarnation + "-".
+	// Sent with REASON_SIDECAR_RESTART when the sidecar starts and each time
+	// its channel to the app (re)connects, so an app may get it more than once
+	// for the same incarnation; connection_id is empty and stream_id 0.
+	// Receivers older than this value see an unknown scope with no connection
+	// and can ignore it.
+	Scope_SCOPE_SIDECAR Scope = 3
 )
 
 // Enum value maps for Scope.
@@ -45,11 +54,13 @@ var (
 		0: "SCOPE_UNSPECIFIED",
 		1: "SCOPE_STREAM",
 		2: "SCOPE_CONNECTION",
+		3: "SCOPE_SIDECAR",
 	}
 	Scope_value = map[string]int32{
 		"SCOPE_UNSPECIFIED": 0,
 		"SCOPE_STREAM":      1,
 		"SCOPE_CONNECTION":  2,
+		"SCOPE_SIDECAR":     3,
 	}
 )
 
@@ -111,6 +122,10 @@ const (
 	Reason_REASON_PROTOCOL_ERROR Reason = 9
 	// The sidecar shut down (SIGTERM) and the stream outlived the drain.
 	Reason_REASON_SHUTDOWN Reason = 10
+	// A sidecar process started (or reconnected to the app): every other
+	// incarnation, and so every stream it relayed, is gone. Only with
+	// SCOPE_SIDECAR.
+	Reason_REASON_SIDECAR_RESTART Reason = 11
 )
 
 // Enum value maps for Reason.
@@ -127,6 +142,7 @@ var (
 		8:  "REASON_PING_ABUSE",
 		9:  "REASON_PROTOCOL_ERROR",
 		10: "REASON_SHUTDOWN",
+		11: "REASON_SIDECAR_RESTART",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":       0,
@@ -140,6 +156,7 @@ var (
 		"REASON_PING_ABUSE":        8,
 		"REASON_PROTOCOL_ERROR":    9,
 		"REASON_SHUTDOWN":          10,
+		"REASON_SIDECAR_RESTART":   11,
 	}
 )
 
@@ -328,7 +345,8 @@ type DisconnectEvent struct {
 	// close.
 	Http2ErrorCode uint32 `protobuf:"varint,5,opt,name=http2_error_code,json=http2ErrorCode,proto3" json:"http2_error_code,omitempty"`
 	// The connection id, the same value as the x-hangup-connection-id request
-	// header the app received on every stream of that connection. Never empty.
+	// header the app received on every stream of that connection:
+	// "<incarnation>-<n>". Empty only for SCOPE_SIDECAR events.
 	ConnectionId string `protobuf:"bytes,6,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
 	// The HTTP/2 stream id, the same value as the x-hangup-stream-id request
 	// header the app received. 0 for SCOPE_CONNECTION events.
@@ -366,6 +384,12 @@ type DisconnectEvent struct {
 	// Bytes sent to the client on this stream (DATA payloads) or connection
 	// (all frames).
 	BytesToClient uint64 `protobuf:"varint,18,opt,name=bytes_to_client,json=bytesToClient,proto3" json:"bytes_to_client,omitempty"`
+	// The incarnation of the sidecar process that made this event: a random
+	// id chosen when the process started, of letters and digits (no "-").
+	// Every connection id that process hands out starts with incarnation +
+	// "-". For SCOPE_SIDECAR it names the process live now. Empty from
+	// sidecars older than this field.
+	Incarnation   string `protobuf:"bytes,19,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -526,6 +550,13 @@ func (x *DisconnectEvent) GetBytesToClient() uint64 {
 	return 0
 }
 
+func (x *DisconnectEvent) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
 var File_hangup_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_hangup_notify_v1_notify_proto_rawDesc = "" +
@@ -533,7 +564,7 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x1dhangup/notify/v1/notify.proto\x12\x10hangup.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n" +
 	"\rNotifyRequest\x129\n" +
 	"\x06events\x18\x01 \x03(\v2!.hangup.notify.v1.DisconnectEventR\x06events\"\x10\n" +
-	"\x0eNotifyResponse\"\xbf\x06\n" +
+	"\x0eNotifyResponse\"\xe1\x06\n" +
 	"\x0fDisconnectEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12-\n" +
 	"\x05scope\x18\x02 \x01(\x0e2\x17.hangup.notify.v1.ScopeR\x05scope\x120\n" +
@@ -555,14 +586,16 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\aspan_id\x18\x0f \x01(\tR\x06spanId\x12*\n" +
 	"\x11goaway_debug_data\x18\x10 \x01(\tR\x0fgoawayDebugData\x12*\n" +
 	"\x11bytes_from_client\x18\x11 \x01(\x04R\x0fbytesFromClient\x12&\n" +
-	"\x0fbytes_to_client\x18\x12 \x01(\x04R\rbytesToClient\x1a:\n" +
+	"\x0fbytes_to_client\x18\x12 \x01(\x04R\rbytesToClient\x12 \n" +
+	"\vincarnation\x18\x13 \x01(\tR\vincarnation\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*F\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*Y\n" +
 	"\x05Scope\x12\x15\n" +
 	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSCOPE_STREAM\x10\x01\x12\x14\n" +
-	"\x10SCOPE_CONNECTION\x10\x02*\x97\x02\n" +
+	"\x10SCOPE_CONNECTION\x10\x02\x12\x11\n" +
+	"\rSCOPE_SIDECAR\x10\x03*\xb3\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11REASON_RST_STREAM\x10\x01\x12\x11\n" +
@@ -575,7 +608,8 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x11REASON_PING_ABUSE\x10\b\x12\x19\n" +
 	"\x15REASON_PROTOCOL_ERROR\x10\t\x12\x13\n" +
 	"\x0fREASON_SHUTDOWN\x10\n" +
-	"*f\n" +
+	"\x12\x1a\n" +
+	"\x16REASON_SIDECAR_RESTART\x10\v*f\n" +
 	"\tInitiator\x12\x19\n" +
 	"\x15INITIATOR_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10INITIATOR_CLIENT\x10\x01\x12\x15\n" +

@@ -38,6 +38,18 @@ const (
 // sidecar's queue overflows or drains on shutdown. Implementations must
 // therefore be idempotent per event_id. Events of one connection arrive in the
 // order they were detected.
+//
+// After a sidecar restart. The sidecar keeps its queue in memory, so a
+// sidecar that is killed (OOM, SIGKILL, a node problem) cannot report the
+// streams it relayed, and the process that replaces it does not know them.
+// Each sidecar process therefore has an incarnation: a random id chosen when
+// it starts, carried by every event (incarnation) and at the start of every
+// connection id it hands out (x-hangup-connection-id is
+// "<incarnation>-<n>"). When it starts, and again each time its channel to
+// the app (re)connects, the sidecar sends a SCOPE_SIDECAR event naming the
+// incarnation now live; the app then frees every session whose connection id
+// belongs to any other incarnation. The event is delivered like any other,
+// at once when the app is listening.
 type DisconnectNotifyClient interface {
 	// Notify delivers a batch of disconnect events. Return OK once the events
 	// are accepted (freeing resources may continue asynchronously). Any other
@@ -76,6 +88,18 @@ func (c *disconnectNotifyClient) Notify(ctx context.Context, in *NotifyRequest, 
 // sidecar's queue overflows or drains on shutdown. Implementations must
 // therefore be idempotent per event_id. Events of one connection arrive in the
 // order they were detected.
+//
+// After a sidecar restart. The sidecar keeps its queue in memory, so a
+// sidecar that is killed (OOM, SIGKILL, a node problem) cannot report the
+// streams it relayed, and the process that replaces it does not know them.
+// Each sidecar process therefore has an incarnation: a random id chosen when
+// it starts, carried by every event (incarnation) and at the start of every
+// connection id it hands out (x-hangup-connection-id is
+// "<incarnation>-<n>"). When it starts, and again each time its channel to
+// the app (re)connects, the sidecar sends a SCOPE_SIDECAR event naming the
+// incarnation now live; the app then frees every session whose connection id
+// belongs to any other incarnation. The event is delivered like any other,
+// at once when the app is listening.
 type DisconnectNotifyServer interface {
 	// Notify delivers a batch of disconnect events. Return OK once the events
 	// are accepted (freeing resources may continue asynchronously). Any other

@@ -47,6 +47,9 @@ public final class Server {
    */
   static final int MAX_MESSAGE = 16 * 1024 * 1024;
 
+  /** Starts the ids of calls that did not come through hangup: no event frees them. */
+  private static final String LOCAL_PREFIX = "local-";
+
   /** The session key of the current call, set by {@link #keyInterceptor}. */
   private static final Context.Key<Key> KEY = Context.key("hangup-session-key");
 
@@ -129,7 +132,7 @@ public final class Server {
             }
           }
           if (key == null) {
-            key = new Key("local-" + localIds.incrementAndGet(), 0);
+            key = new Key(LOCAL_PREFIX + localIds.incrementAndGet(), 0);
           }
           return Contexts.interceptCall(Context.current().withValue(KEY, key), call, headers, next);
         }
@@ -193,8 +196,11 @@ public final class Server {
           }
         }
         if (freed > 0) {
-          log("freed " + freed + " session(s) of " + ev.getConnectionId() + "/"
-              + Integer.toUnsignedString(ev.getStreamId()) + ": " + ev.getReason()
+          String what =
+              ev.getScope() == Scope.SCOPE_SIDECAR
+                  ? "sidecars other than " + ev.getIncarnation()
+                  : ev.getConnectionId() + "/" + Integer.toUnsignedString(ev.getStreamId());
+          log("freed " + freed + " session(s) of " + what + ": " + ev.getReason()
               + " (event " + ev.getEventId() + ")");
         }
       }
@@ -203,8 +209,16 @@ public final class Server {
     }
   }
 
-  /** A stream event names one stream; a connection event every stream of the connection. */
+  /**
+   * A stream event names one stream; a connection event every stream of the connection. A
+   * SCOPE_SIDECAR event names the sidecar process now live: every stream relayed by another
+   * incarnation belonged to a sidecar that died without reporting it.
+   */
   static boolean matches(DisconnectEvent ev, Key key) {
+    if (ev.getScope() == Scope.SCOPE_SIDECAR) {
+      String inc = incarnationOf(key.connectionId());
+      return !ev.getIncarnation().isEmpty() && !inc.isEmpty() && !inc.equals(ev.getIncarnation());
+    }
     if (!key.connectionId().equals(ev.getConnectionId())) {
       return false;
     }
@@ -212,6 +226,18 @@ public final class Server {
       return key.streamId() == ev.getStreamId();
     }
     return ev.getScope() == Scope.SCOPE_CONNECTION;
+  }
+
+  /**
+   * The sidecar process that relayed a connection: its id is "&lt;incarnation&gt;-&lt;n&gt;". Local ids
+   * (calls not through hangup) have none.
+   */
+  static String incarnationOf(String connectionId) {
+    int dash = connectionId.indexOf('-');
+    if (dash <= 0 || connectionId.startsWith(LOCAL_PREFIX)) {
+      return "";
+    }
+    return connectionId.substring(0, dash);
   }
 
   private static void log(String msg) {

@@ -1,4 +1,4 @@
-package notify
+package event
 
 import (
 	"encoding/binary"
