@@ -355,7 +355,7 @@ cmd_down() {
 	stop containerd
 	local p pids=()
 	for p in /proc/[0-9]*; do
-		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "containerd-shim.* -address $dir/run/containerd.sock"; then
+		if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "containerd-shim.* -address $dir/run/containerd.sock"; then
 			pids+=("${p#/proc/}")
 		fi
 	done
@@ -403,7 +403,7 @@ cmd_check() {
 		[[ -s $p ]] && kill -0 "$(cat "$p")" 2>/dev/null && left+=("process $(basename "$p" .pid) (pid $(cat "$p"))")
 	done
 	for p in /proc/[0-9]*; do
-		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $dir/run/containerd.sock" && left+=("containerd shim (pid ${p#/proc/})")
+		tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "-address $dir/run/containerd.sock" && left+=("containerd shim (pid ${p#/proc/})")
 	done
 	while read -r p; do left+=("mount $p"); done < <(awk -v s="$dir/" 'index($5, s) == 1 { print $5 }' /proc/self/mountinfo)
 	[[ -e $nsf ]] && left+=("network namespace $ns")

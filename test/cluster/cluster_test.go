@@ -274,22 +274,22 @@ func TestCluster(t *testing.T) {
 	d := &disconnects{t: t, chat: chat, pod: pod.Name, target: target}
 
 	phase(t, "cancel", func(t *testing.T) {
-		d.run(t, time.Second, []string{"RST_STREAM"}, cancelled(chat))
+		d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat))
 	})
 	phase(t, "killed-client", func(t *testing.T) {
-		d.run(t, time.Second, []string{"CONNECTION_CLOSED", "CONNECTION_RESET"}, func(t *testing.T) func() {
+		d.run(t, time.Second, []string{"CONNECTION_CLOSED", "CONNECTION_RESET"}, 2, func(t *testing.T) func() {
 			p := startClient(t, target)
 			return func() { p.signal(t, unix.SIGKILL) }
 		})
 	})
 	phase(t, "silent-client", func(t *testing.T) {
-		d.run(t, keepalive+time.Second, []string{"KEEPALIVE_TIMEOUT"}, func(t *testing.T) func() {
+		d.run(t, keepalive+time.Second, []string{"KEEPALIVE_TIMEOUT"}, 2, func(t *testing.T) func() {
 			p := startClient(t, target)
 			return func() { p.signal(t, unix.SIGSTOP) }
 		})
 	})
 	phase(t, "client-goaway", func(t *testing.T) {
-		d.run(t, time.Second, []string{"GOAWAY", "CONNECTION_CLOSED"}, func(t *testing.T) func() {
+		d.run(t, time.Second, []string{"GOAWAY", "CONNECTION_CLOSED"}, 2, func(t *testing.T) func() {
 			c, err := grpc.NewClient("passthrough:///"+target,
 				grpc.WithTransportCredentials(insecure.NewCredentials()),
 				grpc.WithContextDialer(dialInNode))
@@ -324,7 +324,7 @@ func TestCluster(t *testing.T) {
 		// Events are delivered in order: once a cancelled stream's event
 		// is through, an event for the completed stream would be too. The
 		// two streams must add exactly the cancel's one disconnect.
-		d.run(t, time.Second, []string{"RST_STREAM"}, cancelled(chat))
+		d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat))
 		if got := d.metrics(t).disconnects - before.disconnects; got != 1 {
 			t.Errorf("a completed stream and a cancelled one: %v disconnects counted; want 1 (the completed one is no disconnect)", got)
 		}
@@ -582,8 +582,10 @@ func (d *disconnects) waitSessions(t *testing.T, want int64, within time.Duratio
 
 // run opens a session with open, ends it with the function open returns,
 // and checks that the app frees it within the given time and that the
-// sidecar delivered one event with one of the reasons.
-func (d *disconnects) run(t *testing.T, within time.Duration, reasons []string, open func(t *testing.T) func()) {
+// sidecar counted the given number of disconnects (one for the stream, one
+// more when the whole connection went), one with a reason in reasons, and
+// delivered to the app.
+func (d *disconnects) run(t *testing.T, within time.Duration, reasons []string, events float64, open func(t *testing.T) func()) {
 	t.Helper()
 	base := d.sessions(t)
 	before := d.metrics(t)
@@ -614,8 +616,8 @@ func (d *disconnects) run(t *testing.T, within time.Duration, reasons []string, 
 	if len(seen) == 0 {
 		t.Errorf("disconnects by reason went from %v to %v; want one more with a reason in %v", before.byReason, after.byReason, reasons)
 	}
-	if got := after.disconnects - before.disconnects; got != 1 {
-		t.Errorf("one stream ended: %v disconnects counted; want 1", got)
+	if got := after.disconnects - before.disconnects; got != events {
+		t.Errorf("%v disconnects counted; want %v", got, events)
 	}
 	fmt.Printf("  session freed %v after the disconnect (bound %v); reason %v; events delivered %v -> %v\n",
 		took.Round(time.Millisecond), within, seen, before.delivered, after.delivered)

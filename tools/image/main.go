@@ -84,6 +84,9 @@ var targets = []target{
 			entrypoint: []string{"/usr/local/bin/jaeger"},
 			user:       fmt.Sprintf("%d:%d", jaegerUID, jaegerUID),
 			ports:      []int{4317, 4318, 16686},
+			// Jaeger's built-in configuration listens on localhost unless
+			// told otherwise; its own image says 0.0.0.0 the same way.
+			env: []string{"JAEGER_LISTEN_HOST=0.0.0.0"},
 		}
 	}},
 }
