@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,6 +193,9 @@ func TestCluster(t *testing.T) {
 	requireCluster(t)
 	dumpOnFailure(t)
 
+	var otlp string
+	phase(t, "jaeger", func(t *testing.T) { otlp = deployJaeger(t) })
+
 	phase(t, "install", func(t *testing.T) {
 		chart, err := filepath.Abs(filepath.Join("..", "..", "deploy", "helm", "hangup"))
 		if err != nil {
@@ -200,6 +204,7 @@ func TestCluster(t *testing.T) {
 		cluster(t, "helm", "install", "hangup", chart, "--namespace", "hangup-system", "--create-namespace",
 			"--set", "image.repository=localhost/hangup", "--set", "image.tag=cluster",
 			"--set", "image.pullPolicy=Never", "--set", "replicaCount=1",
+			"--set", "sidecar.otlpEndpoint="+otlp,
 			"--wait", "--timeout", podWait.String())
 		// The webhook added its self-managed CA to its configuration; the
 		// API server trusts it only if that CA signed what the webhook
@@ -272,9 +277,11 @@ func TestCluster(t *testing.T) {
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
 	d := &disconnects{t: t, chat: chat, pod: pod.Name, target: target}
+	// cancelledSession is "connection/stream" of the cancel scenario's stream.
+	var cancelledSession string
 
 	phase(t, "cancel", func(t *testing.T) {
-		d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat))
+		d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat, &cancelledSession))
 	})
 	phase(t, "killed-client", func(t *testing.T) {
 		d.run(t, time.Second, []string{"CONNECTION_CLOSED", "CONNECTION_RESET"}, 2, func(t *testing.T) func() {
@@ -324,15 +331,21 @@ func TestCluster(t *testing.T) {
 		// Events are delivered in order: once a cancelled stream's event
 		// is through, an event for the completed stream would be too. The
 		// two streams must add exactly the cancel's one disconnect.
-		d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat))
+		d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat, new(string)))
 		if got := d.metrics(t).disconnects - before.disconnects; got != 1 {
 			t.Errorf("a completed stream and a cancelled one: %v disconnects counted; want 1 (the completed one is no disconnect)", got)
 		}
 	})
+	phase(t, "jaeger-spans", func(t *testing.T) {
+		// A connection's span ends, and is exported, when it closes.
+		conn.Close()
+		checkSpans(t, cancelledSession)
+	})
 }
 
-// cancelled opens a chat stream that the returned function cancels.
-func cancelled(chat chatv1.ChatServiceClient) func(t *testing.T) func() {
+// cancelled opens a chat stream that the returned function cancels, and
+// stores its session ("connection/stream") in session.
+func cancelled(chat chatv1.ChatServiceClient, session *string) func(t *testing.T) func() {
 	return func(t *testing.T) func() {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -341,8 +354,108 @@ func cancelled(chat chatv1.ChatServiceClient) func(t *testing.T) func() {
 			cancel()
 			t.Fatal(err)
 		}
-		join(t, s)
+		*session = join(t, s)
 		return cancel
+	}
+}
+
+// deployJaeger runs deploy/manifests/examples/jaeger.yaml with the local
+// Jaeger image and returns the OTLP/HTTP endpoint of its Service.
+func deployJaeger(t *testing.T) string {
+	t.Helper()
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "deploy", "manifests", "examples", "jaeger.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replace the image line, keeping its indentation, and never pull.
+	const upstream = "image: jaegertracing/jaeger:"
+	i := bytes.Index(manifest, []byte(upstream))
+	if i < 0 {
+		t.Fatalf("jaeger.yaml has no %q line to replace with the local image", upstream)
+	}
+	lineStart := bytes.LastIndexByte(manifest[:i], '\n') + 1
+	indent := string(manifest[lineStart:i])
+	lineEnd := i + bytes.IndexByte(manifest[i:], '\n')
+	var local bytes.Buffer
+	local.Write(manifest[:lineStart])
+	local.WriteString(indent + "image: localhost/jaeger:cluster\n" + indent + "imagePullPolicy: Never")
+	local.Write(manifest[lineEnd:])
+	path := filepath.Join(t.TempDir(), "jaeger.yaml")
+	if err := os.WriteFile(path, local.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, "apply", "-f", path)
+	kubectl(t, "-n", "observability", "rollout", "status", "deploy/jaeger", "--timeout", podWait.String())
+	// No cluster DNS on this node: the sidecar gets the Service's address.
+	ip := strings.TrimSpace(kubectl(t, "-n", "observability", "get", "service", "jaeger", "-o", "jsonpath={.spec.clusterIP}"))
+	return "http://" + net.JoinHostPort(ip, "4318")
+}
+
+// jaegerTrace is what checkSpans reads of a trace from Jaeger's query API.
+type jaegerTrace struct {
+	Spans []struct {
+		OperationName string `json:"operationName"`
+		Tags          []struct {
+			Key   string `json:"key"`
+			Value any    `json:"value"`
+		} `json:"tags"`
+	} `json:"spans"`
+}
+
+// checkSpans reads the cancelled stream's span, and its connection's span,
+// back from Jaeger's query API through the API server's proxy to Jaeger's
+// Service.
+func checkSpans(t *testing.T, session string) {
+	t.Helper()
+	conn, stream, ok := strings.Cut(session, "/")
+	if !ok {
+		t.Fatalf("session %q: want connection/stream", session)
+	}
+	// One query an operation: the Sessions polls make many more traces.
+	query := "/api/v1/namespaces/observability/services/jaeger:16686/proxy/api/traces?service=" + inject.SidecarName + "&limit=200&operation="
+	operations := []string{"hangup.connection", "chat.v1.ChatService/Chat"}
+	// The sidecar exports in batches (every 5 s by default): poll.
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var traces []jaegerTrace
+		for _, op := range operations {
+			var resp struct {
+				Data []jaegerTrace `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(kubectl(t, "get", "--raw", query+url.QueryEscape(op))), &resp); err != nil {
+				t.Fatal(err)
+			}
+			traces = append(traces, resp.Data...)
+		}
+		var names []string
+		var connSpan, streamSpan string
+		for _, tr := range traces {
+			for _, sp := range tr.Spans {
+				tags := map[string]string{}
+				for _, tag := range sp.Tags {
+					tags[tag.Key] = fmt.Sprint(tag.Value)
+				}
+				names = append(names, sp.OperationName)
+				if tags["hangup.connection.id"] == conn {
+					connSpan = sp.OperationName
+				}
+				if tags["http2.stream_id"] == stream && tags["hangup.disconnect.reason"] == "RST_STREAM" {
+					streamSpan = sp.OperationName
+				}
+			}
+		}
+		if connSpan != "" && streamSpan != "" {
+			fmt.Printf("  Jaeger has span %q of connection %s and span %q of its stream %s with hangup.disconnect.reason=RST_STREAM\n",
+				connSpan, conn, streamSpan, stream)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s Jaeger has span of connection %s: %q, span of stream %s with reason RST_STREAM: %q; want both; spans of %s: %q",
+				conn, connSpan, stream, streamSpan, inject.SidecarName, names)
+		}
+		<-tick.C
 	}
 }
 
