@@ -341,6 +341,105 @@ func TestCluster(t *testing.T) {
 		conn.Close()
 		checkSpans(t, cancelledSession)
 	})
+	phase(t, "sidecar-restart", func(t *testing.T) { sidecarRestart(t, target, pod.Name) })
+}
+
+// sidecarRestart kills the sidecar of a pod with a stream open through it:
+// the client's stream fails, kubelet restarts the sidecar (and not the
+// app), the app frees the session (its connection from the sidecar died),
+// and the Service works again.
+func sidecarRestart(t *testing.T, target, podName string) {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dialInNode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	chat := chatv1.NewChatServiceClient(conn)
+	// Bounds the Recv that must fail once the sidecar is killed.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := chat.Chat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join(t, s)
+
+	before := getPod(t, demoNS, podName)
+	sidecar, app := containerStatus(t, &before, inject.SidecarName), containerStatus(t, &before, "app")
+	id, ok := strings.CutPrefix(sidecar.ContainerID, "containerd://")
+	if !ok {
+		t.Fatalf("sidecar container id %q: want containerd://ID", sidecar.ContainerID)
+	}
+	cluster(t, "exec", "ctr", "--address", filepath.Join(clusterDir(), "run", "containerd.sock"),
+		"-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id)
+	start := time.Now()
+	if _, err := s.Recv(); err == nil {
+		t.Fatal("the stream through the killed sidecar still delivers messages")
+	} else {
+		fmt.Printf("  client's stream ended %v after the kill: %v\n", time.Since(start).Round(time.Millisecond), err)
+	}
+
+	// Kubelet restarts the sidecar alone; the app keeps running.
+	deadline := time.Now().Add(podWait)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		p := getPod(t, demoNS, podName)
+		sc, a := containerStatus(t, &p, inject.SidecarName), containerStatus(t, &p, "app")
+		if a.RestartCount != app.RestartCount {
+			t.Fatalf("the app restarted (%d -> %d) when only the sidecar was killed", app.RestartCount, a.RestartCount)
+		}
+		if sc.RestartCount > sidecar.RestartCount && sc.Ready {
+			fmt.Printf("  sidecar restarted and ready %v after the kill\n", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecar not restarted and ready %v after the kill: %+v", podWait, sc)
+		}
+		<-tick.C
+	}
+
+	// The app's connection from the old sidecar died with it: the session
+	// is gone, and the Service answers through the new sidecar.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r, err := chat.Sessions(rctx, &chatv1.SessionsRequest{})
+		rcancel()
+		if err == nil && r.GetSessions() == 0 {
+			fmt.Printf("  Sessions through the new sidecar: 0, %v after the kill\n", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after the sidecar restarted: Sessions = %v, %v; want 0 sessions", r.GetSessions(), err)
+		}
+		<-tick.C
+	}
+}
+
+func getPod(t *testing.T, ns, name string) corev1.Pod {
+	t.Helper()
+	var p corev1.Pod
+	if err := json.Unmarshal([]byte(kubectl(t, "-n", ns, "get", "pod", name, "-o", "json")), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// containerStatus returns the status of the container or init container
+// called name.
+func containerStatus(t *testing.T, p *corev1.Pod, name string) corev1.ContainerStatus {
+	t.Helper()
+	for _, s := range append(append([]corev1.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("pod %s has no status for container %s", p.Name, name)
+	return corev1.ContainerStatus{}
 }
 
 // cancelled opens a chat stream that the returned function cancels, and
