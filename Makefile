@@ -51,6 +51,13 @@ test-cluster:
 	HANGUP_CLUSTER=1 $(GO) test -race -count=1 -timeout 20m -v ./test/cluster/; \
 	status=$$?; scripts/cluster.sh down >/dev/null 2>&1; scripts/cluster.sh check || status=1; exit $$status
 
+## demo-cluster: the same node, chart, Jaeger and injected example as
+## test-cluster, left running, with the commands to poke at it printed.
+.PHONY: demo-cluster
+demo-cluster:
+	HANGUP_CLUSTER=1 HANGUP_CLUSTER_KEEP=1 $(GO) test -v -count=1 -timeout 20m -run TestCluster ./test/cluster/ | grep -v '^=== RUN'
+
+
 ## demo: a demo app, the sidecar and clients that disconnect in every way.
 demo:
 	$(GO) run ./cmd/sidecar demo

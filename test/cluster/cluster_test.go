@@ -41,6 +41,9 @@ import (
 const (
 	// enableEnv set to 1 runs the tests (make test-cluster sets it).
 	enableEnv = "HANGUP_CLUSTER"
+	// keepEnv set to 1 leaves the node running after the tests, for a
+	// person to poke at (make demo-cluster).
+	keepEnv = "HANGUP_CLUSTER_KEEP"
 	// clientEnv makes the test binary a chat client instead (see
 	// clientMain): the killed and stopped client processes.
 	clientEnv = "HANGUP_CLUSTER_CLIENT"
@@ -82,6 +85,10 @@ func TestMain(m *testing.M) {
 	}
 	fmt.Printf("phase cluster-up %.1fs\n", time.Since(start).Seconds())
 	code := m.Run()
+	if os.Getenv(keepEnv) == "1" {
+		printDemo()
+		os.Exit(code)
+	}
 	if !down() && code == 0 {
 		code = 1
 	}
@@ -92,6 +99,26 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// printDemo says how to poke at the node the tests leave running.
+func printDemo() {
+	fmt.Print(`
+The node is still running, with the chart, Jaeger and the injected Go example
+(namespace hangup-demo, Service example-go). Try:
+
+  scripts/cluster.sh kubectl -n hangup-demo get pods,svc
+  scripts/cluster.sh kubectl -n hangup-demo logs deploy/example-go -c hangup-sidecar
+  svc=$(scripts/cluster.sh kubectl -n hangup-demo get svc example-go -o jsonpath='{.spec.clusterIP}')
+  scripts/cluster.sh exec ~/.cache/hangup/bin/grpcurl -plaintext -import-path examples/go/proto \
+      -proto chat/v1/chat.proto $svc:8080 chat.v1.ChatService/Sessions
+  scripts/cluster.sh exec ~/.cache/hangup/bin/grpcurl -plaintext -import-path examples/go/proto \
+      -proto chat/v1/chat.proto -d @ $svc:8080 chat.v1.ChatService/Chat   # type {"text":"hi"}; Ctrl-C: a killed client
+  scripts/cluster.sh kubectl get --raw \
+      '/api/v1/namespaces/observability/services/jaeger:16686/proxy/api/traces?service=hangup-sidecar&limit=5'
+
+Stop it with: scripts/cluster.sh down && scripts/cluster.sh check
+`)
 }
 
 // down stops the node and reports whether nothing was left behind.
