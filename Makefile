@@ -55,8 +55,7 @@ test-cluster:
 ## test-cluster, left running, with the commands to poke at it printed.
 .PHONY: demo-cluster
 demo-cluster:
-	HANGUP_CLUSTER=1 HANGUP_CLUSTER_KEEP=1 $(GO) test -v -count=1 -timeout 20m -run TestCluster ./test/cluster/ | grep -v '^=== RUN'
-
+	HANGUP_CLUSTER=1 HANGUP_CLUSTER_KEEP=1 $(GO) test -v -count=1 -timeout 20m -run TestCluster ./test/cluster/
 
 ## demo: a demo app, the sidecar and clients that disconnect in every way.
 demo:
