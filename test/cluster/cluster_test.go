@@ -369,6 +369,63 @@ func TestCluster(t *testing.T) {
 		checkSpans(t, cancelledSession)
 	})
 	phase(t, "sidecar-restart", func(t *testing.T) { sidecarRestart(t, target, pod.Name) })
+	phase(t, "rollout-restart", func(t *testing.T) { rolloutRestart(t, target, pod.Name) })
+}
+
+// rolloutRestart restarts the example's Deployment with a stream open
+// through the Service: the old pod's stream ends (kubelet stops the app,
+// then the sidecar), and a new injected pod serves the Service.
+func rolloutRestart(t *testing.T, target, oldPod string) {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dialInNode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	chat := chatv1.NewChatServiceClient(conn)
+	// The pod's grace period is 5 s: the stream must end well within this.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := chat.Chat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join(t, s)
+
+	kubectl(t, "-n", demoNS, "rollout", "restart", "deploy/example-go")
+	start := time.Now()
+	if _, err := s.Recv(); err == nil {
+		t.Fatal("the stream to the restarted pod still delivers messages")
+	} else if ctx.Err() != nil {
+		t.Fatalf("the stream to the old pod still open %v after the rollout restart", time.Since(start))
+	} else {
+		fmt.Printf("  the old pod's stream ended %v after the rollout restart: %v\n", time.Since(start).Round(time.Millisecond), err)
+	}
+	kubectl(t, "-n", demoNS, "rollout", "status", "deploy/example-go", "--timeout", podWait.String())
+	kubectl(t, "-n", demoNS, "wait", "--for=delete", "pod/"+oldPod, "--timeout", podWait.String())
+	p := onePod(t, demoNS, "app=example-go")
+	if p.Name == oldPod {
+		t.Fatalf("pod %s still serves after the rollout restart", oldPod)
+	}
+	checkInjected(t, &p)
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r, err := chat.Sessions(rctx, &chatv1.SessionsRequest{})
+		rcancel()
+		if err == nil && r.GetSessions() == 0 {
+			fmt.Printf("  new pod %s serves the Service %v after the rollout restart\n", p.Name, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after the rollout: Sessions = %v, %v; want 0 sessions from the new pod", r.GetSessions(), err)
+		}
+		<-tick.C
+	}
 }
 
 // sidecarRestart kills the sidecar of a pod with a stream open through it:
