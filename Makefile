@@ -45,6 +45,23 @@ test-portable:
 test-polyglot: examples
 	$(GO) test -race -count=1 ./test/polyglot/...
 
+## test-cluster: the user's path on a real one-node Kubernetes started by
+## scripts/cluster.sh (root; builds the node's tools and images first, then
+## helm install, an injected app behind a Service, every disconnect; the
+## node is stopped and checked clean at the end).
+.PHONY: test-cluster
+# The test stops the node itself; the down after it covers a test binary
+# killed by its timeout.
+test-cluster:
+	HANGUP_CLUSTER=1 $(GO) test -race -count=1 -timeout 20m -v ./test/cluster/; \
+	status=$$?; scripts/cluster.sh down >/dev/null 2>&1; scripts/cluster.sh check || status=1; exit $$status
+
+## demo-cluster: the same node, chart, Jaeger and injected example as
+## test-cluster, left running, with the commands to poke at it printed.
+.PHONY: demo-cluster
+demo-cluster:
+	HANGUP_CLUSTER=1 HANGUP_CLUSTER_KEEP=1 $(GO) test -v -count=1 -timeout 20m -run TestCluster ./test/cluster/
+
 ## demo: a demo app, the sidecar and clients that disconnect in every way.
 demo:
 	$(GO) run ./cmd/sidecar demo

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # install-debs.sh installs the Debian packages hangup's tests run (proxies
-# to compare with, HTTP/2 clients, packet filtering for redirect mode, and
-# protoc), each only when it is missing, so a warm machine costs one dpkg
-# query per package and no network.
+# to compare with, HTTP/2 clients, packet filtering for redirect mode, protoc,
+# and the container runtime of scripts/cluster.sh), each only when it is
+# missing, so a warm machine costs one dpkg query per package and no network.
 #
 # Usage: scripts/install-debs.sh   (as root, or with sudo on PATH)
 set -euo pipefail
@@ -17,6 +17,12 @@ packages=(
 	iproute2
 	protobuf-compiler
 	curl
+	# scripts/cluster.sh's one-node Kubernetes (make test-cluster): the
+	# container runtime, the pod network plugins, and its certificates.
+	containerd
+	runc
+	containernetworking-plugins
+	openssl
 )
 
 export DEBIAN_FRONTEND=noninteractive

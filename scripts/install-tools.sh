@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # install-tools.sh builds the pinned third-party tools that hangup's tests run
-# (h2spec, grpc-go interop client/server, ghz, grpcurl, Jaeger, etcd,
-# kube-apiserver, kubectl, helm, buf, protoc-gen-go, protoc-gen-go-grpc) into
-# ${HANGUP_CACHE:-$HOME/.cache/hangup}/bin.
+# (h2spec, grpc-go interop client/server, ghz, grpcurl, helm, buf,
+# protoc-gen-go, protoc-gen-go-grpc, Jaeger, etcd, kube-apiserver, kubectl, and
+# for scripts/cluster.sh's node kubelet, kube-controller-manager,
+# kube-scheduler and kube-proxy) into ${HANGUP_CACHE:-$HOME/.cache/hangup}/bin.
 #
 # Usage: scripts/install-tools.sh [NAME...]   (no NAME: every tool)
 #
@@ -58,6 +59,10 @@ tools=(
 	"etcd                wrap    go.etcd.io/etcd/server/v3                         etcd --version"
 	"kube-apiserver      wrap    k8s.io/kubernetes/cmd/kube-apiserver              kubernetes --version"
 	"kubectl             wrap    k8s.io/kubernetes/cmd/kubectl                     kubernetes version --client"
+	"kubelet             wrap    k8s.io/kubernetes/cmd/kubelet                     kubernetes --version"
+	"kube-controller-manager wrap k8s.io/kubernetes/cmd/kube-controller-manager    kubernetes --version"
+	"kube-scheduler      wrap    k8s.io/kubernetes/cmd/kube-scheduler              kubernetes --version"
+	"kube-proxy          wrap    k8s.io/kubernetes/cmd/kube-proxy                  kubernetes --version"
 )
 
 die() {
@@ -68,7 +73,7 @@ die() {
 # ldflags_for NAME VERSION prints the linker flags a tool needs.
 ldflags_for() {
 	case $1 in
-	kube-apiserver | kubectl) echo "-s -w $k8s_ldflags" ;;
+	kube-apiserver | kubectl | kubelet | kube-controller-manager | kube-scheduler | kube-proxy) echo "-s -w $k8s_ldflags" ;;
 	# h2spec's release builds stamp these; without them it calls itself 2.0.0.
 	h2spec) echo "-s -w -X main.VERSION=2.2.1 -X main.COMMIT=v2.2.1" ;;
 	# Their release builds set these too; without them they print "dev".
