@@ -12,13 +12,25 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// configFlag names the root's persistent flag of the YAML file that
+// bindSources reads for every subcommand.
+const configFlag = "config"
+
+// addConfigFlag gives root, and through it every subcommand, --config
+// and fills each subcommand's flags from bindSources before it runs: one
+// way to take flags for all of them.
+func addConfigFlag(root *cobra.Command) {
+	root.PersistentFlags().String(configFlag, "", "YAML file whose keys are this command's flag names (flags and HANGUP_* variables win)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return bindSources(cmd) }
+}
+
 // bindSources fills every flag the command line did not set from, in
 // order, the HANGUP_* environment variable of the same name and the YAML
 // config file given with --config (same keys as the flags). Flags win.
 func bindSources(cmd *cobra.Command) error {
 	fs := cmd.Flags()
 	var file map[string]any
-	if path, _ := fs.GetString("config"); path != "" {
+	if path, _ := fs.GetString(configFlag); path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return usageError{fmt.Errorf("invalid --config %q: %w", path, err)}
@@ -28,7 +40,7 @@ func bindSources(cmd *cobra.Command) error {
 		}
 		var unknown []string
 		for k := range file {
-			if f := fs.Lookup(k); f == nil || k == "config" {
+			if f := fs.Lookup(k); f == nil || !fromSources(f) {
 				unknown = append(unknown, k)
 			}
 		}
@@ -40,7 +52,7 @@ func bindSources(cmd *cobra.Command) error {
 	}
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "config" {
+		if err != nil || f.Changed || !fromSources(f) {
 			return
 		}
 		env := "HANGUP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -58,6 +70,19 @@ func bindSources(cmd *cobra.Command) error {
 		}
 	})
 	return err
+}
+
+// fromSources says whether f may come from HANGUP_* or --config: all but
+// --config itself and cobra's --help.
+func fromSources(f *pflag.Flag) bool {
+	return f.Name != configFlag && f.Name != "help"
+}
+
+// addLogFlags binds --log-format and --log-level, read by newLogger;
+// format is the command's default format.
+func addLogFlags(f *pflag.FlagSet, format, level *string, defaultFormat string) {
+	f.StringVar(format, "log-format", defaultFormat, "log format: text or json")
+	f.StringVar(level, "log-level", "info", "log level: debug, info, warn or error")
 }
 
 // yamlScalar turns a config value into flag syntax; lists become

@@ -1,18 +1,21 @@
 package inject
 
 import (
-	"flag"
 	"strings"
+
+	"github.com/spf13/pflag"
 )
 
 // RegisterFlags defines the flags of `sidecar inject` on fs, writing into c.
 // The chart's Deployment passes exactly these; a test parses its rendered
-// arguments with this function. Cobra commands add them with
-// cmd.Flags().AddGoFlagSet(fs).
-func (c *ServerConfig) RegisterFlags(fs *flag.FlagSet) {
+// arguments with this function. They are pflag flags like every other
+// subcommand's, so HANGUP_* variables and the command's --config file (the
+// hangup flag file, not the sidecar defaults of --sidecar-config) set them
+// too.
+func (c *ServerConfig) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", ":8443", "HTTPS listen address of the webhook")
 	fs.StringVar(&c.CertDir, "cert-dir", "", "directory with tls.crt and tls.key, reloaded on change (cert-manager); empty: self-managed CA")
-	fs.StringVar(&c.SidecarConfigFile, "config", "", "YAML file of sidecar defaults (the chart's ConfigMap)")
+	fs.StringVar(&c.SidecarConfigFile, "sidecar-config", "", "YAML file of sidecar defaults (the chart's ConfigMap)")
 	fs.StringVar(&c.WebhookConfigName, "webhook-config", "", "MutatingWebhookConfiguration whose caBundle gets the self-managed CA")
 	fs.Var((*commaList)(&c.Hosts), "hosts", "comma-separated DNS names or IPs of the self-managed serving certificate")
 	fs.DurationVar(&c.CABundleResync, "ca-bundle-resync", 0, "how often the caBundle is checked (default 1m, minimum 1s)")
@@ -21,10 +24,13 @@ func (c *ServerConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 0, "graceful shutdown bound (default 10s)")
 }
 
-// commaList is a flag.Value of comma-separated strings.
+// commaList is a pflag.Value of comma-separated strings; blanks around
+// items and empty items are dropped.
 type commaList []string
 
 func (l *commaList) String() string { return strings.Join(*l, ",") }
+
+func (l *commaList) Type() string { return "strings" }
 
 func (l *commaList) Set(s string) error {
 	*l = nil

@@ -1,19 +1,21 @@
 package redirect
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/hangup-dev/hangup/pkg/ports"
 )
 
 // RegisterFlags defines the flags of `sidecar init-redirect` on fs, writing
-// into c. Cobra commands add them with cmd.Flags().AddGoFlagSet(fs). The
-// injector (pkg/inject) passes every one of them.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+// into c. They are pflag flags like every other subcommand's, so HANGUP_*
+// variables and --config set them too. The injector (pkg/inject) passes
+// every one of them.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.AppPort, "app-port", 0, "the app's gRPC port (required; never excluded)")
 	fs.IntVar(&c.ProxyPort, "proxy-port", ports.Proxy, "the sidecar's inbound port, where connections are redirected")
 	fs.IntVar(&c.AdminPort, "admin-port", ports.Admin, "the sidecar's admin port, never redirected")

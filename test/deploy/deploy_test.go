@@ -26,6 +26,7 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/inject"
+	"github.com/spf13/pflag"
 	"go.uber.org/goleak"
 )
 
@@ -427,7 +428,7 @@ func TestChartWebhookArgs(t *testing.T) {
 				t.Fatalf("webhook runs %v %v", c.Command, c.Args)
 			}
 			var cfg inject.ServerConfig
-			fs := flag.NewFlagSet("inject", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("inject", pflag.ContinueOnError)
 			cfg.RegisterFlags(fs)
 			if err := fs.Parse(c.Args[1:]); err != nil {
 				t.Fatalf("chart passes flags the injector does not know: %v", err)
@@ -460,7 +461,7 @@ func TestChartWebhookArgs(t *testing.T) {
 				t.Errorf("rendered sidecar config\n%s\nwant the injector defaults\n%s", gotJSON, wantJSON)
 			}
 			if cfg.SidecarConfigFile != c.VolumeMounts[0].MountPath {
-				t.Errorf("--config=%s but the ConfigMap is mounted at %s", cfg.SidecarConfigFile, c.VolumeMounts[0].MountPath)
+				t.Errorf("--sidecar-config=%s but the ConfigMap is mounted at %s", cfg.SidecarConfigFile, c.VolumeMounts[0].MountPath)
 			}
 		})
 	}
