@@ -56,7 +56,7 @@ func newProxyCmd() *cobra.Command {
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	addLogFlags(f, &o.logFormat, &o.logLevel, "text")
 	f.Uint32Var(&o.maxHeaderListSize, "max-header-list-size", proxy.DefaultMaxHeaderListSize, "largest header block accepted from a client, in bytes (minimum 4096)")
-	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
 	f.DurationVar(&o.prefaceTimeout, "preface-timeout", proxy.DefaultPrefaceTimeout, "a new connection (after TLS) must send the HTTP/2 preface, or for plain TCP its first bytes, within this; else it is closed, logged and counted (minimum 1ms)")
 	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
 	addKeepaliveFlags(f, &o.keepalive)
@@ -228,6 +228,14 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 
 // notifyFlushGrace is how long events may take to go out after the drain.
 const notifyFlushGrace = 2 * time.Second
+
+// defaultDrainTimeout is --drain-timeout's default: how long streams may
+// run on after the graceful GOAWAY of a SIGTERM. With notifyFlushGrace it
+// must end inside Kubernetes' default terminationGracePeriodSeconds (30s),
+// or the kubelet's SIGKILL loses the last events; proxy_test.go checks it.
+// It is declared here because only this command drains (proxy.Server's
+// Shutdown takes the bound as an argument).
+const defaultDrainTimeout = 15 * time.Second
 
 // addKeepaliveFlags binds the connection policy's flags to c, with
 // keepalive's defaults (grpc-go's words and meanings).

@@ -218,6 +218,8 @@ func TestValuesMatchInjectorDefaults(t *testing.T) {
 		{"binaryPath", d.BinaryPath},
 		{"image.pullPolicy", string(d.ImagePullPolicy)},
 		{"webhook.port", float64(inject.DefaultWebhookPort)},
+		{"webhook.caBundleResync", shortDuration(inject.DefaultCABundleResync)},
+		{"webhook.nativeSidecars", inject.DefaultNativeSidecars},
 		{"sidecar.proxyPort", float64(d.ProxyPort)},
 		{"sidecar.adminPort", float64(d.AdminPort)},
 		{"sidecar.notifyAddr", d.NotifyAddr},
@@ -236,6 +238,19 @@ func TestValuesMatchInjectorDefaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shortDuration spells d as values.yaml does: 1m, not 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	if s == "" {
+		return "0s"
+	}
+	return s
 }
 
 // dockerfile holds what TestDockerfile checks in the final stage.
