@@ -23,80 +23,115 @@ func TestDrainFitsTerminationGrace(t *testing.T) {
 	}
 }
 
-// readmeFlagRow matches a row of README's flag table: the flags (one or
+// readmeFlagRow matches a row of README's flag tables: the flags (one or
 // more, in backquotes) and the default column.
 var readmeFlagRow = regexp.MustCompile("^\\| (`--[^|]+) \\| ([^|]+) \\|")
 
-// TestREADMEProxyFlags keeps README's `sidecar proxy` table in step with
-// the flags: every flag is listed once, with the default the flag really
-// has (each default is declared by its owner; the README only repeats it).
-func TestREADMEProxyFlags(t *testing.T) {
+// readmeTable matches the heading of a subcommand's flag table.
+var readmeTable = regexp.MustCompile("^### `sidecar ([a-z-]+)` flags$")
+
+// readmeFlagTables reads README's flag tables: for each subcommand, each
+// flag's default column.
+func readmeFlagTables(t *testing.T) map[string]map[string]string {
+	t.Helper()
 	f, err := os.Open("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	documented := map[string]string{}
-	in := false
+	tables := map[string]map[string]string{}
+	var table map[string]string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, "#") {
-			in = line == "### `sidecar proxy` flags"
+			table = nil
+			if m := readmeTable.FindStringSubmatch(line); m != nil {
+				table = map[string]string{}
+				tables[m[1]] = table
+			}
 			continue
 		}
 		m := readmeFlagRow.FindStringSubmatch(line)
-		if !in || m == nil {
+		if table == nil || m == nil {
 			continue
 		}
 		for _, name := range strings.Split(m[1], ",") {
 			name = strings.Trim(strings.TrimSpace(name), "`")
-			if _, dup := documented[name]; dup {
+			if _, dup := table[name]; dup {
 				t.Errorf("README lists %s twice", name)
 			}
-			documented[name] = strings.TrimSpace(m[2])
+			table[name] = strings.TrimSpace(m[2])
 		}
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(documented) == 0 {
-		t.Fatal("no `sidecar proxy` flag table in README.md")
-	}
+	return tables
+}
+
+// TestREADMEFlagTables keeps README's flag tables in step with the flags:
+// every subcommand with flags has a table listing each flag once, with the
+// default the flag really has (each default is declared by its owner; the
+// README only repeats it). --config, the root's, may be listed or not.
+func TestREADMEFlagTables(t *testing.T) {
+	tables := readmeFlagTables(t)
 	root := newRootCmd()
-	cmd, _, err := root.Find([]string{"proxy"})
-	if err != nil {
-		t.Fatal(err)
+	for _, cmd := range root.Commands() {
+		t.Run(cmd.Name(), func(t *testing.T) {
+			documented, ok := tables[cmd.Name()]
+			delete(tables, cmd.Name())
+			own := 0
+			cmd.LocalNonPersistentFlags().VisitAll(func(fl *pflag.Flag) {
+				if fromSources(fl) {
+					own++
+				}
+			})
+			if !ok {
+				if own > 0 {
+					t.Errorf("README has no \"### `sidecar %s` flags\" table for its %d flags", cmd.Name(), own)
+				}
+				return
+			}
+			// Merge --config, a persistent flag of the root, into cmd.Flags().
+			if err := cmd.ParseFlags(nil); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+				if fl.Name == "help" {
+					return
+				}
+				doc, ok := documented["--"+fl.Name]
+				delete(documented, "--"+fl.Name)
+				if !ok {
+					if fl.Name != configFlag {
+						t.Errorf("README's %s table lacks --%s (default %q)", cmd.Name(), fl.Name, fl.DefValue)
+					}
+					return
+				}
+				if !sameDefault(doc, fl.DefValue) {
+					t.Errorf("README says %s --%s defaults to %s, the flag to %q", cmd.Name(), fl.Name, doc, fl.DefValue)
+				}
+			})
+			for name := range documented {
+				t.Errorf("README's %s table lists %s, which it does not have", cmd.Name(), name)
+			}
+		})
 	}
-	// Merge --config, a persistent flag of the root, into cmd.Flags().
-	if err := cmd.ParseFlags(nil); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
-		if fl.Name == "help" {
-			return
-		}
-		doc, ok := documented["--"+fl.Name]
-		delete(documented, "--"+fl.Name)
-		if !ok {
-			t.Errorf("README's proxy table lacks --%s (default %q)", fl.Name, fl.DefValue)
-			return
-		}
-		if !sameDefault(doc, fl.DefValue) {
-			t.Errorf("README says --%s defaults to %s, the flag to %q", fl.Name, doc, fl.DefValue)
-		}
-	})
-	for name := range documented {
-		t.Errorf("README's proxy table lists %s, which proxy does not have", name)
+	for name := range tables {
+		t.Errorf("README has a flag table for sidecar %s, which is no subcommand", name)
 	}
 }
 
 // sameDefault compares README's default column with a flag's DefValue:
-// `value` in backquotes, durations by value, and words for empty ones.
+// `value` in backquotes, durations by value, and words for empty or
+// zero ones.
 func sameDefault(doc, def string) bool {
 	switch {
 	case def == "" || def == "[]":
 		return doc == "none" || doc == "(required)"
+	case def == "0" && doc == "(required)":
+		return true
 	case def == "0s":
 		return strings.HasPrefix(doc, "off")
 	}
@@ -121,6 +156,8 @@ func TestSameDefault(t *testing.T) {
 		{"none", "none", "", true},
 		{"none but set", "none", "x", false},
 		{"required", "(required)", "", true},
+		{"required number", "(required)", "0", true},
+		{"required but set", "(required)", "8080", false},
 		{"empty list", "none", "[]", true},
 		{"off", "off (wait)", "0s", true},
 		{"off but set", "off", "1s", false},

@@ -88,7 +88,7 @@ func newWaitCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&admin, "admin", ":"+strconv.Itoa(ports.Admin), "the sidecar's admin address (:port means 127.0.0.1:port)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	cmd.Flags().DurationVar(&timeout, "timeout", inject.HoldTimeout, "give up after this long")
 	return cmd
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,6 +29,6 @@ func newNotifyCheckCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&o.Target, "target", "", "DisconnectNotify server: host:port or unix:///path (required)")
-	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Second, "timeout of each Notify call")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", check.DefaultTimeout, "timeout of each Notify call")
 	return cmd
 }
