@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -63,7 +64,11 @@ func bindSources(cmd *cobra.Command) error {
 			return
 		}
 		if v, ok := file[f.Name]; ok {
-			s := yamlScalar(v)
+			s, e := yamlScalar(v)
+			if e != nil {
+				err = usageError{fmt.Errorf("invalid %s in --config: %v", f.Name, e)}
+				return
+			}
 			if e := fs.Set(f.Name, s); e != nil {
 				err = usageError{fmt.Errorf("invalid %s %q in --config: %v", f.Name, s, e)}
 			}
@@ -85,22 +90,31 @@ func addLogFlags(f *pflag.FlagSet, format, level *string, defaultFormat string) 
 	f.StringVar(level, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// yamlScalar turns a config value into flag syntax; lists become
-// comma-separated.
-func yamlScalar(v any) string {
+// yamlScalar turns a config value into flag syntax: lists become
+// comma-separated, an empty value the empty string. A mapping fits no
+// flag.
+func yamlScalar(v any) (string, error) {
 	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case map[string]any:
+		return "", errors.New("a mapping: want a value or a list of values")
 	case []any:
 		parts := make([]string, len(v))
 		for i, e := range v {
-			parts[i] = fmt.Sprint(e)
+			s, err := yamlScalar(e)
+			if err != nil {
+				return "", err
+			}
+			parts[i] = s
 		}
-		return strings.Join(parts, ",")
+		return strings.Join(parts, ","), nil
 	case float64:
 		if v == float64(int64(v)) {
-			return fmt.Sprint(int64(v))
+			return fmt.Sprint(int64(v)), nil
 		}
 	}
-	return fmt.Sprint(v)
+	return fmt.Sprint(v), nil
 }
 
 // newLogger builds the process's one logger from --log-format and

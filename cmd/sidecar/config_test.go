@@ -188,3 +188,48 @@ func TestExitCode(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigValueShapes checks how YAML values of each shape become flag
+// values: an empty key clears the flag rather than setting "<nil>", a list
+// becomes comma-separated, and a mapping is a usage error naming the key.
+func TestConfigValueShapes(t *testing.T) {
+	target := sourceCase{cmd: "notify-check", flag: "target"}
+	tests := []struct {
+		name    string
+		yaml    string
+		want    string
+		wantErr []string
+	}{
+		{name: "string", yaml: "target: 127.0.0.1:15091\n", want: "127.0.0.1:15091"},
+		{name: "empty value", yaml: "target:\n", want: ""},
+		{name: "list", yaml: "target: [a, b]\n", want: "a,b"},
+		{name: "whole number", yaml: "target: 15091\n", want: "15091"},
+		{name: "mapping", yaml: "target: {host: a}\n", wantErr: []string{"target", "--config", "a mapping"}},
+		{name: "list of mappings", yaml: "target: [{host: a}]\n", wantErr: []string{"target", "--config", "a mapping"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := runSources(t, target, "--config", writeConfig(t, tt.yaml))
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != tt.want {
+					t.Errorf("--target is %q, want %q", got, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted; --target is %q", got)
+			}
+			if code := exitCode(err); code != 2 {
+				t.Errorf("exit status %d for %v, want 2", code, err)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
