@@ -26,6 +26,10 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/inject"
+	"github.com/hangup-dev/hangup/pkg/keepalive"
+	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/ports"
+	"github.com/hangup-dev/hangup/pkg/redirect"
 	"github.com/spf13/pflag"
 	"go.uber.org/goleak"
 )
@@ -240,17 +244,69 @@ func TestValuesMatchInjectorDefaults(t *testing.T) {
 	}
 }
 
-// shortDuration spells d as values.yaml does: 1m, not 1m0s.
+// shortDuration spells d as values.yaml does: 1m and 2h, not 1m0s and
+// 2h0m0s.
 func shortDuration(d time.Duration) string {
 	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
 	if strings.HasSuffix(s, "h0m") {
 		s = strings.TrimSuffix(s, "0m")
 	}
-	if s == "" {
-		return "0s"
-	}
 	return s
+}
+
+func TestShortDuration(t *testing.T) {
+	tests := []struct {
+		name string
+		d    time.Duration
+		want string
+	}{
+		{"seconds", 30 * time.Second, "30s"},
+		{"ten seconds", 10 * time.Second, "10s"},
+		{"minute", time.Minute, "1m"},
+		{"minute and seconds", 90 * time.Second, "1m30s"},
+		{"hours", 2 * time.Hour, "2h"},
+		{"hours and minutes", 150 * time.Minute, "2h30m"},
+		{"zero", 0, "0s"},
+		{"milliseconds", 1500 * time.Millisecond, "1.5s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := shortDuration(tt.d); got != tt.want {
+				t.Errorf("shortDuration(%v) = %q, want %q", tt.d, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestValuesMatchOwnerDefaults checks the chart's values against the
+// packages that own each default (ports, notify, keepalive, redirect), not
+// only against the injector's copy of them: the chart, a webhook without
+// a config file and a sidecar run by hand then agree.
+func TestValuesMatchOwnerDefaults(t *testing.T) {
+	v := readValues(t)
+	ka := keepalive.DefaultConfig()
+	tests := []struct {
+		path, owner string
+		want        any
+	}{
+		{"webhook.port", "ports.Webhook", float64(ports.Webhook)},
+		{"sidecar.proxyPort", "ports.Proxy", float64(ports.Proxy)},
+		{"sidecar.adminPort", "ports.Admin", float64(ports.Admin)},
+		{"sidecar.notifyAddr", "notify.DefaultAddr", notify.DefaultAddr},
+		{"sidecar.keepaliveTime", "keepalive.DefaultConfig().Time", shortDuration(ka.Time)},
+		{"sidecar.keepaliveTimeout", "keepalive.DefaultConfig().Timeout", shortDuration(ka.Timeout)},
+		{"sidecar.redirectBackend", "redirect.BackendAuto", string(redirect.BackendAuto)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			if got := lookup(v, tc.path); got != tc.want {
+				t.Errorf("values.yaml %s = %v, %s is %v", tc.path, got, tc.owner, tc.want)
+			}
+		})
+	}
 }
 
 // dockerfile holds what TestDockerfile checks in the final stage.
