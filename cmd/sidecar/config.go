@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,13 +13,25 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// configFlag names the root's persistent flag of the YAML file that
+// bindSources reads for every subcommand.
+const configFlag = "config"
+
+// addConfigFlag gives root, and through it every subcommand, --config
+// and fills each subcommand's flags from bindSources before it runs: one
+// way to take flags for all of them.
+func addConfigFlag(root *cobra.Command) {
+	root.PersistentFlags().String(configFlag, "", "YAML file whose keys are this command's flag names (flags and HANGUP_* variables win)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return bindSources(cmd) }
+}
+
 // bindSources fills every flag the command line did not set from, in
 // order, the HANGUP_* environment variable of the same name and the YAML
 // config file given with --config (same keys as the flags). Flags win.
 func bindSources(cmd *cobra.Command) error {
 	fs := cmd.Flags()
 	var file map[string]any
-	if path, _ := fs.GetString("config"); path != "" {
+	if path, _ := fs.GetString(configFlag); path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return usageError{fmt.Errorf("invalid --config %q: %w", path, err)}
@@ -28,7 +41,7 @@ func bindSources(cmd *cobra.Command) error {
 		}
 		var unknown []string
 		for k := range file {
-			if f := fs.Lookup(k); f == nil || k == "config" {
+			if f := fs.Lookup(k); f == nil || !fromSources(f) {
 				unknown = append(unknown, k)
 			}
 		}
@@ -40,7 +53,7 @@ func bindSources(cmd *cobra.Command) error {
 	}
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "config" {
+		if err != nil || f.Changed || !fromSources(f) {
 			return
 		}
 		env := "HANGUP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -51,7 +64,11 @@ func bindSources(cmd *cobra.Command) error {
 			return
 		}
 		if v, ok := file[f.Name]; ok {
-			s := yamlScalar(v)
+			s, e := yamlScalar(v)
+			if e != nil {
+				err = usageError{fmt.Errorf("invalid %s in --config: %v", f.Name, e)}
+				return
+			}
 			if e := fs.Set(f.Name, s); e != nil {
 				err = usageError{fmt.Errorf("invalid %s %q in --config: %v", f.Name, s, e)}
 			}
@@ -60,22 +77,44 @@ func bindSources(cmd *cobra.Command) error {
 	return err
 }
 
-// yamlScalar turns a config value into flag syntax; lists become
-// comma-separated.
-func yamlScalar(v any) string {
+// fromSources says whether f may come from HANGUP_* or --config: all but
+// --config itself and cobra's --help.
+func fromSources(f *pflag.Flag) bool {
+	return f.Name != configFlag && f.Name != "help"
+}
+
+// addLogFlags binds --log-format and --log-level, read by newLogger;
+// format is the command's default format.
+func addLogFlags(f *pflag.FlagSet, format, level *string, defaultFormat string) {
+	f.StringVar(format, "log-format", defaultFormat, "log format: text or json")
+	f.StringVar(level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// yamlScalar turns a config value into flag syntax: lists become
+// comma-separated, an empty value the empty string. A mapping fits no
+// flag.
+func yamlScalar(v any) (string, error) {
 	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case map[string]any:
+		return "", errors.New("a mapping: want a value or a list of values")
 	case []any:
 		parts := make([]string, len(v))
 		for i, e := range v {
-			parts[i] = fmt.Sprint(e)
+			s, err := yamlScalar(e)
+			if err != nil {
+				return "", err
+			}
+			parts[i] = s
 		}
-		return strings.Join(parts, ",")
+		return strings.Join(parts, ","), nil
 	case float64:
 		if v == float64(int64(v)) {
-			return fmt.Sprint(int64(v))
+			return fmt.Sprint(int64(v)), nil
 		}
 	}
-	return fmt.Sprint(v)
+	return fmt.Sprint(v), nil
 }
 
 // newLogger builds the process's one logger from --log-format and

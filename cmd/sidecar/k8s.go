@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -32,11 +31,8 @@ func newInjectCmd() *cobra.Command {
 			return inject.Serve(cmd.Context(), c)
 		},
 	}
-	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
-	c.RegisterFlags(fs)
-	cmd.Flags().AddGoFlagSet(fs)
-	cmd.Flags().StringVar(&logFormat, "log-format", "json", "log format: text or json")
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	c.RegisterFlags(cmd.Flags())
+	addLogFlags(cmd.Flags(), &logFormat, &logLevel, "json")
 	return cmd
 }
 
@@ -60,12 +56,9 @@ func newInitRedirectCmd() *cobra.Command {
 			return redirect.Run(cmd.Context(), c)
 		},
 	}
-	fs := flag.NewFlagSet("init-redirect", flag.ContinueOnError)
-	c.RegisterFlags(fs)
-	cmd.Flags().AddGoFlagSet(fs)
+	c.RegisterFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&remove, "remove", false, "remove the rules instead of adding them")
-	cmd.Flags().StringVar(&logFormat, "log-format", "json", "log format: text or json")
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	addLogFlags(cmd.Flags(), &logFormat, &logLevel, "json")
 	return cmd
 }
 
@@ -95,7 +88,7 @@ func newWaitCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&admin, "admin", ":"+strconv.Itoa(ports.Admin), "the sidecar's admin address (:port means 127.0.0.1:port)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
+	cmd.Flags().DurationVar(&timeout, "timeout", inject.HoldTimeout, "give up after this long")
 	return cmd
 }
 

@@ -19,12 +19,21 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sidecar: %v\n", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
-		}
-		os.Exit(1)
 	}
+	os.Exit(exitCode(err))
+}
+
+// exitCode is the process status for err: 0, 2 for a usage error (a bad
+// flag, environment or config value) or 1.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	}
+	return 1
 }
 
 // usageError is a bad flag, environment or config value: exit status 2.
@@ -41,6 +50,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	addConfigFlag(root)
 	root.AddCommand(newProxyCmd(), newVersionCmd(), newDemoCmd(), newNotifyCheckCmd(), newInjectCmd(), newInitRedirectCmd(), newWaitCmd())
 	return root
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
 	"go.uber.org/goleak"
 )
 
@@ -74,37 +73,6 @@ func TestProxyRejectsBadValues(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestConfigSources checks the precedence flags > HANGUP_* > --config.
-func TestConfigSources(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "hangup.yaml")
-	if err := os.WriteFile(cfg, []byte("upstream: 127.0.0.1:7001\nlisten: 127.0.0.1:7002\nadmin: 127.0.0.1:7003\nlog-level: debug\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("HANGUP_LISTEN", "127.0.0.1:7102")
-	var got proxyOptions
-	cmd := newProxyCmd()
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := bindSources(cmd); err != nil {
-			return err
-		}
-		f := cmd.Flags()
-		got.upstream, _ = f.GetString("upstream")
-		got.listen, _ = f.GetString("listen")
-		got.admin, _ = f.GetString("admin")
-		got.logLevel, _ = f.GetString("log-level")
-		return nil
-	}
-	cmd.SetArgs([]string{"--config", cfg, "--admin", "127.0.0.1:7203"})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	want := proxyOptions{upstream: "127.0.0.1:7001", listen: "127.0.0.1:7102", admin: "127.0.0.1:7203", logLevel: "debug"}
-	if got.upstream != want.upstream || got.listen != want.listen || got.admin != want.admin || got.logLevel != want.logLevel {
-		t.Fatalf("got %+v, want %+v", got, want)
 	}
 }
 

@@ -44,24 +44,19 @@ func newProxyCmd() *cobra.Command {
 		Short: "Relay HTTP/2 (gRPC) clients to the app and report their disconnects",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := bindSources(cmd); err != nil {
-				return err
-			}
 			return runProxy(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.String("config", "", "YAML file with the same keys as these flags (flags and HANGUP_* variables win)")
 	f.StringVar(&o.listen, "listen", ":"+strconv.Itoa(ports.Proxy), "address clients connect to (host:port)")
 	f.StringVar(&o.upstream, "upstream", "", "the app's address: host:port or unix:///path (required in port mode)")
 	f.StringVar(&o.mode, "mode", "port", "port: clients connect to --listen; redirect: init-redirect sends the pod's inbound connections here and each goes to 127.0.0.1 (::1 for IPv6) and the port the client dialled")
 	f.StringVar(&o.admin, "admin", "127.0.0.1:"+strconv.Itoa(ports.Admin), "address of /healthz and /readyz")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for TLS on the listen side (ALPN h2, http/1.1); needs --tls-key")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
-	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	addLogFlags(f, &o.logFormat, &o.logLevel, "text")
 	f.Uint32Var(&o.maxHeaderListSize, "max-header-list-size", proxy.DefaultMaxHeaderListSize, "largest header block accepted from a client, in bytes (minimum 4096)")
-	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
 	f.DurationVar(&o.prefaceTimeout, "preface-timeout", proxy.DefaultPrefaceTimeout, "a new connection (after TLS) must send the HTTP/2 preface, or for plain TCP its first bytes, within this; else it is closed, logged and counted (minimum 1ms)")
 	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
 	addKeepaliveFlags(f, &o.keepalive)
@@ -233,6 +228,14 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 
 // notifyFlushGrace is how long events may take to go out after the drain.
 const notifyFlushGrace = 2 * time.Second
+
+// defaultDrainTimeout is --drain-timeout's default: how long streams may
+// run on after the graceful GOAWAY of a SIGTERM. With notifyFlushGrace it
+// must end inside Kubernetes' default terminationGracePeriodSeconds (30s),
+// or the kubelet's SIGKILL loses the last events; proxy_test.go checks it.
+// It is declared here because only this command drains (proxy.Server's
+// Shutdown takes the bound as an argument).
+const defaultDrainTimeout = 15 * time.Second
 
 // addKeepaliveFlags binds the connection policy's flags to c, with
 // keepalive's defaults (grpc-go's words and meanings).

@@ -4,8 +4,14 @@
 // on a line of its own under the bar, and a label column with the span
 // name, duration, service and the attributes that matter for a disconnect.
 //
-// It draws with image/draw and the Go fonts of golang.org/x/image, so it
-// needs no plotting library and renders the same everywhere.
+// It draws with gonum/plot, the library of the bench charts
+// (bench/harness): plot's image canvas (vg/vgimg) and its embedded
+// Liberation fonts (plot/font), so it renders the same everywhere. It uses
+// that drawing layer and not plot.Plot: a waterfall is a column of wrapped
+// text beside rows of varying height, each with a bar and event text
+// placed to fit, and plot.Plot lays out data on axes in a fixed frame with
+// no room for either. The layout is computed here in pixels (72 dpi, so a
+// point is a pixel) and the time axis uses niceStep's round steps of µs.
 package waterfall
 
 import (
@@ -14,7 +20,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/draw"
 	"io"
 	"math"
 	"slices"
@@ -22,11 +27,11 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/gofont/gobold"
-	"golang.org/x/image/font/gofont/goregular"
-	"golang.org/x/image/font/opentype"
-	"golang.org/x/image/math/fixed"
+	xfont "golang.org/x/image/font"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/font/liberation"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/hangup-dev/hangup/internal/jaegertest"
 )
@@ -72,26 +77,21 @@ var detailTags = []string{
 	"hangup.notify.latency_ms", "hangup.event.id",
 }
 
-// faces are the two fonts of one Render; an opentype face is not safe for
-// concurrent use, so each call makes its own.
+// fonts holds gonum/plot's embedded Liberation fonts, the ones its charts
+// use; a Face only reads it, so Renders may run concurrently.
+var fonts = font.NewCache(liberation.Collection())
+
+// faces are the two fonts of a picture.
 type faces struct{ regular, bold font.Face }
 
 func newFaces() (faces, error) {
-	var f faces
-	for _, x := range []struct {
-		ttf []byte
-		dst *font.Face
-	}{{goregular.TTF, &f.regular}, {gobold.TTF, &f.bold}} {
-		tt, err := opentype.Parse(x.ttf)
-		if err != nil {
-			return faces{}, fmt.Errorf("waterfall: parse Go font: %w", err)
-		}
-		*x.dst, err = opentype.NewFace(tt, &opentype.FaceOptions{Size: fontSize, DPI: 72, Hinting: font.HintingFull})
-		if err != nil {
-			return faces{}, fmt.Errorf("waterfall: Go font face: %w", err)
-		}
+	sans := font.Font{Typeface: "Liberation", Variant: "Sans"}
+	bold := sans
+	bold.Weight = xfont.WeightBold
+	if !fonts.Has(sans) || !fonts.Has(bold) {
+		return faces{}, errors.New("waterfall: gonum/plot lacks its Liberation Sans fonts")
 	}
-	return f, nil
+	return faces{regular: fonts.Lookup(sans, fontSize), bold: fonts.Lookup(bold, fontSize)}, nil
 }
 
 // laidOut is one span's row: what it shows and how tall it is.
@@ -141,58 +141,57 @@ func Render(tr jaegertest.Trace) (*image.RGBA, error) {
 		y += rows[i].h
 	}
 	height := y + margin
-	img := image.NewRGBA(image.Rect(0, 0, Width, height))
-	fill(img, img.Bounds(), background)
+	pic := newPicture(Width, height)
 	for i, r := range rows {
 		if i%2 == 1 {
-			fill(img, image.Rect(0, r.top, Width, r.top+r.h), stripe)
+			pic.fill(image.Rect(0, r.top, Width, r.top+r.h), stripe)
 		}
 	}
 
 	// Header: title, legend, time axis with gridlines at round offsets.
-	text(img, ff.bold, margin, margin+13, textColor, fmt.Sprintf("trace %s", tr.TraceID))
-	text(img, ff.regular, margin+measure(ff.bold, "trace "+tr.TraceID)+12, margin+13, dimColor,
+	pic.text(ff.bold, margin, margin+13, textColor, fmt.Sprintf("trace %s", tr.TraceID))
+	pic.text(ff.regular, margin+measure(ff.bold, "trace "+tr.TraceID)+12, margin+13, dimColor,
 		fmt.Sprintf("%d spans, %s", len(tr.Spans), micros(total)))
-	drawLegend(img, ff, margin, margin+lineHeight+13, legend)
+	drawLegend(pic, ff, margin, margin+lineHeight+13, legend)
 	axisY := margin + 2*lineHeight + 13
-	text(img, ff.regular, margin, axisY, dimColor, "span, duration, service and attributes")
+	pic.text(ff.regular, margin, axisY, dimColor, "span, duration, service and attributes")
 	step := niceStep(total, 8)
 	for off := int64(0); off <= total; off += step {
 		gx := x(start + off)
-		fill(img, image.Rect(gx, axisY+4, gx+1, height-margin), gridColor)
+		pic.fill(image.Rect(gx, axisY+4, gx+1, height-margin), gridColor)
 		label := micros(off)
-		text(img, ff.regular, min(gx-measure(ff.regular, label)/2, plotRight-measure(ff.regular, label)), axisY, dimColor, label)
+		pic.text(ff.regular, min(gx-measure(ff.regular, label)/2, plotRight-measure(ff.regular, label)), axisY, dimColor, label)
 	}
 
 	for _, r := range rows {
-		drawRow(img, ff, r, x)
+		drawRow(pic, ff, r, x)
 	}
-	return img, nil
+	return pic.image()
 }
 
 // drawRow draws one span: the label column, the bar, its events.
-func drawRow(img *image.RGBA, ff faces, r laidOut, x func(int64) int) {
+func drawRow(pic *picture, ff faces, r laidOut, x func(int64) int) {
 	s := r.span
 	base := r.top + 14 // baseline of the first line
 	indent := margin + r.depth*indentWidth
-	text(img, ff.bold, indent, base, textColor, r.title)
+	pic.text(ff.bold, indent, base, textColor, r.title)
 	dur := micros(s.Duration)
-	text(img, ff.regular, labelWidth-measure(ff.regular, dur), base, textColor, dur)
+	pic.text(ff.regular, labelWidth-measure(ff.regular, dur), base, textColor, dur)
 	for i, d := range r.details {
-		text(img, ff.regular, indent+indentWidth/2, base+(i+1)*lineHeight, dimColor, d)
+		pic.text(ff.regular, indent+indentWidth/2, base+(i+1)*lineHeight, dimColor, d)
 	}
 
 	barTop := r.top + (lineHeight-barHeight)/2 + 1
 	x0, x1 := x(s.StartTime), x(s.StartTime+s.Duration)
-	fill(img, image.Rect(x0, barTop, max(x1, x0+2), barTop+barHeight), r.color)
+	pic.fill(image.Rect(x0, barTop, max(x1, x0+2), barTop+barHeight), r.color)
 
 	for _, ev := range r.events {
 		ly := base + ev.line*lineHeight // baseline of the event's first line
 		// A leader from the bar down to the event's text ties the two.
-		fill(img, image.Rect(ev.x, barTop+barHeight/2, ev.x+1, ly-9), tickColor)
-		diamond(img, ev.x, barTop+barHeight/2, 6, tickColor)
+		pic.fill(image.Rect(ev.x, barTop+barHeight/2, ev.x+1, ly-9), tickColor)
+		pic.diamond(ev.x, barTop+barHeight/2, 6, tickColor)
 		for i, l := range ev.lines {
-			text(img, ff.regular, ev.tx, ly+i*lineHeight, textColor, l)
+			pic.text(ff.regular, ev.tx, ly+i*lineHeight, textColor, l)
 		}
 	}
 }
@@ -393,14 +392,14 @@ func niceStep(total int64, n int) int64 {
 	return max(int64(10*p), 1)
 }
 
-func drawLegend(img *image.RGBA, ff faces, x, y int, services []string) {
+func drawLegend(pic *picture, ff faces, x, y int, services []string) {
 	item := func(c color.RGBA, label string, marker bool) {
 		if marker {
-			diamond(img, x+5, y-4, 6, c)
+			pic.diamond(x+5, y-4, 6, c)
 		} else {
-			fill(img, image.Rect(x, y-10, x+12, y), c)
+			pic.fill(image.Rect(x, y-10, x+12, y), c)
 		}
-		text(img, ff.regular, x+17, y, dimColor, label)
+		pic.text(ff.regular, x+17, y, dimColor, label)
 		x += 17 + measure(ff.regular, label) + 18
 	}
 	for i, s := range services {
@@ -431,33 +430,65 @@ func trim(s string) string {
 	return s
 }
 
-func fill(img *image.RGBA, r image.Rectangle, c color.Color) {
-	draw.Draw(img, r.Intersect(img.Bounds()), image.NewUniform(c), image.Point{}, draw.Src)
+// picture is a gonum/plot image canvas addressed like an image: in pixels
+// from the top left (vg's origin is the bottom left). At 72 dpi a vg point
+// is a pixel.
+type picture struct {
+	c *vgimg.Canvas
+	h int // height in pixels
+}
+
+func newPicture(w, h int) *picture {
+	c := vgimg.NewWith(vgimg.UseWH(vg.Length(w), vg.Length(h)), vgimg.UseDPI(72), vgimg.UseBackgroundColor(background))
+	return &picture{c: c, h: h}
+}
+
+// pt is pixel (x, y) in vg's coordinates.
+func (p *picture) pt(x, y int) vg.Point {
+	return vg.Point{X: vg.Length(x), Y: vg.Length(p.h - y)}
+}
+
+// polygon fills the polygon through the pixels xy (x0, y0, x1, y1, ...).
+func (p *picture) polygon(c color.Color, xy ...int) {
+	var path vg.Path
+	path.Move(p.pt(xy[0], xy[1]))
+	for i := 2; i+1 < len(xy); i += 2 {
+		path.Line(p.pt(xy[i], xy[i+1]))
+	}
+	path.Close()
+	p.c.SetColor(c)
+	p.c.Fill(path)
+}
+
+func (p *picture) fill(r image.Rectangle, c color.Color) {
+	if r.Empty() {
+		return
+	}
+	p.polygon(c, r.Min.X, r.Min.Y, r.Max.X, r.Min.Y, r.Max.X, r.Max.Y, r.Min.X, r.Max.Y)
 }
 
 // diamond draws a filled diamond of height h centred on (cx, cy).
-func diamond(img *image.RGBA, cx, cy, h int, c color.Color) {
-	for dy := -h; dy <= h; dy++ {
-		w := h - abs(dy)
-		fill(img, image.Rect(cx-w, cy+dy, cx+w+1, cy+dy+1), c)
-	}
-}
-
-func abs(v int) int {
-	if v < 0 {
-		return -v
-	}
-	return v
-}
-
-func measure(face font.Face, s string) int {
-	return font.MeasureString(face, s).Ceil()
+func (p *picture) diamond(cx, cy, h int, c color.Color) {
+	p.polygon(c, cx, cy-h, cx+h, cy, cx, cy+h, cx-h, cy)
 }
 
 // text draws s with its baseline at y.
-func text(img *image.RGBA, face font.Face, x, y int, c color.Color, s string) {
-	d := font.Drawer{Dst: img, Src: image.NewUniform(c), Face: face, Dot: fixed.P(x, y)}
-	d.DrawString(s)
+func (p *picture) text(face font.Face, x, y int, c color.Color, s string) {
+	p.c.SetColor(c)
+	p.c.FillString(face, p.pt(x, y), s)
+}
+
+// image is the finished picture.
+func (p *picture) image() (*image.RGBA, error) {
+	img, ok := p.c.Image().(*image.RGBA)
+	if !ok {
+		return nil, fmt.Errorf("waterfall: canvas is a %T, want *image.RGBA", p.c.Image())
+	}
+	return img, nil
+}
+
+func measure(face font.Face, s string) int {
+	return int(math.Ceil(face.Width(s).Points()))
 }
 
 // row is a span with its depth in the tree.

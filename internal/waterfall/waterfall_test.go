@@ -37,7 +37,6 @@ func TestRenderFixture(t *testing.T) {
 	if b := img.Bounds(); b.Dx() != Width || b.Dy() < minH {
 		t.Fatalf("image is %dx%d, want %d wide and at least %d high", b.Dx(), b.Dy(), Width, minH)
 	}
-	wantH := img.Bounds().Dy()
 	var bar, errBar, ticks int
 	for y := 0; y < img.Bounds().Dy(); y++ {
 		for x := plotLeft; x < Width; x++ {
@@ -57,15 +56,12 @@ func TestRenderFixture(t *testing.T) {
 		t.Errorf("pixels: %d bar, %d error bar, %d tick; want some of each", bar, errBar, ticks)
 	}
 
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatalf("encode PNG: %v", err)
-	}
-	cfg, err := png.DecodeConfig(bytes.NewReader(buf.Bytes()))
-	if err != nil || cfg.Width != Width || cfg.Height != wantH {
-		t.Errorf("PNG config %+v, %v; want %dx%d", cfg, err, Width, wantH)
-	}
+	// WATERFALL_OUT=/tmp/trace.png saves the picture to look at.
 	if out := os.Getenv("WATERFALL_OUT"); out != "" {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatalf("encode PNG: %v", err)
+		}
 		if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hangup-dev/hangup/pkg/keepalive"
+	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/redirect"
 )
 
@@ -117,7 +118,7 @@ func parseNotifyAddr(name, v string) (string, error) {
 		_, err = parsePort(name, port)
 	}
 	if err != nil || host == "" {
-		return "", &AnnotationError{name, v, "host:port of the app's DisconnectNotify service such as 127.0.0.1:15091"}
+		return "", &AnnotationError{name, v, "host:port of the app's DisconnectNotify service such as " + notify.DefaultAddr}
 	}
 	return v, nil
 }

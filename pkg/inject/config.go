@@ -82,7 +82,7 @@ type Config struct {
 	ProxyPort int32
 	AdminPort int32
 	// NotifyAddr is host:port of the app's DisconnectNotify service.
-	// Default 127.0.0.1:15091. Annotation hangup.dev/notify-addr.
+	// Default notify.DefaultAddr. Annotation hangup.dev/notify-addr.
 	NotifyAddr string
 	// NotifyHeaders are the request headers copied into events (lower case).
 	// Default none. Annotation hangup.dev/notify-headers.

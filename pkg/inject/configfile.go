@@ -12,7 +12,7 @@ import (
 )
 
 // FileConfig is the YAML file of sidecar defaults that the chart renders
-// into a ConfigMap (key sidecar.yaml) and `sidecar inject --config` reads.
+// into a ConfigMap (key sidecar.yaml) and `sidecar inject --sidecar-config` reads.
 // Every field is optional and falls back to DefaultConfig; the field names
 // match the chart's values under `sidecar:` plus image and uid.
 type FileConfig struct {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hangup-dev/hangup/pkg/redirect"
+	"github.com/spf13/pflag"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -274,7 +275,7 @@ func TestInitRedirectArgsParse(t *testing.T) {
 				t.Fatalf("args %v", c.Args)
 			}
 			var rc redirect.Config
-			fs := flag.NewFlagSet("init-redirect", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("init-redirect", pflag.ContinueOnError)
 			rc.RegisterFlags(fs)
 			if err := fs.Parse(c.Args[1:]); err != nil {
 				t.Fatalf("init-redirect rejects the injected args: %v", err)

@@ -47,7 +47,7 @@ type AdmissionServer struct {
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// ShutdownTimeout bounds the graceful shutdown once ctx is done: the
 	// API server's own call timeout (at most 30s) is the useful ceiling.
-	// Default 10s.
+	// Default DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Logger receives one line per denial and per failure. Default: discard.
 	Logger *slog.Logger
@@ -123,7 +123,7 @@ func (s *AdmissionServer) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	timeout := s.ShutdownTimeout
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultShutdownTimeout
 	}
 	srv := &http.Server{
 		Handler:           s.Handler(),

@@ -43,7 +43,7 @@ const (
 
 // ServerConfig configures Serve, the `sidecar inject` command.
 type ServerConfig struct {
-	// Addr is the HTTPS listen address. Default ":8443". Ignored when
+	// Addr is the HTTPS listen address. Default ":" and DefaultWebhookPort. Ignored when
 	// Listener is set.
 	Addr string
 	// Listener, when set, is served instead of listening on Addr (tests
@@ -64,7 +64,7 @@ type ServerConfig struct {
 	// third of it is left. Default 8760h (a year), minimum 1h.
 	CertValidity time.Duration
 	// CABundleResync is how often the caBundle is checked and restored (a
-	// `helm upgrade` may reset it). Default 1m, minimum 1s.
+	// `helm upgrade` may reset it). Default DefaultCABundleResync, minimum 1s.
 	CABundleResync time.Duration
 	// NativeSidecars is "auto" (ask the API server's version: 1.29 and later
 	// have them), "true" or "false". Default "auto".
@@ -79,7 +79,7 @@ type ServerConfig struct {
 	// SidecarConfigFile, when set, is read with LoadConfig and replaces
 	// Sidecar (the chart mounts its ConfigMap at /etc/hangup/sidecar.yaml).
 	SidecarConfigFile string
-	// ShutdownTimeout bounds the graceful shutdown. Default 10s.
+	// ShutdownTimeout bounds the graceful shutdown. Default DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Logger; default: discard.
 	Logger *slog.Logger
@@ -96,13 +96,13 @@ func (c *ServerConfig) defaults() error {
 		return fmt.Errorf("cert validity %s: want at least 1h", c.CertValidity)
 	}
 	if c.CABundleResync == 0 {
-		c.CABundleResync = time.Minute
+		c.CABundleResync = DefaultCABundleResync
 	}
 	if c.CABundleResync < time.Second {
 		return fmt.Errorf("caBundle resync %s: want at least 1s", c.CABundleResync)
 	}
 	if c.NativeSidecars == "" {
-		c.NativeSidecars = "auto"
+		c.NativeSidecars = DefaultNativeSidecars
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -1,32 +1,28 @@
 package redirect
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/hangup-dev/hangup/pkg/ports"
 )
 
 // RegisterFlags defines the flags of `sidecar init-redirect` on fs, writing
-// into c. Cobra commands add them with cmd.Flags().AddGoFlagSet(fs). The
-// injector (pkg/inject) passes every one of them.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+// into c. They are pflag flags like every other subcommand's, so HANGUP_*
+// variables and --config set them too. The injector (pkg/inject) passes
+// every one of them.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.AppPort, "app-port", 0, "the app's gRPC port (required; never excluded)")
 	fs.IntVar(&c.ProxyPort, "proxy-port", ports.Proxy, "the sidecar's inbound port, where connections are redirected")
 	fs.IntVar(&c.AdminPort, "admin-port", ports.Admin, "the sidecar's admin port, never redirected")
 	c.Backend = BackendAuto
-	fs.Func("backend", "auto (nftables, iptables only where the kernel lacks nf_tables), nftables or iptables (default auto)", func(s string) error {
-		c.Backend = Backend(s)
-		return nil
-	})
+	fs.Var(word[Backend]{&c.Backend}, "backend", "auto (nftables, iptables only where the kernel lacks nf_tables), nftables or iptables")
 	c.IPv6 = IPv6Auto
-	fs.Func("ipv6", "redirect IPv6 too: auto (when the kernel has IPv6), true or false (default auto)", func(s string) error {
-		c.IPv6 = IPv6Mode(s)
-		return nil
-	})
+	fs.Var(word[IPv6Mode]{&c.IPv6}, "ipv6", "redirect IPv6 too: auto (when the kernel has IPv6), true or false")
 	fs.Func("exclude-ports", "comma-separated inbound TCP ports left alone, such as 9090,8081", func(s string) error {
 		p, err := ParsePorts(s)
 		c.ExcludePorts = p
@@ -38,6 +34,24 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return err
 	})
 }
+
+// word is a pflag.Value of a string type whose values Validate checks;
+// its String is the current value, so --help shows the real default.
+type word[T ~string] struct{ p *T }
+
+func (w word[T]) String() string {
+	if w.p == nil {
+		return ""
+	}
+	return string(*w.p)
+}
+
+func (w word[T]) Set(s string) error {
+	*w.p = T(s)
+	return nil
+}
+
+func (w word[T]) Type() string { return "string" }
 
 // ParsePorts reads a comma-separated list of ports; blanks around items
 // and empty items are ignored. The injector validates annotations with it.

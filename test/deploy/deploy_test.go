@@ -26,6 +26,11 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/inject"
+	"github.com/hangup-dev/hangup/pkg/keepalive"
+	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/ports"
+	"github.com/hangup-dev/hangup/pkg/redirect"
+	"github.com/spf13/pflag"
 	"go.uber.org/goleak"
 )
 
@@ -217,6 +222,8 @@ func TestValuesMatchInjectorDefaults(t *testing.T) {
 		{"binaryPath", d.BinaryPath},
 		{"image.pullPolicy", string(d.ImagePullPolicy)},
 		{"webhook.port", float64(inject.DefaultWebhookPort)},
+		{"webhook.caBundleResync", shortDuration(inject.DefaultCABundleResync)},
+		{"webhook.nativeSidecars", inject.DefaultNativeSidecars},
 		{"sidecar.proxyPort", float64(d.ProxyPort)},
 		{"sidecar.adminPort", float64(d.AdminPort)},
 		{"sidecar.notifyAddr", d.NotifyAddr},
@@ -232,6 +239,71 @@ func TestValuesMatchInjectorDefaults(t *testing.T) {
 		t.Run(tc.path, func(t *testing.T) {
 			if got := lookup(v, tc.path); got != tc.want {
 				t.Errorf("values.yaml %s = %v, injector default %v", tc.path, got, tc.want)
+			}
+		})
+	}
+}
+
+// shortDuration spells d as values.yaml does: 1m and 2h, not 1m0s and
+// 2h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func TestShortDuration(t *testing.T) {
+	tests := []struct {
+		name string
+		d    time.Duration
+		want string
+	}{
+		{"seconds", 30 * time.Second, "30s"},
+		{"ten seconds", 10 * time.Second, "10s"},
+		{"minute", time.Minute, "1m"},
+		{"minute and seconds", 90 * time.Second, "1m30s"},
+		{"hours", 2 * time.Hour, "2h"},
+		{"hours and minutes", 150 * time.Minute, "2h30m"},
+		{"zero", 0, "0s"},
+		{"milliseconds", 1500 * time.Millisecond, "1.5s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := shortDuration(tt.d); got != tt.want {
+				t.Errorf("shortDuration(%v) = %q, want %q", tt.d, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestValuesMatchOwnerDefaults checks the chart's values against the
+// packages that own each default (ports, notify, keepalive, redirect), not
+// only against the injector's copy of them: the chart, a webhook without
+// a config file and a sidecar run by hand then agree.
+func TestValuesMatchOwnerDefaults(t *testing.T) {
+	v := readValues(t)
+	ka := keepalive.DefaultConfig()
+	tests := []struct {
+		path, owner string
+		want        any
+	}{
+		{"webhook.port", "ports.Webhook", float64(ports.Webhook)},
+		{"sidecar.proxyPort", "ports.Proxy", float64(ports.Proxy)},
+		{"sidecar.adminPort", "ports.Admin", float64(ports.Admin)},
+		{"sidecar.notifyAddr", "notify.DefaultAddr", notify.DefaultAddr},
+		{"sidecar.keepaliveTime", "keepalive.DefaultConfig().Time", shortDuration(ka.Time)},
+		{"sidecar.keepaliveTimeout", "keepalive.DefaultConfig().Timeout", shortDuration(ka.Timeout)},
+		{"sidecar.redirectBackend", "redirect.BackendAuto", string(redirect.BackendAuto)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			if got := lookup(v, tc.path); got != tc.want {
+				t.Errorf("values.yaml %s = %v, %s is %v", tc.path, got, tc.owner, tc.want)
 			}
 		})
 	}
@@ -427,7 +499,7 @@ func TestChartWebhookArgs(t *testing.T) {
 				t.Fatalf("webhook runs %v %v", c.Command, c.Args)
 			}
 			var cfg inject.ServerConfig
-			fs := flag.NewFlagSet("inject", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("inject", pflag.ContinueOnError)
 			cfg.RegisterFlags(fs)
 			if err := fs.Parse(c.Args[1:]); err != nil {
 				t.Fatalf("chart passes flags the injector does not know: %v", err)
@@ -460,7 +532,7 @@ func TestChartWebhookArgs(t *testing.T) {
 				t.Errorf("rendered sidecar config\n%s\nwant the injector defaults\n%s", gotJSON, wantJSON)
 			}
 			if cfg.SidecarConfigFile != c.VolumeMounts[0].MountPath {
-				t.Errorf("--config=%s but the ConfigMap is mounted at %s", cfg.SidecarConfigFile, c.VolumeMounts[0].MountPath)
+				t.Errorf("--sidecar-config=%s but the ConfigMap is mounted at %s", cfg.SidecarConfigFile, c.VolumeMounts[0].MountPath)
 			}
 		})
 	}

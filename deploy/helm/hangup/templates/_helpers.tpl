@@ -55,7 +55,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: inject
 {{- end }}
 
-{{/* hangup.sidecarConfig is the file `sidecar inject --config` reads (pkg/inject.FileConfig). */}}
+{{/* hangup.sidecarConfig is the file `sidecar inject --sidecar-config` reads (pkg/inject.FileConfig). */}}
 {{- define "hangup.sidecarConfig" -}}
 image: {{ include "hangup.image" . }}
 initImage: {{ .Values.sidecar.initImage | quote }}
