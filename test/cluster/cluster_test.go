@@ -297,12 +297,7 @@ func TestCluster(t *testing.T) {
 
 	svc := strings.TrimSpace(kubectl(t, "-n", demoNS, "get", "service", "example-go", "-o", "jsonpath={.spec.clusterIP}"))
 	target := net.JoinHostPort(svc, "8080")
-	conn, err := grpc.NewClient("passthrough:///"+target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(dialInNode))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialService(t, target)
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
 	d := &disconnects{t: t, chat: chat, pod: pod.Name, target: target}
@@ -326,12 +321,7 @@ func TestCluster(t *testing.T) {
 	})
 	phase(t, "client-goaway", func(t *testing.T) {
 		d.run(t, time.Second, []string{"GOAWAY", "CONNECTION_CLOSED"}, 2, func(t *testing.T) func() {
-			c, err := grpc.NewClient("passthrough:///"+target,
-				grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithContextDialer(dialInNode))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := dialService(t, target)
 			s, err := chatv1.NewChatServiceClient(c).Chat(context.Background())
 			if err != nil {
 				c.Close()
@@ -379,12 +369,7 @@ func TestCluster(t *testing.T) {
 // then the sidecar), and a new injected pod serves the Service.
 func rolloutRestart(t *testing.T, target, oldPod string) {
 	t.Helper()
-	conn, err := grpc.NewClient("passthrough:///"+target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(dialInNode))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialService(t, target)
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
 	// The pod's grace period is 5 s: the stream must end well within this.
@@ -436,12 +421,7 @@ func rolloutRestart(t *testing.T, target, oldPod string) {
 // and the Service works again.
 func sidecarRestart(t *testing.T, target, podName string) {
 	t.Helper()
-	conn, err := grpc.NewClient("passthrough:///"+target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(dialInNode))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialService(t, target)
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
 	// Bounds the Recv that must fail once the sidecar is killed.
@@ -744,6 +724,19 @@ func join(t *testing.T, s chatv1.ChatService_ChatClient) string {
 		t.Fatalf("waiting for the echo of our message: %v", err)
 	}
 	return m.GetFrom()
+}
+
+// dialService makes a client of target (a Service's ClusterIP and port)
+// whose connections start in the node's network namespace.
+func dialService(t *testing.T, target string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dialInNode))
+	if err != nil {
+		t.Fatalf("client of %s: %v", target, err)
+	}
+	return conn
 }
 
 // dialInNode connects from the node's network namespace, where the Service's
