@@ -360,8 +360,37 @@ func TestCluster(t *testing.T) {
 		conn.Close()
 		checkSpans(t, cancelledSession)
 	})
+	phase(t, "redirect-mode", func(t *testing.T) { redirectMode(t) })
 	phase(t, "sidecar-restart", func(t *testing.T) { sidecarRestart(t, target, pod.Name) })
 	phase(t, "rollout-restart", func(t *testing.T) { rolloutRestart(t, target, pod.Name) })
+}
+
+// redirectMode deploys the example in redirect mode behind a Service whose
+// targetPort is the app's own port: the init container must have
+// programmed the pod's redirect from the sidecar's image alone, and a
+// cancel and a killed client through the Service must reach the app as
+// events, as in port mode.
+func redirectMode(t *testing.T) {
+	t.Helper()
+	kubectl(t, "apply", "-f", filepath.Join("testdata", "example-go-redirect.yaml"))
+	kubectl(t, "-n", demoNS, "rollout", "status", "deploy/example-go-redirect", "--timeout", podWait.String())
+	pod := onePod(t, demoNS, "app=example-go-redirect")
+	init := containerStatus(t, &pod, inject.InitRedirectName)
+	if init.State.Terminated == nil || init.State.Terminated.ExitCode != 0 {
+		t.Fatalf("%s state %+v; want terminated with exit code 0", inject.InitRedirectName, init.State)
+	}
+	svc := strings.TrimSpace(kubectl(t, "-n", demoNS, "get", "service", "example-go-redirect", "-o", "jsonpath={.spec.clusterIP}"))
+	target := net.JoinHostPort(svc, "8080")
+	conn := dialService(t, target)
+	defer conn.Close()
+	chat := chatv1.NewChatServiceClient(conn)
+	d := &disconnects{t: t, chat: chat, pod: pod.Name, target: target}
+	d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat, new(string)))
+	d.run(t, time.Second, []string{"CONNECTION_CLOSED", "CONNECTION_RESET"}, 2, func(t *testing.T) func() {
+		p := startClient(t, target)
+		return func() { p.signal(t, unix.SIGKILL) }
+	})
+	kubectl(t, "delete", "-f", filepath.Join("testdata", "example-go-redirect.yaml"), "--wait=false")
 }
 
 // rolloutRestart restarts the example's Deployment with a stream open
