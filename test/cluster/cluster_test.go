@@ -300,7 +300,7 @@ func TestCluster(t *testing.T) {
 	conn := dialService(t, target)
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
-	d := &disconnects{t: t, chat: chat, pod: pod.Name, target: target}
+	d := &disconnects{t: t, sessions: chatSessions(chat), pod: pod.Name, target: target}
 	// cancelledSession is "connection/stream" of the cancel scenario's stream.
 	var cancelledSession string
 
@@ -361,6 +361,7 @@ func TestCluster(t *testing.T) {
 		checkSpans(t, cancelledSession)
 	})
 	phase(t, "redirect-mode", func(t *testing.T) { redirectMode(t) })
+	phase(t, "volo-example", func(t *testing.T) { voloExample(t) })
 	phase(t, "sidecar-restart", func(t *testing.T) { sidecarRestart(t, target, pod.Name) })
 	phase(t, "rollout-restart", func(t *testing.T) { rolloutRestart(t, target, pod.Name) })
 }
@@ -384,7 +385,7 @@ func redirectMode(t *testing.T) {
 	conn := dialService(t, target)
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
-	d := &disconnects{t: t, chat: chat, pod: pod.Name, target: target}
+	d := &disconnects{t: t, sessions: chatSessions(chat), pod: pod.Name, target: target}
 	d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat, new(string)))
 	d.run(t, time.Second, []string{"CONNECTION_CLOSED", "CONNECTION_RESET"}, 2, func(t *testing.T) func() {
 		p := startClient(t, target)
@@ -783,10 +784,18 @@ type metrics struct {
 
 // disconnects runs the disconnect scenarios against one pod.
 type disconnects struct {
-	t      *testing.T
-	chat   chatv1.ChatServiceClient
-	pod    string
-	target string
+	t        *testing.T
+	sessions func(ctx context.Context) (int64, error)
+	pod      string
+	target   string
+}
+
+// chatSessions is the Go example's Sessions RPC.
+func chatSessions(chat chatv1.ChatServiceClient) func(ctx context.Context) (int64, error) {
+	return func(ctx context.Context) (int64, error) {
+		r, err := chat.Sessions(ctx, &chatv1.SessionsRequest{})
+		return r.GetSessions(), err
+	}
 }
 
 // metrics reads the sidecar's /metrics through the API server's pod proxy.
@@ -840,16 +849,16 @@ func parseSample(line string) (name string, labels map[string]string, value floa
 	return name, labels, value, true
 }
 
-// sessions asks the app how many sessions it holds, through the Service.
-func (d *disconnects) sessions(t *testing.T) int64 {
+// held asks the app how many sessions it holds, through the Service.
+func (d *disconnects) held(t *testing.T) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r, err := d.chat.Sessions(ctx, &chatv1.SessionsRequest{})
+	n, err := d.sessions(ctx)
 	if err != nil {
 		t.Fatalf("Sessions: %v", err)
 	}
-	return r.GetSessions()
+	return n
 }
 
 // waitSessions waits until the app holds want sessions, for at most within
@@ -864,7 +873,7 @@ func (d *disconnects) waitSessions(t *testing.T, want int64, within time.Duratio
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		got := d.sessions(t)
+		got := d.held(t)
 		if got == want {
 			return time.Since(start)
 		}
@@ -882,7 +891,7 @@ func (d *disconnects) waitSessions(t *testing.T, want int64, within time.Duratio
 // delivered to the app.
 func (d *disconnects) run(t *testing.T, within time.Duration, reasons []string, events float64, open func(t *testing.T) func()) {
 	t.Helper()
-	base := d.sessions(t)
+	base := d.held(t)
 	before := d.metrics(t)
 	end := open(t)
 	d.waitSessions(t, base+1, 5*time.Second)

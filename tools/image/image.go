@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -165,4 +167,34 @@ func writeArchive(out string, imgs map[string]v1.Image) error {
 		return fmt.Errorf("write %s: %w", out, err)
 	}
 	return os.Rename(tmp, out)
+}
+
+// sharedLibs returns the shared libraries and the loader that ldd lists for
+// binary, each at the path the loader looks for it, with the contents of
+// the file that path resolves to on this machine.
+func sharedLibs(binary string) ([]file, error) {
+	out, err := exec.Command("ldd", binary).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", binary, err)
+	}
+	var files []file
+	for _, line := range strings.Split(string(out), "\n") {
+		// "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or the
+		// loader, "/lib64/ld-linux-x86-64.so.2 (0x...)"; the vDSO has no file.
+		f := strings.Fields(line)
+		var p string
+		switch {
+		case len(f) == 4 && f[1] == "=>":
+			p = f[2]
+		case len(f) == 2 && strings.HasPrefix(f[0], "/"):
+			p = f[0]
+		default:
+			continue
+		}
+		files = append(files, file{path: p, src: p, mode: 0o755})
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("ldd %s named no libraries: %q", binary, out)
+	}
+	return files, nil
 }

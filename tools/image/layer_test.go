@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -57,5 +60,55 @@ func TestLayer(t *testing.T) {
 	s.files = append(s.files, file{path: "/missing", src: "/nonexistent/file", mode: 0o644})
 	if _, err := s.layer(); err == nil {
 		t.Error("layer of a missing source file: no error; want one naming it")
+	}
+}
+
+// TestSharedLibsRunAlone: a dynamically linked binary with the libraries
+// sharedLibs names runs in a root that holds nothing else, as it must in
+// an image without a distribution (the Volo example's).
+func TestSharedLibsRunAlone(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test chroots into the layer it built: run it as root, as CI does")
+	}
+	bin, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	libs, err := sharedLibs(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := spec{ref: ref("t"), files: append(libs, file{path: "/bin/program", src: bin, mode: 0o755})}
+	data, err := s.layer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, h.Name)
+		if h.Typeflag == tar.TypeDir {
+			if err := os.MkdirAll(p, os.FileMode(h.Mode)&os.ModePerm); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, os.FileMode(h.Mode)&os.ModePerm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("chroot", root, "/bin/program").CombinedOutput(); err != nil {
+		t.Fatalf("the binary in a root with only %d libraries: %v\n%s", len(libs), err, out)
 	}
 }

@@ -50,6 +50,9 @@ type target struct {
 	// bin returns the path of a prebuilt binary.
 	bin  func() (string, error)
 	spec func(binary string) spec
+	// dynamic: the binary is dynamically linked, and the image carries
+	// the shared libraries (and the loader) that ldd names for it.
+	dynamic bool
 }
 
 // module is this module's path: packages are named in full, so that the
@@ -77,7 +80,16 @@ var targets = []target{
 			user:       fmt.Sprintf("%d:%d", pauseUID, pauseUID),
 		}
 	}},
-	{name: "jaeger", bin: jaegerBinary, spec: func(b string) spec {
+	{name: "example-volo", bin: cachedBinary("rust/target/release/hangup-example-volo", "scripts/install-polyglot.sh rust-volo"),
+		dynamic: true, spec: func(b string) spec {
+			return spec{
+				ref:        ref("hangup-example-volo"),
+				files:      append(nonrootFiles(nonrootUID), file{path: "/usr/local/bin/example", src: b, mode: 0o755}),
+				entrypoint: []string{"/usr/local/bin/example"},
+				user:       fmt.Sprintf("%d:%d", nonrootUID, nonrootUID),
+			}
+		}},
+	{name: "jaeger", bin: cachedBinary("bin/jaeger", "scripts/install-tools.sh jaeger"), spec: func(b string) spec {
 		return spec{
 			ref:        ref("jaeger"),
 			files:      []file{{path: "/usr/local/bin/jaeger", src: b, mode: 0o755}},
@@ -102,21 +114,24 @@ func hangupSpec(b string) spec {
 	}
 }
 
-// jaegerBinary is the Jaeger that scripts/install-tools.sh builds (static).
-func jaegerBinary() (string, error) {
-	cache := os.Getenv("HANGUP_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", err
+// cachedBinary returns where a binary that the install scripts build into
+// $HANGUP_CACHE is, or an error naming the command that builds it.
+func cachedBinary(rel, install string) func() (string, error) {
+	return func() (string, error) {
+		cache := os.Getenv("HANGUP_CACHE")
+		if cache == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return "", err
+			}
+			cache = filepath.Join(home, ".cache", "hangup")
 		}
-		cache = filepath.Join(home, ".cache", "hangup")
+		p := filepath.Join(cache, rel)
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%w; run %s", err, install)
+		}
+		return p, nil
 	}
-	p := filepath.Join(cache, "bin", "jaeger")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("jaeger binary: %w; run scripts/install-tools.sh jaeger", err)
-	}
-	return p, nil
 }
 
 func main() {
@@ -181,6 +196,13 @@ func build(t target, out, version string) (v1.Hash, error) {
 		}
 	}
 	s := t.spec(binary)
+	if t.dynamic {
+		libs, err := sharedLibs(binary)
+		if err != nil {
+			return v1.Hash{}, fmt.Errorf("image %s: %w", t.name, err)
+		}
+		s.files = append(s.files, libs...)
+	}
 	img, err := s.image()
 	if err != nil {
 		return v1.Hash{}, err
