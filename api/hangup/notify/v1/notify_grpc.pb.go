@@ -24,14 +24,25 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	DisconnectNotify_Notify_FullMethodName = "/hangup.notify.v1.DisconnectNotify/Notify"
+	DisconnectNotify_Watch_FullMethodName  = "/hangup.notify.v1.DisconnectNotify/Watch"
 )
 
 // DisconnectNotifyClient is the client API for DisconnectNotify service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// DisconnectNotify is implemented by the app. The hangup sidecar calls it over
-// loopback (or a unix socket) to report clients that are gone.
+// DisconnectNotify reports clients that are gone, in one of two ways, or
+// both at once:
+//
+// Push: the app implements Notify and the hangup sidecar calls it over
+// loopback (or a unix socket).
+//
+// Pull: the sidecar implements Watch on a local address (--watch-addr) and
+// the app, as a client, reads the events from it. For apps that cannot
+// easily serve (a process that is only a client, a framework that makes a
+// second server hard, a binding without a server).
+//
+// With both on, each event is delivered at least once by each.
 //
 // Delivery is at-least-once: a batch whose call did not end with OK is sent
 // again, with the same event_id values, until it is acknowledged or the
@@ -56,6 +67,24 @@ type DisconnectNotifyClient interface {
 	// status makes the sidecar retry the whole batch with backoff; UNIMPLEMENTED
 	// is retried slowly.
 	Notify(ctx context.Context, in *NotifyRequest, opts ...grpc.CallOption) (*NotifyResponse, error)
+	// Watch is served by the sidecar (never by the app): it streams the
+	// events of the sidecar's current incarnation, each with its sequence,
+	// oldest first, and stays open for new ones.
+	//
+	// The sidecar keeps the latest events in a bounded replay buffer
+	// (--watch-buffer events). A watcher that reconnects sends the
+	// incarnation and sequence of the last event it handled and gets every
+	// later event the buffer still holds, then the new ones, so a watcher
+	// that was down for less than the buffer covers loses nothing. When
+	// events it asked for are no longer held (it was away too long, or read
+	// too slowly), the next event it gets says how many it will never see
+	// (missed_before): a drop is never silent. Events may come again after a
+	// reconnect (the sidecar cannot know what the watcher handled before it
+	// went): ignore duplicates by event_id or sequence.
+	//
+	// Errors: INVALID_ARGUMENT for an after_sequence beyond the last event of
+	// the named incarnation.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
 type disconnectNotifyClient struct {
@@ -76,12 +105,41 @@ func (c *disconnectNotifyClient) Notify(ctx context.Context, in *NotifyRequest, 
 	return out, nil
 }
 
+func (c *disconnectNotifyClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DisconnectNotify_ServiceDesc.Streams[0], DisconnectNotify_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DisconnectNotify_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
 // DisconnectNotifyServer is the server API for DisconnectNotify service.
 // All implementations must embed UnimplementedDisconnectNotifyServer
 // for forward compatibility.
 //
-// DisconnectNotify is implemented by the app. The hangup sidecar calls it over
-// loopback (or a unix socket) to report clients that are gone.
+// DisconnectNotify reports clients that are gone, in one of two ways, or
+// both at once:
+//
+// Push: the app implements Notify and the hangup sidecar calls it over
+// loopback (or a unix socket).
+//
+// Pull: the sidecar implements Watch on a local address (--watch-addr) and
+// the app, as a client, reads the events from it. For apps that cannot
+// easily serve (a process that is only a client, a framework that makes a
+// second server hard, a binding without a server).
+//
+// With both on, each event is delivered at least once by each.
 //
 // Delivery is at-least-once: a batch whose call did not end with OK is sent
 // again, with the same event_id values, until it is acknowledged or the
@@ -106,6 +164,24 @@ type DisconnectNotifyServer interface {
 	// status makes the sidecar retry the whole batch with backoff; UNIMPLEMENTED
 	// is retried slowly.
 	Notify(context.Context, *NotifyRequest) (*NotifyResponse, error)
+	// Watch is served by the sidecar (never by the app): it streams the
+	// events of the sidecar's current incarnation, each with its sequence,
+	// oldest first, and stays open for new ones.
+	//
+	// The sidecar keeps the latest events in a bounded replay buffer
+	// (--watch-buffer events). A watcher that reconnects sends the
+	// incarnation and sequence of the last event it handled and gets every
+	// later event the buffer still holds, then the new ones, so a watcher
+	// that was down for less than the buffer covers loses nothing. When
+	// events it asked for are no longer held (it was away too long, or read
+	// too slowly), the next event it gets says how many it will never see
+	// (missed_before): a drop is never silent. Events may come again after a
+	// reconnect (the sidecar cannot know what the watcher handled before it
+	// went): ignore duplicates by event_id or sequence.
+	//
+	// Errors: INVALID_ARGUMENT for an after_sequence beyond the last event of
+	// the named incarnation.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedDisconnectNotifyServer()
 }
 
@@ -118,6 +194,9 @@ type UnimplementedDisconnectNotifyServer struct{}
 
 func (UnimplementedDisconnectNotifyServer) Notify(context.Context, *NotifyRequest) (*NotifyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Notify not implemented")
+}
+func (UnimplementedDisconnectNotifyServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedDisconnectNotifyServer) mustEmbedUnimplementedDisconnectNotifyServer() {}
 func (UnimplementedDisconnectNotifyServer) testEmbeddedByValue()                          {}
@@ -158,6 +237,17 @@ func _DisconnectNotify_Notify_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DisconnectNotify_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DisconnectNotifyServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DisconnectNotify_WatchServer = grpc.ServerStreamingServer[WatchResponse]
+
 // DisconnectNotify_ServiceDesc is the grpc.ServiceDesc for DisconnectNotify service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -170,6 +260,12 @@ var DisconnectNotify_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _DisconnectNotify_Notify_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _DisconnectNotify_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "hangup/notify/v1/notify.proto",
 }
