@@ -291,10 +291,10 @@ func addNotifyFlags(f *pflag.FlagSet, c *notify.Config) {
 	f.StringSliceVar(&c.Headers, "notify-headers", nil, "request headers copied into events (comma-separated)")
 }
 
-// addWatchFlags binds pull mode's flags (DisconnectNotify.Watch served by
+// addWatchFlags binds pull mode's flags (DisconnectWatch.Watch served by
 // the sidecar) to c, with watch's defaults.
 func addWatchFlags(f *pflag.FlagSet, c *watch.Config) {
-	f.StringVar(&c.Addr, "watch-addr", "", "serve DisconnectNotify.Watch here for apps that read events as clients: host:port or unix:///path, e.g. "+
+	f.StringVar(&c.Addr, "watch-addr", "", "serve DisconnectWatch.Watch here for apps that read events as clients: host:port or unix:///path, e.g. "+
 		watch.SuggestedAddr+"; empty (default) disables; works beside --notify-addr")
 	f.IntVar(&c.Buffer, "watch-buffer", watch.DefaultBuffer, "latest events kept for Watch clients to resume from; older ones are reported to them as missed")
 }

@@ -2,7 +2,7 @@
 // It keeps per-stream state keyed by the x-hangup-connection-id and
 // x-hangup-stream-id request headers and frees it when hangup reports the
 // client gone: by serving DisconnectNotify.Notify (push), by reading the
-// sidecar's DisconnectNotify.Watch (pull, --watch), or both. See README.md.
+// sidecar's DisconnectWatch.Watch (pull, --watch), or both. See README.md.
 package main
 
 import (
@@ -26,7 +26,7 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address of the chat service (the sidecar relays to it)")
 	notifyListen := flag.String("notify-listen", "127.0.0.1:15091", "address of DisconnectNotify (the sidecar's --notify-addr); empty: serve none")
-	watchAddr := flag.String("watch", "", "read events from the sidecar's DisconnectNotify.Watch at this address (its --watch-addr, e.g. 127.0.0.1:15092) instead of, or as well as, serving Notify")
+	watchAddr := flag.String("watch", "", "read events from the sidecar's DisconnectWatch.Watch at this address (its --watch-addr, e.g. 127.0.0.1:15092) instead of, or as well as, serving Notify")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if *notifyListen == "" && *watchAddr == "" {
@@ -56,7 +56,7 @@ func run(ctx context.Context, log *slog.Logger, listen, notifyListen, watchAddr 
 		log.Info("serving DisconnectNotify (push)", "notify", notifyLis.Addr())
 	}
 	if watchAddr != "" {
-		log.Info("watching the sidecar's DisconnectNotify.Watch (pull)", "watch", watchAddr)
+		log.Info("watching the sidecar's DisconnectWatch.Watch (pull)", "watch", watchAddr)
 	}
 	log.Info("serving", "chat", appLis.Addr())
 	return serve(ctx, log, appLis, notifyLis, watchAddr)

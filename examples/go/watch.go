@@ -12,7 +12,7 @@ import (
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 )
 
-// watcher reads the sidecar's events with DisconnectNotify.Watch (pull
+// watcher reads the sidecar's events with DisconnectWatch.Watch (pull
 // mode) instead of serving Notify: for apps that would rather not run a
 // second server.
 //
@@ -48,7 +48,7 @@ func (w *watcher) run(ctx context.Context) error {
 		return fmt.Errorf("watch client for %s: %w", w.addr, err)
 	}
 	defer cc.Close()
-	client := notifyv1.NewDisconnectNotifyClient(cc)
+	client := notifyv1.NewDisconnectWatchClient(cc)
 	for ctx.Err() == nil {
 		err := w.stream(ctx, client)
 		if ctx.Err() == nil {
@@ -59,7 +59,7 @@ func (w *watcher) run(ctx context.Context) error {
 }
 
 // stream reads one Watch stream until it ends.
-func (w *watcher) stream(ctx context.Context, client notifyv1.DisconnectNotifyClient) error {
+func (w *watcher) stream(ctx context.Context, client notifyv1.DisconnectWatchClient) error {
 	s, err := client.Watch(ctx, &notifyv1.WatchRequest{Incarnation: w.inc, AfterSequence: w.after}, grpc.WaitForReady(true))
 	if err != nil {
 		return err

@@ -20,7 +20,7 @@ const (
 	// sidecar agree on. 15091 is just above Istio's reserved block and used
 	// by none of the meshes below.
 	Notify = 15091
-	// Watch is where the sidecar serves DisconnectNotify.Watch to the app
+	// Watch is where the sidecar serves DisconnectWatch.Watch to the app
 	// when pull mode is on (--watch-addr), on loopback: the next port after
 	// Notify, outside every reserved block below.
 	Watch = 15092

@@ -159,7 +159,7 @@ func startWatch(t *testing.T, addr, inc string, after uint64) *watcher {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	stream, err := notifyv1.NewDisconnectNotifyClient(cc).Watch(ctx, &notifyv1.WatchRequest{Incarnation: inc, AfterSequence: after})
+	stream, err := notifyv1.NewDisconnectWatchClient(cc).Watch(ctx, &notifyv1.WatchRequest{Incarnation: inc, AfterSequence: after})
 	if err != nil {
 		cancel()
 		_ = cc.Close()

@@ -29,7 +29,7 @@ const (
 )
 
 // WatchOptions configures RunWatch: the check plays the sidecar's side of
-// DisconnectNotify.Watch, and the app under test is its client.
+// DisconnectWatch.Watch, and the app under test is its client.
 type WatchOptions struct {
 	// Listen is where the check serves Watch: the address the app's
 	// watcher dials (its sidecar's --watch-addr), "host:port" or
@@ -52,7 +52,7 @@ type watchCall struct {
 
 // watchServer hands every Watch call to the checker.
 type watchServer struct {
-	notifyv1.UnimplementedDisconnectNotifyServer
+	notifyv1.UnimplementedDisconnectWatchServer
 	calls chan *watchCall
 }
 
@@ -115,7 +115,7 @@ func RunWatch(ctx context.Context, opts WatchOptions) ([]Result, error) {
 func runWatchOn(ctx context.Context, ln net.Listener, opts WatchOptions) []Result {
 	srv := &watchServer{calls: make(chan *watchCall)}
 	gs := grpc.NewServer()
-	notifyv1.RegisterDisconnectNotifyServer(gs, srv)
+	notifyv1.RegisterDisconnectWatchServer(gs, srv)
 	served := make(chan struct{})
 	go func() { defer close(served); _ = gs.Serve(ln) }()
 	defer func() { gs.Stop(); <-served }()

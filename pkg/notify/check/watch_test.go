@@ -35,7 +35,7 @@ func runWatcher(t *testing.T, ctx context.Context, addr string, resume resumeFun
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := notifyv1.NewDisconnectNotifyClient(cc)
+	client := notifyv1.NewDisconnectWatchClient(cc)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -1,5 +1,5 @@
 // Package watch is pull mode: the sidecar serves
-// hangup.notify.v1.DisconnectNotify.Watch on a local address, and apps that
+// hangup.notify.v1.DisconnectWatch.Watch on a local address, and apps that
 // cannot easily serve Notify read their events from it as clients.
 //
 // A Hub sits between the relay and the push Notifier: every event is
@@ -85,10 +85,10 @@ type entry struct {
 }
 
 // Hub numbers events, keeps the latest in a ring and serves them to
-// watchers. It implements event.Sink (for the relay) and the Watch method of
-// DisconnectNotifyServer.
+// watchers. It implements event.Sink (for the relay) and
+// DisconnectWatchServer.
 type Hub struct {
-	notifyv1.UnimplementedDisconnectNotifyServer
+	notifyv1.UnimplementedDisconnectWatchServer
 
 	// Immutable after New.
 	cfg         Config
@@ -111,8 +111,8 @@ type Hub struct {
 }
 
 var (
-	_ event.Sink                      = (*Hub)(nil)
-	_ notifyv1.DisconnectNotifyServer = (*Hub)(nil)
+	_ event.Sink                     = (*Hub)(nil)
+	_ notifyv1.DisconnectWatchServer = (*Hub)(nil)
 )
 
 // New validates cfg and returns a Hub that hands every event on to next
@@ -212,7 +212,7 @@ func (h *Hub) take(from uint64) (batch []entry, missed uint64, changed <-chan st
 	return batch, missed, changed
 }
 
-// Watch implements DisconnectNotify.Watch: it streams the events after the
+// Watch implements DisconnectWatch.Watch: it streams the events after the
 // request's position until the watcher leaves or the Hub closes.
 func (h *Hub) Watch(req *notifyv1.WatchRequest, stream grpc.ServerStreamingServer[notifyv1.WatchResponse]) error {
 	next := uint64(1)
@@ -276,7 +276,7 @@ func Listen(addr string) (net.Listener, error) {
 // Serve serves Watch on ln until Close. It returns nil after Close.
 func (h *Hub) Serve(ln net.Listener) error {
 	gs := grpc.NewServer()
-	notifyv1.RegisterDisconnectNotifyServer(gs, h)
+	notifyv1.RegisterDisconnectWatchServer(gs, h)
 	h.srvMu.Lock()
 	if h.closed || h.srv != nil {
 		h.srvMu.Unlock()

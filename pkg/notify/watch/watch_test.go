@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // serveHub starts a Hub with buffer size n on 127.0.0.1 and returns it, a
 // client connected to it, and what it handed on to the next sink.
-func serveHub(t *testing.T, n int) (*Hub, notifyv1.DisconnectNotifyClient, *recorder) {
+func serveHub(t *testing.T, n int) (*Hub, notifyv1.DisconnectWatchClient, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	h, err := New(Config{Buffer: n}, rec)
@@ -49,7 +49,7 @@ func serveHub(t *testing.T, n int) (*Hub, notifyv1.DisconnectNotifyClient, *reco
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return h, notifyv1.NewDisconnectNotifyClient(cc), rec
+	return h, notifyv1.NewDisconnectWatchClient(cc), rec
 }
 
 type recorder struct {
@@ -73,7 +73,7 @@ func publish(h *Hub, first, n int) {
 
 // watchFrom opens a Watch stream and returns a function that reads the
 // next response, failing the test after waitLimit.
-func watchFrom(t *testing.T, c notifyv1.DisconnectNotifyClient, inc string, after uint64) (next func() *notifyv1.WatchResponse, stop func()) {
+func watchFrom(t *testing.T, c notifyv1.DisconnectWatchClient, inc string, after uint64) (next func() *notifyv1.WatchResponse, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	t.Cleanup(cancel)

@@ -244,6 +244,89 @@ func (Initiator) EnumDescriptor() ([]byte, []int) {
 	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{2}
 }
 
+// NotifyRequest is one batch of events.
+type NotifyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, oldest first. Never empty when sent by the sidecar.
+	Events        []*DisconnectEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyRequest) Reset() {
+	*x = NotifyRequest{}
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyRequest) ProtoMessage() {}
+
+func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
+func (*NotifyRequest) Descriptor() ([]byte, []int) {
+	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *NotifyRequest) GetEvents() []*DisconnectEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// NotifyResponse is empty: an OK status is the acknowledgement.
+type NotifyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyResponse) Reset() {
+	*x = NotifyResponse{}
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyResponse) ProtoMessage() {}
+
+func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
+func (*NotifyResponse) Descriptor() ([]byte, []int) {
+	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{1}
+}
+
 // WatchRequest says where a watcher resumes.
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -261,7 +344,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[0]
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +356,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[0]
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +369,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{0}
+	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WatchRequest) GetIncarnation() string {
@@ -325,7 +408,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[1]
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +420,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[1]
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +433,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{1}
+	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WatchResponse) GetEvent() *DisconnectEvent {
@@ -372,89 +455,6 @@ func (x *WatchResponse) GetMissedBefore() uint64 {
 		return x.MissedBefore
 	}
 	return 0
-}
-
-// NotifyRequest is one batch of events.
-type NotifyRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The events, oldest first. Never empty when sent by the sidecar.
-	Events        []*DisconnectEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *NotifyRequest) Reset() {
-	*x = NotifyRequest{}
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *NotifyRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*NotifyRequest) ProtoMessage() {}
-
-func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
-func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *NotifyRequest) GetEvents() []*DisconnectEvent {
-	if x != nil {
-		return x.Events
-	}
-	return nil
-}
-
-// NotifyResponse is empty: an OK status is the acknowledgement.
-type NotifyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *NotifyResponse) Reset() {
-	*x = NotifyResponse{}
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *NotifyResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*NotifyResponse) ProtoMessage() {}
-
-func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
-func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{3}
 }
 
 // DisconnectEvent is one client disconnect, as the sidecar detected it.
@@ -691,17 +691,17 @@ var File_hangup_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1dhangup/notify/v1/notify.proto\x12\x10hangup.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n" +
+	"\x1dhangup/notify/v1/notify.proto\x12\x10hangup.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n" +
+	"\rNotifyRequest\x129\n" +
+	"\x06events\x18\x01 \x03(\v2!.hangup.notify.v1.DisconnectEventR\x06events\"\x10\n" +
+	"\x0eNotifyResponse\"W\n" +
 	"\fWatchRequest\x12 \n" +
 	"\vincarnation\x18\x01 \x01(\tR\vincarnation\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"\x89\x01\n" +
 	"\rWatchResponse\x127\n" +
 	"\x05event\x18\x01 \x01(\v2!.hangup.notify.v1.DisconnectEventR\x05event\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12#\n" +
-	"\rmissed_before\x18\x03 \x01(\x04R\fmissedBefore\"J\n" +
-	"\rNotifyRequest\x129\n" +
-	"\x06events\x18\x01 \x03(\v2!.hangup.notify.v1.DisconnectEventR\x06events\"\x10\n" +
-	"\x0eNotifyResponse\"\xe1\x06\n" +
+	"\rmissed_before\x18\x03 \x01(\x04R\fmissedBefore\"\xe1\x06\n" +
 	"\x0fDisconnectEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12-\n" +
 	"\x05scope\x18\x02 \x01(\x0e2\x17.hangup.notify.v1.ScopeR\x05scope\x120\n" +
@@ -751,9 +751,10 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x15INITIATOR_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10INITIATOR_CLIENT\x10\x01\x12\x15\n" +
 	"\x11INITIATOR_SIDECAR\x10\x02\x12\x11\n" +
-	"\rINITIATOR_APP\x10\x032\xab\x01\n" +
+	"\rINITIATOR_APP\x10\x032_\n" +
 	"\x10DisconnectNotify\x12K\n" +
-	"\x06Notify\x12\x1f.hangup.notify.v1.NotifyRequest\x1a .hangup.notify.v1.NotifyResponse\x12J\n" +
+	"\x06Notify\x12\x1f.hangup.notify.v1.NotifyRequest\x1a .hangup.notify.v1.NotifyResponse2]\n" +
+	"\x0fDisconnectWatch\x12J\n" +
 	"\x05Watch\x12\x1e.hangup.notify.v1.WatchRequest\x1a\x1f.hangup.notify.v1.WatchResponse0\x01B<Z:github.com/hangup-dev/hangup/api/hangup/notify/v1;notifyv1b\x06proto3"
 
 var (
@@ -774,27 +775,27 @@ var file_hangup_notify_v1_notify_proto_goTypes = []any{
 	(Scope)(0),                    // 0: hangup.notify.v1.Scope
 	(Reason)(0),                   // 1: hangup.notify.v1.Reason
 	(Initiator)(0),                // 2: hangup.notify.v1.Initiator
-	(*WatchRequest)(nil),          // 3: hangup.notify.v1.WatchRequest
-	(*WatchResponse)(nil),         // 4: hangup.notify.v1.WatchResponse
-	(*NotifyRequest)(nil),         // 5: hangup.notify.v1.NotifyRequest
-	(*NotifyResponse)(nil),        // 6: hangup.notify.v1.NotifyResponse
+	(*NotifyRequest)(nil),         // 3: hangup.notify.v1.NotifyRequest
+	(*NotifyResponse)(nil),        // 4: hangup.notify.v1.NotifyResponse
+	(*WatchRequest)(nil),          // 5: hangup.notify.v1.WatchRequest
+	(*WatchResponse)(nil),         // 6: hangup.notify.v1.WatchResponse
 	(*DisconnectEvent)(nil),       // 7: hangup.notify.v1.DisconnectEvent
 	nil,                           // 8: hangup.notify.v1.DisconnectEvent.HeadersEntry
 	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_hangup_notify_v1_notify_proto_depIdxs = []int32{
-	7,  // 0: hangup.notify.v1.WatchResponse.event:type_name -> hangup.notify.v1.DisconnectEvent
-	7,  // 1: hangup.notify.v1.NotifyRequest.events:type_name -> hangup.notify.v1.DisconnectEvent
+	7,  // 0: hangup.notify.v1.NotifyRequest.events:type_name -> hangup.notify.v1.DisconnectEvent
+	7,  // 1: hangup.notify.v1.WatchResponse.event:type_name -> hangup.notify.v1.DisconnectEvent
 	0,  // 2: hangup.notify.v1.DisconnectEvent.scope:type_name -> hangup.notify.v1.Scope
 	1,  // 3: hangup.notify.v1.DisconnectEvent.reason:type_name -> hangup.notify.v1.Reason
 	2,  // 4: hangup.notify.v1.DisconnectEvent.initiator:type_name -> hangup.notify.v1.Initiator
 	8,  // 5: hangup.notify.v1.DisconnectEvent.headers:type_name -> hangup.notify.v1.DisconnectEvent.HeadersEntry
 	9,  // 6: hangup.notify.v1.DisconnectEvent.started_at:type_name -> google.protobuf.Timestamp
 	9,  // 7: hangup.notify.v1.DisconnectEvent.detected_at:type_name -> google.protobuf.Timestamp
-	5,  // 8: hangup.notify.v1.DisconnectNotify.Notify:input_type -> hangup.notify.v1.NotifyRequest
-	3,  // 9: hangup.notify.v1.DisconnectNotify.Watch:input_type -> hangup.notify.v1.WatchRequest
-	6,  // 10: hangup.notify.v1.DisconnectNotify.Notify:output_type -> hangup.notify.v1.NotifyResponse
-	4,  // 11: hangup.notify.v1.DisconnectNotify.Watch:output_type -> hangup.notify.v1.WatchResponse
+	3,  // 8: hangup.notify.v1.DisconnectNotify.Notify:input_type -> hangup.notify.v1.NotifyRequest
+	5,  // 9: hangup.notify.v1.DisconnectWatch.Watch:input_type -> hangup.notify.v1.WatchRequest
+	4,  // 10: hangup.notify.v1.DisconnectNotify.Notify:output_type -> hangup.notify.v1.NotifyResponse
+	6,  // 11: hangup.notify.v1.DisconnectWatch.Watch:output_type -> hangup.notify.v1.WatchResponse
 	10, // [10:12] is the sub-list for method output_type
 	8,  // [8:10] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
@@ -815,7 +816,7 @@ func file_hangup_notify_v1_notify_proto_init() {
 			NumEnums:      3,
 			NumMessages:   6,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_hangup_notify_v1_notify_proto_goTypes,
 		DependencyIndexes: file_hangup_notify_v1_notify_proto_depIdxs,
