@@ -317,6 +317,15 @@ async fn watch(addr: SocketAddr, sessions: Arc<Sessions>) {
 /// gap is logged, and the event frees what it names.
 fn handle_watched(sessions: &Sessions, r: &WatchResponse, inc: &mut FastStr) {
     let Some(ev) = r.event.as_ref() else { return };
+    println!(
+        "[rust-volo] watched event {} sequence {}: {} {} {}/{}",
+        ev.event_id,
+        r.sequence,
+        ev.scope.to_string(),
+        ev.reason.to_string(),
+        ev.connection_id,
+        ev.stream_id
+    );
     if ev.incarnation != *inc && !ev.incarnation.is_empty() {
         let mut live = ev.clone();
         live.scope = Scope::SCOPE_SIDECAR;
