@@ -46,6 +46,11 @@ var SuggestedAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.Watch))
 // Notify receiver may be loses nothing either. A few MB when full.
 const DefaultBuffer = notify.DefaultQueueSize
 
+// MaxBuffer bounds Config.Buffer: a full buffer holds each event's strings
+// (a few hundred bytes), so a million is some hundreds of MB, more than a
+// sidecar should hold for watchers that are away.
+const MaxBuffer = 1_000_000
+
 // maxSendBatch bounds how many events a watcher takes from the buffer under
 // one lock; it then sends them without the lock.
 const maxSendBatch = 64
@@ -57,7 +62,8 @@ type Config struct {
 	// SuggestedAddr when one is wanted.
 	Addr string
 	// Buffer is how many of the latest events are kept for watchers to
-	// resume from. Default DefaultBuffer, minimum 1. Flag: --watch-buffer.
+	// resume from. Default DefaultBuffer, minimum 1, maximum MaxBuffer.
+	// Flag: --watch-buffer.
 	Buffer int
 	// Logger receives watchers' arrivals, departures and gaps. Default:
 	// discard.
@@ -74,6 +80,9 @@ func (c Config) Validate() error {
 	}
 	if c.Buffer < 0 {
 		errs = append(errs, fmt.Errorf("watch-buffer %d: must be at least 1", c.Buffer))
+	}
+	if c.Buffer > MaxBuffer {
+		errs = append(errs, fmt.Errorf("watch-buffer %d: must be at most %d; a watcher away longer than the buffer covers is told what it missed", c.Buffer, MaxBuffer))
 	}
 	return errors.Join(errs...)
 }

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // serveHub starts a Hub with buffer size n on 127.0.0.1 and returns it, a
 // client connected to it, and what it handed on to the next sink.
-func serveHub(t *testing.T, n int) (*Hub, notifyv1.DisconnectWatchClient, *recorder) {
+func serveHub(t testing.TB, n int) (*Hub, notifyv1.DisconnectWatchClient, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	h, err := New(Config{Buffer: n}, rec)
@@ -221,6 +221,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "unix", cfg: Config{Addr: "unix:///run/hangup/watch.sock"}},
 		{name: "bad addr", cfg: Config{Addr: "localhost"}, want: "watch-addr"},
 		{name: "negative buffer", cfg: Config{Buffer: -1}, want: "watch-buffer -1"},
+		{name: "largest buffer", cfg: Config{Buffer: MaxBuffer}},
+		{name: "buffer too large", cfg: Config{Buffer: MaxBuffer + 1}, want: "at most 1000000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,3 +238,49 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// BenchmarkPublish is what the Hub adds to each event on the relay's side:
+// "alone" is its Publish with no watcher, "watched" with one watcher reading
+// live; compare both with "baseline", a Sink that only counts.
+func BenchmarkPublish(b *testing.B) {
+	ev := event.Event{Scope: event.ScopeStream, Reason: event.ReasonRSTStream, ConnectionID: "0A1B2C3D-1", StreamID: 1, ID: "x"}
+	b.Run("baseline", func(b *testing.B) {
+		var n int
+		sink := event.SinkFunc(func(event.Event) { n++ })
+		for b.Loop() {
+			sink.Publish(ev)
+		}
+	})
+	b.Run("alone", func(b *testing.B) {
+		h, err := New(Config{Buffer: DefaultBuffer}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			h.Publish(ev)
+		}
+	})
+	b.Run("watched", func(b *testing.B) {
+		h, c, _ := serveHub(b, DefaultBuffer)
+		ctx, cancel := context.WithCancel(context.Background())
+		s, err := c.Watch(ctx, &notifyv1.WatchRequest{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		read := make(chan struct{})
+		go func() { // owned here: ends when cancel ends the stream
+			defer close(read)
+			for {
+				if _, err := s.Recv(); err != nil {
+					return
+				}
+			}
+		}()
+		for b.Loop() {
+			h.Publish(ev)
+		}
+		b.StopTimer()
+		cancel()
+		<-read
+	})
+}
