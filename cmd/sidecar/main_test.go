@@ -44,6 +44,8 @@ func TestProxyRejectsBadValues(t *testing.T) {
 		{"keepalive below the minimum", []string{"proxy", "--upstream", "127.0.0.1:1", "--keepalive-time", "100ms"}, nil, []string{"keepalive-time", "100ms", "1s"}},
 		{"negative abuse limit", []string{"proxy", "--upstream", "127.0.0.1:1", "--max-empty-frames", "0"}, nil, []string{"--max-empty-frames", "at least 1"}},
 		{"bad notify address", []string{"proxy", "--upstream", "127.0.0.1:1", "--notify-addr", "nowhere"}, nil, []string{"notify-addr", "nowhere"}},
+		{"bad watch address", []string{"proxy", "--upstream", "127.0.0.1:1", "--watch-addr", "unix://rel"}, nil, []string{"--watch-addr", "unix:///absolute/path"}},
+		{"negative watch buffer", []string{"proxy", "--upstream", "127.0.0.1:1", "--watch-buffer", "-1"}, nil, []string{"--watch-buffer -1", "at least 1"}},
 		{"bad environment value", []string{"proxy"}, map[string]string{"HANGUP_UPSTREAM": "nope"}, []string{"--upstream", `"nope"`}},
 		{"bad environment number", []string{"proxy", "--upstream", "127.0.0.1:1"}, map[string]string{"HANGUP_MAX_HEADER_LIST_SIZE": "lots"},
 			[]string{"HANGUP_MAX_HEADER_LIST_SIZE", "lots"}},

@@ -16,6 +16,7 @@ import (
 	"github.com/hangup-dev/hangup/pkg/admin"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/notify/watch"
 	"github.com/hangup-dev/hangup/pkg/ports"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
@@ -35,6 +36,7 @@ type proxyOptions struct {
 	keepalive               keepalive.Config
 	limits                  proxy.Limits
 	notify                  notify.Config
+	watch                   watch.Config
 }
 
 func newProxyCmd() *cobra.Command {
@@ -64,6 +66,7 @@ func newProxyCmd() *cobra.Command {
 	f.IntVar(&o.limits.MaxEmptyFrames, "max-empty-frames", proxy.DefaultMaxEmptyFrames, "empty DATA frames in a row before the connection is closed")
 	f.IntVar(&o.limits.MaxSettingsPerSecond, "max-settings-per-second", proxy.DefaultMaxSettingsPerSecond, "SETTINGS frames a client may send per second")
 	addNotifyFlags(f, &o.notify)
+	addWatchFlags(f, &o.watch)
 	return cmd
 }
 
@@ -90,6 +93,9 @@ func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
 		return cfg, usageError{fmt.Errorf("invalid --drain-timeout %s: want a duration of 0s or more", o.drainTimeout)}
 	}
 	if err := o.notify.Validate(); err != nil {
+		return cfg, usageError{fmt.Errorf("invalid --%w", firstError(err))}
+	}
+	if err := o.watch.Validate(); err != nil {
 		return cfg, usageError{fmt.Errorf("invalid --%w", firstError(err))}
 	}
 	for name := range o.notify.HeaderAllowList() {
@@ -162,6 +168,15 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		log.Warn("notify metrics unavailable", "err", err)
 	}
 	cfg.Sink = notifier
+	var hub *watch.Hub // pull mode: numbers and buffers events, then hands them to the notifier
+	if o.watch.Addr != "" {
+		o.watch.Logger = log
+		if hub, err = watch.New(o.watch, notifier); err != nil {
+			_ = notifier.Close(context.Background())
+			return usageError{err}
+		}
+		cfg.Sink = hub
+	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
 		_ = notifier.Close(context.Background())
@@ -170,6 +185,22 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listen on --listen %s: %w", o.listen, err)
+	}
+	watchDone := make(chan error, 1)
+	if hub != nil {
+		wln, err := watch.Listen(o.watch.Addr)
+		if err != nil {
+			_ = ln.Close()
+			_ = notifier.Close(context.Background())
+			return err
+		}
+		go func() { watchDone <- hub.Serve(wln) }()
+		defer func() {
+			hub.Close()
+			if werr := <-watchDone; werr != nil {
+				log.Warn("watch server ended with an error", "err", werr)
+			}
+		}()
 	}
 	mux := admin.Handler(admin.Checks{
 		Live: func() error {
@@ -194,7 +225,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	}
 	log.Info("hangup proxy started", "version", versionString(), "listen", ln.Addr().String(),
 		"upstream", cfg.Upstream.String(), "mode", o.mode, "admin", adm.Addr().String(), "tls", cfg.TLS != nil,
-		"notify", o.notify.Addr, "tracing", tel.Tracing())
+		"notify", o.notify.Addr, "watch", o.watch.Addr, "tracing", tel.Tracing())
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
@@ -261,6 +292,14 @@ func addNotifyFlags(f *pflag.FlagSet, c *notify.Config) {
 	f.IntVar(&c.BatchMax, "notify-batch-max", d.BatchMax, "most events in one Notify call")
 	f.DurationVar(&c.BatchDelay, "notify-batch-delay", d.BatchDelay, "0 (default): send an event at once when no call is in flight, batch only what arrives during a call; >0: hold every partial batch this long for more events (fewer calls, more latency)")
 	f.StringSliceVar(&c.Headers, "notify-headers", nil, "request headers copied into events (comma-separated)")
+}
+
+// addWatchFlags binds pull mode's flags (DisconnectWatch.Watch served by
+// the sidecar) to c, with watch's defaults.
+func addWatchFlags(f *pflag.FlagSet, c *watch.Config) {
+	f.StringVar(&c.Addr, "watch-addr", "", "serve DisconnectWatch.Watch here for apps that read events as clients: host:port or unix:///path, e.g. "+
+		watch.SuggestedAddr+"; empty (default) disables; works beside --notify-addr")
+	f.IntVar(&c.Buffer, "watch-buffer", watch.DefaultBuffer, "latest events kept for Watch clients to resume from; older ones are reported to them as missed")
 }
 
 // firstError keeps one line of a joined error: the first problem is enough

@@ -55,6 +55,7 @@ type app struct {
 
 	wg       sync.WaitGroup // receive goroutines of Chat calls
 	localIDs atomic.Uint64  // keys for streams that did not come through hangup
+	handled  atomic.Uint64  // events handled, pushed or watched (for tests)
 
 	mu       sync.Mutex
 	sessions map[sessionKey]*session
@@ -132,21 +133,28 @@ func (a *app) Notify(_ context.Context, req *notifyv1.NotifyRequest) (*notifyv1.
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, ev := range req.GetEvents() {
-		if ev.GetScope() == notifyv1.Scope_SCOPE_SIDECAR {
-			a.freeOtherIncarnationsLocked(ev)
-			continue
-		}
-		for key, s := range a.sessions {
-			if key.conn != ev.GetConnectionId() ||
-				(ev.GetScope() == notifyv1.Scope_SCOPE_STREAM && key.stream != ev.GetStreamId()) {
-				continue
-			}
-			delete(a.sessions, key)
-			close(s.gone)
-			a.log.Info("freed session", "session", key, "reason", ev.GetReason(), "event_id", ev.GetEventId())
-		}
+		a.handleLocked(ev)
 	}
 	return &notifyv1.NotifyResponse{}, nil
+}
+
+// handleLocked frees what one event names, whether it was pushed (Notify)
+// or pulled (Watch).
+func (a *app) handleLocked(ev *notifyv1.DisconnectEvent) {
+	a.handled.Add(1)
+	if ev.GetScope() == notifyv1.Scope_SCOPE_SIDECAR {
+		a.freeOtherIncarnationsLocked(ev)
+		return
+	}
+	for key, s := range a.sessions {
+		if key.conn != ev.GetConnectionId() ||
+			(ev.GetScope() == notifyv1.Scope_SCOPE_STREAM && key.stream != ev.GetStreamId()) {
+			continue
+		}
+		delete(a.sessions, key)
+		close(s.gone)
+		a.log.Info("freed session", "session", key, "reason", ev.GetReason(), "event_id", ev.GetEventId())
+	}
 }
 
 // freeOtherIncarnationsLocked handles the event a sidecar process sends
@@ -155,7 +163,12 @@ func (a *app) Notify(_ context.Context, req *notifyv1.NotifyRequest) (*notifyv1.
 // reporting it. Sessions of the live one, and those that did not come
 // through hangup, stay.
 func (a *app) freeOtherIncarnationsLocked(ev *notifyv1.DisconnectEvent) {
-	live := ev.GetIncarnation()
+	a.freeAllButLocked(ev.GetIncarnation(), ev.GetEventId())
+}
+
+// freeAllButLocked frees every session relayed by an incarnation other
+// than live.
+func (a *app) freeAllButLocked(live, why string) {
 	if live == "" {
 		return // not a sidecar restart event this app understands
 	}
@@ -165,7 +178,7 @@ func (a *app) freeOtherIncarnationsLocked(ev *notifyv1.DisconnectEvent) {
 		}
 		delete(a.sessions, key)
 		close(s.gone)
-		a.log.Info("freed session of a sidecar that is gone", "session", key, "live_incarnation", live, "event_id", ev.GetEventId())
+		a.log.Info("freed session of a sidecar that is gone", "session", key, "live_incarnation", live, "event_id", why)
 	}
 }
 

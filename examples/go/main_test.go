@@ -34,6 +34,14 @@ type clients struct {
 // start serves the example on 127.0.0.1 until the test ends.
 func start(t *testing.T) clients {
 	t.Helper()
+	return startWith(t, slog.New(slog.DiscardHandler), true, "")
+}
+
+// startWith serves the example on 127.0.0.1 until the test ends, logging to
+// log, with Notify served when push is true and Watch read from watchAddr
+// when it is not empty.
+func startWith(t *testing.T, log *slog.Logger, push bool, watchAddr string) clients {
+	t.Helper()
 	listen := func() net.Listener {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -42,9 +50,14 @@ func start(t *testing.T) clients {
 		return lis
 	}
 	appLis, notifyLis := listen(), listen()
+	serveNotify := notifyLis
+	if !push {
+		serveNotify = nil // left open and unserved: nothing answers there
+		t.Cleanup(func() { notifyLis.Close() })
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, slog.New(slog.DiscardHandler), appLis, notifyLis) }()
+	go func() { done <- serve(ctx, log, appLis, serveNotify, watchAddr) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -20,6 +20,10 @@ const (
 	// sidecar agree on. 15091 is just above Istio's reserved block and used
 	// by none of the meshes below.
 	Notify = 15091
+	// Watch is where the sidecar serves DisconnectWatch.Watch to the app
+	// when pull mode is on (--watch-addr), on loopback: the next port after
+	// Notify, outside every reserved block below.
+	Watch = 15092
 	// Webhook is the injector's HTTPS port inside its own pod (never in an
 	// app's pod).
 	Webhook = 8443
@@ -36,7 +40,7 @@ type Range struct {
 func (r Range) Contains(port int) bool { return r.First <= port && port <= r.Last }
 
 // Reserved lists the ports that other proxies, meshes and the commonest
-// apps take inside a pod. The sidecar's defaults (Proxy, Admin, Notify)
+// apps take inside a pod. The sidecar's defaults (Proxy, Admin, Notify, Watch)
 // must fall in none of them; ports_test.go checks it.
 var Reserved = []Range{
 	{15000, 15090, "Istio: Envoy admin 15000, outbound 15001, inbound capture 15006, HBONE 15008, agent 15020, health 15021, DNS 15053, Prometheus 15090 (the whole block is reserved)"},

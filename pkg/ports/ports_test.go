@@ -13,6 +13,7 @@ func TestDefaultsAvoidReservedPorts(t *testing.T) {
 		{"Proxy", Proxy},
 		{"Admin", Admin},
 		{"Notify", Notify},
+		{"Watch", Watch},
 	}
 	seen := map[int]string{}
 	for _, d := range defaults {

@@ -81,14 +81,16 @@ type runningApp struct {
 	proc       *testtools.Process
 }
 
-// startApp starts a's app on free loopback ports and waits until both
-// listen. It is stopped when the test ends.
-func startApp(t *testing.T, a exampleApp, p paths) *runningApp {
+// startApp starts a's app on free loopback ports, with extra arguments
+// after the suite's, and waits until both listen. It is stopped when the
+// test ends.
+func startApp(t *testing.T, a exampleApp, p paths, extra ...string) *runningApp {
 	t.Helper()
 	prog, args := a.command(t, p)
 	addr, port := freeAddr(t)
 	notifyAddr, notifyPort := freeAddr(t)
 	args = append(args, "--port", strconv.Itoa(port), "--notify-port", strconv.Itoa(notifyPort))
+	args = append(args, extra...)
 	proc := testtools.StartProcess(t, context.Background(), prog, args...)
 	testtools.WaitTCP(t, addr, startTimeout, proc.Done())
 	testtools.WaitTCP(t, notifyAddr, startTimeout, proc.Done())

@@ -8,12 +8,17 @@
 //! on the next read, and a silent client not at all. hangup's event fills
 //! that gap.
 //!
-//!     hangup-example-volo --port 8080 --notify-port 15091
+//!     hangup-example-volo --port 8080 --notify-port 15091 [--watch 127.0.0.1:15092]
+//!
+//! With --watch it also reads the same events from the sidecar's
+//! hangup.notify.v1.DisconnectWatch service (pull mode, the sidecar's
+//! --watch-addr), as a client: for apps where a second server is awkward.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pilota::FastStr;
 use tokio::sync::{mpsc, oneshot};
@@ -32,7 +37,8 @@ use gen::volo_gen::hangup::example::v1::{
     SubscriptionServiceServer, Update,
 };
 use gen::volo_gen::hangup::notify::v1::{
-    DisconnectEvent, DisconnectNotify, DisconnectNotifyServer, NotifyRequest, NotifyResponse, Scope,
+    DisconnectEvent, DisconnectNotify, DisconnectNotifyServer, DisconnectWatchClientBuilder,
+    NotifyRequest, NotifyResponse, Scope, WatchRequest, WatchResponse,
 };
 
 /// Names a stream the way a DisconnectEvent does.
@@ -237,52 +243,156 @@ impl DisconnectNotify for Notifier {
         req: Request<NotifyRequest>,
     ) -> Result<Response<NotifyResponse>, Status> {
         for ev in &req.get_ref().events {
-            let n = self.sessions.free(ev);
-            if n > 0 {
-                let what = if ev.scope == Scope::SCOPE_SIDECAR {
-                    format!("sidecars other than {}", ev.incarnation)
-                } else {
-                    format!("{}/{}", ev.connection_id, ev.stream_id)
-                };
-                println!(
-                    "[rust-volo] freed {n} session(s) of {what}: {} (event {})",
-                    ev.reason.to_string(),
-                    ev.event_id
-                );
-            }
+            free_and_log(&self.sessions, ev, "notify");
         }
         Ok(Response::new(NotifyResponse {}))
     }
 }
 
-/// Parses --port N --notify-port N.
-fn parse_args() -> Result<(u16, u16), String> {
-    let (mut port, mut notify_port) = (8080, 15091);
+/// Frees what one event names, pushed or watched, and logs it.
+fn free_and_log(sessions: &Sessions, ev: &DisconnectEvent, how: &str) {
+    let n = sessions.free(ev);
+    if n > 0 {
+        let what = if ev.scope == Scope::SCOPE_SIDECAR {
+            format!("sidecars other than {}", ev.incarnation)
+        } else {
+            format!("{}/{}", ev.connection_id, ev.stream_id)
+        };
+        println!(
+            "[rust-volo] freed {n} session(s) of {what}: {} (event {}, {how})",
+            ev.reason.to_string(),
+            ev.event_id
+        );
+    }
+}
+
+/// Pull mode: reads the sidecar's DisconnectWatch.Watch at addr for as long
+/// as the app runs, calling again whenever a stream ends.
+///
+/// It keeps its position, the incarnation and sequence of the last event it
+/// handled, and sends it back on every call, so that it gets each event it
+/// missed while away (as long as the sidecar's replay buffer holds it) and
+/// none twice. The position lives in memory: an app that restarts holds no
+/// session, and starts at the sidecar's oldest buffered event.
+async fn watch(addr: SocketAddr, sessions: Arc<Sessions>) {
+    let client = DisconnectWatchClientBuilder::new("hangup-watch")
+        .address(volo::net::Address::from(addr))
+        .build();
+    let (mut inc, mut after) = (FastStr::empty(), 0u64);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let req = WatchRequest {
+            incarnation: inc.clone(),
+            after_sequence: after,
+        };
+        match client.watch(req).await {
+            Ok(resp) => {
+                let mut events = resp.into_inner();
+                loop {
+                    match events.next().await {
+                        Some(Ok(r)) => {
+                            delay = Duration::from_millis(100); // it works again
+                            handle_watched(&sessions, &r, &mut inc);
+                            after = r.sequence;
+                        }
+                        Some(Err(e)) => {
+                            eprintln!("[rust-volo] watch {addr}: stream ended: {e}; resuming after {inc}/{after}");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Err(e) => eprintln!("[rust-volo] watch {addr}: {e}; retrying in {delay:?}"),
+        }
+        // Capped backoff, so that a sidecar that restarts is found again
+        // within 2s and one that is down is not called in a tight loop.
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Handles one watched event: a new incarnation frees every session of
+/// any other (even when its SCOPE_SIDECAR event fell in a gap), a reported
+/// gap is logged, and the event frees what it names.
+fn handle_watched(sessions: &Sessions, r: &WatchResponse, inc: &mut FastStr) {
+    let Some(ev) = r.event.as_ref() else { return };
+    println!(
+        "[rust-volo] watched event {} sequence {}: {} {} {}/{}",
+        ev.event_id,
+        r.sequence,
+        ev.scope.to_string(),
+        ev.reason.to_string(),
+        ev.connection_id,
+        ev.stream_id
+    );
+    if ev.incarnation != *inc && !ev.incarnation.is_empty() {
+        let mut live = ev.clone();
+        live.scope = Scope::SCOPE_SIDECAR;
+        free_and_log(sessions, &live, "watch, new incarnation");
+        *inc = ev.incarnation.clone();
+    }
+    if r.missed_before > 0 {
+        // Those events named streams the sidecar also reset toward the app,
+        // whose tasks then ended and freed their sessions; only state that
+        // outlives a stream would need reconciling here.
+        eprintln!(
+            "[rust-volo] watch: the sidecar's buffer no longer held {} event(s) before sequence {}",
+            r.missed_before, r.sequence
+        );
+    }
+    free_and_log(sessions, ev, "watch");
+}
+
+/// The command line: --port N --notify-port N [--watch HOST:PORT].
+struct Args {
+    port: u16,
+    notify_port: u16,
+    watch: Option<SocketAddr>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        port: 8080,
+        notify_port: 15091,
+        watch: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
             .next()
             .ok_or_else(|| format!("{flag}: missing value"))?;
-        let n = value
-            .parse::<u16>()
-            .map_err(|_| format!("{flag} {value:?}: want a TCP port, 0 to 65535"))?;
+        let port = || {
+            value
+                .parse::<u16>()
+                .map_err(|_| format!("{flag} {value:?}: want a TCP port, 0 to 65535"))
+        };
         match flag.as_str() {
-            "--port" => port = n,
-            "--notify-port" => notify_port = n,
+            "--port" => a.port = port()?,
+            "--notify-port" => a.notify_port = port()?,
+            "--watch" => {
+                a.watch = Some(value.parse::<SocketAddr>().map_err(|_| {
+                    format!("--watch {value:?}: want the sidecar's --watch-addr as IP:port, e.g. 127.0.0.1:15092")
+                })?)
+            }
             _ => {
                 return Err(format!(
-                    "unknown flag {flag}; want --port N --notify-port N"
+                    "unknown flag {flag}; want --port N --notify-port N [--watch IP:PORT]"
                 ))
             }
         }
     }
-    Ok((port, notify_port))
+    Ok(a)
 }
 
 #[volo::main]
 async fn main() {
-    let (port, notify_port) = match parse_args() {
-        Ok(ports) => ports,
+    let Args {
+        port,
+        notify_port,
+        watch: watch_addr,
+    } = match parse_args() {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("[rust-volo] {e}");
             std::process::exit(2)
@@ -301,6 +411,11 @@ async fn main() {
             .build(),
         )
         .run(volo::net::Address::from(app_addr));
+    if let Some(addr) = watch_addr {
+        // Ends with the process, as the servers do.
+        tokio::spawn(watch(addr, sessions.clone()));
+        println!("[rust-volo] watching {addr}");
+    }
     let notify = Server::new()
         .add_service(
             ServiceBuilder::new(DisconnectNotifyServer::new(Notifier { sessions })).build(),

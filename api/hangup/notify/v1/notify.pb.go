@@ -327,6 +327,136 @@ func (*NotifyResponse) Descriptor() ([]byte, []int) {
 	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{1}
 }
 
+// WatchRequest says where a watcher resumes.
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incarnation of the last event the watcher handled; empty on its
+	// first call. When it is not the sidecar's current incarnation (the
+	// sidecar restarted), after_sequence is ignored and the stream starts at
+	// this incarnation's first event, a SCOPE_SIDECAR event.
+	Incarnation string `protobuf:"bytes,1,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// The sequence of the last event of that incarnation the watcher handled:
+	// the stream starts just after it. 0 starts at the first event.
+	AfterSequence uint64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WatchRequest) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetAfterSequence() uint64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+// WatchResponse is one event of a Watch stream.
+type WatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event, as Notify would carry it; event.incarnation names the
+	// incarnation sequence belongs to. Always set.
+	Event *DisconnectEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// The event's position among the events of its incarnation, from 1 and
+	// without holes. Send it back, with the incarnation, in WatchRequest to
+	// resume after this event.
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// How many events of this incarnation just before this one the watcher
+	// asked for and will never get, because the sidecar's replay buffer no
+	// longer held them. Not 0 means lost events: the streams they named may
+	// hold resources that no event will free, so reconcile (e.g. expire the
+	// sessions that have been idle for long).
+	MissedBefore  uint64 `protobuf:"varint,3,opt,name=missed_before,json=missedBefore,proto3" json:"missed_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WatchResponse) GetEvent() *DisconnectEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *WatchResponse) GetMissedBefore() uint64 {
+	if x != nil {
+		return x.MissedBefore
+	}
+	return 0
+}
+
 // DisconnectEvent is one client disconnect, as the sidecar detected it.
 // String fields are empty and numbers zero when the value is not known.
 type DisconnectEvent struct {
@@ -396,7 +526,7 @@ type DisconnectEvent struct {
 
 func (x *DisconnectEvent) Reset() {
 	*x = DisconnectEvent{}
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[2]
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +538,7 @@ func (x *DisconnectEvent) String() string {
 func (*DisconnectEvent) ProtoMessage() {}
 
 func (x *DisconnectEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_hangup_notify_v1_notify_proto_msgTypes[2]
+	mi := &file_hangup_notify_v1_notify_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +551,7 @@ func (x *DisconnectEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectEvent.ProtoReflect.Descriptor instead.
 func (*DisconnectEvent) Descriptor() ([]byte, []int) {
-	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{2}
+	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DisconnectEvent) GetEventId() string {
@@ -564,7 +694,14 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x1dhangup/notify/v1/notify.proto\x12\x10hangup.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n" +
 	"\rNotifyRequest\x129\n" +
 	"\x06events\x18\x01 \x03(\v2!.hangup.notify.v1.DisconnectEventR\x06events\"\x10\n" +
-	"\x0eNotifyResponse\"\xe1\x06\n" +
+	"\x0eNotifyResponse\"W\n" +
+	"\fWatchRequest\x12 \n" +
+	"\vincarnation\x18\x01 \x01(\tR\vincarnation\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"\x89\x01\n" +
+	"\rWatchResponse\x127\n" +
+	"\x05event\x18\x01 \x01(\v2!.hangup.notify.v1.DisconnectEventR\x05event\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12#\n" +
+	"\rmissed_before\x18\x03 \x01(\x04R\fmissedBefore\"\xe1\x06\n" +
 	"\x0fDisconnectEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12-\n" +
 	"\x05scope\x18\x02 \x01(\x0e2\x17.hangup.notify.v1.ScopeR\x05scope\x120\n" +
@@ -616,7 +753,9 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x11INITIATOR_SIDECAR\x10\x02\x12\x11\n" +
 	"\rINITIATOR_APP\x10\x032_\n" +
 	"\x10DisconnectNotify\x12K\n" +
-	"\x06Notify\x12\x1f.hangup.notify.v1.NotifyRequest\x1a .hangup.notify.v1.NotifyResponseB<Z:github.com/hangup-dev/hangup/api/hangup/notify/v1;notifyv1b\x06proto3"
+	"\x06Notify\x12\x1f.hangup.notify.v1.NotifyRequest\x1a .hangup.notify.v1.NotifyResponse2]\n" +
+	"\x0fDisconnectWatch\x12J\n" +
+	"\x05Watch\x12\x1e.hangup.notify.v1.WatchRequest\x1a\x1f.hangup.notify.v1.WatchResponse0\x01B<Z:github.com/hangup-dev/hangup/api/hangup/notify/v1;notifyv1b\x06proto3"
 
 var (
 	file_hangup_notify_v1_notify_proto_rawDescOnce sync.Once
@@ -631,32 +770,37 @@ func file_hangup_notify_v1_notify_proto_rawDescGZIP() []byte {
 }
 
 var file_hangup_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hangup_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_hangup_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_hangup_notify_v1_notify_proto_goTypes = []any{
 	(Scope)(0),                    // 0: hangup.notify.v1.Scope
 	(Reason)(0),                   // 1: hangup.notify.v1.Reason
 	(Initiator)(0),                // 2: hangup.notify.v1.Initiator
 	(*NotifyRequest)(nil),         // 3: hangup.notify.v1.NotifyRequest
 	(*NotifyResponse)(nil),        // 4: hangup.notify.v1.NotifyResponse
-	(*DisconnectEvent)(nil),       // 5: hangup.notify.v1.DisconnectEvent
-	nil,                           // 6: hangup.notify.v1.DisconnectEvent.HeadersEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*WatchRequest)(nil),          // 5: hangup.notify.v1.WatchRequest
+	(*WatchResponse)(nil),         // 6: hangup.notify.v1.WatchResponse
+	(*DisconnectEvent)(nil),       // 7: hangup.notify.v1.DisconnectEvent
+	nil,                           // 8: hangup.notify.v1.DisconnectEvent.HeadersEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_hangup_notify_v1_notify_proto_depIdxs = []int32{
-	5, // 0: hangup.notify.v1.NotifyRequest.events:type_name -> hangup.notify.v1.DisconnectEvent
-	0, // 1: hangup.notify.v1.DisconnectEvent.scope:type_name -> hangup.notify.v1.Scope
-	1, // 2: hangup.notify.v1.DisconnectEvent.reason:type_name -> hangup.notify.v1.Reason
-	2, // 3: hangup.notify.v1.DisconnectEvent.initiator:type_name -> hangup.notify.v1.Initiator
-	6, // 4: hangup.notify.v1.DisconnectEvent.headers:type_name -> hangup.notify.v1.DisconnectEvent.HeadersEntry
-	7, // 5: hangup.notify.v1.DisconnectEvent.started_at:type_name -> google.protobuf.Timestamp
-	7, // 6: hangup.notify.v1.DisconnectEvent.detected_at:type_name -> google.protobuf.Timestamp
-	3, // 7: hangup.notify.v1.DisconnectNotify.Notify:input_type -> hangup.notify.v1.NotifyRequest
-	4, // 8: hangup.notify.v1.DisconnectNotify.Notify:output_type -> hangup.notify.v1.NotifyResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	7,  // 0: hangup.notify.v1.NotifyRequest.events:type_name -> hangup.notify.v1.DisconnectEvent
+	7,  // 1: hangup.notify.v1.WatchResponse.event:type_name -> hangup.notify.v1.DisconnectEvent
+	0,  // 2: hangup.notify.v1.DisconnectEvent.scope:type_name -> hangup.notify.v1.Scope
+	1,  // 3: hangup.notify.v1.DisconnectEvent.reason:type_name -> hangup.notify.v1.Reason
+	2,  // 4: hangup.notify.v1.DisconnectEvent.initiator:type_name -> hangup.notify.v1.Initiator
+	8,  // 5: hangup.notify.v1.DisconnectEvent.headers:type_name -> hangup.notify.v1.DisconnectEvent.HeadersEntry
+	9,  // 6: hangup.notify.v1.DisconnectEvent.started_at:type_name -> google.protobuf.Timestamp
+	9,  // 7: hangup.notify.v1.DisconnectEvent.detected_at:type_name -> google.protobuf.Timestamp
+	3,  // 8: hangup.notify.v1.DisconnectNotify.Notify:input_type -> hangup.notify.v1.NotifyRequest
+	5,  // 9: hangup.notify.v1.DisconnectWatch.Watch:input_type -> hangup.notify.v1.WatchRequest
+	4,  // 10: hangup.notify.v1.DisconnectNotify.Notify:output_type -> hangup.notify.v1.NotifyResponse
+	6,  // 11: hangup.notify.v1.DisconnectWatch.Watch:output_type -> hangup.notify.v1.WatchResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_hangup_notify_v1_notify_proto_init() }
@@ -670,9 +814,9 @@ func file_hangup_notify_v1_notify_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hangup_notify_v1_notify_proto_rawDesc), len(file_hangup_notify_v1_notify_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_hangup_notify_v1_notify_proto_goTypes,
 		DependencyIndexes: file_hangup_notify_v1_notify_proto_depIdxs,

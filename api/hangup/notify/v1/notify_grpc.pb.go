@@ -31,25 +31,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // DisconnectNotify is implemented by the app. The hangup sidecar calls it over
-// loopback (or a unix socket) to report clients that are gone.
-//
-// Delivery is at-least-once: a batch whose call did not end with OK is sent
-// again, with the same event_id values, until it is acknowledged or the
-// sidecar's queue overflows or drains on shutdown. Implementations must
-// therefore be idempotent per event_id. Events of one connection arrive in the
-// order they were detected.
-//
-// After a sidecar restart. The sidecar keeps its queue in memory, so a
-// sidecar that is killed (OOM, SIGKILL, a node problem) cannot report the
-// streams it relayed, and the process that replaces it does not know them.
-// Each sidecar process therefore has an incarnation: a random id chosen when
-// it starts, carried by every event (incarnation) and at the start of every
-// connection id it hands out (x-hangup-connection-id is
-// "<incarnation>-<n>"). When it starts, and again each time its channel to
-// the app (re)connects, the sidecar sends a SCOPE_SIDECAR event naming the
-// incarnation now live; the app then frees every session whose connection id
-// belongs to any other incarnation. The event is delivered like any other,
-// at once when the app is listening.
+// loopback (or a unix socket) to report clients that are gone. (Apps that
+// would rather read the events as a client use DisconnectWatch, below;
+// with both on, each event is delivered at least once by each.)
 type DisconnectNotifyClient interface {
 	// Notify delivers a batch of disconnect events. Return OK once the events
 	// are accepted (freeing resources may continue asynchronously). Any other
@@ -81,25 +65,9 @@ func (c *disconnectNotifyClient) Notify(ctx context.Context, in *NotifyRequest, 
 // for forward compatibility.
 //
 // DisconnectNotify is implemented by the app. The hangup sidecar calls it over
-// loopback (or a unix socket) to report clients that are gone.
-//
-// Delivery is at-least-once: a batch whose call did not end with OK is sent
-// again, with the same event_id values, until it is acknowledged or the
-// sidecar's queue overflows or drains on shutdown. Implementations must
-// therefore be idempotent per event_id. Events of one connection arrive in the
-// order they were detected.
-//
-// After a sidecar restart. The sidecar keeps its queue in memory, so a
-// sidecar that is killed (OOM, SIGKILL, a node problem) cannot report the
-// streams it relayed, and the process that replaces it does not know them.
-// Each sidecar process therefore has an incarnation: a random id chosen when
-// it starts, carried by every event (incarnation) and at the start of every
-// connection id it hands out (x-hangup-connection-id is
-// "<incarnation>-<n>"). When it starts, and again each time its channel to
-// the app (re)connects, the sidecar sends a SCOPE_SIDECAR event naming the
-// incarnation now live; the app then frees every session whose connection id
-// belongs to any other incarnation. The event is delivered like any other,
-// at once when the app is listening.
+// loopback (or a unix socket) to report clients that are gone. (Apps that
+// would rather read the events as a client use DisconnectWatch, below;
+// with both on, each event is delivered at least once by each.)
 type DisconnectNotifyServer interface {
 	// Notify delivers a batch of disconnect events. Return OK once the events
 	// are accepted (freeing resources may continue asynchronously). Any other
@@ -171,5 +139,162 @@ var DisconnectNotify_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
+	Metadata: "hangup/notify/v1/notify.proto",
+}
+
+const (
+	DisconnectWatch_Watch_FullMethodName = "/hangup.notify.v1.DisconnectWatch/Watch"
+)
+
+// DisconnectWatchClient is the client API for DisconnectWatch service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// DisconnectWatch is pull mode: the hangup sidecar serves it on a local
+// address (--watch-addr, off by default) and the app reads the same events
+// DisconnectNotify would deliver, as a client. For apps that cannot easily
+// serve (a process that is only a client, a framework that makes a second
+// server hard, a binding without a server). It is a service of its own,
+// not a method of DisconnectNotify, because the two have different
+// servers: adding it to the service every app implements would break the
+// stacks whose generated servers must implement every method (tonic,
+// Volo).
+type DisconnectWatchClient interface {
+	// Watch streams the events of the sidecar's current incarnation, each
+	// with its sequence, oldest first, and stays open for new ones.
+	//
+	// The sidecar keeps the latest events in a bounded replay buffer
+	// (--watch-buffer events). A watcher that reconnects sends the
+	// incarnation and sequence of the last event it handled and gets every
+	// later event the buffer still holds, then the new ones, so a watcher
+	// that was down for less than the buffer covers loses nothing. When
+	// events it asked for are no longer held (it was away too long, or read
+	// too slowly), the next event it gets says how many it will never see
+	// (missed_before): a drop is never silent. Events may come again after a
+	// reconnect (the sidecar cannot know what the watcher handled before it
+	// went): ignore duplicates by event_id or sequence.
+	//
+	// Errors: INVALID_ARGUMENT for an after_sequence beyond the last event of
+	// the named incarnation.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+}
+
+type disconnectWatchClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDisconnectWatchClient(cc grpc.ClientConnInterface) DisconnectWatchClient {
+	return &disconnectWatchClient{cc}
+}
+
+func (c *disconnectWatchClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DisconnectWatch_ServiceDesc.Streams[0], DisconnectWatch_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DisconnectWatch_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
+// DisconnectWatchServer is the server API for DisconnectWatch service.
+// All implementations must embed UnimplementedDisconnectWatchServer
+// for forward compatibility.
+//
+// DisconnectWatch is pull mode: the hangup sidecar serves it on a local
+// address (--watch-addr, off by default) and the app reads the same events
+// DisconnectNotify would deliver, as a client. For apps that cannot easily
+// serve (a process that is only a client, a framework that makes a second
+// server hard, a binding without a server). It is a service of its own,
+// not a method of DisconnectNotify, because the two have different
+// servers: adding it to the service every app implements would break the
+// stacks whose generated servers must implement every method (tonic,
+// Volo).
+type DisconnectWatchServer interface {
+	// Watch streams the events of the sidecar's current incarnation, each
+	// with its sequence, oldest first, and stays open for new ones.
+	//
+	// The sidecar keeps the latest events in a bounded replay buffer
+	// (--watch-buffer events). A watcher that reconnects sends the
+	// incarnation and sequence of the last event it handled and gets every
+	// later event the buffer still holds, then the new ones, so a watcher
+	// that was down for less than the buffer covers loses nothing. When
+	// events it asked for are no longer held (it was away too long, or read
+	// too slowly), the next event it gets says how many it will never see
+	// (missed_before): a drop is never silent. Events may come again after a
+	// reconnect (the sidecar cannot know what the watcher handled before it
+	// went): ignore duplicates by event_id or sequence.
+	//
+	// Errors: INVALID_ARGUMENT for an after_sequence beyond the last event of
+	// the named incarnation.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	mustEmbedUnimplementedDisconnectWatchServer()
+}
+
+// UnimplementedDisconnectWatchServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDisconnectWatchServer struct{}
+
+func (UnimplementedDisconnectWatchServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedDisconnectWatchServer) mustEmbedUnimplementedDisconnectWatchServer() {}
+func (UnimplementedDisconnectWatchServer) testEmbeddedByValue()                         {}
+
+// UnsafeDisconnectWatchServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DisconnectWatchServer will
+// result in compilation errors.
+type UnsafeDisconnectWatchServer interface {
+	mustEmbedUnimplementedDisconnectWatchServer()
+}
+
+func RegisterDisconnectWatchServer(s grpc.ServiceRegistrar, srv DisconnectWatchServer) {
+	// If the following call pancis, it indicates UnimplementedDisconnectWatchServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&DisconnectWatch_ServiceDesc, srv)
+}
+
+func _DisconnectWatch_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DisconnectWatchServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DisconnectWatch_WatchServer = grpc.ServerStreamingServer[WatchResponse]
+
+// DisconnectWatch_ServiceDesc is the grpc.ServiceDesc for DisconnectWatch service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var DisconnectWatch_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hangup.notify.v1.DisconnectWatch",
+	HandlerType: (*DisconnectWatchServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _DisconnectWatch_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "hangup/notify/v1/notify.proto",
 }
