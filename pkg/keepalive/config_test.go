@@ -106,10 +106,10 @@ func TestNewNormalizesBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := New(tt.cfg, t0, half)
-			if got := p.Config(); got != tt.want {
-				t.Errorf("Config() = %+v, want %+v", got, tt.want)
+			if got := tt.cfg.normalized(); got != tt.want {
+				t.Errorf("normalized() = %+v, want %+v", got, tt.want)
 			}
+			p := New(tt.cfg, t0, half)
 			if d := p.Deadline(); !d.After(t0) {
 				t.Errorf("Deadline() = %s, want after the start", d.Sub(t0))
 			}

@@ -10,11 +10,6 @@ import (
 	"github.com/hangup-dev/hangup/pkg/event"
 )
 
-// GracefulLastStreamID is the last-stream-id of the first GOAWAY of a
-// graceful drain (RFC 9113 §6.8: 2^31-1 tells the client to stop opening
-// streams while every stream already in flight is still accepted).
-const GracefulLastStreamID = 1<<31 - 1
-
 // GOAWAY debug data the policy asks for, as grpc-go sends them.
 const (
 	DebugTooManyPings     = "too_many_pings"
@@ -39,8 +34,9 @@ const (
 	// SendPing: write PING (not ACK) with Action.Ping to the client.
 	SendPing
 	// GoAwayGraceful: phase 1 of a drain. Write GOAWAY(last-stream-id
-	// GracefulLastStreamID, NO_ERROR, Action.Debug) and then PING with
-	// Action.Ping. Streams the client opens meanwhile are still accepted.
+	// 2^31-1, NO_ERROR, Action.Debug) and then PING with Action.Ping
+	// (RFC 9113 §6.8: the client stops opening streams, and those already
+	// in flight, or opened meanwhile, are still accepted).
 	GoAwayGraceful
 	// GoAwayFinal: phase 2 of a drain. Write GOAWAY(last-stream-id = the
 	// highest stream id the relay has accepted, NO_ERROR, Action.Debug) and
@@ -155,9 +151,6 @@ func jittered(d time.Duration, r float64) time.Duration {
 	r = min(max(r, 0), 1)
 	return d + time.Duration((2*r-1)*maxAgeJitter*float64(d))
 }
-
-// Config returns the configuration in use (after normalisation).
-func (p *Policy) Config() Config { return p.cfg }
 
 // advance records now and returns the time to act on: never earlier than any
 // time seen before.
