@@ -783,7 +783,6 @@ func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) 
 	}
 	if s != nil && f.blk.endStream {
 		s.grpcStatus = fieldValue(fields, "grpc-status")
-		s.grpcMessage = fieldValue(fields, "grpc-message")
 		s.endFromApp()
 		f.c.streamEnded(s, f.now)
 	}

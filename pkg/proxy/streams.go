@@ -10,18 +10,18 @@ import (
 )
 
 // streamState is a stream's state as RFC 9113 §5.1 names it, seen from the
-// app (the server): "remote" is the client, "local" the app.
+// app (the server): "remote" is the client, "local" the app. An idle stream
+// has no state here: a stream enters the table with its request HEADERS.
 type streamState uint8
 
 const (
-	stateIdle streamState = iota
-	stateOpen
-	stateHalfClosedRemote // the client sent END_STREAM
-	stateHalfClosedLocal  // the app sent END_STREAM
+	stateOpen             streamState = iota
+	stateHalfClosedRemote             // the client sent END_STREAM
+	stateHalfClosedLocal              // the app sent END_STREAM
 	stateClosed
 )
 
-var stateNames = [...]string{"idle", "open", "half-closed (remote)", "half-closed (local)", "closed"}
+var stateNames = [...]string{"open", "half-closed (remote)", "half-closed (local)", "closed"}
 
 func (s streamState) String() string { return stateNames[s] }
 
@@ -38,8 +38,7 @@ type stream struct {
 	bytesFromClient uint64 // DATA payload bytes, padding included
 	bytesToClient   uint64
 
-	grpcStatus  string // from the app's trailers; "" until they arrive
-	grpcMessage string
+	grpcStatus string // from the app's trailers; "" until they arrive
 
 	span *telemetry.Stream // nil when tracing is off
 }
