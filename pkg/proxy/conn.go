@@ -169,7 +169,7 @@ func (c *conn) finish() {
 	c.stopTimer()
 	_ = c.client.Close()
 	_ = c.app.Close()
-	c.srv.forget(c)
+	c.srv.removeConn(c)
 
 	c.mu.Lock()
 	ended, opened := c.ended, c.streams.opened
@@ -290,7 +290,7 @@ func (c *conn) appLost(debug string) {
 			frames = appendRSTStream(frames, s.id, http2.ErrCodeInternal)
 			s.span.RSTStream(now, uint32(http2.ErrCodeInternal), notify.InitiatorApp)
 		}
-		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.retireStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 	}
 	last := c.streams.lastClientID
 	if c.refuse.active {
@@ -320,10 +320,10 @@ func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, deb
 	var frames []byte
 	for _, s := range c.streams.open {
 		if s.appDone() {
-			c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			c.retireStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 			continue
 		}
-		events = append(events, c.streamEvent(s, reason, who, code, debug, now))
+		events = append(events, c.streamEventLocked(s, reason, who, code, debug, now))
 		frames = appendRSTStream(frames, s.id, http2.ErrCodeCancel)
 		switch reason {
 		case notify.ReasonKeepaliveTimeout:
@@ -333,12 +333,12 @@ func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, deb
 				s.span.GoAway(now, uint32(c.goAway.code), c.goAway.lastStreamID, c.goAway.debug, who)
 			}
 		}
-		c.forget(s, now, reason, who)
+		c.retireStreamLocked(s, now, reason, who)
 	}
 	abnormal := len(events) > 0 || reason == notify.ReasonConnectionReset ||
 		reason == notify.ReasonProtocolError || reason == notify.ReasonKeepaliveTimeout || reason == notify.ReasonPingAbuse
 	if abnormal {
-		events = append(events, c.connEvent(reason, who, code, debug, now))
+		events = append(events, c.connEventLocked(reason, who, code, debug, now))
 		c.endReason, c.endWho = reason, who
 	}
 	last := c.streams.lastClientID
@@ -352,9 +352,9 @@ func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, deb
 	c.toApp.closeWrite()
 }
 
-// openStream starts the stream a request HEADERS read at now opens; nil
-// when the id cannot open one. Called with mu held.
-func (c *conn) openStream(id uint32, fields []hpack.HeaderField, now time.Time) *stream {
+// openStreamLocked starts the stream a request HEADERS read at now opens; nil
+// when the id cannot open one.
+func (c *conn) openStreamLocked(id uint32, fields []hpack.HeaderField, now time.Time) *stream {
 	s := c.streams.start(id, now)
 	if s == nil {
 		return nil
@@ -380,33 +380,33 @@ func (c *conn) openStream(id uint32, fields []hpack.HeaderField, now time.Time) 
 	return s
 }
 
-// streamEnded forgets a stream both sides have ended, the last of them in
-// a batch read at now. Called with mu held.
-func (c *conn) streamEnded(s *stream, now time.Time) {
+// retireIfClosedLocked retires a stream once both sides have ended it, the last of them in
+// a batch read at now.
+func (c *conn) retireIfClosedLocked(s *stream, now time.Time) {
 	if s.state == stateClosed {
-		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-		c.kaActions(now, c.ka.StreamClosed(now))
+		c.retireStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.queueActionsLocked(now, c.ka.StreamClosed(now))
 	}
 }
 
-// resetStream forgets a stream that a RST_STREAM ended; reason is set when
-// that was a disconnect. Called with mu held.
-func (c *conn) resetStream(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
-	c.forget(s, now, reason, who)
-	c.kaActions(now, c.ka.StreamClosed(now))
+// resetStreamLocked retires a stream that a RST_STREAM ended; reason is set when
+// that was a disconnect.
+func (c *conn) resetStreamLocked(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
+	c.retireStreamLocked(s, now, reason, who)
+	c.queueActionsLocked(now, c.ka.StreamClosed(now))
 }
 
-// forget ends a stream's span and metric and removes it from the table;
-// s must not be used afterwards. Called with mu held.
-func (c *conn) forget(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
+// retireStreamLocked ends a stream's span and metric and removes it from the table;
+// s must not be used afterwards.
+func (c *conn) retireStreamLocked(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
 	s.endSpan(now, reason, who)
 	c.streams.remove(s)
 	c.metrics.StreamClosed()
 }
 
-// clientReset handles RST_STREAM from the client; it fails when the reset
-// overdraws the Rapid Reset budget. Called with mu held.
-func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event) error {
+// onClientResetLocked handles RST_STREAM from the client; it fails when the reset
+// overdraws the Rapid Reset budget.
+func (c *conn) onClientResetLocked(id uint32, code http2.ErrCode, events *[]notify.Event) error {
 	s := c.streams.get(id)
 	if s == nil {
 		return nil
@@ -418,39 +418,38 @@ func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event
 	}
 	s.span.RSTStream(now, uint32(code), notify.InitiatorClient)
 	if s.appDone() {
-		c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 	} else {
-		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
-		c.resetStream(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
+		*events = append(*events, c.streamEventLocked(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
+		c.resetStreamLocked(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
 	}
 	return err
 }
 
-// appReset handles RST_STREAM from the app: the app's choice, not a
-// disconnect. Called with mu held.
-func (c *conn) appReset(id uint32, code http2.ErrCode) {
+// onAppResetLocked handles RST_STREAM from the app: the app's choice, not a
+// disconnect.
+func (c *conn) onAppResetLocked(id uint32, code http2.ErrCode) {
 	c.refuse.appResetLocked(id)
 	if s := c.streams.get(id); s != nil {
 		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
 		now := c.srv.cfg.Now()
 		s.span.RSTStream(now, uint32(code), notify.InitiatorApp)
-		c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 	}
 }
 
-// clientGoAway records the client's GOAWAY: the streams open when its
+// onClientGoAwayLocked records the client's GOAWAY: the streams open when its
 // connection then ends are lost to it. (A client's last-stream-id names
-// server-initiated streams, which gRPC never opens.) Called with mu held.
-func (c *conn) clientGoAway(last uint32, code http2.ErrCode, debug []byte) {
+// server-initiated streams, which gRPC never opens.)
+func (c *conn) onClientGoAwayLocked(last uint32, code http2.ErrCode, debug []byte) {
 	c.goAway = &goAwayInfo{lastStreamID: last, code: code, debug: string(debug)}
 	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, c.goAway.debug, notify.InitiatorClient)
 }
 
-// appGoAway records the app's GOAWAY. The streams above its
+// onAppGoAwayLocked records the app's GOAWAY. The streams above its
 // last-stream-id were never processed: they leave the table with no
-// event (the client retries them), and new ones are refused. Called with
-// mu held.
-func (c *conn) appGoAway(last uint32, code http2.ErrCode, debug []byte) {
+// event (the client retries them), and new ones are refused.
+func (c *conn) onAppGoAwayLocked(last uint32, code http2.ErrCode, debug []byte) {
 	c.srv.cfg.Logger.Debug("app sent GOAWAY", "conn", c.id, "last_stream", last, "code", code.String(),
 		"debug", string(debug), "initiator", notify.InitiatorApp.String())
 	now := c.srv.cfg.Now()
@@ -458,31 +457,30 @@ func (c *conn) appGoAway(last uint32, code http2.ErrCode, debug []byte) {
 	c.refuse.goAwayLocked(last)
 	for id, s := range c.streams.open {
 		if id > last {
-			c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 		}
 	}
 }
 
-// ownPingAck handles a PING ACK from the client and reports whether it
+// ownPingAckLocked handles a PING ACK from the client and reports whether it
 // answers the relay's own PING (then it is consumed, not forwarded).
-// Called with mu held.
-func (c *conn) ownPingAck(data [8]byte) bool {
+func (c *conn) ownPingAckLocked(data [8]byte) bool {
 	if !c.ka.IsOwnPing(data) {
 		return false
 	}
 	now := c.srv.cfg.Now()
-	c.kaActions(now, c.ka.PingAckReceived(now, data))
+	c.queueActionsLocked(now, c.ka.PingAckReceived(now, data))
 	return true
 }
 
-// clientPing judges a PING from the client. Called with mu held.
-func (c *conn) clientPing() {
+// onClientPingLocked judges a PING from the client.
+func (c *conn) onClientPingLocked() {
 	now := c.srv.cfg.Now()
-	c.kaActions(now, c.ka.PingReceived(now))
+	c.queueActionsLocked(now, c.ka.PingReceived(now))
 }
 
-func (c *conn) streamEvent(s *stream, reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
-	ev := c.connEvent(reason, who, code, debug, now)
+func (c *conn) streamEventLocked(s *stream, reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
+	ev := c.connEventLocked(reason, who, code, debug, now)
 	ev.Scope = notify.ScopeStream
 	ev.StreamID = s.id
 	ev.Method = s.method
@@ -495,8 +493,8 @@ func (c *conn) streamEvent(s *stream, reason notify.Reason, who notify.Initiator
 	return ev
 }
 
-// connEvent makes a connection-scope event. Called with mu held.
-func (c *conn) connEvent(reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
+// connEventLocked makes a connection-scope event.
+func (c *conn) connEventLocked(reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
 	c.eventSeq++
 	return notify.Event{
 		ID:              c.id + "-" + strconv.FormatUint(uint64(c.eventSeq), 36),

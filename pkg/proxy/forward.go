@@ -269,11 +269,11 @@ func (f *forwarder) process() error {
 	f.c.mu.Lock()
 	f.now, f.wroteHD, f.replies = f.c.srv.cfg.Now(), false, f.replies[:0]
 	if f.toApp {
-		f.c.kaFrameRead(f.now)
+		f.c.kaFrameReadLocked(f.now)
 		f.c.lastRead.Store(f.now.UnixNano())
 	}
 	if f.passLeft > 0 {
-		off, midFrame = f.continuePass(b)
+		off, midFrame = f.continuePassLocked(b)
 		if midFrame || f.passLeft == 0 && !f.passPieces {
 			boundary = len(f.out)
 		}
@@ -292,7 +292,7 @@ func (f *forwarder) process() error {
 		}
 		if h.Type == http2.FrameData {
 			if f.toApp {
-				if err = f.c.checkData(h); err != nil {
+				if err = f.c.checkDataLocked(h); err != nil {
 					break
 				}
 				if h.Length > f.c.appMaxFrame.Load() {
@@ -312,7 +312,7 @@ func (f *forwarder) process() error {
 				if h.Flags.Has(http2.FlagDataPadded) {
 					// Padding cannot be split: the frame goes on whole,
 					// and injected frames wait for its end.
-					f.onData(h, avail)
+					f.onDataLocked(h, avail)
 					off, midFrame = len(b), true
 					break
 				}
@@ -321,13 +321,13 @@ func (f *forwarder) process() error {
 				f.flushRun(off)
 				f.runStart = off + frameHeaderLen
 				if avail > 0 {
-					f.dataPiece(h.StreamID, uint32(avail), 0)
+					f.dataPieceLocked(h.StreamID, uint32(avail), 0)
 				}
 				f.passPieces = true
 				off = len(b)
 				break
 			}
-			f.onData(h, int(h.Length))
+			f.onDataLocked(h, int(h.Length))
 			off += frameHeaderLen + int(h.Length)
 			continue
 		}
@@ -339,9 +339,9 @@ func (f *forwarder) process() error {
 		}
 		frame := b[off : off+frameHeaderLen+int(h.Length)]
 		if f.toApp {
-			err = f.onClientFrame(h, frame, off)
+			err = f.onClientFrameLocked(h, frame, off)
 		} else {
-			err = f.onAppFrame(h, frame, off)
+			err = f.onAppFrameLocked(h, frame, off)
 		}
 		if err != nil {
 			break
@@ -387,10 +387,10 @@ func (f *forwarder) process() error {
 	return nil
 }
 
-// continuePass forwards, in pieces or as they come, or drops the bytes of
+// continuePassLocked forwards, in pieces or as they come, or drops the bytes of
 // the DATA frame in progress at the start of b. It returns the offset
 // after them and whether the destination is left inside a frame.
-func (f *forwarder) continuePass(b []byte) (int, bool) {
+func (f *forwarder) continuePassLocked(b []byte) (int, bool) {
 	k := min(int(f.passLeft), len(b))
 	f.passLeft -= uint32(k)
 	switch {
@@ -404,27 +404,27 @@ func (f *forwarder) continuePass(b []byte) (int, bool) {
 			flags = f.passFlags & http2.FlagDataEndStream
 		}
 		if k > 0 {
-			f.dataPiece(f.passStream, uint32(k), flags)
+			f.dataPieceLocked(f.passStream, uint32(k), flags)
 		}
 		f.flushRun(k)
 		f.passPieces = f.passLeft > 0
 		return k, false
 	default:
-		f.countData(f.passStream, k)
+		f.countDataLocked(f.passStream, k)
 		f.flushRun(k)
 		return k, f.passLeft > 0
 	}
 }
 
-// dataPiece puts the header of a DATA frame carrying the next n payload
+// dataPieceLocked puts the header of a DATA frame carrying the next n payload
 // bytes of a split frame in the batch, and applies it to the stream. The
 // pieces add up to the frame, so flow control is unchanged.
-func (f *forwarder) dataPiece(streamID, n uint32, flags http2.Flags) {
+func (f *forwarder) dataPieceLocked(streamID, n uint32, flags http2.Flags) {
 	h := frameHeader{Length: n, Type: http2.FrameData, Flags: flags, StreamID: streamID}
 	start := len(f.scratch)
 	f.scratch = appendFrameHeader(f.scratch, h)
 	f.out = append(f.out, f.scratch[start:])
-	f.onData(h, int(n))
+	f.onDataLocked(h, int(n))
 }
 
 // dropData drops the DATA frame at off, of which the buffer holds up to
@@ -492,9 +492,9 @@ func (f *forwarder) replace(off int, frame, repl []byte) {
 	f.runStart = off + len(frame)
 }
 
-// onData counts n payload bytes of a DATA frame and applies END_STREAM.
-func (f *forwarder) onData(h frameHeader, n int) {
-	s := f.countData(h.StreamID, n)
+// onDataLocked counts n payload bytes of a DATA frame and applies END_STREAM.
+func (f *forwarder) onDataLocked(h frameHeader, n int) {
+	s := f.countDataLocked(h.StreamID, n)
 	if s == nil || !h.Flags.Has(http2.FlagDataEndStream) {
 		return
 	}
@@ -503,12 +503,12 @@ func (f *forwarder) onData(h frameHeader, n int) {
 	} else {
 		s.endFromApp()
 	}
-	f.c.streamEnded(s, f.now)
+	f.c.retireIfClosedLocked(s, f.now)
 }
 
-// countData adds n payload bytes to the stream's count and returns the
+// countDataLocked adds n payload bytes to the stream's count and returns the
 // stream, nil when it is not open.
-func (f *forwarder) countData(streamID uint32, n int) *stream {
+func (f *forwarder) countDataLocked(streamID uint32, n int) *stream {
 	s := f.c.streams.get(streamID)
 	if s == nil {
 		return nil
@@ -521,8 +521,8 @@ func (f *forwarder) countData(streamID uint32, n int) *stream {
 	return s
 }
 
-// onClientFrame handles a complete non-DATA frame from the client.
-func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
+// onClientFrameLocked handles a complete non-DATA frame from the client.
+func (f *forwarder) onClientFrameLocked(h frameHeader, frame []byte, off int) error {
 	p := frame[frameHeaderLen:]
 	switch h.Type {
 	case http2.FrameWindowUpdate, http2.FrameRSTStream, http2.FramePriority:
@@ -539,7 +539,7 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 			}
 			// A stream error (RFC 9113 §6.9): that stream ends, the
 			// others run on.
-			f.streamError(h.StreamID, off, frame, "WINDOW_UPDATE with increment 0")
+			f.streamErrorLocked(h.StreamID, off, frame, "WINDOW_UPDATE with increment 0")
 		}
 	case http2.FrameHeaders:
 		if h.StreamID == 0 {
@@ -554,22 +554,22 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 		if prio != nil {
 			f.blk.priority = f.blk.prioBuf[:copy(f.blk.prioBuf[:], prio)]
 		}
-		return f.continueRequestBlock(h, frame, off)
+		return f.continueRequestBlockLocked(h, frame, off)
 	case http2.FrameContinuation:
 		if !f.blk.active {
 			return connError{Code: http2.ErrCodeProtocol, Reason: "CONTINUATION without HEADERS"}
 		}
 		f.blk.frag = append(f.blk.frag, p...)
-		return f.continueRequestBlock(h, frame, off)
+		return f.continueRequestBlockLocked(h, frame, off)
 	case http2.FramePushPromise:
 		return connError{Code: http2.ErrCodeProtocol, Reason: "PUSH_PROMISE from a client"}
 	case http2.FrameRSTStream:
 		if len(p) == 4 {
-			return f.c.clientReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
+			return f.c.onClientResetLocked(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
 		}
 	case http2.FrameSettings:
 		if !h.Flags.Has(http2.FlagSettingsAck) {
-			if err := f.c.checkSettings(f.now); err != nil {
+			if err := f.c.checkSettingsLocked(f.now); err != nil {
 				return err
 			}
 			forEachSetting(p, func(id http2.SettingID, v uint32) {
@@ -591,24 +591,24 @@ func (f *forwarder) onClientFrame(h frameHeader, frame []byte, off int) error {
 		switch {
 		case len(p) != 8:
 		case !h.Flags.Has(http2.FlagPingAck):
-			f.c.clientPing()
-		case f.c.ownPingAck([8]byte(p)):
+			f.c.onClientPingLocked()
+		case f.c.ownPingAckLocked([8]byte(p)):
 			f.replace(off, frame, nil) // the answer to the relay's own PING
 		}
 	case http2.FrameGoAway:
 		if len(p) >= 8 {
-			f.c.clientGoAway(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:])
+			f.c.onClientGoAwayLocked(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:])
 		}
 	}
 	return nil
 }
 
-// streamError answers a client's stream error (RFC 9113 §5.4.2) on the
+// streamErrorLocked answers a client's stream error (RFC 9113 §5.4.2) on the
 // frame at off: the client gets RST_STREAM(PROTOCOL_ERROR), the app
 // RST_STREAM(CANCEL) in the frame's place so that its handler stops, and
 // a running handler's stream a PROTOCOL_ERROR event. The client's frames
 // on the stream that follow are dropped.
-func (f *forwarder) streamError(id uint32, off int, frame []byte, reason string) {
+func (f *forwarder) streamErrorLocked(id uint32, off int, frame []byte, reason string) {
 	f.replies = appendRSTStream(f.replies, id, http2.ErrCodeProtocol)
 	s := f.c.streams.get(id)
 	if s == nil {
@@ -619,19 +619,19 @@ func (f *forwarder) streamError(id uint32, off int, frame []byte, reason string)
 		f.replace(off, frame, f.scratch[start:])
 		s.span.RSTStream(f.now, uint32(http2.ErrCodeProtocol), notify.InitiatorSidecar)
 		if s.appDone() {
-			f.c.resetStream(s, f.now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			f.c.resetStreamLocked(s, f.now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
 		} else {
-			f.events = append(f.events, f.c.streamEvent(s, notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(http2.ErrCodeProtocol), reason, f.now))
-			f.c.resetStream(s, f.now, notify.ReasonProtocolError, notify.InitiatorSidecar)
+			f.events = append(f.events, f.c.streamEventLocked(s, notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(http2.ErrCodeProtocol), reason, f.now))
+			f.c.resetStreamLocked(s, f.now, notify.ReasonProtocolError, notify.InitiatorSidecar)
 		}
 	}
 	f.c.refuse.refuseLocked(id)
 	f.c.srv.cfg.Logger.Debug("client stream error", "conn", f.c.id, "stream", id, "reason", reason)
 }
 
-// continueRequestBlock bounds the header block and, once END_HEADERS has
+// continueRequestBlockLocked bounds the header block and, once END_HEADERS has
 // arrived, re-encodes it for the app in place of the client's frames.
-func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) error {
+func (f *forwarder) continueRequestBlockLocked(h frameHeader, frame []byte, off int) error {
 	if len(f.blk.frag) > int(f.c.srv.cfg.MaxHeaderListSize) {
 		return abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "header block larger than "+strconv.Itoa(int(f.c.srv.cfg.MaxHeaderListSize))+" bytes (CONTINUATION flood?)")
 	}
@@ -682,10 +682,10 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 					memo.wellFormed = true
 				}
 			}
-			if err := f.c.checkStreams(); err != nil {
+			if err := f.c.checkStreamsLocked(); err != nil {
 				return err
 			}
-			s, isRequest = f.c.openStream(id, fields, f.now), true
+			s, isRequest = f.c.openStreamLocked(id, fields, f.now), true
 		}
 	}
 	var trace traceContext
@@ -698,13 +698,13 @@ func (f *forwarder) continueRequestBlock(h frameHeader, frame []byte, off int) e
 	f.replace(off, frame, f.scratch[start:])
 	if s != nil && f.blk.endStream {
 		s.endFromClient()
-		f.c.streamEnded(s, f.now)
+		f.c.retireIfClosedLocked(s, f.now)
 	}
 	return nil
 }
 
-// onAppFrame handles a complete non-DATA frame from the app.
-func (f *forwarder) onAppFrame(h frameHeader, frame []byte, off int) error {
+// onAppFrameLocked handles a complete non-DATA frame from the app.
+func (f *forwarder) onAppFrameLocked(h frameHeader, frame []byte, off int) error {
 	p := frame[frameHeaderLen:]
 	switch h.Type {
 	case http2.FrameHeaders, http2.FramePushPromise:
@@ -716,16 +716,16 @@ func (f *forwarder) onAppFrame(h frameHeader, frame []byte, off int) error {
 		f.blk = headerBlock{active: true, streamID: h.StreamID,
 			endStream: h.Type == http2.FrameHeaders && h.Flags.Has(http2.FlagHeadersEndStream),
 			frag:      append(f.blk.frag[:0], frag...), raw: f.blk.raw[:0]}
-		return f.continueResponseBlock(h, frame, off)
+		return f.continueResponseBlockLocked(h, frame, off)
 	case http2.FrameContinuation:
 		if !f.blk.active {
 			return connError{Code: http2.ErrCodeProtocol, Reason: "CONTINUATION without HEADERS from the app"}
 		}
 		f.blk.frag = append(f.blk.frag, p...)
-		return f.continueResponseBlock(h, frame, off)
+		return f.continueResponseBlockLocked(h, frame, off)
 	case http2.FrameRSTStream:
 		if len(p) == 4 {
-			f.c.appReset(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)))
+			f.c.onAppResetLocked(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)))
 		}
 	case http2.FrameSettings:
 		if !h.Flags.Has(http2.FlagSettingsAck) {
@@ -744,16 +744,16 @@ func (f *forwarder) onAppFrame(h frameHeader, frame []byte, off int) error {
 		}
 	case http2.FrameGoAway:
 		if len(p) >= 8 {
-			f.c.appGoAway(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:])
+			f.c.onAppGoAwayLocked(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:])
 		}
 	}
 	return nil
 }
 
-// continueResponseBlock decodes the app's header blocks, to keep the
+// continueResponseBlockLocked decodes the app's header blocks, to keep the
 // decoder in step and read grpc-status, and forwards them unchanged, held
 // back until END_HEADERS so that nothing is injected inside a block.
-func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) error {
+func (f *forwarder) continueResponseBlockLocked(h frameHeader, frame []byte, off int) error {
 	if len(f.blk.frag) > int(f.c.srv.cfg.MaxHeaderListSize) {
 		return connError{Code: http2.ErrCodeEnhanceYourCalm, Reason: "header block from the app larger than the limit"}
 	}
@@ -784,7 +784,7 @@ func (f *forwarder) continueResponseBlock(h frameHeader, frame []byte, off int) 
 	if s != nil && f.blk.endStream {
 		s.grpcStatus = fieldValue(fields, "grpc-status")
 		s.endFromApp()
-		f.c.streamEnded(s, f.now)
+		f.c.retireIfClosedLocked(s, f.now)
 	}
 	return nil
 }

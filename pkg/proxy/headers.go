@@ -89,7 +89,7 @@ func (d *headerDecoder) setAllowedTableSize(v uint32) {
 	if v != d.allowed {
 		d.allowed = v
 		d.dec.SetAllowedMaxDynamicTableSize(v)
-		d.forget()
+		d.clearMemo()
 	}
 }
 
@@ -113,7 +113,7 @@ func (d *headerDecoder) decode(block []byte) ([]hpack.HeaderField, *blockMemo, e
 		return nil, nil, abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "decoded header list larger than "+strconv.Itoa(int(d.maxSize))+" bytes")
 	}
 	if !keepsTable(block) {
-		d.forget() // the table changed: the indexes the entries used moved
+		d.clearMemo() // the table changed: the indexes the entries used moved
 		return d.fields, nil, nil
 	}
 	if len(block) == 0 || len(block) > memoMaxBlock || len(d.fields) > memoMaxFields {
@@ -125,8 +125,8 @@ func (d *headerDecoder) decode(block []byte) ([]hpack.HeaderField, *blockMemo, e
 	return m.fields, m, nil
 }
 
-// forget empties the memo.
-func (d *headerDecoder) forget() {
+// clearMemo empties the memo.
+func (d *headerDecoder) clearMemo() {
 	for i := range d.memo {
 		d.memo[i].block, d.memo[i].encGen = d.memo[i].block[:0], 0
 	}

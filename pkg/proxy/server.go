@@ -180,8 +180,8 @@ func (s *Server) Close() error {
 	return s.poller.Close()
 }
 
-// forget drops a finished connection's sockets and relay from the server.
-func (s *Server) forget(c *conn) {
+// removeConn drops a finished connection's sockets and relay from the server.
+func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c.client)
 	delete(s.conns, c.app)

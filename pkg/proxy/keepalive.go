@@ -17,20 +17,20 @@ import (
 // the hot path (a later deadline is found when the timer fires early), so
 // reading a frame costs a clock read and no timer operation.
 
-// kaFrameRead records a batch of frames from the client. Called with mu held.
-func (c *conn) kaFrameRead(now time.Time) {
+// kaFrameReadLocked records a batch of frames from the client.
+func (c *conn) kaFrameReadLocked(now time.Time) {
 	c.ka.FrameRead(now)
 	c.rearmLocked(now)
 }
 
-// kaActions queues the policy's actions and re-arms. Called with mu held.
-func (c *conn) kaActions(now time.Time, acts []keepalive.Action) {
+// queueActionsLocked queues the policy's actions and re-arms.
+func (c *conn) queueActionsLocked(now time.Time, acts []keepalive.Action) {
 	c.actions = append(c.actions, acts...)
 	c.rearmLocked(now)
 }
 
 // rearmLocked moves the timer to the policy's deadline when that is earlier
-// than the armed one. Called with mu held.
+// than the armed one.
 func (c *conn) rearmLocked(now time.Time) {
 	d := c.ka.Deadline()
 	if d.IsZero() || c.finished || (!c.armed.IsZero() && !d.Before(c.armed)) {
@@ -56,7 +56,7 @@ func (c *conn) onTimer() {
 	defer c.timerRuns.Done()
 	now := c.srv.cfg.Now()
 	c.armed = time.Time{}
-	c.kaActions(now, c.ka.Tick(now))
+	c.queueActionsLocked(now, c.ka.Tick(now))
 	c.mu.Unlock()
 	c.runActions()
 }
@@ -65,7 +65,7 @@ func (c *conn) onTimer() {
 func (c *conn) drain(timeout time.Duration) {
 	c.mu.Lock()
 	now := c.srv.cfg.Now()
-	c.kaActions(now, c.ka.Drain(now, timeout))
+	c.queueActionsLocked(now, c.ka.Drain(now, timeout))
 	c.mu.Unlock()
 	c.runActions()
 }
