@@ -113,7 +113,7 @@ func (f *forwarder) start(initial []byte) {
 			f.buf = bufPool.Get().(*[]byte)
 			f.n = copy(*f.buf, initial)
 			if err := f.process(); err != nil {
-				f.end(err)
+				f.done(err)
 				return
 			}
 		}
@@ -128,12 +128,12 @@ func (f *forwarder) resume() { go f.loop() }
 // loop relays until the forwarder parks or ends.
 func (f *forwarder) loop() {
 	if err := f.run(); err != errParked {
-		f.end(err)
+		f.done(err)
 	}
 }
 
-// end hands the forwarder's end to its connection.
-func (f *forwarder) end(err error) {
+// done hands the forwarder's end to its connection.
+func (f *forwarder) done(err error) {
 	if f.sock != nil {
 		f.sock.Deregister()
 	}
@@ -142,7 +142,7 @@ func (f *forwarder) end(err error) {
 	} else {
 		f.c.downstreamEnded(err)
 	}
-	f.c.directionEnded()
+	f.c.forwarderDone()
 }
 
 // run relays until the source has been quiet for Config.ParkAfter and the
