@@ -94,10 +94,7 @@ func newConn(srv *Server, client, app net.Conn) *conn {
 	c.appHeaderTable.Store(defaultHeaderTableSize)
 	c.clientHeaderTable.Store(defaultHeaderTableSize)
 	c.appMaxStreams.Store(^uint32(0))
-	c.up = &forwarder{c: c, toApp: true, src: client, dst: c.toApp,
-		dec: newHeaderDecoder(srv.cfg.MaxHeaderListSize), enc: newRequestEncoder()}
-	c.down = &forwarder{c: c, src: app, dst: c.toClient,
-		dec: newHeaderDecoder(srv.cfg.MaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
+	c.up, c.down = newClientForwarder(c, client), newAppForwarder(c, app)
 	for _, f := range []*forwarder{c.up, c.down} {
 		sock, err := srv.poller.Register(f.src, f.resume)
 		if err != nil {

@@ -64,8 +64,8 @@ func newTestConnWith(t *testing.T, mutate ...func(*Config)) *testConn {
 	c.id = "test-conn"
 	t.Cleanup(c.stopTimer)
 	tc.c = c
-	tc.up = &forwarder{c: c, toApp: true, dst: c.toApp, dec: newHeaderDecoder(DefaultMaxHeaderListSize), enc: newRequestEncoder()}
-	tc.down = &forwarder{c: c, dst: c.toClient, dec: newHeaderDecoder(DefaultMaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
+	tc.up = newClientForwarder(c, nil)
+	tc.down = newAppForwarder(c, nil)
 	tc.appDecoder = hpack.NewDecoder(defaultHeaderTableSize, nil)
 	return tc
 }

@@ -46,6 +46,32 @@ type stream struct {
 	span *telemetry.Stream // nil when tracing is off
 }
 
+// source is who sent a stream's frames: the client or the app.
+type source uint8
+
+const (
+	fromClient source = iota
+	fromApp
+)
+
+// dataFrom counts n DATA payload bytes that src sent.
+func (s *stream) dataFrom(src source, n int) {
+	if src == fromClient {
+		s.bytesFromClient += uint64(n)
+	} else {
+		s.bytesToClient += uint64(n)
+	}
+}
+
+// endFrom records END_STREAM sent by src.
+func (s *stream) endFrom(src source) {
+	if src == fromClient {
+		s.endFromClient()
+	} else {
+		s.endFromApp()
+	}
+}
+
 // endFromClient records END_STREAM sent by the client.
 func (s *stream) endFromClient() {
 	switch s.state {

@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,13 +30,12 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return
 // payloads are counted, never copied or decoded; header blocks are decoded
 // (and, toward the app, re-encoded); other frames are parsed in place.
 type forwarder struct {
-	c      *conn
-	toApp  bool // client → app; otherwise app → client
-	src    net.Conn
-	dst    *wire
-	dec    *headerDecoder
-	enc    *requestEncoder // toApp only
-	maxBuf int             // largest frame accepted, header included
+	c    *conn
+	side frameRules // the client's (client.go) or the app's (app.go)
+	from source     // who sends the frames this forwarder reads
+	src  net.Conn
+	dst  *wire
+	dec  *headerDecoder
 
 	buf  *[]byte     // nil while nothing is pending: an idle connection holds no buffer
 	n    int         // bytes held in *buf
@@ -74,6 +71,33 @@ type forwarder struct {
 	scratch  []byte      // frames the relay rewrote in this batch
 	runStart int         // start of the bytes of buf not yet added to out
 	events   []notify.Event
+}
+
+// frameRules is what one direction does with its source's frames beyond
+// forwarding them, so that the pump (this file) is the same both ways: the
+// client's rules are in client.go, the app's in app.go. Methods that end in
+// Locked run with conn.mu held, inside a batch.
+type frameRules interface {
+	// countRead counts n bytes read from the source.
+	countRead(n int)
+	// batchLocked starts a batch read at f.now.
+	batchLocked()
+	// checkLocked vets the header of each non-DATA frame before any of
+	// it is forwarded. (dataLocked vets DATA frames: one call per frame
+	// on the hot path.)
+	checkLocked(h frameHeader) error
+	// dataLocked vets and admits the DATA frame at off, of which the buffer holds
+	// up to end; when it drops the frame instead it returns the offset
+	// after what it dropped, else -1.
+	dataLocked(h frameHeader, off, end int) (int, error)
+	// frameLimit is the largest non-DATA frame accepted, header included.
+	frameLimit() int
+	// frameLocked handles a complete non-DATA frame at off.
+	frameLocked(h frameHeader, frame []byte, off int) error
+	// batchDoneLocked ends a batch, before its frames are written.
+	batchDoneLocked()
+	// ended hands the direction's end (err) to the connection.
+	ended(err error)
 }
 
 // headerBlock is a HEADERS or PUSH_PROMISE frame waiting for its
@@ -137,11 +161,7 @@ func (f *forwarder) done(err error) {
 	if f.sock != nil {
 		f.sock.Deregister()
 	}
-	if f.toApp {
-		f.c.upstreamEnded(err)
-	} else {
-		f.c.downstreamEnded(err)
-	}
+	f.side.ended(err)
 	f.c.forwarderDone()
 }
 
@@ -167,11 +187,7 @@ func (f *forwarder) run() error {
 		nr, err := f.src.Read((*f.buf)[f.n:])
 		if nr > 0 {
 			f.n += nr
-			if f.toApp {
-				f.c.bytesFromClient.Add(uint64(nr))
-			} else {
-				f.c.bytesToClient.Add(uint64(nr))
-			}
+			f.side.countRead(nr)
 			if perr := f.process(); perr != nil {
 				return perr
 			}
@@ -268,10 +284,7 @@ func (f *forwarder) process() error {
 
 	f.c.mu.Lock()
 	f.now, f.wroteHD, f.replies = f.c.srv.cfg.Now(), false, f.replies[:0]
-	if f.toApp {
-		f.c.kaFrameReadLocked(f.now)
-		f.c.lastRead.Store(f.now.UnixNano())
-	}
+	f.side.batchLocked()
 	if f.passLeft > 0 {
 		off, midFrame = f.continuePassLocked(b)
 		if midFrame || f.passLeft == 0 && !f.passPieces {
@@ -281,8 +294,9 @@ func (f *forwarder) process() error {
 	var err error
 	for !midFrame && f.passLeft == 0 && len(b)-off >= frameHeaderLen {
 		h := parseFrameHeader(b[off:])
-		if f.toApp {
-			if err = checkClientFrame(h); err != nil {
+		isData := h.Type == http2.FrameData
+		if !isData {
+			if err = f.side.checkLocked(h); err != nil {
 				break
 			}
 		}
@@ -290,19 +304,13 @@ func (f *forwarder) process() error {
 			err = connError{Code: http2.ErrCodeProtocol, Reason: "a header block was interrupted by another frame"}
 			break
 		}
-		if h.Type == http2.FrameData {
-			if f.toApp {
-				if err = f.c.checkDataLocked(h); err != nil {
-					break
-				}
-				if h.Length > f.c.appMaxFrame.Load() {
-					err = connError{Code: http2.ErrCodeFrameSize, Reason: "DATA frame larger than SETTINGS_MAX_FRAME_SIZE"}
-					break
-				}
-				if f.c.refuse.dropsLocked(h.StreamID) && f.c.streams.get(h.StreamID) == nil {
-					off = f.dropData(h, off, len(b))
-					continue
-				}
+		if isData {
+			var next int
+			if next, err = f.side.dataLocked(h, off, len(b)); err != nil {
+				break
+			} else if next >= 0 {
+				off = next // dropped
+				continue
 			}
 			f.wroteHD = true
 			avail := len(b) - off - frameHeaderLen
@@ -331,19 +339,14 @@ func (f *forwarder) process() error {
 			off += frameHeaderLen + int(h.Length)
 			continue
 		}
-		if size := frameHeaderLen + int(h.Length); size > f.frameLimit() {
+		if size := frameHeaderLen + int(h.Length); size > f.side.frameLimit() {
 			err = connError{Code: http2.ErrCodeFrameSize, Reason: "frame larger than SETTINGS_MAX_FRAME_SIZE"}
 			break
 		} else if size > len(b)-off {
 			break // wait for the rest
 		}
 		frame := b[off : off+frameHeaderLen+int(h.Length)]
-		if f.toApp {
-			err = f.onClientFrameLocked(h, frame, off)
-		} else {
-			err = f.onAppFrameLocked(h, frame, off)
-		}
-		if err != nil {
+		if err = f.side.frameLocked(h, frame, off); err != nil {
 			break
 		}
 		off += len(frame)
@@ -351,9 +354,7 @@ func (f *forwarder) process() error {
 	// Frames before a bad one still go on, so that a frame forwarded in
 	// part is completed and the relay's own frames can follow it.
 	f.flushRun(off)
-	if f.wroteHD && !f.toApp {
-		f.c.ka.HeadersOrDataWritten(f.now)
-	}
+	f.side.batchDoneLocked()
 	runActions := len(f.c.actions) > 0
 	f.c.mu.Unlock()
 
@@ -468,13 +469,6 @@ func (f *forwarder) keepRest(rest []byte) {
 	copy(*f.buf, rest)
 }
 
-func (f *forwarder) frameLimit() int {
-	if f.toApp {
-		return frameHeaderLen + int(f.c.appMaxFrame.Load())
-	}
-	return f.maxBuf
-}
-
 // flushRun adds the forwarded-as-is bytes up to end to the batch.
 func (f *forwarder) flushRun(end int) {
 	if end > f.runStart {
@@ -498,11 +492,7 @@ func (f *forwarder) onDataLocked(h frameHeader, n int) {
 	if s == nil || !h.Flags.Has(http2.FlagDataEndStream) {
 		return
 	}
-	if f.toApp {
-		s.endFromClient()
-	} else {
-		s.endFromApp()
-	}
+	s.endFrom(f.from)
 	f.c.retireIfClosedLocked(s, f.now)
 }
 
@@ -513,347 +503,6 @@ func (f *forwarder) countDataLocked(streamID uint32, n int) *stream {
 	if s == nil {
 		return nil
 	}
-	if f.toApp {
-		s.bytesFromClient += uint64(n)
-	} else {
-		s.bytesToClient += uint64(n)
-	}
+	s.dataFrom(f.from, n)
 	return s
-}
-
-// onClientFrameLocked handles a complete non-DATA frame from the client.
-func (f *forwarder) onClientFrameLocked(h frameHeader, frame []byte, off int) error {
-	p := frame[frameHeaderLen:]
-	switch h.Type {
-	case http2.FrameWindowUpdate, http2.FrameRSTStream, http2.FramePriority:
-		if f.c.refuse.dropsLocked(h.StreamID) && f.c.streams.get(h.StreamID) == nil {
-			f.replace(off, frame, nil) // the app never saw this stream
-			return nil
-		}
-	}
-	switch h.Type {
-	case http2.FrameWindowUpdate:
-		if binary.BigEndian.Uint32(p)&maxStreamID == 0 {
-			if h.StreamID == 0 {
-				return connError{Code: http2.ErrCodeProtocol, Reason: "WINDOW_UPDATE with increment 0 on the connection"}
-			}
-			// A stream error (RFC 9113 §6.9): that stream ends, the
-			// others run on.
-			f.streamErrorLocked(h.StreamID, off, frame, "WINDOW_UPDATE with increment 0")
-		}
-	case http2.FrameHeaders:
-		if h.StreamID == 0 {
-			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on stream 0"}
-		}
-		frag, prio, err := headerPayload(h, p)
-		if err != nil {
-			return err
-		}
-		f.blk = headerBlock{active: true, streamID: h.StreamID, endStream: h.Flags.Has(http2.FlagHeadersEndStream),
-			frag: append(f.blk.frag[:0], frag...), raw: f.blk.raw[:0]}
-		if prio != nil {
-			f.blk.priority = f.blk.prioBuf[:copy(f.blk.prioBuf[:], prio)]
-		}
-		return f.continueRequestBlockLocked(h, frame, off)
-	case http2.FrameContinuation:
-		if !f.blk.active {
-			return connError{Code: http2.ErrCodeProtocol, Reason: "CONTINUATION without HEADERS"}
-		}
-		f.blk.frag = append(f.blk.frag, p...)
-		return f.continueRequestBlockLocked(h, frame, off)
-	case http2.FramePushPromise:
-		return connError{Code: http2.ErrCodeProtocol, Reason: "PUSH_PROMISE from a client"}
-	case http2.FrameRSTStream:
-		if len(p) == 4 {
-			return f.c.onClientResetLocked(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)), &f.events)
-		}
-	case http2.FrameSettings:
-		if !h.Flags.Has(http2.FlagSettingsAck) {
-			if err := f.c.checkSettingsLocked(f.now); err != nil {
-				return err
-			}
-			forEachSetting(p, func(id http2.SettingID, v uint32) {
-				if id == http2.SettingHeaderTableSize {
-					f.c.clientHeaderTable.Store(v)
-				}
-			})
-			if start := len(f.scratch); settingsRepeat(p) {
-				// Processed in order (RFC 9113 §6.5.3), repeats leave the
-				// last value; some apps (x/net's server) reject them.
-				f.scratch = appendFrameHeader(f.scratch, frameHeader{Type: http2.FrameSettings})
-				f.scratch = appendLastSettings(f.scratch, p)
-				n := len(f.scratch) - start - frameHeaderLen
-				f.scratch[start], f.scratch[start+1], f.scratch[start+2] = byte(n>>16), byte(n>>8), byte(n)
-				f.replace(off, frame, f.scratch[start:])
-			}
-		}
-	case http2.FramePing:
-		switch {
-		case len(p) != 8:
-		case !h.Flags.Has(http2.FlagPingAck):
-			f.c.onClientPingLocked()
-		case f.c.ownPingAckLocked([8]byte(p)):
-			f.replace(off, frame, nil) // the answer to the relay's own PING
-		}
-	case http2.FrameGoAway:
-		if len(p) >= 8 {
-			f.c.onClientGoAwayLocked(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:])
-		}
-	}
-	return nil
-}
-
-// streamErrorLocked answers a client's stream error (RFC 9113 §5.4.2) on the
-// frame at off: the client gets RST_STREAM(PROTOCOL_ERROR), the app
-// RST_STREAM(CANCEL) in the frame's place so that its handler stops, and
-// a running handler's stream a PROTOCOL_ERROR event. The client's frames
-// on the stream that follow are dropped.
-func (f *forwarder) streamErrorLocked(id uint32, off int, frame []byte, reason string) {
-	f.replies = appendRSTStream(f.replies, id, http2.ErrCodeProtocol)
-	s := f.c.streams.get(id)
-	if s == nil {
-		f.replace(off, frame, nil)
-	} else {
-		start := len(f.scratch)
-		f.scratch = appendRSTStream(f.scratch, id, http2.ErrCodeCancel)
-		f.replace(off, frame, f.scratch[start:])
-		s.span.RSTStream(f.now, uint32(http2.ErrCodeProtocol), notify.InitiatorSidecar)
-		if s.appDone() {
-			f.c.resetStreamLocked(s, f.now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-		} else {
-			f.events = append(f.events, f.c.streamEventLocked(s, notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(http2.ErrCodeProtocol), reason, f.now))
-			f.c.resetStreamLocked(s, f.now, notify.ReasonProtocolError, notify.InitiatorSidecar)
-		}
-	}
-	f.c.refuse.refuseLocked(id)
-	f.c.srv.cfg.Logger.Debug("client stream error", "conn", f.c.id, "stream", id, "reason", reason)
-}
-
-// continueRequestBlockLocked bounds the header block and, once END_HEADERS has
-// arrived, re-encodes it for the app in place of the client's frames.
-func (f *forwarder) continueRequestBlockLocked(h frameHeader, frame []byte, off int) error {
-	if len(f.blk.frag) > int(f.c.srv.cfg.MaxHeaderListSize) {
-		return abuse(http2.ErrCodeEnhanceYourCalm, AbuseHeaderListTooBig, "header block larger than "+strconv.Itoa(int(f.c.srv.cfg.MaxHeaderListSize))+" bytes (CONTINUATION flood?)")
-	}
-	if !h.Flags.Has(http2.FlagHeadersEndHeaders) {
-		f.replace(off, frame, nil)
-		return nil
-	}
-	f.blk.active = false
-	f.dec.setAllowedTableSize(f.c.appHeaderTable.Load())
-	f.enc.setTableLimit(f.c.appHeaderTable.Load())
-	fields, memo, err := f.dec.decode(f.blk.frag)
-	if err != nil {
-		return err
-	}
-	id := f.blk.streamID
-	s := f.c.streams.get(id)
-	isRequest := false
-	if s == nil {
-		switch newest := max(f.c.streams.lastClientID, f.c.refuse.top); {
-		case id%2 == 0:
-			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on an even stream id " + strconv.FormatUint(uint64(id), 10) + ": a client's streams are odd (RFC 9113 §5.1.1)"}
-		case id > newest && f.c.refuse.refusesLocked(id):
-			// Opened after a GOAWAY: the app never sees it (RFC 9113
-			// §6.8); the decoder has kept in step.
-			f.c.refuse.refuseLocked(id)
-			f.replies = appendRSTStream(f.replies, id, http2.ErrCodeRefusedStream)
-			f.replace(off, frame, nil)
-			return nil
-		case f.c.refuse.dropsLocked(id):
-			f.replace(off, frame, nil) // trailers of a refused stream
-			return nil
-		case id <= newest && f.c.refuse.appResetRecentlyLocked(id):
-			// Crossed the app's RST_STREAM: the app ignores it.
-		case id <= newest:
-			return connError{Code: http2.ErrCodeProtocol, Reason: "HEADERS on closed stream " + strconv.FormatUint(uint64(id), 10) + ": stream ids may not be reused (RFC 9113 §5.1.1)"}
-		default:
-			if memo == nil || !memo.wellFormed {
-				if reason := malformedRequest(fields); reason != "" {
-					// A stream error: the request never reaches the app,
-					// and the client's frames on it are dropped.
-					f.c.refuse.refuseLocked(id)
-					f.replies = appendRSTStream(f.replies, id, http2.ErrCodeProtocol)
-					f.replace(off, frame, nil)
-					f.c.srv.cfg.Logger.Debug("malformed request refused", "conn", f.c.id, "stream", id, "reason", reason)
-					return nil
-				}
-				if memo != nil {
-					memo.wellFormed = true
-				}
-			}
-			if err := f.c.checkStreamsLocked(); err != nil {
-				return err
-			}
-			s, isRequest = f.c.openStreamLocked(id, fields, f.now), true
-		}
-	}
-	var trace traceContext
-	if isRequest && s.span != nil {
-		trace = traceContext{parent: s.span.Traceparent(), state: s.span.Tracestate()}
-	}
-	block := f.enc.encode(fields, memo, isRequest, f.c.id, id, trace)
-	start := len(f.scratch)
-	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority, block, f.c.appMaxFrame.Load())
-	f.replace(off, frame, f.scratch[start:])
-	if s != nil && f.blk.endStream {
-		s.endFromClient()
-		f.c.retireIfClosedLocked(s, f.now)
-	}
-	return nil
-}
-
-// onAppFrameLocked handles a complete non-DATA frame from the app.
-func (f *forwarder) onAppFrameLocked(h frameHeader, frame []byte, off int) error {
-	p := frame[frameHeaderLen:]
-	switch h.Type {
-	case http2.FrameHeaders, http2.FramePushPromise:
-		f.wroteHD = true
-		frag, err := appHeaderFragment(h, p)
-		if err != nil {
-			return err
-		}
-		f.blk = headerBlock{active: true, streamID: h.StreamID,
-			endStream: h.Type == http2.FrameHeaders && h.Flags.Has(http2.FlagHeadersEndStream),
-			frag:      append(f.blk.frag[:0], frag...), raw: f.blk.raw[:0]}
-		return f.continueResponseBlockLocked(h, frame, off)
-	case http2.FrameContinuation:
-		if !f.blk.active {
-			return connError{Code: http2.ErrCodeProtocol, Reason: "CONTINUATION without HEADERS from the app"}
-		}
-		f.blk.frag = append(f.blk.frag, p...)
-		return f.continueResponseBlockLocked(h, frame, off)
-	case http2.FrameRSTStream:
-		if len(p) == 4 {
-			f.c.onAppResetLocked(h.StreamID, http2.ErrCode(binary.BigEndian.Uint32(p)))
-		}
-	case http2.FrameSettings:
-		if !h.Flags.Has(http2.FlagSettingsAck) {
-			forEachSetting(p, func(id http2.SettingID, v uint32) {
-				switch id {
-				case http2.SettingHeaderTableSize:
-					f.c.appHeaderTable.Store(v)
-				case http2.SettingMaxFrameSize:
-					if v >= defaultMaxFrameSize && v <= maxFrameSizeLimit {
-						f.c.appMaxFrame.Store(v)
-					}
-				case http2.SettingMaxConcurrentStreams:
-					f.c.appMaxStreams.Store(v)
-				}
-			})
-		}
-	case http2.FrameGoAway:
-		if len(p) >= 8 {
-			f.c.onAppGoAwayLocked(binary.BigEndian.Uint32(p)&maxStreamID, http2.ErrCode(binary.BigEndian.Uint32(p[4:])), p[8:])
-		}
-	}
-	return nil
-}
-
-// continueResponseBlockLocked decodes the app's header blocks, to keep the
-// decoder in step and read grpc-status, and forwards them unchanged, held
-// back until END_HEADERS so that nothing is injected inside a block.
-func (f *forwarder) continueResponseBlockLocked(h frameHeader, frame []byte, off int) error {
-	if len(f.blk.frag) > int(f.c.srv.cfg.MaxHeaderListSize) {
-		return connError{Code: http2.ErrCodeEnhanceYourCalm, Reason: "header block from the app larger than the limit"}
-	}
-	end := h.Flags.Has(http2.FlagHeadersEndHeaders)
-	if !end || len(f.blk.raw) > 0 {
-		f.blk.raw = append(f.blk.raw, frame...)
-		f.replace(off, frame, nil)
-	}
-	if !end {
-		return nil
-	}
-	f.blk.active = false
-	if len(f.blk.raw) > 0 {
-		// Copied: blk.raw is reused by the next block of this batch.
-		start := len(f.scratch)
-		f.scratch = append(f.scratch, f.blk.raw...)
-		f.out = append(f.out, f.scratch[start:])
-	}
-	f.dec.setAllowedTableSize(max(f.c.clientHeaderTable.Load(), defaultHeaderTableSize))
-	fields, _, err := f.dec.decode(f.blk.frag)
-	if err != nil {
-		return err
-	}
-	s := f.c.streams.get(f.blk.streamID)
-	if s != nil {
-		s.answered = true
-	}
-	if s != nil && f.blk.endStream {
-		s.grpcStatus = fieldValue(fields, "grpc-status")
-		s.endFromApp()
-		f.c.retireIfClosedLocked(s, f.now)
-	}
-	return nil
-}
-
-// appHeaderFragment returns the header block fragment of a HEADERS or
-// PUSH_PROMISE frame from the app.
-func appHeaderFragment(h frameHeader, p []byte) ([]byte, error) {
-	if h.Type == http2.FrameHeaders {
-		frag, _, err := headerPayload(h, p)
-		return frag, err
-	}
-	if h.Flags.Has(http2.FlagPushPromisePadded) {
-		if len(p) < 1 || int(p[0]) > len(p)-1 {
-			return nil, connError{Code: http2.ErrCodeProtocol, Reason: "PUSH_PROMISE pad length exceeds payload"}
-		}
-		p = p[1 : len(p)-int(p[0])]
-	}
-	if len(p) < 4 {
-		return nil, connError{Code: http2.ErrCodeFrameSize, Reason: "PUSH_PROMISE truncated"}
-	}
-	return p[4:], nil
-}
-
-// settingsRepeat reports whether a SETTINGS payload names a setting more
-// than once.
-func settingsRepeat(p []byte) bool {
-	n := len(p) / 6
-	if n > 16 {
-		seen := make(map[uint16]struct{}, n)
-		for ; len(p) >= 6; p = p[6:] {
-			id := binary.BigEndian.Uint16(p)
-			if _, ok := seen[id]; ok {
-				return true
-			}
-			seen[id] = struct{}{}
-		}
-		return false
-	}
-	for i := 0; i < n; i++ {
-		for j := i + 1; j < n; j++ {
-			if binary.BigEndian.Uint16(p[6*i:]) == binary.BigEndian.Uint16(p[6*j:]) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// appendLastSettings appends each setting of a SETTINGS payload once: at
-// its last place, with its last value, which is what processing them in
-// order leaves.
-func appendLastSettings(dst, p []byte) []byte {
-	n := len(p) / 6
-	last := make(map[uint16]int, n)
-	for i := range n {
-		last[binary.BigEndian.Uint16(p[6*i:])] = i
-	}
-	for i := range n {
-		if last[binary.BigEndian.Uint16(p[6*i:])] == i {
-			dst = append(dst, p[6*i:6*i+6]...)
-		}
-	}
-	return dst
-}
-
-// forEachSetting calls fn for each setting of a SETTINGS payload
-// (RFC 9113 §6.5.1); a malformed length is left for the receiver to reject.
-func forEachSetting(p []byte, fn func(http2.SettingID, uint32)) {
-	for ; len(p) >= 6; p = p[6:] {
-		fn(http2.SettingID(binary.BigEndian.Uint16(p)), binary.BigEndian.Uint32(p[2:]))
-	}
 }
