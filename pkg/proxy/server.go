@@ -1,6 +1,3 @@
-// Package proxy is hangup's data path: a one-to-one, frame-aware relay
-// between HTTP/2 clients and the app, which sees every RST_STREAM, GOAWAY and
-// PING and so knows when and why a client is gone.
 package proxy
 
 import (
