@@ -277,80 +277,19 @@ func (f *forwarder) wake() {
 
 // process walks the frames in the buffer, writes every complete one on and
 // keeps an incomplete one for the next read.
+//
+// State that outlives a batch is in fields (the DATA frame passing
+// through, the header block in progress, the buffer); the batch's output
+// is in fields reused from batch to batch (out, scratch, replies, events,
+// runStart); where the walk stopped is what walkLocked returns.
 func (f *forwarder) process() error {
 	b := (*f.buf)[:f.n]
 	f.out, f.scratch, f.runStart, f.events = f.out[:0], f.scratch[:0], 0, f.events[:0]
-	off, boundary, midFrame := 0, 0, false
 
 	f.c.mu.Lock()
 	f.now, f.wroteHD, f.replies = f.c.srv.cfg.Now(), false, f.replies[:0]
 	f.side.batchLocked()
-	if f.passLeft > 0 {
-		off, midFrame = f.continuePassLocked(b)
-		if midFrame || f.passLeft == 0 && !f.passPieces {
-			boundary = len(f.out)
-		}
-	}
-	var err error
-	for !midFrame && f.passLeft == 0 && len(b)-off >= frameHeaderLen {
-		h := parseFrameHeader(b[off:])
-		isData := h.Type == http2.FrameData
-		if !isData {
-			if err = f.side.checkLocked(h); err != nil {
-				break
-			}
-		}
-		if f.blk.active && (h.Type != http2.FrameContinuation || h.StreamID != f.blk.streamID) {
-			err = connError{Code: http2.ErrCodeProtocol, Reason: "a header block was interrupted by another frame"}
-			break
-		}
-		if isData {
-			var next int
-			if next, err = f.side.dataLocked(h, off, len(b)); err != nil {
-				break
-			} else if next >= 0 {
-				off = next // dropped
-				continue
-			}
-			f.wroteHD = true
-			avail := len(b) - off - frameHeaderLen
-			if int(h.Length) > avail {
-				// Forward what has arrived; the rest follows as it comes.
-				f.passLeft, f.passStream, f.passFlags = h.Length-uint32(avail), h.StreamID, h.Flags
-				if h.Flags.Has(http2.FlagDataPadded) {
-					// Padding cannot be split: the frame goes on whole,
-					// and injected frames wait for its end.
-					f.onDataLocked(h, avail)
-					off, midFrame = len(b), true
-					break
-				}
-				// In pieces, each a DATA frame of its own: injected
-				// frames never wait behind a stalled partial frame.
-				f.flushRun(off)
-				f.runStart = off + frameHeaderLen
-				if avail > 0 {
-					f.dataPieceLocked(h.StreamID, uint32(avail), 0)
-				}
-				f.passPieces = true
-				off = len(b)
-				break
-			}
-			f.onDataLocked(h, int(h.Length))
-			off += frameHeaderLen + int(h.Length)
-			continue
-		}
-		if size := frameHeaderLen + int(h.Length); size > f.side.frameLimit() {
-			err = connError{Code: http2.ErrCodeFrameSize, Reason: "frame larger than SETTINGS_MAX_FRAME_SIZE"}
-			break
-		} else if size > len(b)-off {
-			break // wait for the rest
-		}
-		frame := b[off : off+frameHeaderLen+int(h.Length)]
-		if err = f.side.frameLocked(h, frame, off); err != nil {
-			break
-		}
-		off += len(frame)
-	}
+	off, boundary, midFrame, err := f.walkLocked(b)
 	// Frames before a bad one still go on, so that a frame forwarded in
 	// part is completed and the relay's own frames can follow it.
 	f.flushRun(off)
@@ -371,6 +310,92 @@ func (f *forwarder) process() error {
 		}
 		return err
 	}
+	return f.write(b[off:], boundary, midFrame)
+}
+
+// walkLocked walks the frames of the batch b: it adds what goes on to
+// f.out, applies each frame to the connection's state through f.side, and
+// stops at an incomplete frame or an error. It returns how much of b it
+// walked (the rest waits for more), the index in f.out of the first
+// segment at a frame boundary and whether the destination is left inside
+// a frame (for wire.forward), and the error of the frame at off.
+func (f *forwarder) walkLocked(b []byte) (off, boundary int, midFrame bool, err error) {
+	if f.passLeft > 0 {
+		off, midFrame = f.continuePassLocked(b)
+		if midFrame || f.passLeft == 0 && !f.passPieces {
+			boundary = len(f.out)
+		}
+	}
+	for !midFrame && f.passLeft == 0 && len(b)-off >= frameHeaderLen {
+		h := parseFrameHeader(b[off:])
+		isData := h.Type == http2.FrameData
+		if !isData {
+			if err = f.side.checkLocked(h); err != nil {
+				return
+			}
+		}
+		if f.blk.active && (h.Type != http2.FrameContinuation || h.StreamID != f.blk.streamID) {
+			err = connError{Code: http2.ErrCodeProtocol, Reason: "a header block was interrupted by another frame"}
+			return
+		}
+		if isData {
+			var next int
+			if next, err = f.side.dataLocked(h, off, len(b)); err != nil {
+				return
+			} else if next >= 0 {
+				off = next // dropped
+				continue
+			}
+			f.wroteHD = true
+			avail := len(b) - off - frameHeaderLen
+			if int(h.Length) > avail {
+				return f.partialDataLocked(h, off, avail), boundary, h.Flags.Has(http2.FlagDataPadded), nil
+			}
+			f.onDataLocked(h, int(h.Length))
+			off += frameHeaderLen + int(h.Length)
+			continue
+		}
+		if size := frameHeaderLen + int(h.Length); size > f.side.frameLimit() {
+			err = connError{Code: http2.ErrCodeFrameSize, Reason: "frame larger than SETTINGS_MAX_FRAME_SIZE"}
+			return
+		} else if size > len(b)-off {
+			return // wait for the rest
+		}
+		frame := b[off : off+frameHeaderLen+int(h.Length)]
+		if err = f.side.frameLocked(h, frame, off); err != nil {
+			return
+		}
+		off += len(frame)
+	}
+	return
+}
+
+// partialDataLocked starts passing on the DATA frame at off, of which only
+// avail payload bytes have arrived, and returns the end of the batch: the
+// rest of the frame follows as it comes.
+func (f *forwarder) partialDataLocked(h frameHeader, off, avail int) int {
+	f.passLeft, f.passStream, f.passFlags = h.Length-uint32(avail), h.StreamID, h.Flags
+	end := off + frameHeaderLen + avail
+	if h.Flags.Has(http2.FlagDataPadded) {
+		// Padding cannot be split: the frame goes on whole, and injected
+		// frames wait for its end.
+		f.onDataLocked(h, avail)
+		return end
+	}
+	// In pieces, each a DATA frame of its own: injected frames never wait
+	// behind a stalled partial frame.
+	f.flushRun(off)
+	f.runStart = off + frameHeaderLen
+	if avail > 0 {
+		f.dataPieceLocked(h.StreamID, uint32(avail), 0)
+	}
+	f.passPieces = true
+	return end
+}
+
+// write sends the batch on: the relay's replies to the source, then the
+// frames walked; rest, an incomplete frame, waits for the next read.
+func (f *forwarder) write(rest []byte, boundary int, midFrame bool) error {
 	if len(f.replies) > 0 {
 		if rerr := f.c.toClient.inject(f.replies); rerr != nil {
 			return writeError{rerr}
@@ -384,7 +409,7 @@ func (f *forwarder) process() error {
 			return writeError{werr}
 		}
 	}
-	f.keepRest(b[off:])
+	f.keepRest(rest)
 	return nil
 }
 
