@@ -107,8 +107,8 @@ func (c *conn) spendResetLocked(now time.Time) error {
 	return nil
 }
 
-// checkData counts empty DATA frames in a row. Called with mu held.
-func (c *conn) checkData(h frameHeader) error {
+// checkDataLocked counts empty DATA frames in a row.
+func (c *conn) checkDataLocked(h frameHeader) error {
 	if h.Length > 0 || h.Flags.Has(http2.FlagDataEndStream) {
 		c.abuse.emptyFrames = 0
 		return nil
@@ -120,8 +120,8 @@ func (c *conn) checkData(h frameHeader) error {
 	return nil
 }
 
-// checkSettings counts SETTINGS frames per second. Called with mu held.
-func (c *conn) checkSettings(now time.Time) error {
+// checkSettingsLocked counts SETTINGS frames per second.
+func (c *conn) checkSettingsLocked(now time.Time) error {
 	a := &c.abuse
 	if now.Sub(a.settingsWindow) >= time.Second {
 		a.settingsWindow, a.settings = now, 0
@@ -133,11 +133,11 @@ func (c *conn) checkSettings(now time.Time) error {
 	return nil
 }
 
-// checkStreams refuses a stream beyond the app's
+// checkStreamsLocked refuses a stream beyond the app's
 // SETTINGS_MAX_CONCURRENT_STREAMS: a client that ignores the app's limit is
 // misbehaving, and the app would only refuse the streams one by one.
-// Called with mu held, before the new stream is added.
-func (c *conn) checkStreams() error {
+// It runs before the new stream is added.
+func (c *conn) checkStreamsLocked() error {
 	if limit := c.appMaxStreams.Load(); uint64(len(c.streams.open)) >= uint64(limit) {
 		return abuse(http2.ErrCodeProtocol, AbuseTooManyStreams, "more than the app's SETTINGS_MAX_CONCURRENT_STREAMS "+strconv.FormatUint(uint64(limit), 10)+" open streams")
 	}

@@ -22,7 +22,7 @@ func BenchmarkForwardDataFrames(b *testing.B) {
 	c := newConn(srv, discardConn{}, discardConn{})
 	defer c.stopTimer()
 	c.streams.start(1, time.Now())
-	f := &forwarder{c: c, toApp: true, dst: c.toApp, dec: newHeaderDecoder(DefaultMaxHeaderListSize), enc: newRequestEncoder()}
+	f := newClientForwarder(c, nil)
 	const perBatch = 16
 	var batch []byte
 	for range perBatch {

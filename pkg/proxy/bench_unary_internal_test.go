@@ -154,8 +154,8 @@ func BenchmarkUnaryCalls(b *testing.B) {
 		}
 		c := newConn(srv, cli, app)
 		b.Cleanup(c.stopTimer)
-		up = &forwarder{c: c, toApp: true, dst: c.toApp, dec: newHeaderDecoder(DefaultMaxHeaderListSize), enc: newRequestEncoder()}
-		down = &forwarder{c: c, dst: c.toClient, dec: newHeaderDecoder(DefaultMaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
+		up = newClientForwarder(c, nil)
+		down = newAppForwarder(c, nil)
 		up.buf, down.buf = bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
 		return up, down
 	}

@@ -180,13 +180,12 @@ func ParseAddress(name, value string) (Address, error) {
 		}
 		return Address{Network: "unix", Address: path}, nil
 	}
-	host, port, err := net.SplitHostPort(value)
+	_, port, err := net.SplitHostPort(value)
 	if err != nil || port == "" {
 		return Address{}, fmt.Errorf("invalid --%s %q: want host:port (such as 127.0.0.1:8080 or :16006) or unix:///path", name, value)
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
 		return Address{}, fmt.Errorf("invalid --%s %q: port %q is not a port number", name, value, port)
 	}
-	_ = host
 	return Address{Network: "tcp", Address: value}, nil
 }

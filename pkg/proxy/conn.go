@@ -2,21 +2,15 @@ package proxy
 
 import (
 	"errors"
-	"io"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
-
 	"github.com/hangup-dev/hangup/internal/park"
 	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
-	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -34,13 +28,15 @@ type conn struct {
 	start    time.Time
 	toApp    *wire
 	toClient *wire
+	up, down *forwarder
+	metrics  *telemetry.Metrics // nil-safe
+	span     *telemetry.Conn    // nil when tracing is off
 
+	running   atomic.Int32   // forwarders not yet done
 	timerRuns sync.WaitGroup // onTimer calls in progress
 
-	up, down *forwarder   // immutable after newConn
-	running  atomic.Int32 // forwarders not yet ended
-
-	// Written by one forwarder, read by the other.
+	// Peer settings and counters: written by one forwarder, read by the
+	// other.
 	appMaxFrame       atomic.Uint32 // the app's SETTINGS_MAX_FRAME_SIZE
 	appHeaderTable    atomic.Uint32 // the app's SETTINGS_HEADER_TABLE_SIZE
 	clientHeaderTable atomic.Uint32 // the client's SETTINGS_HEADER_TABLE_SIZE
@@ -49,31 +45,19 @@ type conn struct {
 	bytesToClient     atomic.Uint64
 	lastRead          atomic.Int64 // unix nanoseconds of the last batch from the client
 
-	metrics *telemetry.Metrics // nil-safe
-	span    *telemetry.Conn    // nil when tracing is off
-
-	mu         sync.Mutex
-	streams    streamTable
-	ka         *keepalive.Policy
-	timer      *time.Timer        // fires at ka.Deadline(), or earlier
-	armed      time.Time          // when timer fires; zero when not armed
-	actions    []keepalive.Action // policy actions to run after unlocking
-	finished   bool               // serve is done: the timer must not re-arm
-	refuse     refusals           // streams the app never sees
-	abuse      abuseCounters
-	eventSeq   uint32
-	goAway     *goAwayInfo   // the client's GOAWAY, if it sent one
-	clientGone bool          // events for the client's loss were made
-	appGone    bool          // the app ended the connection: no client event
-	ended      string        // how the connection ended, for the log
-	endReason  notify.Reason // why, when it was a disconnect (for the span)
-	endWho     notify.Initiator
-}
-
-type goAwayInfo struct {
-	lastStreamID uint32
-	code         http2.ErrCode
-	debug        string
+	// Guarded by mu; methods that need it end in Locked.
+	mu      sync.Mutex
+	streams streamTable
+	refuse  refusals // streams the app never sees
+	abuse   abuseCounters
+	ending  ending // how the connection ended (disconnect.go)
+	// The keepalive policy and its timer (keepalive.go), which also
+	// drives the drain.
+	ka       *keepalive.Policy
+	timer    *time.Timer        // fires at ka.Deadline(), or earlier
+	armed    time.Time          // when timer fires; zero when not armed
+	actions  []keepalive.Action // policy actions to run after unlocking
+	eventSeq uint32             // numbers the connection's events
 }
 
 // connSeq numbers this process's connections.
@@ -102,10 +86,7 @@ func newConn(srv *Server, client, app net.Conn) *conn {
 	c.appHeaderTable.Store(defaultHeaderTableSize)
 	c.clientHeaderTable.Store(defaultHeaderTableSize)
 	c.appMaxStreams.Store(^uint32(0))
-	c.up = &forwarder{c: c, toApp: true, src: client, dst: c.toApp,
-		dec: newHeaderDecoder(srv.cfg.MaxHeaderListSize), enc: newRequestEncoder()}
-	c.down = &forwarder{c: c, src: app, dst: c.toClient,
-		dec: newHeaderDecoder(srv.cfg.MaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
+	c.up, c.down = newClientForwarder(c, client), newAppForwarder(c, app)
 	for _, f := range []*forwarder{c.up, c.down} {
 		sock, err := srv.poller.Register(f.src, f.resume)
 		if err != nil {
@@ -123,20 +104,20 @@ func newConn(srv *Server, client, app net.Conn) *conn {
 
 // relay begins relaying. Each direction's forwarder runs on its own
 // goroutine while its source has bytes and parks while it is quiet; the
-// last to end finishes the connection. preface is what the client sent
+// last to end tears the connection down. preface is what the client sent
 // after the connection preface while it was being sniffed.
 func (c *conn) relay(preface []byte) {
 	c.mu.Lock()
 	c.rearmLocked(c.start)
 	c.mu.Unlock()
 	if _, err := c.app.Write([]byte(clientPreface)); err != nil {
-		c.setEnded("app write failed: " + err.Error())
+		c.noteEnd("app write failed: " + err.Error())
 		for _, f := range []*forwarder{c.up, c.down} {
 			if f.sock != nil {
 				f.sock.Deregister()
 			}
 		}
-		c.finish()
+		c.tearDown()
 		return
 	}
 	c.running.Store(2)
@@ -145,27 +126,27 @@ func (c *conn) relay(preface []byte) {
 	c.down.start(nil)
 }
 
-// directionEnded is called by each forwarder once it has ended; the last
-// one finishes the connection.
-func (c *conn) directionEnded() {
+// forwarderDone is called by each forwarder once it has ended; the last
+// one tears the connection down.
+func (c *conn) forwarderDone() {
 	if c.running.Add(-1) == 0 {
-		c.finish()
+		c.tearDown()
 	}
 	c.srv.wg.Done()
 }
 
-// finish closes both sockets once neither direction reads them, ends the
+// tearDown closes both sockets once neither direction reads them, ends the
 // connection's span and logs it.
-func (c *conn) finish() {
+func (c *conn) tearDown() {
 	log := c.srv.cfg.Logger
 	c.stopTimer()
 	_ = c.client.Close()
 	_ = c.app.Close()
-	c.srv.forget(c)
+	c.srv.removeConn(c)
 
 	c.mu.Lock()
-	ended, opened := c.ended, c.streams.opened
-	c.span.End(c.srv.cfg.Now(), c.endReason, c.endWho)
+	ended, opened := c.ending.how, c.streams.opened
+	c.span.End(c.srv.cfg.Now(), c.ending.reason, c.ending.who)
 	c.mu.Unlock()
 	c.metrics.ConnClosed()
 	log.Info("connection closed", "conn", c.id, "peer", c.peer,
@@ -179,344 +160,4 @@ func (c *conn) finish() {
 func (c *conn) closeClient() {
 	_ = c.client.Close()
 	c.up.wake()
-}
-
-// upstreamEnded handles the end of the client → app direction.
-func (c *conn) upstreamEnded(err error) {
-	var ce connError
-	var we writeError
-	switch {
-	case errors.As(err, &ce):
-		c.setEnded("client protocol error: " + ce.Reason)
-		if ce.Kind != "" {
-			c.metrics.AbuseGoAway(ce.Kind)
-		}
-		c.mu.Lock()
-		last := c.streams.lastClientID
-		c.mu.Unlock()
-		_ = c.toClient.inject(appendGoAway(nil, last, ce.Code, ce.Reason))
-		c.lose(notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(ce.Code), ce.Reason)
-		c.closeClient()
-	case errors.As(err, &we):
-		c.setEnded("app write failed: " + we.err.Error())
-		c.appLost("app connection failed")
-		c.closeClient()
-	case errors.Is(err, io.EOF):
-		c.setEnded("client closed")
-		c.mu.Lock()
-		ga := c.goAway
-		c.mu.Unlock()
-		if ga != nil {
-			c.lose(notify.ReasonGoAway, notify.InitiatorClient, uint32(ga.code), ga.debug)
-		} else {
-			c.lose(notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "")
-		}
-	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
-		// The other direction ended first, or Server.Close closed the socket.
-	default:
-		c.setEnded("client read failed: " + err.Error())
-		c.lose(notify.ReasonConnectionReset, notify.InitiatorClient, 0, "")
-		c.closeClient()
-	}
-	// Whatever ended this direction, the other gets Linger to finish.
-	c.down.linger(c.srv.cfg.Linger)
-}
-
-// downstreamEnded handles the end of the app → client direction.
-func (c *conn) downstreamEnded(err error) {
-	var ce connError
-	var we writeError
-	switch {
-	case errors.As(err, &we):
-		if isLocalClose(we.err) {
-			break
-		}
-		c.setEnded("client write failed: " + we.err.Error())
-		c.lose(notify.ReasonConnectionReset, notify.InitiatorClient, 0, "")
-		c.closeClient()
-	case errors.As(err, &ce):
-		c.setEnded("app protocol error: " + ce.Reason)
-		c.appLost(ce.Reason)
-		c.closeClient()
-	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
-		// The client side ended first and the app had its linger time.
-	default:
-		if errors.Is(err, io.EOF) {
-			c.setEnded("app closed")
-		} else {
-			c.setEnded("app read failed: " + err.Error())
-		}
-		c.appLost("app closed the connection")
-		c.toClient.closeWrite()
-	}
-	c.up.linger(c.srv.cfg.Linger)
-}
-
-func isLocalClose(err error) bool { return errors.Is(err, net.ErrClosed) }
-
-func (c *conn) setEnded(how string) {
-	c.mu.Lock()
-	if c.ended == "" {
-		c.ended = how
-	}
-	c.mu.Unlock()
-}
-
-// appLost tells the client that the app ended the connection, and makes
-// no event: nothing the app causes is a client's disconnect. Each stream
-// whose handler still ran gets RST_STREAM(INTERNAL_ERROR), not
-// REFUSED_STREAM: it was processed, and a refusal would invite a retry of
-// a call that ran. Then GOAWAY names the last stream that may have been
-// processed (never above the app's own GOAWAY, RFC 9113 §6.8).
-func (c *conn) appLost(debug string) {
-	now := c.srv.cfg.Now()
-	c.mu.Lock()
-	if c.appGone {
-		c.mu.Unlock()
-		return
-	}
-	c.appGone = true
-	var frames []byte
-	for _, s := range c.streams.open {
-		if !s.appDone() {
-			frames = appendRSTStream(frames, s.id, http2.ErrCodeInternal)
-			s.span.RSTStream(now, uint32(http2.ErrCodeInternal), notify.InitiatorApp)
-		}
-		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-	}
-	last := c.streams.lastClientID
-	if c.refuse.active {
-		last = min(last, c.refuse.line)
-	}
-	c.mu.Unlock()
-	code := http2.ErrCodeNo
-	if len(frames) > 0 {
-		code = http2.ErrCodeInternal
-	}
-	_ = c.toClient.inject(appendGoAway(frames, last, code, "hangup: "+debug))
-}
-
-// lose records that the client is gone: one event per stream whose handler
-// still runs, one for the connection when it ended abnormally, and — in
-// band, so the app's own gRPC library cancels those handlers —
-// RST_STREAM(CANCEL) for each such stream, then GOAWAY, then EOF.
-func (c *conn) lose(reason notify.Reason, who notify.Initiator, code uint32, debug string) {
-	now := c.srv.cfg.Now()
-	c.mu.Lock()
-	if c.clientGone || c.appGone {
-		c.mu.Unlock()
-		return
-	}
-	c.clientGone = true
-	var events []notify.Event
-	var frames []byte
-	for _, s := range c.streams.open {
-		if s.appDone() {
-			c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-			continue
-		}
-		events = append(events, c.streamEvent(s, reason, who, code, debug, now))
-		frames = appendRSTStream(frames, s.id, http2.ErrCodeCancel)
-		switch reason {
-		case notify.ReasonKeepaliveTimeout:
-			s.span.KeepaliveTimeout(now)
-		case notify.ReasonGoAway:
-			if c.goAway != nil {
-				s.span.GoAway(now, uint32(c.goAway.code), c.goAway.lastStreamID, c.goAway.debug, who)
-			}
-		}
-		c.forget(s, now, reason, who)
-	}
-	abnormal := len(events) > 0 || reason == notify.ReasonConnectionReset ||
-		reason == notify.ReasonProtocolError || reason == notify.ReasonKeepaliveTimeout || reason == notify.ReasonPingAbuse
-	if abnormal {
-		events = append(events, c.connEvent(reason, who, code, debug, now))
-		c.endReason, c.endWho = reason, who
-	}
-	last := c.streams.lastClientID
-	c.mu.Unlock()
-
-	for _, ev := range events {
-		c.publish(ev)
-	}
-	frames = appendGoAway(frames, last, http2.ErrCodeNo, "hangup: client gone")
-	_ = c.toApp.inject(frames)
-	c.toApp.closeWrite()
-}
-
-// openStream starts the stream a request HEADERS read at now opens; nil
-// when the id cannot open one. Called with mu held.
-func (c *conn) openStream(id uint32, fields []hpack.HeaderField, now time.Time) *stream {
-	s := c.streams.start(id, now)
-	if s == nil {
-		return nil
-	}
-	s.method = fieldValue(fields, ":path")
-	s.authority = fieldValue(fields, ":authority")
-	c.ka.StreamOpened(now)
-	c.metrics.StreamOpened()
-	if c.span != nil {
-		s.span = c.span.StartStream(telemetry.StreamStart{
-			Traceparent: fieldValue(fields, "traceparent"), Tracestate: fieldValue(fields, "tracestate"),
-			Method: s.method, Authority: s.authority, StreamID: id, Start: now,
-		})
-	}
-	for _, name := range c.srv.cfg.NotifyHeaders {
-		if v := fieldValue(fields, name); v != "" {
-			if s.headers == nil {
-				s.headers = make(map[string]string, len(c.srv.cfg.NotifyHeaders))
-			}
-			s.headers[name] = v
-		}
-	}
-	return s
-}
-
-// streamEnded forgets a stream both sides have ended, the last of them in
-// a batch read at now. Called with mu held.
-func (c *conn) streamEnded(s *stream, now time.Time) {
-	if s.state == stateClosed {
-		c.forget(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-		c.kaActions(now, c.ka.StreamClosed(now))
-	}
-}
-
-// resetStream forgets a stream that a RST_STREAM ended; reason is set when
-// that was a disconnect. Called with mu held.
-func (c *conn) resetStream(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
-	c.forget(s, now, reason, who)
-	c.kaActions(now, c.ka.StreamClosed(now))
-}
-
-// forget ends a stream's span and metric and removes it from the table;
-// s must not be used afterwards. Called with mu held.
-func (c *conn) forget(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
-	s.endSpan(now, reason, who)
-	c.streams.remove(s)
-	c.metrics.StreamClosed()
-}
-
-// clientReset handles RST_STREAM from the client; it fails when the reset
-// overdraws the Rapid Reset budget. Called with mu held.
-func (c *conn) clientReset(id uint32, code http2.ErrCode, events *[]notify.Event) error {
-	s := c.streams.get(id)
-	if s == nil {
-		return nil
-	}
-	now := c.srv.cfg.Now()
-	var err error
-	if !s.answered && now.Sub(s.startedAt) < prematureResetWindow {
-		err = c.spendResetLocked(now)
-	}
-	s.span.RSTStream(now, uint32(code), notify.InitiatorClient)
-	if s.appDone() {
-		c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-	} else {
-		*events = append(*events, c.streamEvent(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
-		c.resetStream(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
-	}
-	return err
-}
-
-// appReset handles RST_STREAM from the app: the app's choice, not a
-// disconnect. Called with mu held.
-func (c *conn) appReset(id uint32, code http2.ErrCode) {
-	c.refuse.appResetLocked(id)
-	if s := c.streams.get(id); s != nil {
-		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
-		now := c.srv.cfg.Now()
-		s.span.RSTStream(now, uint32(code), notify.InitiatorApp)
-		c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-	}
-}
-
-// clientGoAway records the client's GOAWAY: the streams open when its
-// connection then ends are lost to it. (A client's last-stream-id names
-// server-initiated streams, which gRPC never opens.) Called with mu held.
-func (c *conn) clientGoAway(last uint32, code http2.ErrCode, debug []byte) {
-	c.goAway = &goAwayInfo{lastStreamID: last, code: code, debug: string(debug)}
-	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, c.goAway.debug, notify.InitiatorClient)
-}
-
-// appGoAway records the app's GOAWAY. The streams above its
-// last-stream-id were never processed: they leave the table with no
-// event (the client retries them), and new ones are refused. Called with
-// mu held.
-func (c *conn) appGoAway(last uint32, code http2.ErrCode, debug []byte) {
-	c.srv.cfg.Logger.Debug("app sent GOAWAY", "conn", c.id, "last_stream", last, "code", code.String(),
-		"debug", string(debug), "initiator", notify.InitiatorApp.String())
-	now := c.srv.cfg.Now()
-	c.span.GoAway(now, uint32(code), last, string(debug), notify.InitiatorApp)
-	c.refuse.goAwayLocked(last)
-	for id, s := range c.streams.open {
-		if id > last {
-			c.resetStream(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-		}
-	}
-}
-
-// ownPingAck handles a PING ACK from the client and reports whether it
-// answers the relay's own PING (then it is consumed, not forwarded).
-// Called with mu held.
-func (c *conn) ownPingAck(data [8]byte) bool {
-	if !c.ka.IsOwnPing(data) {
-		return false
-	}
-	now := c.srv.cfg.Now()
-	c.kaActions(now, c.ka.PingAckReceived(now, data))
-	return true
-}
-
-// clientPing judges a PING from the client. Called with mu held.
-func (c *conn) clientPing() {
-	now := c.srv.cfg.Now()
-	c.kaActions(now, c.ka.PingReceived(now))
-}
-
-func (c *conn) streamEvent(s *stream, reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
-	ev := c.connEvent(reason, who, code, debug, now)
-	ev.Scope = notify.ScopeStream
-	ev.StreamID = s.id
-	ev.Method = s.method
-	ev.Authority = s.authority
-	ev.Headers = s.headers
-	ev.StartedAt = s.startedAt
-	ev.BytesFromClient = s.bytesFromClient
-	ev.BytesToClient = s.bytesToClient
-	ev.TraceID, ev.SpanID, ev.TraceSampled = s.span.TraceID(), s.span.SpanID(), s.span.Sampled()
-	return ev
-}
-
-// connEvent makes a connection-scope event. Called with mu held.
-func (c *conn) connEvent(reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
-	c.eventSeq++
-	return notify.Event{
-		ID:              c.id + "-" + strconv.FormatUint(uint64(c.eventSeq), 36),
-		Scope:           notify.ScopeConnection,
-		Reason:          reason,
-		Initiator:       who,
-		HTTP2ErrorCode:  code,
-		ConnectionID:    c.id,
-		PeerAddress:     c.peer,
-		StartedAt:       c.start,
-		DetectedAt:      now,
-		GoAwayDebug:     debug,
-		BytesFromClient: c.bytesFromClient.Load(),
-		BytesToClient:   c.bytesToClient.Load(),
-	}
-}
-
-func (c *conn) publish(ev notify.Event) {
-	c.srv.cfg.Logger.Info("disconnect", "event", ev.ID, "scope", ev.Scope.String(), "reason", ev.Reason.String(),
-		"initiator", ev.Initiator.String(), "code", http2.ErrCode(ev.HTTP2ErrorCode).String(),
-		"conn", ev.ConnectionID, "stream", ev.StreamID, "method", ev.Method, "peer", ev.PeerAddress,
-		"bytes_from_client", ev.BytesFromClient, "bytes_to_client", ev.BytesToClient)
-	c.metrics.Disconnect(ev.Reason, ev.Initiator)
-	if ev.Scope == notify.ScopeStream {
-		// How long the client had been silent when it was found gone.
-		c.metrics.DetectionLatency(ev.DetectedAt.Sub(time.Unix(0, c.lastRead.Load())))
-	}
-	if c.srv.cfg.Sink != nil {
-		c.srv.cfg.Sink.Publish(ev)
-	}
 }

@@ -146,3 +146,11 @@ func checkClientFrame(h frameHeader) error {
 	}
 	return nil
 }
+
+// forEachSetting calls fn for each setting of a SETTINGS payload
+// (RFC 9113 §6.5.1); a malformed length is left for the receiver to reject.
+func forEachSetting(p []byte, fn func(http2.SettingID, uint32)) {
+	for ; len(p) >= 6; p = p[6:] {
+		fn(http2.SettingID(binary.BigEndian.Uint16(p)), binary.BigEndian.Uint32(p[2:]))
+	}
+}

@@ -69,7 +69,7 @@ func TestAppGoAwayForgetsUnprocessedStreams(t *testing.T) {
 	if got := readFrames(t, h.cli.out.Bytes()); !hasRST(got, 5, http2.ErrCodeRefusedStream) {
 		t.Fatalf("client got %v, want RST_STREAM(5, REFUSED_STREAM)", got)
 	}
-	h.c.lose(notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "")
+	h.c.clientLost(notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "")
 	var streams []uint32
 	for _, e := range h.events {
 		if e.Scope == notify.ScopeStream {

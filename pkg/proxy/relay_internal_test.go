@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -9,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
 // bufConn is a net.Conn whose writes land in a buffer: the forwarders'
@@ -60,8 +64,8 @@ func newTestConnWith(t *testing.T, mutate ...func(*Config)) *testConn {
 	c.id = "test-conn"
 	t.Cleanup(c.stopTimer)
 	tc.c = c
-	tc.up = &forwarder{c: c, toApp: true, dst: c.toApp, dec: newHeaderDecoder(DefaultMaxHeaderListSize), enc: newRequestEncoder()}
-	tc.down = &forwarder{c: c, dst: c.toClient, dec: newHeaderDecoder(DefaultMaxHeaderListSize), maxBuf: frameHeaderLen + maxFrameSizeLimit}
+	tc.up = newClientForwarder(c, nil)
+	tc.down = newAppForwarder(c, nil)
 	tc.appDecoder = hpack.NewDecoder(defaultHeaderTableSize, nil)
 	return tc
 }
@@ -427,7 +431,13 @@ func TestHeaderTableSizeChange(t *testing.T) {
 // TestStreamLifecycle follows streams through the RFC 9113 §5.1 states and
 // checks which endings are disconnects.
 func TestStreamLifecycle(t *testing.T) {
-	tc := newTestConn(t)
+	rec := tracetest.NewSpanRecorder()
+	tel, err := telemetry.Setup(context.Background(), telemetry.Options{SpanProcessor: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	tc := newTestConnWith(t, func(c *Config) { c.Telemetry = tel })
 	var respEnc bytes.Buffer
 	appEnc := hpack.NewEncoder(&respEnc)
 	block := func(fields ...hpack.HeaderField) []byte {
@@ -491,10 +501,6 @@ func TestStreamLifecycle(t *testing.T) {
 	if s := state(1); s != stateClosed || tc.c.streams.get(1) != nil {
 		t.Fatalf("after both END_STREAMs: %v, want closed and forgotten", s)
 	}
-	if s1.grpcStatus != "5" || s1.grpcMessage != "not found" {
-		t.Fatalf("trailers gave grpc-status %q message %q", s1.grpcStatus, s1.grpcMessage)
-	}
-
 	open(3, false)
 	app(func(fr *http2.Framer) {
 		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndStream: true, EndHeaders: true, BlockFragment: block(hpack.HeaderField{Name: "grpc-status", Value: "0"})})
@@ -528,6 +534,13 @@ func TestStreamLifecycle(t *testing.T) {
 	}
 	if len(tc.c.streams.open) != 0 {
 		t.Fatalf("stream table holds %d streams after all ended", len(tc.c.streams.open))
+	}
+	// Stream 1 went back to the pool: what its trailers said is on its span.
+	if err := tel.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamSpanStatus(t, rec, 1); got != 5 {
+		t.Fatalf("stream 1's span has grpc-status %d, want 5 from the trailers", got)
 	}
 }
 
@@ -657,4 +670,27 @@ func TestAppendHeaderFrames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// streamSpanStatus returns the rpc.grpc.status_code of the ended span of
+// stream id, -1 when that span has none.
+func streamSpanStatus(t *testing.T, rec *tracetest.SpanRecorder, id int64) int64 {
+	t.Helper()
+	for _, sp := range rec.Ended() {
+		var isStream bool
+		code := int64(-1)
+		for _, kv := range sp.Attributes() {
+			switch kv.Key {
+			case telemetry.AttrStreamID:
+				isStream = kv.Value.AsInt64() == id
+			case semconv.RPCGRPCStatusCodeKey:
+				code = kv.Value.AsInt64()
+			}
+		}
+		if isStream {
+			return code
+		}
+	}
+	t.Fatalf("no ended span for stream %d among %d spans", id, len(rec.Ended()))
+	return 0
 }

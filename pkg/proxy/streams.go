@@ -5,23 +5,26 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
 // streamState is a stream's state as RFC 9113 §5.1 names it, seen from the
-// app (the server): "remote" is the client, "local" the app.
+// app (the server): "remote" is the client, "local" the app. An idle stream
+// has no state here: a stream enters the table with its request HEADERS.
 type streamState uint8
 
 const (
-	stateIdle streamState = iota
-	stateOpen
-	stateHalfClosedRemote // the client sent END_STREAM
-	stateHalfClosedLocal  // the app sent END_STREAM
+	stateOpen             streamState = iota
+	stateHalfClosedRemote             // the client sent END_STREAM
+	stateHalfClosedLocal              // the app sent END_STREAM
 	stateClosed
 )
 
-var stateNames = [...]string{"idle", "open", "half-closed (remote)", "half-closed (local)", "closed"}
+var stateNames = [...]string{"open", "half-closed (remote)", "half-closed (local)", "closed"}
 
 func (s streamState) String() string { return stateNames[s] }
 
@@ -38,10 +41,35 @@ type stream struct {
 	bytesFromClient uint64 // DATA payload bytes, padding included
 	bytesToClient   uint64
 
-	grpcStatus  string // from the app's trailers; "" until they arrive
-	grpcMessage string
+	grpcStatus string // from the app's trailers; "" until they arrive
 
 	span *telemetry.Stream // nil when tracing is off
+}
+
+// source is who sent a stream's frames: the client or the app.
+type source uint8
+
+const (
+	fromClient source = iota
+	fromApp
+)
+
+// dataFrom counts n DATA payload bytes that src sent.
+func (s *stream) dataFrom(src source, n int) {
+	if src == fromClient {
+		s.bytesFromClient += uint64(n)
+	} else {
+		s.bytesToClient += uint64(n)
+	}
+}
+
+// endFrom records END_STREAM sent by src.
+func (s *stream) endFrom(src source) {
+	if src == fromClient {
+		s.endFromClient()
+	} else {
+		s.endFromApp()
+	}
 }
 
 // endFromClient records END_STREAM sent by the client.
@@ -125,4 +153,106 @@ func (s *stream) endSpan(at time.Time, reason notify.Reason, who notify.Initiato
 		e.GRPCStatus, e.HasGRPCStatus = uint32(code), true
 	}
 	s.span.End(e)
+}
+
+// openStreamLocked starts the stream a request HEADERS read at now opens; nil
+// when the id cannot open one.
+func (c *conn) openStreamLocked(id uint32, fields []hpack.HeaderField, now time.Time) *stream {
+	s := c.streams.start(id, now)
+	if s == nil {
+		return nil
+	}
+	s.method = fieldValue(fields, ":path")
+	s.authority = fieldValue(fields, ":authority")
+	c.ka.StreamOpened(now)
+	c.metrics.StreamOpened()
+	if c.span != nil {
+		s.span = c.span.StartStream(telemetry.StreamStart{
+			Traceparent: fieldValue(fields, "traceparent"), Tracestate: fieldValue(fields, "tracestate"),
+			Method: s.method, Authority: s.authority, StreamID: id, Start: now,
+		})
+	}
+	for _, name := range c.srv.cfg.NotifyHeaders {
+		if v := fieldValue(fields, name); v != "" {
+			if s.headers == nil {
+				s.headers = make(map[string]string, len(c.srv.cfg.NotifyHeaders))
+			}
+			s.headers[name] = v
+		}
+	}
+	return s
+}
+
+// retireIfClosedLocked retires a stream once both sides have ended it, the last of them in
+// a batch read at now.
+func (c *conn) retireIfClosedLocked(s *stream, now time.Time) {
+	if s.state == stateClosed {
+		c.retireStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.queueActionsLocked(now, c.ka.StreamClosed(now))
+	}
+}
+
+// resetStreamLocked retires a stream that a RST_STREAM ended; reason is set when
+// that was a disconnect.
+func (c *conn) resetStreamLocked(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
+	c.retireStreamLocked(s, now, reason, who)
+	c.queueActionsLocked(now, c.ka.StreamClosed(now))
+}
+
+// retireStreamLocked ends a stream's span and metric and removes it from the table;
+// s must not be used afterwards.
+func (c *conn) retireStreamLocked(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
+	s.endSpan(now, reason, who)
+	c.streams.remove(s)
+	c.metrics.StreamClosed()
+}
+
+// onClientResetLocked handles RST_STREAM from the client; it fails when the reset
+// overdraws the Rapid Reset budget.
+func (c *conn) onClientResetLocked(id uint32, code http2.ErrCode, events *[]notify.Event) error {
+	s := c.streams.get(id)
+	if s == nil {
+		return nil
+	}
+	now := c.srv.cfg.Now()
+	var err error
+	if !s.answered && now.Sub(s.startedAt) < prematureResetWindow {
+		err = c.spendResetLocked(now)
+	}
+	s.span.RSTStream(now, uint32(code), notify.InitiatorClient)
+	if s.appDone() {
+		c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+	} else {
+		*events = append(*events, c.streamEventLocked(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
+		c.resetStreamLocked(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
+	}
+	return err
+}
+
+// onAppResetLocked handles RST_STREAM from the app: the app's choice, not a
+// disconnect.
+func (c *conn) onAppResetLocked(id uint32, code http2.ErrCode) {
+	c.refuse.appResetLocked(id)
+	if s := c.streams.get(id); s != nil {
+		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
+		now := c.srv.cfg.Now()
+		s.span.RSTStream(now, uint32(code), notify.InitiatorApp)
+		c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+	}
+}
+
+// onAppGoAwayLocked records the app's GOAWAY. The streams above its
+// last-stream-id were never processed: they leave the table with no
+// event (the client retries them), and new ones are refused.
+func (c *conn) onAppGoAwayLocked(last uint32, code http2.ErrCode, debug []byte) {
+	c.srv.cfg.Logger.Debug("app sent GOAWAY", "conn", c.id, "last_stream", last, "code", code.String(),
+		"debug", string(debug), "initiator", notify.InitiatorApp.String())
+	now := c.srv.cfg.Now()
+	c.span.GoAway(now, uint32(code), last, string(debug), notify.InitiatorApp)
+	c.refuse.goAwayLocked(last)
+	for id, s := range c.streams.open {
+		if id > last {
+			c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/hangup-dev/hangup/pkg/keepalive"
-	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
 // The connection policy (keepalive, idle, age, drain) is a pure state
@@ -17,23 +16,23 @@ import (
 // the hot path (a later deadline is found when the timer fires early), so
 // reading a frame costs a clock read and no timer operation.
 
-// kaFrameRead records a batch of frames from the client. Called with mu held.
-func (c *conn) kaFrameRead(now time.Time) {
+// kaFrameReadLocked records a batch of frames from the client.
+func (c *conn) kaFrameReadLocked(now time.Time) {
 	c.ka.FrameRead(now)
 	c.rearmLocked(now)
 }
 
-// kaActions queues the policy's actions and re-arms. Called with mu held.
-func (c *conn) kaActions(now time.Time, acts []keepalive.Action) {
+// queueActionsLocked queues the policy's actions and re-arms.
+func (c *conn) queueActionsLocked(now time.Time, acts []keepalive.Action) {
 	c.actions = append(c.actions, acts...)
 	c.rearmLocked(now)
 }
 
 // rearmLocked moves the timer to the policy's deadline when that is earlier
-// than the armed one. Called with mu held.
+// than the armed one.
 func (c *conn) rearmLocked(now time.Time) {
 	d := c.ka.Deadline()
-	if d.IsZero() || c.finished || (!c.armed.IsZero() && !d.Before(c.armed)) {
+	if d.IsZero() || c.ending.tornDown || (!c.armed.IsZero() && !d.Before(c.armed)) {
 		return
 	}
 	c.armed = d
@@ -48,7 +47,7 @@ func (c *conn) rearmLocked(now time.Time) {
 // phases of a drain.
 func (c *conn) onTimer() {
 	c.mu.Lock()
-	if c.finished {
+	if c.ending.tornDown {
 		c.mu.Unlock()
 		return
 	}
@@ -56,7 +55,7 @@ func (c *conn) onTimer() {
 	defer c.timerRuns.Done()
 	now := c.srv.cfg.Now()
 	c.armed = time.Time{}
-	c.kaActions(now, c.ka.Tick(now))
+	c.queueActionsLocked(now, c.ka.Tick(now))
 	c.mu.Unlock()
 	c.runActions()
 }
@@ -65,7 +64,7 @@ func (c *conn) onTimer() {
 func (c *conn) drain(timeout time.Duration) {
 	c.mu.Lock()
 	now := c.srv.cfg.Now()
-	c.kaActions(now, c.ka.Drain(now, timeout))
+	c.queueActionsLocked(now, c.ka.Drain(now, timeout))
 	c.mu.Unlock()
 	c.runActions()
 }
@@ -73,7 +72,7 @@ func (c *conn) drain(timeout time.Duration) {
 // stopTimer ends the policy's timer and waits for a run in progress.
 func (c *conn) stopTimer() {
 	c.mu.Lock()
-	c.finished = true
+	c.ending.tornDown = true
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -106,22 +105,30 @@ func (c *conn) runActions() {
 		case keepalive.GoAwayTooManyPings:
 			c.metrics.AbuseGoAway(a.Debug)
 			_ = c.toClient.inject(appendGoAway(nil, last, http2.ErrCodeEnhanceYourCalm, a.Debug))
-			c.end("ping abuse: "+a.Debug, a.Reason, uint32(http2.ErrCodeEnhanceYourCalm), a.Debug)
+			c.hangUp("ping abuse: "+a.Debug, a.Reason, uint32(http2.ErrCodeEnhanceYourCalm), a.Debug)
 		case keepalive.CloseDead:
 			c.metrics.KeepaliveTimeout()
 			c.span.KeepaliveTimeout(c.srv.cfg.Now())
-			c.end("keepalive timeout: no PING ACK", a.Reason, 0, a.Debug)
+			c.hangUp("keepalive timeout: no PING ACK", a.Reason, 0, a.Debug)
 		case keepalive.Close:
-			c.end("closed by the sidecar: "+a.Debug, a.Reason, 0, a.Debug)
+			c.hangUp("closed by the sidecar: "+a.Debug, a.Reason, 0, a.Debug)
 		}
 	}
 }
 
-// end closes the connection for the sidecar's own reason: events for the
-// streams still open, in-band cleanup toward the app, then the client
-// socket is closed.
-func (c *conn) end(how string, reason notify.Reason, code uint32, debug string) {
-	c.setEnded(how)
-	c.lose(reason, notify.InitiatorSidecar, code, debug)
-	c.closeClient()
+// ownPingAckLocked handles a PING ACK from the client and reports whether it
+// answers the relay's own PING (then it is consumed, not forwarded).
+func (c *conn) ownPingAckLocked(data [8]byte) bool {
+	if !c.ka.IsOwnPing(data) {
+		return false
+	}
+	now := c.srv.cfg.Now()
+	c.queueActionsLocked(now, c.ka.PingAckReceived(now, data))
+	return true
+}
+
+// onClientPingLocked judges a PING from the client.
+func (c *conn) onClientPingLocked() {
+	now := c.srv.cfg.Now()
+	c.queueActionsLocked(now, c.ka.PingReceived(now))
 }
