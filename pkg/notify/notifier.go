@@ -271,8 +271,14 @@ func (n *Notifier) watch() {
 				n.Publish(n.incarnationEvent())
 			}
 			wasReady, lost = true, false
-		case connectivity.TransientFailure, connectivity.Idle:
+		case connectivity.TransientFailure:
 			lost = wasReady
+		case connectivity.Idle:
+			lost = wasReady
+			// A channel that lost its connection waits idle for the next
+			// call, which may be far off: reconnect now, so that the app
+			// hears the live incarnation as soon as it is back.
+			n.conn.Connect()
 		case connectivity.Shutdown:
 			return
 		}
