@@ -271,16 +271,18 @@ func (n *Notifier) watch() {
 				n.Publish(n.incarnationEvent())
 			}
 			wasReady, lost = true, false
-		case connectivity.TransientFailure:
-			lost = wasReady
-		case connectivity.Idle:
-			lost = wasReady
-			// A channel that lost its connection waits idle for the next
-			// call, which may be far off: reconnect now, so that the app
-			// hears the live incarnation as soon as it is back.
-			n.conn.Connect()
 		case connectivity.Shutdown:
 			return
+		default:
+			// Idle, Connecting or TransientFailure: the connection is gone
+			// (a retry may already be reconnecting, so Connecting counts).
+			lost = wasReady
+			if st == connectivity.Idle {
+				// An idle channel waits for the next call, which may be far
+				// off: reconnect now, so that the app hears the live
+				// incarnation as soon as it is back.
+				n.conn.Connect()
+			}
 		}
 		if !n.conn.WaitForStateChange(n.hardCtx, st) {
 			return
