@@ -16,7 +16,7 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/h2raw"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // ChildEnv makes a harness binary (bench/compare, bench/soak or a test
@@ -69,7 +69,7 @@ func waitStreamEvent(recv *demoapp.Receiver, peer string) (time.Time, error) {
 	for {
 		select {
 		case r := <-recv.Events:
-			if r.Event.Scope == notify.ScopeStream && r.Event.PeerAddress == peer {
+			if r.Event.Scope == event.ScopeStream && r.Event.PeerAddress == peer {
 				return r.At, nil
 			}
 		case <-timer.C:
@@ -192,7 +192,7 @@ func measureNotify(ctx context.Context, p *Peer, recv *demoapp.Receiver, rst, ki
 	for got := 0; got < want; {
 		select {
 		case ev := <-recv.Events:
-			if ev.Event.Scope == notify.ScopeStream && mine[ev.Event.PeerAddress] {
+			if ev.Event.Scope == event.ScopeStream && mine[ev.Event.PeerAddress] {
 				got++
 			}
 		case <-timer.C:

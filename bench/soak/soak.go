@@ -24,7 +24,7 @@ import (
 	"github.com/hangup-dev/hangup/bench/harness"
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/h2raw"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // kind is one way a client connection ends.
@@ -48,32 +48,32 @@ func (k kind) String() string {
 // ends in this way: one per open stream and, when the end was abnormal or
 // streams were open, one for the connection (pkg/proxy conn.lose).
 func (k kind) expected() []eventKey {
-	both := func(r notify.Reason) []eventKey {
-		return []eventKey{{notify.ScopeStream, r}, {notify.ScopeConnection, r}}
+	both := func(r event.Reason) []eventKey {
+		return []eventKey{{event.ScopeStream, r}, {event.ScopeConnection, r}}
 	}
 	switch k {
 	case kindRST:
-		return []eventKey{{notify.ScopeStream, notify.ReasonRSTStream}}
+		return []eventKey{{event.ScopeStream, event.ReasonRSTStream}}
 	case kindClose:
-		return both(notify.ReasonConnectionClosed)
+		return both(event.ReasonConnectionClosed)
 	case kindReset:
-		return both(notify.ReasonConnectionReset)
+		return both(event.ReasonConnectionReset)
 	case kindSilent:
-		return both(notify.ReasonKeepaliveTimeout)
+		return both(event.ReasonKeepaliveTimeout)
 	case kindProtocol:
-		return both(notify.ReasonProtocolError)
+		return both(event.ReasonProtocolError)
 	}
 	return nil
 }
 
 type eventKey struct {
-	Scope  notify.Scope
-	Reason notify.Reason
+	Scope  event.Scope
+	Reason event.Reason
 }
 
 func (k eventKey) String() string {
 	s := "stream"
-	if k.Scope == notify.ScopeConnection {
+	if k.Scope == event.ScopeConnection {
 		s = "connection"
 	}
 	return s + " " + k.Reason.String()

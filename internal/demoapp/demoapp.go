@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -182,7 +183,7 @@ func (a *App) FullDuplexCall(s testgrpc.TestService_FullDuplexCallServer) error 
 
 // Received is a DisconnectEvent as the app's receiver got it.
 type Received struct {
-	Event notify.Event
+	Event event.Event
 	At    time.Time
 }
 

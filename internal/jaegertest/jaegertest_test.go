@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -45,10 +45,10 @@ func TestSpansReachJaeger(t *testing.T) {
 				Traceparent: "00-" + tc.traceID + "-00f067aa0ba902b7-01", Method: "/echo.v1.Echo/Stream",
 				Authority: "echo:50051", StreamID: 1, Start: t0.Add(time.Millisecond),
 			})
-			st.RSTStream(t0.Add(20*time.Millisecond), 8, notify.InitiatorClient)
-			st.End(telemetry.StreamEnd{At: t0.Add(21 * time.Millisecond), Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient})
-			conn.End(t0.Add(30*time.Millisecond), notify.ReasonUnspecified, notify.InitiatorUnspecified)
-			tel.OnDelivered(notify.Event{ID: "ev-1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, 5*time.Millisecond)
+			st.RSTStream(t0.Add(20*time.Millisecond), 8, event.InitiatorClient)
+			st.End(telemetry.StreamEnd{At: t0.Add(21 * time.Millisecond), Reason: event.ReasonRSTStream, Initiator: event.InitiatorClient})
+			conn.End(t0.Add(30*time.Millisecond), event.ReasonUnspecified, event.InitiatorUnspecified)
+			tel.OnDelivered(event.Event{ID: "ev-1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, 5*time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := tel.Shutdown(ctx); err != nil {

@@ -3,9 +3,8 @@ package notify
 import "github.com/hangup-dev/hangup/pkg/event"
 
 // The event model lives in the leaf package pkg/event, so that the packages
-// that make events build without gRPC. These aliases keep the callers that
-// also use the Notifier (the relay, telemetry, the commands) compiling
-// unchanged; new code should name pkg/event directly.
+// that make events build without gRPC; every other package names it there.
+// These aliases are this package's own shorthand.
 type (
 	// Scope is event.Scope.
 	Scope = event.Scope

@@ -12,7 +12,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // TestAbuseDefences plays one attack per test on one connection and checks
@@ -97,7 +97,7 @@ func TestAbuseDefences(t *testing.T) {
 				t.Fatalf("GOAWAY %v %q, want %v %q...", g.ErrCode, g.DebugData(), tt.code, tt.kind)
 			}
 			connEvent := waitConnectionEvent(t, r)
-			if connEvent.Reason != notify.ReasonProtocolError || connEvent.Initiator != notify.InitiatorSidecar || connEvent.HTTP2ErrorCode != uint32(tt.code) {
+			if connEvent.Reason != event.ReasonProtocolError || connEvent.Initiator != event.InitiatorSidecar || connEvent.HTTP2ErrorCode != uint32(tt.code) {
 				t.Fatalf("connection event %+v, want PROTOCOL_ERROR by the sidecar with %v", connEvent, tt.code)
 			}
 			if grown := heapInUse() - before; grown > 64<<20 {
@@ -112,11 +112,11 @@ func TestAbuseDefences(t *testing.T) {
 
 // waitConnectionEvent skips stream events (a rapid reset makes hundreds)
 // until the connection's event.
-func waitConnectionEvent(t *testing.T, r *relay) notify.Event {
+func waitConnectionEvent(t *testing.T, r *relay) event.Event {
 	t.Helper()
 	for {
 		e := r.waitEvents(t, 1, 10*time.Second)[0]
-		if e.Scope == notify.ScopeConnection {
+		if e.Scope == event.ScopeConnection {
 			return e
 		}
 	}
@@ -142,7 +142,7 @@ func TestShutdownDrain(t *testing.T) {
 		t.Fatalf("no graceful GOAWAY: %v", err)
 	}
 	ev := r.waitEvents(t, 1, 5*time.Second)[0]
-	if ev.Reason != notify.ReasonShutdown || ev.StreamID != 1 || ev.Initiator != notify.InitiatorSidecar {
+	if ev.Reason != event.ReasonShutdown || ev.StreamID != 1 || ev.Initiator != event.InitiatorSidecar {
 		t.Fatalf("event %+v, want SHUTDOWN for stream 1", ev)
 	}
 	if err := <-done; err != nil {
@@ -185,7 +185,7 @@ func TestFirstAnswerThenCancelIsNotRapidReset(t *testing.T) {
 	// Each cancel is a client reset of a running handler: one RST_STREAM
 	// event per call, and never a connection event.
 	for i, e := range r.waitEvents(t, calls, 10*time.Second) {
-		if e.Scope != notify.ScopeStream || e.Reason != notify.ReasonRSTStream || e.HTTP2ErrorCode != uint32(http2.ErrCodeCancel) {
+		if e.Scope != event.ScopeStream || e.Reason != event.ReasonRSTStream || e.HTTP2ErrorCode != uint32(http2.ErrCodeCancel) {
 			t.Fatalf("event %d: %+v, want a client RST_STREAM(CANCEL)", i, e)
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 type discardConn struct{ net.Conn }
@@ -18,7 +18,7 @@ func (discardConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 // frames on an open stream, as the hot path does, and reports allocations
 // per forwarded frame (the goal is zero).
 func BenchmarkForwardDataFrames(b *testing.B) {
-	srv, _ := New(Config{Upstream: Address{Network: "tcp", Address: "127.0.0.1:1"}, Sink: notify.SinkFunc(func(notify.Event) {})})
+	srv, _ := New(Config{Upstream: Address{Network: "tcp", Address: "127.0.0.1:1"}, Sink: event.SinkFunc(func(event.Event) {})})
 	c := newConn(srv, discardConn{}, discardConn{})
 	defer c.stopTimer()
 	c.streams.start(1, time.Now())

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -142,7 +142,7 @@ func BenchmarkUnaryCalls(b *testing.B) {
 	}
 	defer func() { _ = tel.Shutdown(context.Background()) }()
 	srv, err := New(Config{Upstream: Address{Network: "tcp", Address: "127.0.0.1:1"}, Telemetry: tel,
-		Sink: notify.SinkFunc(func(notify.Event) {})})
+		Sink: event.SinkFunc(func(event.Event) {})})
 	if err != nil {
 		b.Fatal(err)
 	}

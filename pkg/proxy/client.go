@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/net/http2"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // clientSide is what the client → app forwarder does with the client's
@@ -164,12 +164,12 @@ func (cl *clientSide) streamErrorLocked(id uint32, off int, frame []byte, reason
 		start := len(f.scratch)
 		f.scratch = appendRSTStream(f.scratch, id, http2.ErrCodeCancel)
 		f.replace(off, frame, f.scratch[start:])
-		s.span.RSTStream(f.now, uint32(http2.ErrCodeProtocol), notify.InitiatorSidecar)
+		s.span.RSTStream(f.now, uint32(http2.ErrCodeProtocol), event.InitiatorSidecar)
 		if s.appDone() {
-			f.c.resetStreamLocked(s, f.now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			f.c.resetStreamLocked(s, f.now, event.ReasonUnspecified, event.InitiatorUnspecified)
 		} else {
-			f.events = append(f.events, f.c.streamEventLocked(s, notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(http2.ErrCodeProtocol), reason, f.now))
-			f.c.resetStreamLocked(s, f.now, notify.ReasonProtocolError, notify.InitiatorSidecar)
+			f.events = append(f.events, f.c.streamEventLocked(s, event.ReasonProtocolError, event.InitiatorSidecar, uint32(http2.ErrCodeProtocol), reason, f.now))
+			f.c.resetStreamLocked(s, f.now, event.ReasonProtocolError, event.InitiatorSidecar)
 		}
 	}
 	f.c.refuse.refuseLocked(id)

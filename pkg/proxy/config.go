@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
-	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -85,7 +85,7 @@ type Config struct {
 	// NotifyHeaders names request headers copied into disconnect events.
 	NotifyHeaders []string
 	// Sink receives disconnect events; nil logs them only.
-	Sink notify.Sink
+	Sink event.Sink
 	// Telemetry receives spans and metrics; nil records nothing.
 	Telemetry *telemetry.Telemetry
 	// Logger is the structured logger; nil discards.

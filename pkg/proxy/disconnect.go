@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/net/http2"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // This file decides and reports how a connection or stream ended: which
@@ -22,13 +22,13 @@ import (
 // first cause found is the one logged, and once torn down the connection
 // arms no timer. Guarded by conn.mu.
 type ending struct {
-	how        string           // how the connection ended, for the log; "" until known
-	reason     notify.Reason    // why, when it was a disconnect (for the span)
-	who        notify.Initiator // who caused it
-	goAway     *goAwayInfo      // the client's GOAWAY, if it sent one
-	clientGone bool             // events for the client's loss were made
-	appGone    bool             // the app ended the connection: no client event
-	tornDown   bool             // both directions are done: the timer must not re-arm
+	how        string          // how the connection ended, for the log; "" until known
+	reason     event.Reason    // why, when it was a disconnect (for the span)
+	who        event.Initiator // who caused it
+	goAway     *goAwayInfo     // the client's GOAWAY, if it sent one
+	clientGone bool            // events for the client's loss were made
+	appGone    bool            // the app ended the connection: no client event
+	tornDown   bool            // both directions are done: the timer must not re-arm
 }
 
 // noteLocked records how the connection ended unless a cause is known.
@@ -77,7 +77,7 @@ func (c *conn) upstreamEnded(err error) {
 		last := c.streams.lastClientID
 		c.mu.Unlock()
 		_ = c.toClient.inject(appendGoAway(nil, last, ce.Code, ce.Reason))
-		c.clientLost(notify.ReasonProtocolError, notify.InitiatorSidecar, uint32(ce.Code), ce.Reason)
+		c.clientLost(event.ReasonProtocolError, event.InitiatorSidecar, uint32(ce.Code), ce.Reason)
 		c.closeClient()
 	case errors.As(err, &we):
 		c.noteEnd("app write failed: " + we.err.Error())
@@ -89,15 +89,15 @@ func (c *conn) upstreamEnded(err error) {
 		ga := c.ending.goAway
 		c.mu.Unlock()
 		if ga != nil {
-			c.clientLost(notify.ReasonGoAway, notify.InitiatorClient, uint32(ga.code), ga.debug)
+			c.clientLost(event.ReasonGoAway, event.InitiatorClient, uint32(ga.code), ga.debug)
 		} else {
-			c.clientLost(notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "")
+			c.clientLost(event.ReasonConnectionClosed, event.InitiatorClient, 0, "")
 		}
 	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
 		// The other direction ended first, or Server.Close closed the socket.
 	default:
 		c.noteEnd("client read failed: " + err.Error())
-		c.clientLost(notify.ReasonConnectionReset, notify.InitiatorClient, 0, "")
+		c.clientLost(event.ReasonConnectionReset, event.InitiatorClient, 0, "")
 		c.closeClient()
 	}
 	// Whatever ended this direction, the other gets Linger to finish.
@@ -114,7 +114,7 @@ func (c *conn) downstreamEnded(err error) {
 			break
 		}
 		c.noteEnd("client write failed: " + we.err.Error())
-		c.clientLost(notify.ReasonConnectionReset, notify.InitiatorClient, 0, "")
+		c.clientLost(event.ReasonConnectionReset, event.InitiatorClient, 0, "")
 		c.closeClient()
 	case errors.As(err, &ce):
 		c.noteEnd("app protocol error: " + ce.Reason)
@@ -160,9 +160,9 @@ func (c *conn) appLost(debug string) {
 	for _, s := range c.streams.open {
 		if !s.appDone() {
 			frames = appendRSTStream(frames, s.id, http2.ErrCodeInternal)
-			s.span.RSTStream(now, uint32(http2.ErrCodeInternal), notify.InitiatorApp)
+			s.span.RSTStream(now, uint32(http2.ErrCodeInternal), event.InitiatorApp)
 		}
-		c.retireStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.retireStreamLocked(s, now, event.ReasonUnspecified, event.InitiatorUnspecified)
 	}
 	last := c.streams.lastClientID
 	if c.refuse.active {
@@ -180,34 +180,34 @@ func (c *conn) appLost(debug string) {
 // still runs, one for the connection when it ended abnormally, and — in
 // band, so the app's own gRPC library cancels those handlers —
 // RST_STREAM(CANCEL) for each such stream, then GOAWAY, then EOF.
-func (c *conn) clientLost(reason notify.Reason, who notify.Initiator, code uint32, debug string) {
+func (c *conn) clientLost(reason event.Reason, who event.Initiator, code uint32, debug string) {
 	now := c.srv.cfg.Now()
 	c.mu.Lock()
 	if !c.ending.clientGoneLocked() {
 		c.mu.Unlock()
 		return
 	}
-	var events []notify.Event
+	var events []event.Event
 	var frames []byte
 	for _, s := range c.streams.open {
 		if s.appDone() {
-			c.retireStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			c.retireStreamLocked(s, now, event.ReasonUnspecified, event.InitiatorUnspecified)
 			continue
 		}
 		events = append(events, c.streamEventLocked(s, reason, who, code, debug, now))
 		frames = appendRSTStream(frames, s.id, http2.ErrCodeCancel)
 		switch reason {
-		case notify.ReasonKeepaliveTimeout:
+		case event.ReasonKeepaliveTimeout:
 			s.span.KeepaliveTimeout(now)
-		case notify.ReasonGoAway:
+		case event.ReasonGoAway:
 			if ga := c.ending.goAway; ga != nil {
 				s.span.GoAway(now, uint32(ga.code), ga.lastStreamID, ga.debug, who)
 			}
 		}
 		c.retireStreamLocked(s, now, reason, who)
 	}
-	abnormal := len(events) > 0 || reason == notify.ReasonConnectionReset ||
-		reason == notify.ReasonProtocolError || reason == notify.ReasonKeepaliveTimeout || reason == notify.ReasonPingAbuse
+	abnormal := len(events) > 0 || reason == event.ReasonConnectionReset ||
+		reason == event.ReasonProtocolError || reason == event.ReasonKeepaliveTimeout || reason == event.ReasonPingAbuse
 	if abnormal {
 		events = append(events, c.connEventLocked(reason, who, code, debug, now))
 		c.ending.reason, c.ending.who = reason, who
@@ -228,12 +228,12 @@ func (c *conn) clientLost(reason notify.Reason, who notify.Initiator, code uint3
 // server-initiated streams, which gRPC never opens.)
 func (c *conn) onClientGoAwayLocked(last uint32, code http2.ErrCode, debug []byte) {
 	c.ending.goAway = &goAwayInfo{lastStreamID: last, code: code, debug: string(debug)}
-	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, c.ending.goAway.debug, notify.InitiatorClient)
+	c.span.GoAway(c.srv.cfg.Now(), uint32(code), last, c.ending.goAway.debug, event.InitiatorClient)
 }
 
-func (c *conn) streamEventLocked(s *stream, reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
+func (c *conn) streamEventLocked(s *stream, reason event.Reason, who event.Initiator, code uint32, debug string, now time.Time) event.Event {
 	ev := c.connEventLocked(reason, who, code, debug, now)
-	ev.Scope = notify.ScopeStream
+	ev.Scope = event.ScopeStream
 	ev.StreamID = s.id
 	ev.Method = s.method
 	ev.Authority = s.authority
@@ -246,11 +246,11 @@ func (c *conn) streamEventLocked(s *stream, reason notify.Reason, who notify.Ini
 }
 
 // connEventLocked makes a connection-scope event.
-func (c *conn) connEventLocked(reason notify.Reason, who notify.Initiator, code uint32, debug string, now time.Time) notify.Event {
+func (c *conn) connEventLocked(reason event.Reason, who event.Initiator, code uint32, debug string, now time.Time) event.Event {
 	c.eventSeq++
-	return notify.Event{
+	return event.Event{
 		ID:              c.id + "-" + strconv.FormatUint(uint64(c.eventSeq), 36),
-		Scope:           notify.ScopeConnection,
+		Scope:           event.ScopeConnection,
 		Reason:          reason,
 		Initiator:       who,
 		HTTP2ErrorCode:  code,
@@ -264,13 +264,13 @@ func (c *conn) connEventLocked(reason notify.Reason, who notify.Initiator, code 
 	}
 }
 
-func (c *conn) publish(ev notify.Event) {
+func (c *conn) publish(ev event.Event) {
 	c.srv.cfg.Logger.Info("disconnect", "event", ev.ID, "scope", ev.Scope.String(), "reason", ev.Reason.String(),
 		"initiator", ev.Initiator.String(), "code", http2.ErrCode(ev.HTTP2ErrorCode).String(),
 		"conn", ev.ConnectionID, "stream", ev.StreamID, "method", ev.Method, "peer", ev.PeerAddress,
 		"bytes_from_client", ev.BytesFromClient, "bytes_to_client", ev.BytesToClient)
 	c.metrics.Disconnect(ev.Reason, ev.Initiator)
-	if ev.Scope == notify.ScopeStream {
+	if ev.Scope == event.ScopeStream {
 		// How long the client had been silent when it was found gone.
 		c.metrics.DetectionLatency(ev.DetectedAt.Sub(time.Unix(0, c.lastRead.Load())))
 	}
@@ -282,8 +282,8 @@ func (c *conn) publish(ev notify.Event) {
 // hangUp closes the connection for the sidecar's own reason: events for the
 // streams still open, in-band cleanup toward the app, then the client
 // socket is closed.
-func (c *conn) hangUp(how string, reason notify.Reason, code uint32, debug string) {
+func (c *conn) hangUp(how string, reason event.Reason, code uint32, debug string) {
 	c.noteEnd(how)
-	c.clientLost(reason, notify.InitiatorSidecar, code, debug)
+	c.clientLost(reason, event.InitiatorSidecar, code, debug)
 	c.closeClient()
 }

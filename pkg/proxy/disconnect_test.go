@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // TestClientDisconnects opens a bidi stream with a raw client, lets the app's
@@ -22,28 +22,28 @@ func TestClientDisconnects(t *testing.T) {
 	tests := []struct {
 		name       string
 		leave      func(c *h2raw.Client) error
-		reason     notify.Reason
-		initiator  notify.Initiator
+		reason     event.Reason
+		initiator  event.Initiator
 		code       http2.ErrCode
 		debug      string
 		connection bool // a connection-scope event follows the stream's
 	}{
 		{"RST_STREAM CANCEL", func(c *h2raw.Client) error { return c.Framer.WriteRSTStream(1, http2.ErrCodeCancel) },
-			notify.ReasonRSTStream, notify.InitiatorClient, http2.ErrCodeCancel, "", false},
+			event.ReasonRSTStream, event.InitiatorClient, http2.ErrCodeCancel, "", false},
 		{"RST_STREAM INTERNAL_ERROR", func(c *h2raw.Client) error { return c.Framer.WriteRSTStream(1, http2.ErrCodeInternal) },
-			notify.ReasonRSTStream, notify.InitiatorClient, http2.ErrCodeInternal, "", false},
+			event.ReasonRSTStream, event.InitiatorClient, http2.ErrCodeInternal, "", false},
 		{"TCP close with the stream open", func(c *h2raw.Client) error { return c.Close() },
-			notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "", true},
+			event.ReasonConnectionClosed, event.InitiatorClient, 0, "", true},
 		{"TCP reset", func(c *h2raw.Client) error { return c.Reset() },
-			notify.ReasonConnectionReset, notify.InitiatorClient, 0, "", true},
+			event.ReasonConnectionReset, event.InitiatorClient, 0, "", true},
 		{"GOAWAY then close", func(c *h2raw.Client) error {
 			if err := c.Framer.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("bye now")); err != nil {
 				return err
 			}
 			return c.Close()
-		}, notify.ReasonGoAway, notify.InitiatorClient, http2.ErrCodeEnhanceYourCalm, "bye now", true},
+		}, event.ReasonGoAway, event.InitiatorClient, http2.ErrCodeEnhanceYourCalm, "bye now", true},
 		{"malformed frame", func(c *h2raw.Client) error { return c.Framer.WriteContinuation(9, true, []byte{0x82}) },
-			notify.ReasonProtocolError, notify.InitiatorSidecar, http2.ErrCodeProtocol, "CONTINUATION without HEADERS", true},
+			event.ReasonProtocolError, event.InitiatorSidecar, http2.ErrCodeProtocol, "CONTINUATION without HEADERS", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,7 +62,7 @@ func TestClientDisconnects(t *testing.T) {
 			}
 			events := r.waitEvents(t, want, 5*time.Second)
 			ev := events[0]
-			if ev.Scope != notify.ScopeStream || ev.Reason != tt.reason || ev.Initiator != tt.initiator ||
+			if ev.Scope != event.ScopeStream || ev.Reason != tt.reason || ev.Initiator != tt.initiator ||
 				ev.HTTP2ErrorCode != uint32(tt.code) || ev.StreamID != 1 || ev.GoAwayDebug != tt.debug {
 				t.Errorf("stream event %+v, want %v by %v code %v debug %q on stream 1", ev, tt.reason, tt.initiator, tt.code, tt.debug)
 			}
@@ -73,7 +73,7 @@ func TestClientDisconnects(t *testing.T) {
 				t.Errorf("stream event counts/times: %+v", ev)
 			}
 			if tt.connection {
-				if ce := events[1]; ce.Scope != notify.ScopeConnection || ce.Reason != tt.reason || ce.ConnectionID != ev.ConnectionID {
+				if ce := events[1]; ce.Scope != event.ScopeConnection || ce.Reason != tt.reason || ce.ConnectionID != ev.ConnectionID {
 					t.Errorf("connection event %+v", ce)
 				}
 			}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/testtools"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 )
 
@@ -45,7 +45,7 @@ func startApp(t *testing.T, opts ...grpc.ServerOption) (*demoapp.App, string) {
 type relay struct {
 	addr   string
 	srv    *proxy.Server
-	events chan notify.Event
+	events chan event.Event
 }
 
 type proxyConfig = proxy.Config
@@ -53,10 +53,10 @@ type proxyConfig = proxy.Config
 // startRelay runs the relay in front of upstream on 127.0.0.1.
 func startRelay(t *testing.T, upstream string, mutate ...func(*proxy.Config)) *relay {
 	t.Helper()
-	r := &relay{events: make(chan notify.Event, 4096)}
+	r := &relay{events: make(chan event.Event, 4096)}
 	cfg := proxy.Config{
 		Upstream: proxy.Address{Network: "tcp", Address: upstream},
-		Sink:     notify.SinkFunc(func(e notify.Event) { r.events <- e }),
+		Sink:     event.SinkFunc(func(e event.Event) { r.events <- e }),
 		Linger:   time.Second,
 		// Park at the first pause, so that every test also relays through
 		// parked and resumed forwarders.
@@ -110,7 +110,7 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // waitEvents returns the next n events, failing the test after d.
-func (r *relay) waitEvents(t *testing.T, n int, d time.Duration) []notify.Event {
+func (r *relay) waitEvents(t *testing.T, n int, d time.Duration) []event.Event {
 	t.Helper()
 	return testtools.Receive(t, r.events, n, d)
 }

@@ -10,8 +10,8 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
-	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
 // shortKeepalive is the smallest policy users can set: 1s everywhere.
@@ -44,10 +44,10 @@ func TestKeepaliveTimeout(t *testing.T) {
 	defer c.Close()
 	silent := time.Now() // from now on the client reads nothing and answers nothing
 	events := r.waitEvents(t, 2, 5*time.Second)
-	if e := events[0]; e.Reason != notify.ReasonKeepaliveTimeout || e.Scope != notify.ScopeStream || e.Initiator != notify.InitiatorSidecar {
+	if e := events[0]; e.Reason != event.ReasonKeepaliveTimeout || e.Scope != event.ScopeStream || e.Initiator != event.InitiatorSidecar {
 		t.Fatalf("event %+v, want a KEEPALIVE_TIMEOUT stream event by the sidecar", e)
 	}
-	if e := events[1]; e.Reason != notify.ReasonKeepaliveTimeout || e.Scope != notify.ScopeConnection {
+	if e := events[1]; e.Reason != event.ReasonKeepaliveTimeout || e.Scope != event.ScopeConnection {
 		t.Fatalf("event %+v, want the KEEPALIVE_TIMEOUT connection event", e)
 	}
 	if took := events[0].DetectedAt.Sub(silent); took > 3*time.Second {
@@ -106,7 +106,7 @@ func TestPingAbuse(t *testing.T) {
 		t.Fatalf("no GOAWAY too_many_pings: %v", err)
 	}
 	ev := r.waitEvents(t, 2, 5*time.Second)
-	if ev[0].Reason != notify.ReasonPingAbuse || ev[0].HTTP2ErrorCode != uint32(http2.ErrCodeEnhanceYourCalm) || ev[0].GoAwayDebug != "too_many_pings" {
+	if ev[0].Reason != event.ReasonPingAbuse || ev[0].HTTP2ErrorCode != uint32(http2.ErrCodeEnhanceYourCalm) || ev[0].GoAwayDebug != "too_many_pings" {
 		t.Fatalf("event %+v, want PING_ABUSE", ev[0])
 	}
 }
@@ -136,7 +136,7 @@ func TestGracefulGoAways(t *testing.T) {
 		defer c.Close()
 		expectTwoPhase(t, c, "max_age", 1)
 		ev := r.waitEvents(t, 1, 5*time.Second)
-		if ev[0].Reason != notify.ReasonMaxAge || ev[0].Initiator != notify.InitiatorSidecar || ev[0].StreamID != 1 {
+		if ev[0].Reason != event.ReasonMaxAge || ev[0].Initiator != event.InitiatorSidecar || ev[0].StreamID != 1 {
 			t.Fatalf("event %+v, want MAX_AGE for stream 1", ev[0])
 		}
 		if call := waitCall(t, app, 5*time.Second); !errors.Is(call.Err, context.Canceled) {

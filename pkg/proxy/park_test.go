@@ -13,7 +13,7 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
 	"github.com/hangup-dev/hangup/internal/park"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 )
 
@@ -145,7 +145,7 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 		_ = tc.Close()
 	}
 	for _, ev := range r.waitEvents(t, n, 10*time.Second) {
-		if ev.Reason != notify.ReasonConnectionReset {
+		if ev.Reason != event.ReasonConnectionReset {
 			t.Errorf("event %s: reason %v, want CONNECTION_RESET", ev.ID, ev.Reason)
 		}
 	}

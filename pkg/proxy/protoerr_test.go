@@ -8,7 +8,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // TestClientProtocolErrorsTheRelayAnswers plays client protocol errors
@@ -84,8 +84,8 @@ func TestClientProtocolErrorsTheRelayAnswers(t *testing.T) {
 				want++
 			}
 			for _, e := range r.waitEvents(t, want, 10*time.Second) {
-				if e.Reason != notify.ReasonProtocolError || e.Initiator != notify.InitiatorSidecar || e.HTTP2ErrorCode != uint32(tt.code) ||
-					(e.Scope == notify.ScopeStream && e.StreamID != 1 && e.StreamID != tt.opened) {
+				if e.Reason != event.ReasonProtocolError || e.Initiator != event.InitiatorSidecar || e.HTTP2ErrorCode != uint32(tt.code) ||
+					(e.Scope == event.ScopeStream && e.StreamID != 1 && e.StreamID != tt.opened) {
 					t.Fatalf("event %+v, want PROTOCOL_ERROR by the sidecar with %v for stream 1 or the connection", e, tt.code)
 				}
 			}

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/hangup-dev/hangup/internal/park"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // readBufSize holds two full default-size frames: a batch usually ends on a
@@ -70,7 +70,7 @@ type forwarder struct {
 	wbufs    net.Buffers // out as handed to the write, which consumes it
 	scratch  []byte      // frames the relay rewrote in this batch
 	runStart int         // start of the bytes of buf not yet added to out
-	events   []notify.Event
+	events   []event.Event
 }
 
 // frameRules is what one direction does with its source's frames beyond

@@ -7,7 +7,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // refuseHarness drives a testConn with a client hpack encoder of its own.
@@ -69,10 +69,10 @@ func TestAppGoAwayForgetsUnprocessedStreams(t *testing.T) {
 	if got := readFrames(t, h.cli.out.Bytes()); !hasRST(got, 5, http2.ErrCodeRefusedStream) {
 		t.Fatalf("client got %v, want RST_STREAM(5, REFUSED_STREAM)", got)
 	}
-	h.c.clientLost(notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "")
+	h.c.clientLost(event.ReasonConnectionClosed, event.InitiatorClient, 0, "")
 	var streams []uint32
 	for _, e := range h.events {
-		if e.Scope == notify.ScopeStream {
+		if e.Scope == event.ScopeStream {
 			streams = append(streams, e.StreamID)
 		}
 	}

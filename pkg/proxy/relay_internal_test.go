@@ -15,7 +15,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -36,7 +36,7 @@ type testConn struct {
 	c          *conn
 	up, down   *forwarder
 	app, cli   *bufConn
-	events     []notify.Event
+	events     []event.Event
 	appDecoder *hpack.Decoder
 }
 
@@ -51,7 +51,7 @@ func newTestConnWith(t *testing.T, mutate ...func(*Config)) *testConn {
 	tc := &testConn{app: &bufConn{}, cli: &bufConn{}}
 	cfg := Config{
 		Upstream: Address{Network: "tcp", Address: "127.0.0.1:1"},
-		Sink:     notify.SinkFunc(func(e notify.Event) { tc.events = append(tc.events, e) }),
+		Sink:     event.SinkFunc(func(e event.Event) { tc.events = append(tc.events, e) }),
 	}
 	for _, m := range mutate {
 		m(&cfg)
@@ -522,8 +522,8 @@ func TestStreamLifecycle(t *testing.T) {
 	if len(tc.events) != 1 {
 		t.Fatalf("got %d events for a reset of a running stream, want 1", len(tc.events))
 	}
-	if e := tc.events[0]; e.Reason != notify.ReasonRSTStream || e.StreamID != 5 || e.HTTP2ErrorCode != uint32(http2.ErrCodeCancel) ||
-		e.Method != "/a.S/M" || e.Scope != notify.ScopeStream || e.Initiator != notify.InitiatorClient || e.ConnectionID != "test-conn" {
+	if e := tc.events[0]; e.Reason != event.ReasonRSTStream || e.StreamID != 5 || e.HTTP2ErrorCode != uint32(http2.ErrCodeCancel) ||
+		e.Method != "/a.S/M" || e.Scope != event.ScopeStream || e.Initiator != event.InitiatorClient || e.ConnectionID != "test-conn" {
 		t.Fatalf("event %+v", e)
 	}
 

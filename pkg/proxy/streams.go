@@ -8,7 +8,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -144,7 +144,7 @@ func (t *streamTable) remove(s *stream) {
 // endSpan ends the stream's span: OK (with the gRPC status from the
 // trailers) for a stream that ended normally, Error with the reason for a
 // disconnect.
-func (s *stream) endSpan(at time.Time, reason notify.Reason, who notify.Initiator) {
+func (s *stream) endSpan(at time.Time, reason event.Reason, who event.Initiator) {
 	if s.span == nil {
 		return
 	}
@@ -187,21 +187,21 @@ func (c *conn) openStreamLocked(id uint32, fields []hpack.HeaderField, now time.
 // a batch read at now.
 func (c *conn) retireIfClosedLocked(s *stream, now time.Time) {
 	if s.state == stateClosed {
-		c.retireStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.retireStreamLocked(s, now, event.ReasonUnspecified, event.InitiatorUnspecified)
 		c.queueActionsLocked(now, c.ka.StreamClosed(now))
 	}
 }
 
 // resetStreamLocked retires a stream that a RST_STREAM ended; reason is set when
 // that was a disconnect.
-func (c *conn) resetStreamLocked(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
+func (c *conn) resetStreamLocked(s *stream, now time.Time, reason event.Reason, who event.Initiator) {
 	c.retireStreamLocked(s, now, reason, who)
 	c.queueActionsLocked(now, c.ka.StreamClosed(now))
 }
 
 // retireStreamLocked ends a stream's span and metric and removes it from the table;
 // s must not be used afterwards.
-func (c *conn) retireStreamLocked(s *stream, now time.Time, reason notify.Reason, who notify.Initiator) {
+func (c *conn) retireStreamLocked(s *stream, now time.Time, reason event.Reason, who event.Initiator) {
 	s.endSpan(now, reason, who)
 	c.streams.remove(s)
 	c.metrics.StreamClosed()
@@ -209,7 +209,7 @@ func (c *conn) retireStreamLocked(s *stream, now time.Time, reason notify.Reason
 
 // onClientResetLocked handles RST_STREAM from the client; it fails when the reset
 // overdraws the Rapid Reset budget.
-func (c *conn) onClientResetLocked(id uint32, code http2.ErrCode, events *[]notify.Event) error {
+func (c *conn) onClientResetLocked(id uint32, code http2.ErrCode, events *[]event.Event) error {
 	s := c.streams.get(id)
 	if s == nil {
 		return nil
@@ -219,12 +219,12 @@ func (c *conn) onClientResetLocked(id uint32, code http2.ErrCode, events *[]noti
 	if !s.answered && now.Sub(s.startedAt) < prematureResetWindow {
 		err = c.spendResetLocked(now)
 	}
-	s.span.RSTStream(now, uint32(code), notify.InitiatorClient)
+	s.span.RSTStream(now, uint32(code), event.InitiatorClient)
 	if s.appDone() {
-		c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		c.resetStreamLocked(s, now, event.ReasonUnspecified, event.InitiatorUnspecified)
 	} else {
-		*events = append(*events, c.streamEventLocked(s, notify.ReasonRSTStream, notify.InitiatorClient, uint32(code), "", now))
-		c.resetStreamLocked(s, now, notify.ReasonRSTStream, notify.InitiatorClient)
+		*events = append(*events, c.streamEventLocked(s, event.ReasonRSTStream, event.InitiatorClient, uint32(code), "", now))
+		c.resetStreamLocked(s, now, event.ReasonRSTStream, event.InitiatorClient)
 	}
 	return err
 }
@@ -234,10 +234,10 @@ func (c *conn) onClientResetLocked(id uint32, code http2.ErrCode, events *[]noti
 func (c *conn) onAppResetLocked(id uint32, code http2.ErrCode) {
 	c.refuse.appResetLocked(id)
 	if s := c.streams.get(id); s != nil {
-		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", notify.InitiatorApp.String())
+		c.srv.cfg.Logger.Debug("app reset stream", "conn", c.id, "stream", id, "code", code.String(), "initiator", event.InitiatorApp.String())
 		now := c.srv.cfg.Now()
-		s.span.RSTStream(now, uint32(code), notify.InitiatorApp)
-		c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+		s.span.RSTStream(now, uint32(code), event.InitiatorApp)
+		c.resetStreamLocked(s, now, event.ReasonUnspecified, event.InitiatorUnspecified)
 	}
 }
 
@@ -246,13 +246,13 @@ func (c *conn) onAppResetLocked(id uint32, code http2.ErrCode) {
 // event (the client retries them), and new ones are refused.
 func (c *conn) onAppGoAwayLocked(last uint32, code http2.ErrCode, debug []byte) {
 	c.srv.cfg.Logger.Debug("app sent GOAWAY", "conn", c.id, "last_stream", last, "code", code.String(),
-		"debug", string(debug), "initiator", notify.InitiatorApp.String())
+		"debug", string(debug), "initiator", event.InitiatorApp.String())
 	now := c.srv.cfg.Now()
-	c.span.GoAway(now, uint32(code), last, string(debug), notify.InitiatorApp)
+	c.span.GoAway(now, uint32(code), last, string(debug), event.InitiatorApp)
 	c.refuse.goAwayLocked(last)
 	for id, s := range c.streams.open {
 		if id > last {
-			c.resetStreamLocked(s, now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			c.resetStreamLocked(s, now, event.ReasonUnspecified, event.InitiatorUnspecified)
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // BenchmarkMetrics measures the calls the relay makes per stream or
@@ -25,7 +25,7 @@ func BenchmarkMetrics(b *testing.B) {
 	}{
 		{"StreamOpened", m.StreamOpened},
 		{"ConnOpened", m.ConnOpened},
-		{"Disconnect", func() { m.Disconnect(notify.ReasonRSTStream, notify.InitiatorClient) }},
+		{"Disconnect", func() { m.Disconnect(event.ReasonRSTStream, event.InitiatorClient) }},
 		{"DetectionLatency", func() { m.DetectionLatency(3 * time.Millisecond) }},
 		{"KeepalivePing", m.KeepalivePing},
 	}
@@ -52,7 +52,7 @@ func TestMetricsDoNotAllocate(t *testing.T) {
 	}{
 		{"ConnOpened/Closed", func() { m.ConnOpened(); m.ConnClosed() }},
 		{"StreamOpened/Closed", func() { m.StreamOpened(); m.StreamClosed() }},
-		{"Disconnect", func() { m.Disconnect(notify.ReasonGoAway, notify.InitiatorClient) }},
+		{"Disconnect", func() { m.Disconnect(event.ReasonGoAway, event.InitiatorClient) }},
 		{"DetectionLatency", func() { m.DetectionLatency(time.Second) }},
 		{"NotifyLatency", func() { m.NotifyLatency(time.Second) }},
 		{"Keepalive", func() { m.KeepalivePing(); m.KeepaliveTimeout() }},
@@ -93,10 +93,10 @@ func BenchmarkStream(b *testing.B) {
 				s := conn.StartStream(StreamStart{Traceparent: clientTraceparent, Method: "/echo.v1.Echo/Stream", Authority: "echo:50051", Start: now})
 				_ = s.Traceparent()
 				_, _ = s.TraceID(), s.SpanID()
-				s.RSTStream(now, 8, notify.InitiatorClient)
-				s.End(StreamEnd{At: now, Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient})
+				s.RSTStream(now, 8, event.InitiatorClient)
+				s.End(StreamEnd{At: now, Reason: event.ReasonRSTStream, Initiator: event.InitiatorClient})
 			}
-			conn.End(now, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			conn.End(now, event.ReasonUnspecified, event.InitiatorUnspecified)
 		})
 	}
 }

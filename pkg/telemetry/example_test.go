@@ -8,7 +8,7 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -41,17 +41,17 @@ func Example() {
 
 	// The client resets the stream.
 	now := time.Now()
-	st.RSTStream(now, 0x8, notify.InitiatorClient)
-	ev := notify.Event{ID: "e1", Reason: notify.ReasonRSTStream, TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}
-	m.Disconnect(ev.Reason, notify.InitiatorClient)
+	st.RSTStream(now, 0x8, event.InitiatorClient)
+	ev := event.Event{ID: "e1", Reason: event.ReasonRSTStream, TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}
+	m.Disconnect(ev.Reason, event.InitiatorClient)
 	m.DetectionLatency(time.Millisecond)
-	st.End(telemetry.StreamEnd{At: now, Reason: ev.Reason, Initiator: notify.InitiatorClient})
+	st.End(telemetry.StreamEnd{At: now, Reason: ev.Reason, Initiator: event.InitiatorClient})
 	m.StreamClosed()
 
 	// The notifier's OnDelivered, later, on its own goroutine.
 	tel.OnDelivered(ev, 1, 3*time.Millisecond)
 
-	conn.End(time.Now(), notify.ReasonUnspecified, notify.InitiatorUnspecified)
+	conn.End(time.Now(), event.ReasonUnspecified, event.InitiatorUnspecified)
 	m.ConnClosed()
 	if err := tel.Shutdown(context.Background()); err != nil {
 		panic(err)

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -34,8 +35,8 @@ const (
 
 // Metric attribute keys.
 const (
-	AttrReason    = attribute.Key("reason")    // notify.Reason name
-	AttrWho       = attribute.Key("initiator") // notify.Initiator name
+	AttrReason    = attribute.Key("reason")    // event.Reason name
+	AttrWho       = attribute.Key("initiator") // event.Initiator name
 	AttrAbuseKind = attribute.Key("kind")      // e.g. too_many_pings
 )
 
@@ -48,8 +49,8 @@ var latencyBuckets = []float64{
 }
 
 const (
-	numReasons    = int(notify.ReasonShutdown) + 1
-	numInitiators = int(notify.InitiatorApp) + 1
+	numReasons    = int(event.ReasonShutdown) + 1
+	numInitiators = int(event.InitiatorApp) + 1
 )
 
 // Metrics holds hangup's instruments. Its methods are safe for concurrent
@@ -134,13 +135,13 @@ func newMetrics(m metric.Meter, tr *Tracer) (*Metrics, error) {
 	}
 	for r := range numReasons {
 		for i := range numInitiators {
-			ms.disconnectOpts[r][i] = []metric.AddOption{metric.WithAttributeSet(disconnectAttrs(notify.Reason(r), notify.Initiator(i)))}
+			ms.disconnectOpts[r][i] = []metric.AddOption{metric.WithAttributeSet(disconnectAttrs(event.Reason(r), event.Initiator(i)))}
 		}
 	}
 	return ms, nil
 }
 
-func disconnectAttrs(r notify.Reason, i notify.Initiator) attribute.Set {
+func disconnectAttrs(r event.Reason, i event.Initiator) attribute.Set {
 	return attribute.NewSet(AttrReason.String(r.String()), AttrWho.String(i.String()))
 }
 
@@ -173,7 +174,7 @@ func (m *Metrics) StreamClosed() {
 }
 
 // Disconnect counts one detected disconnect.
-func (m *Metrics) Disconnect(r notify.Reason, i notify.Initiator) {
+func (m *Metrics) Disconnect(r event.Reason, i event.Initiator) {
 	if m == nil {
 		return
 	}

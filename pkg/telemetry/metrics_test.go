@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hangup-dev/hangup/internal/testtools"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -30,7 +31,7 @@ func TestMetricsScrape(t *testing.T) {
 	// are exact and not "appeared".
 	m.ConnOpened()
 	m.StreamOpened()
-	m.Disconnect(notify.ReasonRSTStream, notify.InitiatorClient)
+	m.Disconnect(event.ReasonRSTStream, event.InitiatorClient)
 	m.DetectionLatency(time.Millisecond)
 	m.NotifyLatency(time.Millisecond)
 	m.KeepalivePing()
@@ -45,13 +46,13 @@ func TestMetricsScrape(t *testing.T) {
 	m.StreamOpened()
 	m.StreamOpened()
 	m.StreamClosed()
-	m.Disconnect(notify.ReasonRSTStream, notify.InitiatorClient)
-	m.Disconnect(notify.ReasonRSTStream, notify.InitiatorClient)
-	m.Disconnect(notify.ReasonKeepaliveTimeout, notify.InitiatorSidecar)
-	m.Disconnect(notify.Reason(99), notify.InitiatorClient) // out of range: still counted
+	m.Disconnect(event.ReasonRSTStream, event.InitiatorClient)
+	m.Disconnect(event.ReasonRSTStream, event.InitiatorClient)
+	m.Disconnect(event.ReasonKeepaliveTimeout, event.InitiatorSidecar)
+	m.Disconnect(event.Reason(99), event.InitiatorClient) // out of range: still counted
 	m.DetectionLatency(250 * time.Millisecond)
 	m.DetectionLatency(750 * time.Millisecond)
-	tel.OnDelivered(notify.Event{}, 1, 2*time.Second)
+	tel.OnDelivered(event.Event{}, 1, 2*time.Second)
 	m.KeepalivePing()
 	m.KeepalivePing()
 	m.KeepaliveTimeout()

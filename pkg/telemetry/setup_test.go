@@ -14,7 +14,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // otlpReceiver is an OTLP/HTTP trace endpoint on 127.0.0.1 that hands every
@@ -91,9 +91,9 @@ func TestSetupOTLPHTTPFromEnv(t *testing.T) {
 	}
 	conn := tel.Tracer().StartConn(ConnStart{Peer: "127.0.0.1:40000"})
 	st := conn.StartStream(StreamStart{Traceparent: clientTraceparent, Method: "/echo.v1.Echo/Unary"})
-	st.RSTStream(time.Now(), 8, notify.InitiatorClient)
-	st.End(StreamEnd{At: time.Now(), Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient})
-	conn.End(time.Now(), notify.ReasonUnspecified, notify.InitiatorUnspecified)
+	st.RSTStream(time.Now(), 8, event.InitiatorClient)
+	st.End(StreamEnd{At: time.Now(), Reason: event.ReasonRSTStream, Initiator: event.InitiatorClient})
+	conn.End(time.Now(), event.ReasonUnspecified, event.InitiatorUnspecified)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := tel.Shutdown(ctx); err != nil {

@@ -39,7 +39,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // DefaultServiceName is the service.name used when neither Options nor
@@ -234,7 +234,7 @@ func (t *Telemetry) MetricsHandler() http.Handler { return t.handler }
 // hangup.notify.latency histogram and, when tracing is on, a hangup.notify
 // span under the event's stream span (see Tracer.Notified). Its signature
 // is notify.Config.OnDelivered's, so it can be assigned there directly.
-func (t *Telemetry) OnDelivered(ev notify.Event, attempts int, latency time.Duration) {
+func (t *Telemetry) OnDelivered(ev event.Event, attempts int, latency time.Duration) {
 	t.Metrics().NotifyLatency(latency)
 	t.Tracer().Notified(ev, attempts, latency)
 }

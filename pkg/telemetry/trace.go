@@ -17,7 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http2"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // Span and attribute names hangup adds to the RPC semantic conventions.
@@ -30,8 +30,8 @@ const (
 	EventKeepaliveTimeout = "keepalive.ping_timeout"
 	EventNotified         = "hangup.notified"
 
-	AttrDisconnectReason    = attribute.Key("hangup.disconnect.reason")    // notify.Reason name, e.g. RST_STREAM
-	AttrDisconnectInitiator = attribute.Key("hangup.disconnect.initiator") // notify.Initiator name, e.g. CLIENT
+	AttrDisconnectReason    = attribute.Key("hangup.disconnect.reason")    // event.Reason name, e.g. RST_STREAM
+	AttrDisconnectInitiator = attribute.Key("hangup.disconnect.initiator") // event.Initiator name, e.g. CLIENT
 	AttrConnectionID        = attribute.Key("hangup.connection.id")        // x-hangup-connection-id
 	AttrStreamID            = attribute.Key("http2.stream_id")
 	AttrErrorCode           = attribute.Key("http2.error_code")     // RST_STREAM / GOAWAY code number
@@ -107,8 +107,8 @@ type op struct {
 	code      uint32 // HTTP/2 error code, or gRPC status with hasStatus
 	lastID    uint32 // GOAWAY last-stream-id; delivery attempts for opNotified
 	hasStatus bool
-	reason    notify.Reason
-	initiator notify.Initiator
+	reason    event.Reason
+	initiator event.Initiator
 	str       string        // GOAWAY debug data; event id for opNotified
 	latency   time.Duration // opNotified
 	parent    trace.SpanContext
@@ -196,7 +196,7 @@ func (t *Tracer) apply(o op) {
 }
 
 func (t *Tracer) endWithReason(o op) {
-	if o.reason != notify.ReasonUnspecified {
+	if o.reason != event.ReasonUnspecified {
 		o.span.SetAttributes(
 			AttrDisconnectReason.String(o.reason.String()),
 			AttrDisconnectInitiator.String(o.initiator.String()),
@@ -285,7 +285,7 @@ func peerAttrs(hostport string) []attribute.KeyValue {
 
 // GoAway adds an http2.goaway event to the connection span.
 // initiator says who sent the frame.
-func (c *Conn) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator notify.Initiator) {
+func (c *Conn) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator event.Initiator) {
 	if c == nil {
 		return
 	}
@@ -302,9 +302,9 @@ func (c *Conn) KeepaliveTimeout(at time.Time) {
 }
 
 // End ends the connection span at at. A reason other than
-// notify.ReasonUnspecified (the connection ended by a disconnect) sets
+// event.ReasonUnspecified (the connection ended by a disconnect) sets
 // status Error and the hangup.disconnect.* attributes; otherwise OK.
-func (c *Conn) End(at time.Time, reason notify.Reason, initiator notify.Initiator) {
+func (c *Conn) End(at time.Time, reason event.Reason, initiator event.Initiator) {
 	if c == nil {
 		return
 	}
@@ -444,7 +444,7 @@ func (s *Stream) SpanID() string {
 
 // RSTStream adds an http2.rst_stream event: code is the RST_STREAM error
 // code, initiator who sent it.
-func (s *Stream) RSTStream(at time.Time, code uint32, initiator notify.Initiator) {
+func (s *Stream) RSTStream(at time.Time, code uint32, initiator event.Initiator) {
 	if s == nil || !s.rec {
 		return
 	}
@@ -453,7 +453,7 @@ func (s *Stream) RSTStream(at time.Time, code uint32, initiator notify.Initiator
 
 // GoAway adds an http2.goaway event to the stream span, for the streams a
 // GOAWAY affects.
-func (s *Stream) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator notify.Initiator) {
+func (s *Stream) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator event.Initiator) {
 	if s == nil || !s.rec {
 		return
 	}
@@ -478,10 +478,10 @@ type StreamEnd struct {
 	HasGRPCStatus bool
 
 	// Reason is the disconnect that ended the stream; with a reason other
-	// than notify.ReasonUnspecified the span gets status Error and the
+	// than event.ReasonUnspecified the span gets status Error and the
 	// hangup.disconnect.reason / .initiator attributes, otherwise OK.
-	Reason    notify.Reason
-	Initiator notify.Initiator
+	Reason    event.Reason
+	Initiator event.Initiator
 }
 
 // End ends the stream span, on the background goroutine, at e.At.
@@ -506,7 +506,7 @@ func (s *Stream) End(e StreamEnd) {
 // trace and span ids are ignored, and so are those whose stream span was not
 // sampled (ev.TraceSampled): it was never exported, so its child would be an
 // orphan in the trace.
-func (t *Tracer) Notified(ev notify.Event, attempts int, latency time.Duration) {
+func (t *Tracer) Notified(ev event.Event, attempts int, latency time.Duration) {
 	if t == nil || !ev.TraceSampled {
 		return
 	}

@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 func TestMain(m *testing.M) {
@@ -88,7 +88,7 @@ func TestStreamSpanShape(t *testing.T) {
 		{
 			name:        "client parent, disconnected by RST_STREAM",
 			traceparent: clientTraceparent,
-			end:         StreamEnd{At: t0.Add(3 * time.Second), Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient},
+			end:         StreamEnd{At: t0.Add(3 * time.Second), Reason: event.ReasonRSTStream, Initiator: event.InitiatorClient},
 			wantParent:  "00f067aa0ba902b7",
 			wantStatus:  codes.Error,
 			wantReason:  "RST_STREAM",
@@ -121,10 +121,10 @@ func TestStreamSpanShape(t *testing.T) {
 				Start:       t0.Add(time.Second),
 			})
 			st.KeepaliveTimeout(t0.Add(1500 * time.Millisecond))
-			st.GoAway(t0.Add(2*time.Second), 0, 7, "bye", notify.InitiatorClient)
-			st.RSTStream(t0.Add(2500*time.Millisecond), 8, notify.InitiatorClient)
+			st.GoAway(t0.Add(2*time.Second), 0, 7, "bye", event.InitiatorClient)
+			st.RSTStream(t0.Add(2500*time.Millisecond), 8, event.InitiatorClient)
 			st.End(tc.end)
-			conn.End(t0.Add(4*time.Second), notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			conn.End(t0.Add(4*time.Second), event.ReasonUnspecified, event.InitiatorUnspecified)
 			shutdown(t, tel)
 
 			spans := spansByName(rec.Ended())
@@ -259,7 +259,7 @@ func TestTraceparentRoundTrip(t *testing.T) {
 				t.Error("SpanID() is the client's span id; want the stream span's own")
 			}
 			st.End(StreamEnd{At: time.Now()})
-			conn.End(time.Now(), notify.ReasonUnspecified, notify.InitiatorUnspecified)
+			conn.End(time.Now(), event.ReasonUnspecified, event.InitiatorUnspecified)
 		})
 	}
 }
@@ -269,15 +269,15 @@ func TestNotifiedSpan(t *testing.T) {
 	conn := tel.Tracer().StartConn(ConnStart{Peer: "127.0.0.1:1"})
 	st := conn.StartStream(StreamStart{Traceparent: clientTraceparent, Method: "/a.B/C"})
 	detected := time.Now()
-	st.End(StreamEnd{At: detected, Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient})
-	conn.End(detected, notify.ReasonUnspecified, notify.InitiatorUnspecified)
+	st.End(StreamEnd{At: detected, Reason: event.ReasonRSTStream, Initiator: event.InitiatorClient})
+	conn.End(detected, event.ReasonUnspecified, event.InitiatorUnspecified)
 
 	if !st.Sampled() {
 		t.Fatal("Sampled() = false for a stream span the always-on sampler kept")
 	}
-	ev := notify.Event{ID: "ev-1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled(), DetectedAt: detected}
+	ev := event.Event{ID: "ev-1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled(), DetectedAt: detected}
 	tel.OnDelivered(ev, 2, 40*time.Millisecond)
-	tel.OnDelivered(notify.Event{ID: "no-trace"}, 1, time.Millisecond) // ignored: no ids
+	tel.OnDelivered(event.Event{ID: "no-trace"}, 1, time.Millisecond) // ignored: no ids
 	unsampled := ev
 	unsampled.ID, unsampled.TraceSampled = "unsampled", false
 	tel.OnDelivered(unsampled, 1, time.Millisecond) // ignored: its parent was never exported
@@ -339,10 +339,10 @@ func TestTracingOff(t *testing.T) {
 				if s.Traceparent() != "" || s.TraceID() != "" || s.SpanID() != "" {
 					t.Fatal("nil stream returned ids")
 				}
-				s.RSTStream(time.Time{}, 8, notify.InitiatorClient)
+				s.RSTStream(time.Time{}, 8, event.InitiatorClient)
 				s.End(StreamEnd{})
-				c.End(time.Time{}, notify.ReasonUnspecified, notify.InitiatorUnspecified)
-				tr.Notified(notify.Event{}, 1, 0)
+				c.End(time.Time{}, event.ReasonUnspecified, event.InitiatorUnspecified)
+				tr.Notified(event.Event{}, 1, 0)
 			})
 			if allocs != 0 {
 				t.Errorf("tracing-off stream sequence allocates %v times, want 0", allocs)
@@ -372,7 +372,7 @@ func TestDroppedAfterShutdown(t *testing.T) {
 	conn := tel.Tracer().StartConn(ConnStart{Peer: "127.0.0.1:1"})
 	st := conn.StartStream(StreamStart{Method: "/a.B/C"})
 	shutdown(t, tel)
-	st.RSTStream(time.Now(), 8, notify.InitiatorClient)
+	st.RSTStream(time.Now(), 8, event.InitiatorClient)
 	st.End(StreamEnd{At: time.Now()})
 	if got := tel.Tracer().Dropped(); got != 2 {
 		t.Errorf("Dropped() = %d after 2 operations past Shutdown, want 2", got)
@@ -394,13 +394,13 @@ func TestNilTelemetry(t *testing.T) {
 	m.ConnClosed()
 	m.StreamOpened()
 	m.StreamClosed()
-	m.Disconnect(notify.ReasonGoAway, notify.InitiatorClient)
+	m.Disconnect(event.ReasonGoAway, event.InitiatorClient)
 	m.DetectionLatency(time.Second)
 	m.NotifyLatency(time.Second)
 	m.KeepalivePing()
 	m.KeepaliveTimeout()
 	m.AbuseGoAway("too_many_pings")
-	tel.OnDelivered(notify.Event{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"}, 1, time.Second)
+	tel.OnDelivered(event.Event{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"}, 1, time.Second)
 	if err := tel.Shutdown(context.Background()); err != nil {
 		t.Errorf("Shutdown of nil Telemetry: %v", err)
 	}
@@ -434,10 +434,10 @@ func TestSamplerFromEnv(t *testing.T) {
 			if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-" + st.SpanID() + "-" + tc.wantFlags; tp != want {
 				t.Errorf("Traceparent() = %q, want %q", tp, want)
 			}
-			st.RSTStream(time.Now(), 8, notify.InitiatorClient)
+			st.RSTStream(time.Now(), 8, event.InitiatorClient)
 			st.End(StreamEnd{At: time.Now()})
-			conn.End(time.Now(), notify.ReasonUnspecified, notify.InitiatorUnspecified)
-			tel.OnDelivered(notify.Event{ID: "ev", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, time.Millisecond)
+			conn.End(time.Now(), event.ReasonUnspecified, event.InitiatorUnspecified)
+			tel.OnDelivered(event.Event{ID: "ev", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, time.Millisecond)
 			shutdown(t, tel)
 			spans := spansByName(rec.Ended())
 			if got := spans["a.B/C"] != nil; got != tc.wantStream {

@@ -16,6 +16,7 @@ import (
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/h2raw"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/proxy"
 )
@@ -52,7 +53,7 @@ func startDetect(b *testing.B, withNotify bool) *detectEnv {
 	appLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	go func() { _ = gs.Serve(appLn) }()
 	d := &detectEnv{events: make(chan time.Time, 1<<16), recv: demoapp.NewReceiver(1 << 16)}
-	var sink notify.Sink = notify.SinkFunc(func(notify.Event) {
+	var sink event.Sink = event.SinkFunc(func(event.Event) {
 		select {
 		case d.events <- time.Now():
 		default:

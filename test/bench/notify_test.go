@@ -13,6 +13,7 @@ import (
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -56,7 +57,7 @@ func startNotifyPair(b *testing.B) *notifyPair {
 	})
 	// Warm both connections so that no sample pays for a dial.
 	for _, n := range []*notify.Notifier{p.base, p.cur} {
-		n.Publish(notify.Event{ID: "warm-up"})
+		n.Publish(event.Event{ID: "warm-up"})
 		p.receive(b, 1)
 	}
 	return p
@@ -99,7 +100,7 @@ func BenchmarkNotifyIsolated(b *testing.B) {
 			b.StartTimer()
 		}
 		start := time.Now()
-		n.Publish(notify.Event{ID: "iso-" + strconv.Itoa(i)})
+		n.Publish(event.Event{ID: "iso-" + strconv.Itoa(i)})
 		return p.receive(b, 1)[0].At.Sub(start)
 	}
 	for i := 0; b.Loop(); i++ {
@@ -127,7 +128,7 @@ func BenchmarkNotifyBurst100k(b *testing.B) {
 			for j := range perTick {
 				k := tk*perTick + j
 				published[k] = time.Now()
-				n.Publish(notify.Event{ID: fmt.Sprintf("b%d-%d", round, k)})
+				n.Publish(event.Event{ID: fmt.Sprintf("b%d-%d", round, k)})
 			}
 		}
 		got := p.receive(b, len(published))
@@ -176,7 +177,7 @@ func BenchmarkNotifyBurstAtOnce(b *testing.B) {
 	run := func(n *notify.Notifier, round int) float64 {
 		start := time.Now()
 		for k := range burst {
-			n.Publish(notify.Event{ID: "a" + strconv.Itoa(round) + "-" + strconv.Itoa(k)})
+			n.Publish(event.Event{ID: "a" + strconv.Itoa(round) + "-" + strconv.Itoa(k)})
 		}
 		got := p.receive(b, burst)
 		return float64(burst) / got[len(got)-1].At.Sub(start).Seconds()

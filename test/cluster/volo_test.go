@@ -94,6 +94,30 @@ func voloExample(t *testing.T) {
 	conn := dialService(t, target)
 	defer conn.Close()
 	d := &disconnects{t: t, sessions: subscriptionSessions(conn), pod: pod.Name, target: target}
+	// The pod is Ready once its containers started (the app has no probe:
+	// it listens on 127.0.0.1 only), which can be before the app listens.
+	waitServing(t, d.sessions)
 	d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelledSubscription(conn))
 	kubectl(t, "delete", "-f", manifest, "--wait=false")
+}
+
+// waitServing waits until the app answers its Sessions RPC through the
+// Service, for at most podWait.
+func waitServing(t *testing.T, sessions func(ctx context.Context) (int64, error)) {
+	t.Helper()
+	deadline := time.Now().Add(podWait)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := sessions(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the app never answered Sessions through the Service within %v: %v", podWait, err)
+		}
+		<-tick.C
+	}
 }

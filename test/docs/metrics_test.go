@@ -27,6 +27,7 @@ import (
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/h2raw"
 	"github.com/hangup-dev/hangup/internal/testtools"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
@@ -111,9 +112,9 @@ func inProcessFamilies(t *testing.T) map[string]family {
 	}
 	m.ConnOpened()
 	m.StreamOpened()
-	m.Disconnect(notify.ReasonRSTStream, notify.InitiatorClient)
+	m.Disconnect(event.ReasonRSTStream, event.InitiatorClient)
 	m.DetectionLatency(time.Millisecond)
-	tel.OnDelivered(notify.Event{}, 1, time.Millisecond)
+	tel.OnDelivered(event.Event{}, 1, time.Millisecond)
 	m.KeepalivePing()
 	m.KeepaliveTimeout()
 	m.AbuseGoAway("too_many_pings")
@@ -163,7 +164,7 @@ func TestBinaryExportsTheSameMetrics(t *testing.T) {
 	}
 	select {
 	case ev := <-recv.Events:
-		if ev.Event.Reason != notify.ReasonRSTStream {
+		if ev.Event.Reason != event.ReasonRSTStream {
 			t.Fatalf("app got %v, want RST_STREAM", ev.Event.Reason)
 		}
 	case <-time.After(10 * time.Second):

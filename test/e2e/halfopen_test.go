@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hangup-dev/hangup/internal/testtools"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // TestHalfOpenClient: a client whose packets are dropped mid-stream — no
@@ -42,7 +42,7 @@ func TestHalfOpenClient(t *testing.T) {
 
 		got := receive(t, recv, 2, 10*time.Second)
 		ev := got[0].Event
-		if ev.Reason != notify.ReasonKeepaliveTimeout || ev.Scope != notify.ScopeStream || ev.Initiator != notify.InitiatorSidecar {
+		if ev.Reason != event.ReasonKeepaliveTimeout || ev.Scope != event.ScopeStream || ev.Initiator != event.InitiatorSidecar {
 			t.Fatalf("event %+v, want a KEEPALIVE_TIMEOUT stream event", ev)
 		}
 		if took := got[0].At.Sub(vanished); took > 3*time.Second {

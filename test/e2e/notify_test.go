@@ -15,7 +15,7 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
 	"github.com/hangup-dev/hangup/internal/testtools"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // TestEventsReachTheApp ends a client in each way through the real binary
@@ -25,26 +25,26 @@ func TestEventsReachTheApp(t *testing.T) {
 	tests := []struct {
 		name   string
 		leave  func(*h2raw.Client) error
-		reason notify.Reason
-		who    notify.Initiator
+		reason event.Reason
+		who    event.Initiator
 		code   http2.ErrCode
 		debug  string
 		conn   bool // a SCOPE_CONNECTION event follows
 	}{
 		{"client cancels", func(c *h2raw.Client) error { return c.Framer.WriteRSTStream(1, http2.ErrCodeCancel) },
-			notify.ReasonRSTStream, notify.InitiatorClient, http2.ErrCodeCancel, "", false},
+			event.ReasonRSTStream, event.InitiatorClient, http2.ErrCodeCancel, "", false},
 		{"client closes", func(c *h2raw.Client) error { return c.Close() },
-			notify.ReasonConnectionClosed, notify.InitiatorClient, 0, "", true},
+			event.ReasonConnectionClosed, event.InitiatorClient, 0, "", true},
 		{"client resets", func(c *h2raw.Client) error { return c.Reset() },
-			notify.ReasonConnectionReset, notify.InitiatorClient, 0, "", true},
+			event.ReasonConnectionReset, event.InitiatorClient, 0, "", true},
 		{"client GOAWAY", func(c *h2raw.Client) error {
 			if err := c.Framer.WriteGoAway(0, http2.ErrCodeNo, []byte("shutting down")); err != nil {
 				return err
 			}
 			return c.Close()
-		}, notify.ReasonGoAway, notify.InitiatorClient, http2.ErrCodeNo, "shutting down", true},
+		}, event.ReasonGoAway, event.InitiatorClient, http2.ErrCodeNo, "shutting down", true},
 		{"malformed frame", func(c *h2raw.Client) error { return c.Framer.WriteContinuation(7, true, []byte{0x82}) },
-			notify.ReasonProtocolError, notify.InitiatorSidecar, http2.ErrCodeProtocol, "CONTINUATION without HEADERS", true},
+			event.ReasonProtocolError, event.InitiatorSidecar, http2.ErrCodeProtocol, "CONTINUATION without HEADERS", true},
 	}
 	app, appAddr := startApp(t)
 	recv, recvAddr := startReceiver(t, "127.0.0.1:0")
@@ -65,7 +65,7 @@ func TestEventsReachTheApp(t *testing.T) {
 			}
 			got := receive(t, recv, want, 5*time.Second)
 			ev := got[0].Event
-			if ev.Scope != notify.ScopeStream || ev.Reason != tt.reason || ev.Initiator != tt.who ||
+			if ev.Scope != event.ScopeStream || ev.Reason != tt.reason || ev.Initiator != tt.who ||
 				ev.HTTP2ErrorCode != uint32(tt.code) || ev.GoAwayDebug != tt.debug || ev.Method != fullDuplex {
 				t.Errorf("stream event %+v", ev)
 			}
@@ -79,7 +79,7 @@ func TestEventsReachTheApp(t *testing.T) {
 				t.Errorf("event lacks id, peer or time: %+v", ev)
 			}
 			if tt.conn {
-				if ce := got[1].Event; ce.Scope != notify.ScopeConnection || ce.Reason != tt.reason || ce.ConnectionID != ev.ConnectionID || ce.ID == ev.ID {
+				if ce := got[1].Event; ce.Scope != event.ScopeConnection || ce.Reason != tt.reason || ce.ConnectionID != ev.ConnectionID || ce.ID == ev.ID {
 					t.Errorf("connection event %+v", ce)
 				}
 			}
@@ -156,7 +156,7 @@ func TestFailingReceiverIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := receive(t, recv, 1, 10*time.Second)
-	if got[0].Event.Reason != notify.ReasonRSTStream || calls.Load() < 4 {
+	if got[0].Event.Reason != event.ReasonRSTStream || calls.Load() < 4 {
 		t.Fatalf("event %+v after %d calls, want RST_STREAM after 3 failures", got[0].Event, calls.Load())
 	}
 }

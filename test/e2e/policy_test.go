@@ -11,7 +11,7 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
 	"github.com/hangup-dev/hangup/internal/testtools"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // TestSidecarPolicyReasons runs the sidecar's own reasons through the real
@@ -21,7 +21,7 @@ func TestSidecarPolicyReasons(t *testing.T) {
 		name   string
 		flags  []string
 		act    func(t *testing.T, sc *testtools.Sidecar, c *h2raw.Client)
-		reason notify.Reason
+		reason event.Reason
 		code   http2.ErrCode
 		debug  string
 	}{
@@ -31,14 +31,14 @@ func TestSidecarPolicyReasons(t *testing.T) {
 					break
 				}
 			}
-		}, notify.ReasonPingAbuse, http2.ErrCodeEnhanceYourCalm, "too_many_pings"},
+		}, event.ReasonPingAbuse, http2.ErrCodeEnhanceYourCalm, "too_many_pings"},
 		{"max connection age", []string{"--max-connection-age", "1s", "--max-connection-age-grace", "1s", "--keepalive-timeout", "1s"},
-			func(t *testing.T, _ *testtools.Sidecar, c *h2raw.Client) { answerPings(t, c) }, notify.ReasonMaxAge, 0, "max_age"},
+			func(t *testing.T, _ *testtools.Sidecar, c *h2raw.Client) { answerPings(t, c) }, event.ReasonMaxAge, 0, "max_age"},
 		{"SIGTERM drain", []string{"--drain-timeout", "1s"}, func(t *testing.T, sc *testtools.Sidecar, _ *h2raw.Client) {
 			if err := sc.Process.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-		}, notify.ReasonShutdown, 0, "shutdown"},
+		}, event.ReasonShutdown, 0, "shutdown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,14 +48,14 @@ func TestSidecarPolicyReasons(t *testing.T) {
 			c := openRawStream(t, sc.Addr)
 			tt.act(t, sc, c)
 			ev := receive(t, recv, 1, 10*time.Second)[0].Event
-			if ev.Reason != tt.reason || ev.Initiator != notify.InitiatorSidecar || ev.StreamID != 1 ||
+			if ev.Reason != tt.reason || ev.Initiator != event.InitiatorSidecar || ev.StreamID != 1 ||
 				ev.HTTP2ErrorCode != uint32(tt.code) || ev.GoAwayDebug != tt.debug {
 				t.Fatalf("event %+v, want %v (%v %q) for stream 1", ev, tt.reason, tt.code, tt.debug)
 			}
 			if call := waitCall(t, app, 5*time.Second); !errors.Is(call.Err, context.Canceled) {
 				t.Fatalf("handler ended with %v, want cancelled", call.Err)
 			}
-			if tt.reason == notify.ReasonShutdown {
+			if tt.reason == event.ReasonShutdown {
 				if err := sc.Process.Wait(10 * time.Second); err != nil {
 					t.Fatalf("sidecar after SIGTERM: %v", err)
 				}

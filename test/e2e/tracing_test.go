@@ -13,7 +13,7 @@ import (
 	"github.com/hangup-dev/hangup/internal/h2raw"
 	"github.com/hangup-dev/hangup/internal/jaegertest"
 	"github.com/hangup-dev/hangup/internal/testtools"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // TestTracesInJaeger runs disconnects through the real sidecar exporting
@@ -39,12 +39,12 @@ func TestTracesInJaeger(t *testing.T) {
 	tests := []struct {
 		name   string
 		leave  func(*h2raw.Client)
-		reason notify.Reason
+		reason event.Reason
 		event  string // span event the disconnect leaves; "" for none
 	}{
-		{"RST_STREAM", func(c *h2raw.Client) { _ = c.Framer.WriteRSTStream(1, http2.ErrCodeCancel) }, notify.ReasonRSTStream, "http2.rst_stream"},
-		{"keepalive timeout", func(*h2raw.Client) {}, notify.ReasonKeepaliveTimeout, "keepalive.ping_timeout"},
-		{"connection reset", func(c *h2raw.Client) { _ = c.Reset() }, notify.ReasonConnectionReset, ""},
+		{"RST_STREAM", func(c *h2raw.Client) { _ = c.Framer.WriteRSTStream(1, http2.ErrCodeCancel) }, event.ReasonRSTStream, "http2.rst_stream"},
+		{"keepalive timeout", func(*h2raw.Client) {}, event.ReasonKeepaliveTimeout, "keepalive.ping_timeout"},
+		{"connection reset", func(c *h2raw.Client) { _ = c.Reset() }, event.ReasonConnectionReset, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,13 +92,13 @@ func TestTracesInJaeger(t *testing.T) {
 			after := testtools.ScrapeMetrics(t, metrics)
 			key := fmt.Sprintf("hangup_disconnects_total{initiator=%s,reason=%s}", ev.Initiator, tt.reason)
 			streams := 1.0
-			if tt.reason != notify.ReasonRSTStream {
+			if tt.reason != event.ReasonRSTStream {
 				streams = 2 // the stream's event and the connection's
 			}
 			if d := after[key] - before[key]; d != streams {
 				t.Errorf("%s moved by %v, want %v", key, d, streams)
 			}
-			if tt.reason == notify.ReasonKeepaliveTimeout {
+			if tt.reason == event.ReasonKeepaliveTimeout {
 				k := "hangup_keepalive_timeouts_total"
 				if d := after[k] - before[k]; d != 1 {
 					t.Errorf("%s moved by %v, want 1", k, d)

@@ -17,7 +17,7 @@ import (
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/testtools"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // The replay buffer is bounded by a count of events, not by age: how long
@@ -213,7 +213,7 @@ func disconnect(t *testing.T, addr string, recv *demoapp.Receiver, n int) []stri
 			t.Fatal(err)
 		}
 		ev := receive(t, recv, 1, 10*time.Second)[0].Event
-		if ev.Reason != notify.ReasonRSTStream {
+		if ev.Reason != event.ReasonRSTStream {
 			t.Fatalf("push receiver got %+v, want the RST_STREAM just sent", ev)
 		}
 		ids = append(ids, ev.ID)

@@ -29,7 +29,7 @@ import (
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/testtools"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 const (
@@ -426,10 +426,10 @@ func (c *chain) silent(t *testing.T) {
 // streamEvent waits for one stream event and checks that it is the reset
 // the proxy sent on the client's behalf, and that the app's handler was
 // cancelled.
-func (c *chain) streamEvent(t *testing.T, d time.Duration) notify.Event {
+func (c *chain) streamEvent(t *testing.T, d time.Duration) event.Event {
 	t.Helper()
 	ev := testtools.Receive(t, c.events, 1, d)[0].Event
-	if ev.Scope != notify.ScopeStream || ev.Reason != notify.ReasonRSTStream || ev.Initiator != notify.InitiatorClient {
+	if ev.Scope != event.ScopeStream || ev.Reason != event.ReasonRSTStream || ev.Initiator != event.InitiatorClient {
 		t.Fatalf("event %+v, want a client RST_STREAM of one stream", ev)
 	}
 	call := testtools.Receive(t, c.app.Ended, 1, d)[0]

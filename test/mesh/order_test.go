@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangup-dev/hangup/internal/testtools"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // TestAppExitsFirst: the app stops while a call is open (a pod whose app
@@ -127,7 +127,7 @@ func TestSidecarExitsFirst(t *testing.T) {
 			t.Fatalf("receive during the drain: %v", err)
 		}
 		ev := testtools.Receive(t, c.events, 1, drain+5*time.Second)[0].Event
-		if ev.Reason != notify.ReasonShutdown || ev.Initiator != notify.InitiatorSidecar || ev.Scope != notify.ScopeStream {
+		if ev.Reason != event.ReasonShutdown || ev.Initiator != event.InitiatorSidecar || ev.Scope != event.ScopeStream {
 			t.Fatalf("event %+v, want a SHUTDOWN stream event from the sidecar", ev)
 		}
 		call := testtools.Receive(t, c.app.Ended, 1, 5*time.Second)[0]

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hangup-dev/hangup/internal/jaegertest"
-	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -36,10 +36,10 @@ func TestDrawFromJaeger(t *testing.T) {
 	t0 := time.Now()
 	conn := tel.Tracer().StartConn(telemetry.ConnStart{ID: "c1", Peer: "127.0.0.1:40000", Start: t0})
 	st := conn.StartStream(telemetry.StreamStart{Method: "/echo.v1.Echo/Stream", StreamID: 1, Start: t0})
-	st.RSTStream(t0.Add(2*time.Millisecond), 8, notify.InitiatorClient)
-	st.End(telemetry.StreamEnd{At: t0.Add(2 * time.Millisecond), Reason: notify.ReasonRSTStream, Initiator: notify.InitiatorClient})
-	conn.End(t0.Add(3*time.Millisecond), notify.ReasonUnspecified, notify.InitiatorUnspecified)
-	tel.OnDelivered(notify.Event{ID: "e1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, time.Millisecond)
+	st.RSTStream(t0.Add(2*time.Millisecond), 8, event.InitiatorClient)
+	st.End(telemetry.StreamEnd{At: t0.Add(2 * time.Millisecond), Reason: event.ReasonRSTStream, Initiator: event.InitiatorClient})
+	conn.End(t0.Add(3*time.Millisecond), event.ReasonUnspecified, event.InitiatorUnspecified)
+	tel.OnDelivered(event.Event{ID: "e1", TraceID: st.TraceID(), SpanID: st.SpanID(), TraceSampled: st.Sampled()}, 1, time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := tel.Shutdown(ctx); err != nil {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -160,7 +161,7 @@ type check struct {
 
 var checks = []check{
 	{"single stream event", func(ctx context.Context, c *checker) (string, error) {
-		ev := streamEvent(newConnID(), 1, notify.ReasonRSTStream)
+		ev := streamEvent(newConnID(), 1, event.ReasonRSTStream)
 		if err := c.notify(ctx, []*notifyv1.DisconnectEvent{ev}); err != nil {
 			return "", err
 		}
@@ -169,10 +170,10 @@ var checks = []check{
 	{"batch with both scopes", func(ctx context.Context, c *checker) (string, error) {
 		conn := newConnID()
 		evs := []*notifyv1.DisconnectEvent{
-			streamEvent(conn, 1, notify.ReasonConnectionReset),
-			streamEvent(conn, 3, notify.ReasonConnectionReset),
-			streamEvent(conn, 5, notify.ReasonConnectionReset),
-			connectionEvent(conn, notify.ReasonConnectionReset),
+			streamEvent(conn, 1, event.ReasonConnectionReset),
+			streamEvent(conn, 3, event.ReasonConnectionReset),
+			streamEvent(conn, 5, event.ReasonConnectionReset),
+			connectionEvent(conn, event.ReasonConnectionReset),
 		}
 		if err := c.notify(ctx, evs); err != nil {
 			return "", err
@@ -182,7 +183,7 @@ var checks = []check{
 	{"every reason", func(ctx context.Context, c *checker) (string, error) {
 		conn := newConnID()
 		var evs []*notifyv1.DisconnectEvent
-		for r := notify.ReasonRSTStream; r <= notify.ReasonShutdown; r++ {
+		for r := event.ReasonRSTStream; r <= event.ReasonShutdown; r++ {
 			evs = append(evs, streamEvent(conn, uint32(2*r+1), r))
 		}
 		if err := c.notify(ctx, evs); err != nil {
@@ -193,7 +194,7 @@ var checks = []check{
 	{"minimal event", func(ctx context.Context, c *checker) (string, error) {
 		// Only the fields that are never empty: optional ones unset.
 		ev := &notifyv1.DisconnectEvent{
-			EventId:      notify.NewEventID(),
+			EventId:      event.NewEventID(),
 			Scope:        notifyv1.Scope_SCOPE_CONNECTION,
 			Reason:       notifyv1.Reason_REASON_KEEPALIVE_TIMEOUT,
 			ConnectionId: newConnID(),
@@ -208,7 +209,7 @@ var checks = []check{
 		conn := newConnID()
 		var evs []*notifyv1.DisconnectEvent
 		for i := range notify.DefaultBatchMax {
-			evs = append(evs, streamEvent(conn, uint32(2*i+1), notify.ReasonGoAway))
+			evs = append(evs, streamEvent(conn, uint32(2*i+1), event.ReasonGoAway))
 		}
 		if err := c.notify(ctx, evs); err != nil {
 			return "", err
@@ -218,8 +219,8 @@ var checks = []check{
 	{"retried batch", func(ctx context.Context, c *checker) (string, error) {
 		conn := newConnID()
 		evs := []*notifyv1.DisconnectEvent{
-			streamEvent(conn, 1, notify.ReasonKeepaliveTimeout),
-			connectionEvent(conn, notify.ReasonKeepaliveTimeout),
+			streamEvent(conn, 1, event.ReasonKeepaliveTimeout),
+			connectionEvent(conn, event.ReasonKeepaliveTimeout),
 		}
 		if err := c.notify(ctx, evs); err != nil {
 			return "", fmt.Errorf("first delivery: %w", err)
@@ -236,7 +237,7 @@ var checks = []check{
 		if live == "" {
 			live = newIncarnation()
 		}
-		ev := streamEvent(newConnIDOf(old), 1, notify.ReasonRSTStream)
+		ev := streamEvent(newConnIDOf(old), 1, event.ReasonRSTStream)
 		ev.Incarnation = old
 		if err := c.notify(ctx, []*notifyv1.DisconnectEvent{ev}); err != nil {
 			return "", fmt.Errorf("a stream event of incarnation %s: %w", old, err)
@@ -261,32 +262,32 @@ func isAlnum(r rune) bool {
 
 // newIncarnation returns an incarnation for the events of one check, in the
 // sidecar's form: 8 letters and digits, no "-".
-func newIncarnation() string { return strings.ToUpper(notify.NewEventID()[24:]) }
+func newIncarnation() string { return strings.ToUpper(event.NewEventID()[24:]) }
 
 // newConnID returns a connection id of a fresh incarnation.
 func newConnID() string { return newConnIDOf(newIncarnation()) }
 
 // newConnIDOf returns a connection id of incarnation inc, as the relay
 // makes them: "<incarnation>-<n>".
-func newConnIDOf(inc string) string { return inc + "-" + notify.NewEventID()[26:] }
+func newConnIDOf(inc string) string { return inc + "-" + event.NewEventID()[26:] }
 
 // incarnationEvent is the event a sidecar process sends to name itself live.
 func incarnationEvent(inc string) *notifyv1.DisconnectEvent {
-	return notify.ToProto(notify.Event{
-		ID:          notify.NewEventID(),
-		Scope:       notify.ScopeSidecar,
-		Reason:      notify.ReasonSidecarRestart,
-		Initiator:   notify.InitiatorSidecar,
+	return notify.ToProto(event.Event{
+		ID:          event.NewEventID(),
+		Scope:       event.ScopeSidecar,
+		Reason:      event.ReasonSidecarRestart,
+		Initiator:   event.InitiatorSidecar,
 		DetectedAt:  time.Now(),
 		Incarnation: inc,
 	})
 }
 
-func streamEvent(conn string, stream uint32, r notify.Reason) *notifyv1.DisconnectEvent {
+func streamEvent(conn string, stream uint32, r event.Reason) *notifyv1.DisconnectEvent {
 	now := time.Now()
-	ev := notify.Event{
-		ID:              notify.NewEventID(),
-		Scope:           notify.ScopeStream,
+	ev := event.Event{
+		ID:              event.NewEventID(),
+		Scope:           event.ScopeStream,
 		Reason:          r,
 		Initiator:       initiator(r),
 		ConnectionID:    conn,
@@ -303,24 +304,24 @@ func streamEvent(conn string, stream uint32, r notify.Reason) *notifyv1.Disconne
 		BytesToClient:   4567,
 	}
 	switch r {
-	case notify.ReasonRSTStream:
+	case event.ReasonRSTStream:
 		ev.HTTP2ErrorCode = 8 // CANCEL
-	case notify.ReasonGoAway:
+	case event.ReasonGoAway:
 		ev.GoAwayDebug = "client going away"
-	case notify.ReasonPingAbuse:
+	case event.ReasonPingAbuse:
 		ev.HTTP2ErrorCode = 11 // ENHANCE_YOUR_CALM
 		ev.GoAwayDebug = "too_many_pings"
-	case notify.ReasonProtocolError:
+	case event.ReasonProtocolError:
 		ev.HTTP2ErrorCode = 1 // PROTOCOL_ERROR
 	}
 	return notify.ToProto(ev)
 }
 
-func connectionEvent(conn string, r notify.Reason) *notifyv1.DisconnectEvent {
+func connectionEvent(conn string, r event.Reason) *notifyv1.DisconnectEvent {
 	now := time.Now()
-	return notify.ToProto(notify.Event{
-		ID:           notify.NewEventID(),
-		Scope:        notify.ScopeConnection,
+	return notify.ToProto(event.Event{
+		ID:           event.NewEventID(),
+		Scope:        event.ScopeConnection,
 		Reason:       r,
 		Initiator:    initiator(r),
 		ConnectionID: conn,
@@ -330,10 +331,10 @@ func connectionEvent(conn string, r notify.Reason) *notifyv1.DisconnectEvent {
 	})
 }
 
-func initiator(r notify.Reason) notify.Initiator {
+func initiator(r event.Reason) event.Initiator {
 	switch r {
-	case notify.ReasonRSTStream, notify.ReasonGoAway, notify.ReasonConnectionClosed, notify.ReasonConnectionReset:
-		return notify.InitiatorClient
+	case event.ReasonRSTStream, event.ReasonGoAway, event.ReasonConnectionClosed, event.ReasonConnectionReset:
+		return event.InitiatorClient
 	}
-	return notify.InitiatorSidecar
+	return event.InitiatorSidecar
 }

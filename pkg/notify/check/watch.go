@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/notify/watch"
 )
@@ -159,7 +160,7 @@ func (c *watchChecker) next(ctx context.Context, after string) (*watchCall, erro
 // the open call, the first with missedBefore.
 func (c *watchChecker) send(from, to, missedBefore uint64) error {
 	for seq := from; seq <= to; seq++ {
-		ev := streamEvent(newConnIDOf(c.inc), uint32(2*seq+1), notify.ReasonRSTStream)
+		ev := streamEvent(newConnIDOf(c.inc), uint32(2*seq+1), event.ReasonRSTStream)
 		if seq == 1 {
 			ev = incarnationEvent(c.inc)
 		}
