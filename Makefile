@@ -13,8 +13,12 @@ FUZZTIME ?= 10s
 
 all: build
 
+## build: bin/sidecar, every subcommand (the hangup-tools image: the
+## webhook, demo, notify-check), and bin/pod/sidecar, only what runs in the
+## app's pod (the hangup image: -tags hangup_pod, under 20 MB).
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/sidecar ./cmd/sidecar
+	CGO_ENABLED=0 $(GO) build -tags hangup_pod -ldflags "$(LDFLAGS)" -o bin/pod/sidecar ./cmd/sidecar
 
 ## tools: build the pinned test tools into the cache (seconds when warm).
 tools:
