@@ -231,7 +231,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		cluster(t, "helm", "install", "hangup", chart, "--namespace", "hangup-system", "--create-namespace",
-			"--set", "image.repository=localhost/hangup", "--set", "image.tag=cluster",
+			"--set", "image.repository=localhost/hangup", "--set", "image.webhookRepository=localhost/hangup-tools", "--set", "image.tag=cluster",
 			"--set", "image.pullPolicy=Never", "--set", "replicaCount=1",
 			"--set", "sidecar.otlpEndpoint="+otlp,
 			"--wait", "--timeout", podWait.String())

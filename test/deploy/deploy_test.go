@@ -534,6 +534,11 @@ func TestChartWebhookArgs(t *testing.T) {
 			if c.Args[0] != "inject" || c.Command[0] != inject.DefaultBinaryPath {
 				t.Fatalf("webhook runs %v %v", c.Command, c.Args)
 			}
+			// The webhook needs the tools image (the pod's has no inject);
+			// injected pods get the pod's image (checked below).
+			if c.Image != "hangup-dev/hangup-tools:0.1.0" {
+				t.Errorf("webhook image %s, want hangup-dev/hangup-tools:0.1.0 (image.webhookRepository)", c.Image)
+			}
 			var cfg inject.ServerConfig
 			fs := pflag.NewFlagSet("inject", pflag.ContinueOnError)
 			cfg.RegisterFlags(fs)
