@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -99,9 +100,47 @@ func procStatus(tb testing.TB, pid int) map[string]float64 {
 // server's first requests) is over, so the figure is the steady idle one.
 const footprintSettle = 3 * time.Second
 
+// referencedFile sums the Referenced kB of pid's mappings of path: the
+// binary's pages touched since the last clear_refs.
+func referencedFile(tb testing.TB, pid int, path string) float64 {
+	tb.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	var in bool
+	var kb float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) >= 5 && strings.Contains(fields[0], "-"):
+			in = len(fields) == 6 && fields[5] == path
+		case in && fields[0] == "Referenced:":
+			n, err := strconv.ParseFloat(fields[1], 64)
+			if err != nil {
+				tb.Fatalf("smaps %q: %v", sc.Text(), err)
+			}
+			kb += n
+		}
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return kb
+}
+
+// footprintProbes is how many rounds of kubelet probes and a Prometheus
+// scrape the probed working set is measured over.
+const footprintProbes = 5
+
 // idleFootprint runs bin as an idle `sidecar proxy` in front of a
 // listener that accepts nothing, waits for /readyz, lets it settle and
-// returns its /proc status.
+// returns its /proc status, plus "ProbedFile": the kB of the binary that
+// rounds of /healthz, /readyz and /metrics touch (the pages an idle pod
+// keeps using; the rest of RssFile is start-up and the kernel's
+// fault-around, clean page cache that memory pressure reclaims first).
 func idleFootprint(b *testing.B, bin string) map[string]float64 {
 	b.Helper()
 	app, err := net.Listen("tcp", "127.0.0.1:0")
@@ -141,7 +180,23 @@ func idleFootprint(b *testing.B, bin string) map[string]float64 {
 		b.Fatal(ctx.Err())
 	case <-time.After(footprintSettle):
 	}
-	return procStatus(b, cmd.Process.Pid)
+	st := procStatus(b, cmd.Process.Pid)
+	pid := cmd.Process.Pid
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("1"), 0); err != nil {
+		b.Fatalf("clear_refs: %v", err)
+	}
+	for range footprintProbes {
+		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+			resp, err := hc.Get("http://" + admin + path)
+			if err != nil {
+				b.Fatalf("%s: %v", path, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	st["ProbedFile"] = referencedFile(b, pid, bin)
+	return st
 }
 
 // BenchmarkIdleFootprint reports the pod binary's size and idle memory
@@ -173,6 +228,7 @@ func BenchmarkIdleFootprint(b *testing.B) {
 		b.ReportMetric(ps[k]/1024, "pod-"+k+"-MB")
 		b.ReportMetric(fs[k]/1024, "full-"+k+"-MB")
 	}
+	b.ReportMetric(ps["ProbedFile"]/1024, "pod-probed-file-MB")
 	b.ReportMetric(ps["VmRSS"]/fs["VmRSS"], "pod/full-VmRSS")
 	b.ReportMetric(ps["Threads"], "pod-threads")
 	b.ReportMetric(fs["Threads"], "full-threads")
