@@ -38,6 +38,7 @@ test: tools examples test-go test-portable
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -tags hangup_pod ./cmd/sidecar
 
 ## test-portable: the relay and the demo with the fallback that macOS and
 ## Windows use (no epoll parking), forced on Linux by a build tag.
@@ -105,6 +106,7 @@ fuzz:
 lint: check-generated
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags hangup_pod ./cmd/sidecar
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
