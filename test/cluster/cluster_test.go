@@ -242,6 +242,11 @@ func TestCluster(t *testing.T) {
 		if strings.TrimSpace(bundle) == "" {
 			t.Fatal("the MutatingWebhookConfiguration has no caBundle after the webhook started")
 		}
+		// The webhook runs the hangup-tools image (the pod's image has no
+		// inject); injected pods get the hangup image (checkInjected).
+		if img := kubectl(t, "-n", "hangup-system", "get", "pods", "-o", "jsonpath={.items[*].spec.containers[*].image}"); strings.TrimSpace(img) != "localhost/hangup-tools:cluster" {
+			t.Errorf("webhook pods run %q, want localhost/hangup-tools:cluster (image.webhookRepository)", img)
+		}
 	})
 
 	var pod corev1.Pod
