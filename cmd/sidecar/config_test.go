@@ -1,3 +1,8 @@
+// These tests cover every subcommand, so only the default build (which has
+// them all) runs them; flags, config and logging are the same code in both.
+
+//go:build !hangup_pod
+
 package main
 
 import (

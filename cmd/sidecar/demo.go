@@ -1,3 +1,5 @@
+//go:build !hangup_pod
+
 package main
 
 import (

@@ -10,31 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangup-dev/hangup/pkg/inject"
 	"github.com/hangup-dev/hangup/pkg/ports"
 	"github.com/hangup-dev/hangup/pkg/redirect"
 )
-
-func newInjectCmd() *cobra.Command {
-	var c inject.ServerConfig
-	var logFormat, logLevel string
-	cmd := &cobra.Command{
-		Use:   "inject",
-		Short: "Run the mutating admission webhook that adds the sidecar to annotated Pods",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(logFormat, logLevel)
-			if err != nil {
-				return err
-			}
-			c.Logger = log
-			return inject.Serve(cmd.Context(), c)
-		},
-	}
-	c.RegisterFlags(cmd.Flags())
-	addLogFlags(cmd.Flags(), &logFormat, &logLevel, "json")
-	return cmd
-}
 
 func newInitRedirectCmd() *cobra.Command {
 	var c redirect.Config
@@ -88,9 +66,15 @@ func newWaitCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&admin, "admin", ":"+strconv.Itoa(ports.Admin), "the sidecar's admin address (:port means 127.0.0.1:port)")
-	cmd.Flags().DurationVar(&timeout, "timeout", inject.HoldTimeout, "give up after this long")
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultWaitTimeout, "give up after this long")
 	return cmd
 }
+
+// defaultWaitTimeout is wait's --timeout when none is given. The injector
+// always passes its own (inject.HoldTimeout, which TestWaitTimeoutAgrees
+// keeps equal); this command does not import pkg/inject so that the pod's
+// binary links no Kubernetes client.
+const defaultWaitTimeout = 2 * time.Minute
 
 // waitPoll is how often waitHealthy asks.
 const waitPoll = 100 * time.Millisecond
@@ -117,7 +101,7 @@ func waitHealthy(ctx context.Context, url string, timeout time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("sidecar not healthy at %s after %s (last: %v): see the %s container's log", url, timeout, last, inject.SidecarName)
+			return fmt.Errorf("sidecar not healthy at %s after %s (last: %v): see the log of the container running `sidecar proxy`", url, timeout, last)
 		case <-tick.C:
 		}
 	}

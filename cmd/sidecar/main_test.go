@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 )
@@ -75,19 +74,5 @@ func TestProxyRejectsBadValues(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestDemo runs the demo: every scenario must report what it should.
-func TestDemo(t *testing.T) {
-	var out bytes.Buffer
-	log, _ := newLogger("text", "error")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := runDemo(ctx, &out, log, 3*time.Second, nil); err != nil {
-		t.Fatalf("demo: %v\n%s", err, out.String())
-	}
-	if !strings.Contains(out.String(), "0 failed") {
-		t.Fatalf("demo output:\n%s", out.String())
 	}
 }

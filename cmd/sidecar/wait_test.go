@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hangup-dev/hangup/internal/testtools"
+	"github.com/hangup-dev/hangup/pkg/inject"
 )
 
 func runWait(ctx context.Context, args ...string) error {
@@ -43,7 +44,7 @@ func TestWaitErrors(t *testing.T) {
 		usage bool
 		want  []string
 	}{
-		{"nothing listens", []string{"--admin", testtools.FreeAddr(t), "--timeout", "300ms"}, false, []string{"sidecar not healthy at http://127.0.0.1:", "after 300ms", "hangup-sidecar container's log"}},
+		{"nothing listens", []string{"--admin", testtools.FreeAddr(t), "--timeout", "300ms"}, false, []string{"sidecar not healthy at http://127.0.0.1:", "after 300ms", "container running `sidecar proxy`"}},
 		{"zero timeout", []string{"--timeout", "0s"}, true, []string{"invalid --timeout 0s"}},
 		{"port without colon", []string{"--admin", "16020"}, true, []string{`invalid --admin "16020"`, "host:port"}},
 	}
@@ -63,5 +64,13 @@ func TestWaitErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWaitTimeoutAgrees keeps wait's own default equal to the injector's
+// hold timeout, which wait may not import (see defaultWaitTimeout).
+func TestWaitTimeoutAgrees(t *testing.T) {
+	if defaultWaitTimeout != inject.HoldTimeout {
+		t.Errorf("wait --timeout default %s, inject.HoldTimeout %s: want the same", defaultWaitTimeout, inject.HoldTimeout)
 	}
 }

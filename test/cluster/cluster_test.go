@@ -231,7 +231,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		cluster(t, "helm", "install", "hangup", chart, "--namespace", "hangup-system", "--create-namespace",
-			"--set", "image.repository=localhost/hangup", "--set", "image.tag=cluster",
+			"--set", "image.repository=localhost/hangup", "--set", "image.webhookRepository=localhost/hangup-tools", "--set", "image.tag=cluster",
 			"--set", "image.pullPolicy=Never", "--set", "replicaCount=1",
 			"--set", "sidecar.otlpEndpoint="+otlp,
 			"--wait", "--timeout", podWait.String())
@@ -241,6 +241,11 @@ func TestCluster(t *testing.T) {
 		bundle := kubectl(t, "get", "mutatingwebhookconfiguration", "-o", "jsonpath={.items[*].webhooks[*].clientConfig.caBundle}")
 		if strings.TrimSpace(bundle) == "" {
 			t.Fatal("the MutatingWebhookConfiguration has no caBundle after the webhook started")
+		}
+		// The webhook runs the hangup-tools image (the pod's image has no
+		// inject); injected pods get the hangup image (checkInjected).
+		if img := kubectl(t, "-n", "hangup-system", "get", "pods", "-o", "jsonpath={.items[*].spec.containers[*].image}"); strings.TrimSpace(img) != "localhost/hangup-tools:cluster" {
+			t.Errorf("webhook pods run %q, want localhost/hangup-tools:cluster (image.webhookRepository)", img)
 		}
 	})
 

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -309,24 +310,27 @@ func TestValuesMatchOwnerDefaults(t *testing.T) {
 	}
 }
 
-// dockerfile holds what TestDockerfile checks in the final stage.
+// dockerfile holds what TestDockerfile checks in one image stage.
 type dockerfile struct {
-	finalFrom  string
+	from       string
 	user       string
 	expose     []string
 	entrypoint []string
 	copyDest   string
-	buildCmd   string
 }
 
-func parseDockerfile(t *testing.T) dockerfile {
+// parseDockerfile returns the image stages by name (FROM ... AS name), the
+// last one also as "" (what `docker build .` makes), and the go build
+// commands of every stage.
+func parseDockerfile(t *testing.T) (map[string]*dockerfile, []string) {
 	t.Helper()
 	b, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d dockerfile
-	var stage int
+	stages := map[string]*dockerfile{}
+	var builds []string
+	var d *dockerfile
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
@@ -335,11 +339,14 @@ func parseDockerfile(t *testing.T) dockerfile {
 		arg := strings.TrimSpace(strings.TrimPrefix(line, f[0]))
 		switch strings.ToUpper(f[0]) {
 		case "FROM":
-			stage++
-			d = dockerfile{buildCmd: d.buildCmd, finalFrom: f[1]}
+			d = &dockerfile{from: f[1]}
+			if len(f) == 4 && strings.EqualFold(f[2], "AS") {
+				stages[f[3]] = d
+			}
+			stages[""] = d
 		case "RUN":
 			if strings.Contains(arg, "go build") {
-				d.buildCmd = arg
+				builds = append(builds, arg)
 			}
 		case "USER":
 			d.user = arg
@@ -355,40 +362,69 @@ func parseDockerfile(t *testing.T) dockerfile {
 			}
 		}
 	}
-	if stage < 2 {
-		t.Fatalf("Dockerfile has %d stages, want a multi-stage build", stage)
+	if len(stages) < 3 {
+		t.Fatalf("Dockerfile has stages %v, want a multi-stage build", slices.Collect(maps.Keys(stages)))
 	}
-	return d
+	return stages, builds
 }
 
-// TestDockerfile checks that the image and the chart agree on the binary,
-// the user and the ports.
+// TestDockerfile checks that both images and the chart agree on the
+// binary, the user and the ports, and that the default image is the pod's
+// (built with -tags=hangup_pod) and hangup-tools the webhook's.
 func TestDockerfile(t *testing.T) {
-	d := parseDockerfile(t)
+	stages, builds := parseDockerfile(t)
 	v := readValues(t)
 	uid := strconv.Itoa(int(lookup(v, "uid").(float64)))
 	bin := lookup(v, "binaryPath").(string)
 
-	if !strings.Contains(d.finalFrom, "distroless/static") && d.finalFrom != "scratch" {
-		t.Errorf("final image %s: want distroless static or scratch", d.finalFrom)
+	if stages[""] != stages["hangup"] {
+		t.Errorf("the last stage is not hangup: `docker build .` must make the pod's image")
 	}
-	if !strings.Contains(d.buildCmd, "CGO_ENABLED=0") || !strings.Contains(d.buildCmd, "./cmd/sidecar") {
-		t.Errorf("build %q: want a CGO_ENABLED=0 build of ./cmd/sidecar", d.buildCmd)
-	}
-	if u, _, _ := strings.Cut(d.user, ":"); u != uid || u != strconv.FormatInt(inject.DefaultUID, 10) {
-		t.Errorf("USER %s: want the chart's uid %s and the injector's %d", d.user, uid, inject.DefaultUID)
-	}
-	if len(d.entrypoint) != 1 || d.entrypoint[0] != bin || bin != inject.DefaultBinaryPath {
-		t.Errorf("ENTRYPOINT %v: want [%s] (values binaryPath %s)", d.entrypoint, inject.DefaultBinaryPath, bin)
-	}
-	if d.copyDest != bin {
-		t.Errorf("binary copied to %s, want %s", d.copyDest, bin)
-	}
-	for _, p := range []string{"sidecar.proxyPort", "sidecar.adminPort", "webhook.port"} {
-		port := strconv.Itoa(int(lookup(v, p).(float64)))
-		if !slices.Contains(d.expose, port) {
-			t.Errorf("EXPOSE %v lacks %s (%s)", d.expose, port, p)
+	var pod, tools bool
+	for _, c := range builds {
+		if !strings.Contains(c, "CGO_ENABLED=0") || !strings.Contains(c, "./cmd/sidecar") {
+			t.Errorf("build %q: want a CGO_ENABLED=0 build of ./cmd/sidecar", c)
 		}
+		if strings.Contains(c, "-tags=hangup_pod") {
+			pod = true
+		} else {
+			tools = true
+		}
+	}
+	if !pod || !tools {
+		t.Errorf("builds %q: want one of ./cmd/sidecar with -tags=hangup_pod and one without", builds)
+	}
+	for _, tc := range []struct {
+		stage string
+		ports []string
+	}{
+		{"hangup", []string{"sidecar.proxyPort", "sidecar.adminPort"}},
+		{"hangup-tools", []string{"webhook.port"}},
+	} {
+		t.Run(tc.stage, func(t *testing.T) {
+			d := stages[tc.stage]
+			if d == nil {
+				t.Fatalf("Dockerfile has no stage %s", tc.stage)
+			}
+			if !strings.Contains(d.from, "distroless/static") && d.from != "scratch" {
+				t.Errorf("image %s: want distroless static or scratch", d.from)
+			}
+			if u, _, _ := strings.Cut(d.user, ":"); u != uid || u != strconv.FormatInt(inject.DefaultUID, 10) {
+				t.Errorf("USER %s: want the chart's uid %s and the injector's %d", d.user, uid, inject.DefaultUID)
+			}
+			if len(d.entrypoint) != 1 || d.entrypoint[0] != bin || bin != inject.DefaultBinaryPath {
+				t.Errorf("ENTRYPOINT %v: want [%s] (values binaryPath %s)", d.entrypoint, inject.DefaultBinaryPath, bin)
+			}
+			if d.copyDest != bin {
+				t.Errorf("binary copied to %s, want %s", d.copyDest, bin)
+			}
+			for _, p := range tc.ports {
+				port := strconv.Itoa(int(lookup(v, p).(float64)))
+				if !slices.Contains(d.expose, port) {
+					t.Errorf("EXPOSE %v lacks %s (%s)", d.expose, port, p)
+				}
+			}
+		})
 	}
 }
 
@@ -497,6 +533,11 @@ func TestChartWebhookArgs(t *testing.T) {
 			c := dep.Spec.Template.Spec.Containers[0]
 			if c.Args[0] != "inject" || c.Command[0] != inject.DefaultBinaryPath {
 				t.Fatalf("webhook runs %v %v", c.Command, c.Args)
+			}
+			// The webhook needs the tools image (the pod's has no inject);
+			// injected pods get the pod's image (checked below).
+			if c.Image != "hangup-dev/hangup-tools:0.1.0" {
+				t.Errorf("webhook image %s, want hangup-dev/hangup-tools:0.1.0 (image.webhookRepository)", c.Image)
 			}
 			var cfg inject.ServerConfig
 			fs := pflag.NewFlagSet("inject", pflag.ContinueOnError)

@@ -3,11 +3,13 @@
 // owned by root, stamped 1970-01-01) written as a docker-archive tarball
 // that `ctr -n k8s.io images import` loads into the node's containerd.
 //
-//	go run ./tools/image -out DIR [NAME...]    # NAME: hangup, example-go, pause, jaeger (default: all)
+//	go run ./tools/image -out DIR [NAME...]    # NAME: hangup, hangup-tools, example-go, pause, jaeger (default: all)
 //
 // It prints one line an image: name, reference, digest. The hangup image
-// agrees with the Dockerfile (entrypoint, user, ports; TestDockerfileAgrees)
-// for users who do have Docker.
+// (the pod's binary: proxy, init-redirect, wait) and the hangup-tools image
+// (every subcommand: the webhook's inject among them) agree with the
+// Dockerfile's stages of the same names (entrypoint, user, ports, build
+// tags; TestDockerfileAgrees) for users who do have Docker.
 package main
 
 import (
@@ -47,6 +49,8 @@ type target struct {
 	// pkg is the Go package of its binary, built static from this module;
 	// empty when bin gives a prebuilt binary.
 	pkg string
+	// tags are the build tags of pkg (go build -tags).
+	tags string
 	// bin returns the path of a prebuilt binary.
 	bin  func() (string, error)
 	spec func(binary string) spec
@@ -63,7 +67,8 @@ const module = "github.com/hangup-dev/hangup"
 func ref(name string) string { return "localhost/" + name + ":" + Tag }
 
 var targets = []target{
-	{name: "hangup", pkg: module + "/cmd/sidecar", spec: hangupSpec},
+	{name: "hangup", pkg: module + "/cmd/sidecar", tags: podTags, spec: hangupSpec},
+	{name: "hangup-tools", pkg: module + "/cmd/sidecar", spec: toolsSpec},
 	{name: "example-go", pkg: module + "/examples/go", spec: func(b string) spec {
 		return spec{
 			ref:        ref("hangup-example-go"),
@@ -103,14 +108,29 @@ var targets = []target{
 	}},
 }
 
-// hangupSpec is the sidecar's image: the Dockerfile's, built without Docker.
+// podTags build cmd/sidecar with only the subcommands that run in the
+// app's pod (cmd/sidecar/main.go says why).
+const podTags = "hangup_pod"
+
+// hangupSpec is the image every injected pod runs (the sidecar and
+// init-redirect): the Dockerfile's hangup stage, built without Docker.
 func hangupSpec(b string) spec {
+	return sidecarSpec("hangup", b, ports.Proxy, ports.Admin)
+}
+
+// toolsSpec is the webhook's image, with every subcommand: the
+// Dockerfile's hangup-tools stage.
+func toolsSpec(b string) spec {
+	return sidecarSpec("hangup-tools", b, ports.Webhook)
+}
+
+func sidecarSpec(name, b string, exposed ...int) spec {
 	return spec{
-		ref:        ref("hangup"),
+		ref:        ref(name),
 		files:      append(nonrootFiles(nonrootUID), file{path: sidecarPath, src: b, mode: 0o755}),
 		entrypoint: []string{sidecarPath},
 		user:       fmt.Sprintf("%d:%d", nonrootUID, nonrootUID),
-		ports:      []int{ports.Proxy, ports.Admin, ports.Webhook},
+		ports:      exposed,
 	}
 }
 
@@ -186,7 +206,7 @@ func build(t target, out, version string) (v1.Hash, error) {
 	if t.pkg != "" {
 		binary = filepath.Join(out, t.name+".bin")
 		defer os.Remove(binary)
-		if err := goBuild(t.pkg, binary, version); err != nil {
+		if err := goBuild(t.pkg, t.tags, binary, version); err != nil {
 			return v1.Hash{}, fmt.Errorf("image %s: %w", t.name, err)
 		}
 	} else {
@@ -216,8 +236,8 @@ func build(t target, out, version string) (v1.Hash, error) {
 // goBuild builds a static binary of this module's package pkg, the way the
 // Dockerfile does, and without anything that changes from build to build
 // (paths, VCS stamps), so that the image's digest is reproducible.
-func goBuild(pkg, out, version string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false",
+func goBuild(pkg, tags, out, version string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags="+tags,
 		"-ldflags=-s -w -X main.version="+version, "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch())
 	cmd.Stderr = os.Stderr

@@ -92,60 +92,90 @@ func layerEntries(t *testing.T, archive string) []string {
 	return tarEntries(t, rc)
 }
 
-// TestDockerfileAgrees checks that the Dockerfile, for users with Docker,
-// and the image built here run the same binary at the same path, as the
+// TestDockerfileAgrees checks that each Dockerfile stage, for users with
+// Docker, and the image of the same name built here run the same binary
+// (the same package with the same build tags) at the same path, as the
 // same user, with the same ports.
 func TestDockerfileAgrees(t *testing.T) {
-	df := parseDockerfile(t, filepath.Join("..", "..", "Dockerfile"))
-	s := hangupSpec("")
-
-	var entrypoint []string
-	if err := json.Unmarshal([]byte(df["ENTRYPOINT"][0]), &entrypoint); err != nil {
-		t.Fatalf("Dockerfile ENTRYPOINT %q: want the exec (JSON) form: %v", df["ENTRYPOINT"][0], err)
-	}
-	if !slices.Equal(entrypoint, s.entrypoint) {
-		t.Errorf("ENTRYPOINT: Dockerfile %q, image %q", entrypoint, s.entrypoint)
-	}
-	if got := df["USER"]; len(got) != 1 || got[0] != s.user {
-		t.Errorf("USER: Dockerfile %q, image %q", got, s.user)
-	}
-	var exposed []int
-	for _, line := range df["EXPOSE"] {
-		for _, f := range strings.Fields(line) {
-			p, err := strconv.Atoi(strings.TrimSuffix(f, "/tcp"))
-			if err != nil {
-				t.Fatalf("Dockerfile EXPOSE %q: %v", line, err)
+	stages := parseDockerfile(t, filepath.Join("..", "..", "Dockerfile"))
+	for _, tc := range []struct {
+		name string
+		spec spec
+		tags string
+	}{
+		{"hangup", hangupSpec(""), podTags},
+		{"hangup-tools", toolsSpec(""), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			df, ok := stages[tc.name]
+			if !ok {
+				t.Fatalf("Dockerfile has no stage %q", tc.name)
 			}
-			exposed = append(exposed, p)
-		}
-	}
-	want := slices.Clone(s.ports)
-	sort.Ints(exposed)
-	sort.Ints(want)
-	if !slices.Equal(exposed, want) {
-		t.Errorf("EXPOSE: Dockerfile %v, image %v", exposed, want)
-	}
-	var copied bool
-	for _, line := range df["COPY"] {
-		f := strings.Fields(line)
-		if strings.HasPrefix(f[0], "--from=") && f[len(f)-1] == sidecarPath {
-			copied = true
-		}
-	}
-	if !copied {
-		t.Errorf("Dockerfile has no COPY --from=... %s; its COPY lines: %q", sidecarPath, df["COPY"])
+			if i := slices.IndexFunc(targets, func(tg target) bool { return tg.name == tc.name }); i < 0 || targets[i].tags != tc.tags {
+				t.Fatalf("no image %q built with tags %q", tc.name, tc.tags)
+			}
+			s := tc.spec
+			var entrypoint []string
+			if err := json.Unmarshal([]byte(df["ENTRYPOINT"][0]), &entrypoint); err != nil {
+				t.Fatalf("Dockerfile ENTRYPOINT %q: want the exec (JSON) form: %v", df["ENTRYPOINT"][0], err)
+			}
+			if !slices.Equal(entrypoint, s.entrypoint) {
+				t.Errorf("ENTRYPOINT: Dockerfile %q, image %q", entrypoint, s.entrypoint)
+			}
+			if got := df["USER"]; len(got) != 1 || got[0] != s.user {
+				t.Errorf("USER: Dockerfile %q, image %q", got, s.user)
+			}
+			var exposed []int
+			for _, line := range df["EXPOSE"] {
+				for _, f := range strings.Fields(line) {
+					p, err := strconv.Atoi(strings.TrimSuffix(f, "/tcp"))
+					if err != nil {
+						t.Fatalf("Dockerfile EXPOSE %q: %v", line, err)
+					}
+					exposed = append(exposed, p)
+				}
+			}
+			want := slices.Clone(s.ports)
+			sort.Ints(exposed)
+			sort.Ints(want)
+			if !slices.Equal(exposed, want) {
+				t.Errorf("EXPOSE: Dockerfile %v, image %v", exposed, want)
+			}
+			var from string
+			for _, line := range df["COPY"] {
+				f := strings.Fields(line)
+				if strings.HasPrefix(f[0], "--from=") && f[len(f)-1] == sidecarPath {
+					from = f[len(f)-2]
+				}
+			}
+			if from == "" {
+				t.Fatalf("Dockerfile has no COPY --from=... %s; its COPY lines: %q", sidecarPath, df["COPY"])
+			}
+			var built bool
+			for _, run := range stages["build"]["RUN"] {
+				hasTags := strings.Contains(run, "-tags")
+				if strings.Contains(run, "go build") && strings.Contains(run, "-o "+from+" ./cmd/sidecar") &&
+					(tc.tags == "" && !hasTags || tc.tags != "" && strings.Contains(run, "-tags="+tc.tags)) {
+					built = true
+				}
+			}
+			if !built {
+				t.Errorf("Dockerfile's build stage has no go build of ./cmd/sidecar into %s with tags %q: %q", from, tc.tags, stages["build"]["RUN"])
+			}
+		})
 	}
 }
 
-// parseDockerfile returns the arguments of each instruction of the final
-// stage (after the last FROM), by instruction.
-func parseDockerfile(t *testing.T, path string) map[string][]string {
+// parseDockerfile returns the arguments of each instruction of every
+// stage, by stage name (FROM ... AS name) and instruction.
+func parseDockerfile(t *testing.T, path string) map[string]map[string][]string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	stages := map[string]map[string][]string{}
 	var inst map[string][]string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -157,6 +187,9 @@ func parseDockerfile(t *testing.T, path string) map[string][]string {
 		word = strings.ToUpper(word)
 		if word == "FROM" {
 			inst = map[string][]string{}
+			if f := strings.Fields(rest); len(f) == 3 && strings.EqualFold(f[1], "AS") {
+				stages[f[2]] = inst
+			}
 			continue
 		}
 		if inst != nil {
@@ -166,12 +199,17 @@ func parseDockerfile(t *testing.T, path string) map[string][]string {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"ENTRYPOINT", "USER", "EXPOSE"} {
-		if len(inst[w]) == 0 {
-			t.Fatalf("%s: the final stage has no %s", path, w)
+	for name, inst := range stages {
+		if name == "build" {
+			continue
+		}
+		for _, w := range []string{"ENTRYPOINT", "USER", "EXPOSE"} {
+			if len(inst[w]) == 0 {
+				t.Fatalf("%s: stage %s has no %s", path, name, w)
+			}
 		}
 	}
-	return inst
+	return stages
 }
 
 func TestRunRejectsBadInput(t *testing.T) {

@@ -35,9 +35,14 @@
 {{ $svc }}.{{ .Release.Namespace }}.svc,{{ $svc }}.{{ .Release.Namespace }}.svc.cluster.local
 {{- end }}
 
-{{/* hangup.image is the hangup image reference. */}}
+{{/* hangup.image is the hangup image reference: what injected pods run. */}}
 {{- define "hangup.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* hangup.webhookImage is the hangup-tools image reference: the webhook's. */}}
+{{- define "hangup.webhookImage" -}}
+{{- printf "%s:%s" .Values.image.webhookRepository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
 {{/* hangup.labels are on every resource. */}}
