@@ -11,6 +11,7 @@ import (
 
 	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
+	"github.com/hangup-dev/hangup/pkg/ports"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -182,7 +183,7 @@ func ParseAddress(name, value string) (Address, error) {
 	}
 	_, port, err := net.SplitHostPort(value)
 	if err != nil || port == "" {
-		return Address{}, fmt.Errorf("invalid --%s %q: want host:port (such as 127.0.0.1:8080 or :16006) or unix:///path", name, value)
+		return Address{}, fmt.Errorf("invalid --%s %q: want host:port (such as 127.0.0.1:8080 or :%d) or unix:///path", name, value, ports.Proxy)
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
 		return Address{}, fmt.Errorf("invalid --%s %q: port %q is not a port number", name, value, port)
