@@ -1,5 +1,8 @@
 // Package admin serves the sidecar's admin endpoints: /healthz, /readyz and
 // whatever else the command mounts (such as /metrics).
+//
+// It knows nothing of the relay or of telemetry: the command passes in
+// readiness and mounts the rest.
 package admin
 
 import (

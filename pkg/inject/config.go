@@ -7,6 +7,9 @@
 //     certificate reload, /healthz and graceful shutdown.
 //   - Serve (webhook.go): the thin glue the `sidecar inject` command calls:
 //     certificates, discovery of native sidecar support, caBundle upkeep.
+//
+// It must not reach into the relay: the sidecar's flags and the pod spec
+// are its whole contract with the pod.
 package inject
 
 import (

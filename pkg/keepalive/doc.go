@@ -16,4 +16,8 @@
 //	acts := p.Tick(time.Now())
 //	for _, a := range acts { execute(a) }
 //	timer.Reset(time.Until(p.Deadline())) // unless Deadline is zero
+//
+// It must not start goroutines, read the clock or touch sockets, and it
+// imports no gRPC: pkg/event is its only project dependency
+// (TestPurePackagesImportNoRPC).
 package keepalive

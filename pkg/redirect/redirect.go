@@ -21,6 +21,8 @@
 // sidecar's static, distroless image runs init-redirect with no tool
 // installed. The iptables backend (iptables-restore) is the fallback for
 // kernels built without nf_tables.
+//
+// It must not relay: reading the original destination is pkg/proxy's job.
 package redirect
 
 import (

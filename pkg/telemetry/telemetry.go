@@ -15,6 +15,9 @@
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT all unset) or OTEL_TRACES_EXPORTER=none.
 // Metrics are always on: they are served on the admin port's /metrics, which
 // is not an OpenTelemetry export, so OTEL_SDK_DISABLED does not remove them.
+//
+// It records what the relay reports; it must not decide what is a
+// disconnect or deliver events to the app (pkg/notify does).
 package telemetry
 
 import (
