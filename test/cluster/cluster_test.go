@@ -306,6 +306,7 @@ func TestCluster(t *testing.T) {
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
 	d := &disconnects{t: t, sessions: chatSessions(chat), pod: pod.Name, target: target}
+	waitServing(t, d.sessions)
 	// cancelledSession is "connection/stream" of the cancel scenario's stream.
 	var cancelledSession string
 
@@ -391,6 +392,7 @@ func redirectMode(t *testing.T) {
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
 	d := &disconnects{t: t, sessions: chatSessions(chat), pod: pod.Name, target: target}
+	waitServing(t, d.sessions)
 	d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelled(chat, new(string)))
 	d.run(t, time.Second, []string{"CONNECTION_CLOSED", "CONNECTION_RESET"}, 2, func(t *testing.T) func() {
 		p := startClient(t, target)

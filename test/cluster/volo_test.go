@@ -94,15 +94,16 @@ func voloExample(t *testing.T) {
 	conn := dialService(t, target)
 	defer conn.Close()
 	d := &disconnects{t: t, sessions: subscriptionSessions(conn), pod: pod.Name, target: target}
-	// The pod is Ready once its containers started (the app has no probe:
-	// it listens on 127.0.0.1 only), which can be before the app listens.
 	waitServing(t, d.sessions)
 	d.run(t, time.Second, []string{"RST_STREAM"}, 1, cancelledSubscription(conn))
 	kubectl(t, "delete", "-f", manifest, "--wait=false")
 }
 
 // waitServing waits until the app answers its Sessions RPC through the
-// Service, for at most podWait.
+// Service, for at most podWait. A new Deployment's pod is Ready before the
+// Service reaches it: kube-proxy programs the new endpoint a moment later
+// (until then the ClusterIP refuses connections), and an app without a
+// readiness probe may not listen yet.
 func waitServing(t *testing.T, sessions func(ctx context.Context) (int64, error)) {
 	t.Helper()
 	deadline := time.Now().Add(podWait)
