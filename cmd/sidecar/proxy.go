@@ -168,22 +168,31 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		log.Warn("notify metrics unavailable", "err", err)
 	}
 	cfg.Sink = notifier
+	// abandon stops the notifier of a sidecar that failed to start without
+	// delivering what it queued (its start-up event): with the app down it
+	// would wait for ever, and the next process names its own incarnation.
+	abandon := func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = notifier.Close(ctx)
+	}
 	var hub *watch.Hub // pull mode: numbers and buffers events, then hands them to the notifier
 	if o.watch.Addr != "" {
 		o.watch.Logger = log
 		if hub, err = watch.New(o.watch, notifier); err != nil {
-			_ = notifier.Close(context.Background())
+			abandon()
 			return usageError{err}
 		}
 		cfg.Sink = hub
 	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
-		_ = notifier.Close(context.Background())
+		abandon()
 		return usageError{err}
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
+		abandon()
 		return fmt.Errorf("listen on --listen %s: %w", o.listen, err)
 	}
 	watchDone := make(chan error, 1)
@@ -191,7 +200,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		wln, err := watch.Listen(o.watch.Addr)
 		if err != nil {
 			_ = ln.Close()
-			_ = notifier.Close(context.Background())
+			abandon()
 			return err
 		}
 		go func() { watchDone <- hub.Serve(wln) }()
@@ -220,7 +229,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	adm, err := admin.Listen(o.admin, mux, log)
 	if err != nil {
 		_ = ln.Close()
-		_ = notifier.Close(context.Background())
+		abandon()
 		return err
 	}
 	log.Info("hangup proxy started", "version", versionString(), "listen", ln.Addr().String(),

@@ -78,3 +78,21 @@ func TestProbes(t *testing.T) {
 		t.Fatal("proxy did not stop")
 	}
 }
+
+// TestListenTakenLeavesNothingRunning: a --listen address already in use is
+// an error that names it, and the notifier started before it is closed
+// (goleak in TestMain sees any goroutine left behind).
+func TestListenTakenLeavesNothingRunning(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cmd := newRootCmd()
+	cmd.SetArgs([]string{"proxy", "--listen", taken.Addr().String(), "--upstream", freeAddr(t), "--admin", freeAddr(t),
+		"--log-level", "error", "--notify-addr", freeAddr(t)})
+	err = cmd.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "--listen "+taken.Addr().String()) {
+		t.Fatalf("proxy on a taken --listen: %v; want an error naming --listen %s", err, taken.Addr())
+	}
+}
