@@ -89,15 +89,16 @@ type config struct {
 
 // result is what the soak saw.
 type result struct {
-	Caused    map[eventKey]int // events the harness's disconnects must produce
-	Received  map[eventKey]int // events the receiver got, for the harness's connections
-	Strangers int              // events about connections the harness did not make
-	Dups      []string         // connections with more events than expected
-	Episodes  map[kind]int
-	Failed    []string // episodes that could not run, with why
-	Base, End harness.ProcUsage
-	Goroutine [2]int // /metrics go_goroutines at baseline and end; -1 when not exported
-	Streamed  int64  // messages on the long-running stream
+	Caused         map[eventKey]int // events the harness's disconnects must produce
+	Received       map[eventKey]int // events the receiver got, for the harness's connections
+	Strangers      int              // events about connections the harness did not make
+	StrangerEvents []string         // each stranger: "peer: n × scope reason"
+	Dups           []string         // connections with more events than expected
+	Episodes       map[kind]int
+	Failed         []string // episodes that could not run, with why
+	Base, End      harness.ProcUsage
+	Goroutine      [2]int // /metrics go_goroutines at baseline and end; -1 when not exported
+	Streamed       int64  // messages on the long-running stream
 	// NewFDs are the sidecar's descriptors at the end that were not open at
 	// baseline (their /proc/PID/fd link targets), to tell a leak from a
 	// lazily opened runtime descriptor.
@@ -123,7 +124,7 @@ func (r *result) check() error {
 		errs = append(errs, fmt.Errorf("%d connections got more events than disconnects, first: %s", len(r.Dups), r.Dups[0]))
 	}
 	if r.Strangers > 0 {
-		errs = append(errs, fmt.Errorf("%d events about connections the soak never made", r.Strangers))
+		errs = append(errs, fmt.Errorf("%d events about connections the soak never made: %v", r.Strangers, r.StrangerEvents))
 	}
 	if len(r.Failed) > 0 {
 		errs = append(errs, fmt.Errorf("%d episodes failed, first: %s", len(r.Failed), r.Failed[0]))
@@ -360,6 +361,9 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		want, ok := expect[addr]
 		if !ok {
 			res.Strangers += sumCounts(got)
+			for k, n := range got {
+				res.StrangerEvents = append(res.StrangerEvents, fmt.Sprintf("%s: %d × %s", addr, n, k))
+			}
 			continue
 		}
 		for k, n := range got {
