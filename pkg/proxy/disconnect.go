@@ -85,14 +85,7 @@ func (c *conn) upstreamEnded(err error) {
 		c.closeClient()
 	case errors.Is(err, io.EOF):
 		c.noteEnd("client closed")
-		c.mu.Lock()
-		ga := c.ending.goAway
-		c.mu.Unlock()
-		if ga != nil {
-			c.clientLost(event.ReasonGoAway, event.InitiatorClient, uint32(ga.code), ga.debug)
-		} else {
-			c.clientLost(event.ReasonConnectionClosed, event.InitiatorClient, 0, "")
-		}
+		c.clientLost(event.ReasonConnectionClosed, event.InitiatorClient, 0, "")
 	case isLocalClose(err), errors.Is(err, os.ErrDeadlineExceeded):
 		// The other direction ended first, or Server.Close closed the socket.
 	default:
@@ -180,12 +173,20 @@ func (c *conn) appLost(debug string) {
 // still runs, one for the connection when it ended abnormally, and — in
 // band, so the app's own gRPC library cancels those handlers —
 // RST_STREAM(CANCEL) for each such stream, then GOAWAY, then EOF.
+//
+// A client that sent GOAWAY and then closed its socket left by GOAWAY,
+// whether its kernel sent FIN or RST: grpc-go's Close writes GOAWAY and
+// closes, and a frame still unread then (a PING ACK, a WINDOW_UPDATE)
+// turns the FIN into RST. With nothing open that is no disconnect at all.
 func (c *conn) clientLost(reason event.Reason, who event.Initiator, code uint32, debug string) {
 	now := c.srv.cfg.Now()
 	c.mu.Lock()
 	if !c.ending.clientGoneLocked() {
 		c.mu.Unlock()
 		return
+	}
+	if ga := c.ending.goAway; ga != nil && (reason == event.ReasonConnectionClosed || reason == event.ReasonConnectionReset) {
+		reason, code, debug = event.ReasonGoAway, uint32(ga.code), ga.debug
 	}
 	var events []event.Event
 	var frames []byte

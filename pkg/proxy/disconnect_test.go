@@ -3,15 +3,19 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hangup-dev/hangup/internal/h2raw"
+	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/event"
 )
 
@@ -42,6 +46,14 @@ func TestClientDisconnects(t *testing.T) {
 			}
 			return c.Close()
 		}, event.ReasonGoAway, event.InitiatorClient, http2.ErrCodeEnhanceYourCalm, "bye now", true},
+		// grpc-go's Close: GOAWAY, then close(2), which the kernel turns
+		// into RST when frames are still unread. The same goodbye as above.
+		{"GOAWAY then TCP reset", func(c *h2raw.Client) error {
+			if err := goAwaySeen(c, http2.ErrCodeNo, "client transport shutdown"); err != nil {
+				return err
+			}
+			return c.Reset()
+		}, event.ReasonGoAway, event.InitiatorClient, http2.ErrCodeNo, "client transport shutdown", true},
 		{"malformed frame", func(c *h2raw.Client) error { return c.Framer.WriteContinuation(9, true, []byte{0x82}) },
 			event.ReasonProtocolError, event.InitiatorSidecar, http2.ErrCodeProtocol, "CONTINUATION without HEADERS", true},
 	}
@@ -138,6 +150,86 @@ func TestNormalEndingsAreNotDisconnects(t *testing.T) {
 	c2 := openRawStream(t, r.addr)
 	defer c2.Reset()
 	r.noEvents(t)
+}
+
+// TestGoAwayWithNothingOpenIsNoDisconnect: a client that finished its calls
+// sends GOAWAY and closes its socket, as grpc-go's ClientConn.Close does.
+// Whether its kernel then sends FIN, or RST because a frame (a PING ACK, a
+// WINDOW_UPDATE) arrived that it never read, it left normally: no event.
+// Before, the RST made a connection CONNECTION_RESET event; the soak saw
+// it as an event about a connection it never made (its readiness probe's).
+func TestGoAwayWithNothingOpenIsNoDisconnect(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		close func(c *h2raw.Client) error
+	}{
+		{"then FIN", (*h2raw.Client).Close},
+		{"then RST", (*h2raw.Client).Reset},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ended := make(chan struct{}, 1)
+			_, appAddr := startApp(t, grpc.StatsHandler(connEndHandler(ended)))
+			r := startRelay(t, appAddr)
+			c := openRawStream(t, r.addr)
+			defer c.Close()
+			if err := c.SendMessage(1, nil, true); err != nil { // half-close: the app returns
+				t.Fatal(err)
+			}
+			if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool {
+				return f.Header().Type == http2.FrameHeaders && f.Header().Flags.Has(http2.FlagHeadersEndStream)
+			}); err != nil {
+				t.Fatalf("waiting for trailers: %v", err)
+			}
+			if err := goAwaySeen(c, http2.ErrCodeNo, "client transport shutdown"); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.close(c); err != nil {
+				t.Fatal(err)
+			}
+			// The relay reports the client's end before it closes the app
+			// connection: once the app's connection has ended, every event
+			// about this client has been made.
+			testtools.Receive(t, ended, 1, 5*time.Second)
+			r.noEvents(t)
+		})
+	}
+}
+
+// goAwaySeen sends GOAWAY and waits until a PING sent after it comes back
+// through the relay, which has then read the GOAWAY.
+func goAwaySeen(c *h2raw.Client, code http2.ErrCode, debug string) error {
+	if err := c.Framer.WriteGoAway(0, code, []byte(debug)); err != nil {
+		return fmt.Errorf("write GOAWAY: %w", err)
+	}
+	if err := c.Framer.WritePing(false, [8]byte{2}); err != nil {
+		return fmt.Errorf("write PING: %w", err)
+	}
+	if _, err := c.ReadUntil(5*time.Second, func(f http2.Frame) bool {
+		p, ok := f.(*http2.PingFrame)
+		return ok && p.IsAck() && p.Data == [8]byte{2}
+	}); err != nil {
+		return fmt.Errorf("wait for the PING ACK after GOAWAY: %w", err)
+	}
+	return nil
+}
+
+// connEndHandler is a gRPC server stats handler that signals ended when a
+// connection of the server has ended.
+type connEndHandler chan<- struct{}
+
+func (h connEndHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (h connEndHandler) HandleRPC(context.Context, stats.RPCStats)                       {}
+func (h connEndHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (h connEndHandler) HandleConn(_ context.Context, s stats.ConnStats) {
+	if _, ok := s.(*stats.ConnEnd); ok {
+		select {
+		case h <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // echoMsg is one FullDuplexCall request asking for an 8-byte answer.
