@@ -76,6 +76,8 @@ type Grace struct {
 	sessions map[string][]*held   // by session key, oldest first
 	conns    map[string]*connHold // connections with held streams, by id
 	byTime   deadlines            // every held stream event, by deadline
+	recent   map[string]opened    // by session key: the latest stream opened that resumed nothing
+	opens    []opened             // the same, oldest first, for pruning
 	stop     func() bool          // the armed timer, nil when none
 	armedFor time.Time            // its deadline
 	closed   bool
@@ -90,6 +92,13 @@ type held struct {
 	ev       event.Event
 	deadline time.Time
 	index    int // in byTime
+}
+
+// opened is a stream on a graced method that opened with a session key.
+type opened struct {
+	key, method, conn string
+	stream            uint32
+	at                time.Time
 }
 
 // connHold is a connection whose stream events are held.
@@ -115,7 +124,7 @@ func newGrace(cfg Config, next event.Sink, afterFunc func(time.Duration, func())
 		cfg.Now = time.Now
 	}
 	return &Grace{cfg: cfg, next: next, afterFunc: afterFunc,
-		sessions: map[string][]*held{}, conns: map[string]*connHold{}}
+		sessions: map[string][]*held{}, conns: map[string]*connHold{}, recent: map[string]opened{}}
 }
 
 // Graced says whether streams of method may be held and may resume a
@@ -171,13 +180,14 @@ func (g *Grace) Publish(ev event.Event) {
 	g.next.Publish(ev)
 }
 
-// holdLocked holds a stream event for d.
+// holdLocked holds a stream event for d, or resumes it at once when its
+// session reconnected before the loss was found.
 func (g *Grace) holdLocked(ev event.Event, d time.Duration) {
 	if len(g.byTime) >= g.cfg.MaxHeld {
 		g.releaseLocked(heap.Pop(&g.byTime).(*held), "bound reached")
 	}
-	h := &held{ev: ev, deadline: g.cfg.Now().Add(d)}
-	heap.Push(&g.byTime, h)
+	now := g.cfg.Now()
+	h := &held{ev: ev, deadline: now.Add(d)}
 	g.sessions[ev.SessionKey] = append(g.sessions[ev.SessionKey], h)
 	ch := g.conns[ev.ConnectionID]
 	if ch == nil {
@@ -186,19 +196,36 @@ func (g *Grace) holdLocked(ev event.Event, d time.Duration) {
 	}
 	ch.pending++
 	g.held.Add(1)
+	// A client that lost its network unnoticed (its old connection dies
+	// only at the keepalive timeout) may have reconnected already: a
+	// stream of its session opened on another connection after the lost
+	// one started, and at most d ago, resumes it now.
+	if o, ok := g.recent[ev.SessionKey]; ok && o.conn != ev.ConnectionID && !o.at.Before(ev.StartedAt) && now.Sub(o.at) <= d {
+		delete(g.recent, ev.SessionKey)
+		g.resumeLocked(h, o)
+		return
+	}
+	heap.Push(&g.byTime, h)
 	g.cfg.Logger.Debug("reconnect grace: holding event", "event", ev.ID, "reason", ev.Reason.String(),
 		"conn", ev.ConnectionID, "stream", ev.StreamID, "method", ev.Method, "grace", d)
 	g.armLocked()
 }
 
 // StreamOpened tells the Grace that a stream on a graced method opened
-// with this session key: it resumes a held stream of the same key, if any.
-// The relay calls it only for graced methods and a non-empty key.
+// with this session key: it resumes a held stream of the same key, if any,
+// or is remembered for a loss of the same session found later (an old
+// connection that dies only at its keepalive timeout). The relay calls it
+// only for graced methods and a non-empty key.
 func (g *Grace) StreamOpened(method, sessionKey, connID string, streamID uint32) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
+	o := opened{key: sessionKey, method: method, conn: connID, stream: streamID, at: g.cfg.Now()}
 	list := g.sessions[sessionKey]
-	if len(list) == 0 || g.closed {
+	if len(list) == 0 {
+		g.rememberLocked(o)
 		return
 	}
 	pick := 0
@@ -209,17 +236,36 @@ func (g *Grace) StreamOpened(method, sessionKey, connID string, streamID uint32)
 		}
 	}
 	h := list[pick]
-	g.forgetLocked(h)
 	heap.Remove(&g.byTime, h.index)
+	g.resumeLocked(h, o)
+}
+
+// rememberLocked keeps o as its session's latest stream, for the longest
+// grace a loss found after it could have.
+func (g *Grace) rememberLocked(o opened) {
+	g.recent[o.key] = o
+	g.opens = append(g.opens, o)
+	for len(g.opens) > 0 && (len(g.opens) > g.cfg.MaxHeld || o.at.Sub(g.opens[0].at) > MaxGrace) {
+		if old := g.opens[0]; g.recent[old.key] == old {
+			delete(g.recent, old.key)
+		}
+		g.opens = g.opens[1:]
+	}
+}
+
+// resumeLocked replaces h's event, not (or no longer) in byTime, by a RESUMED
+// event naming the stream o.
+func (g *Grace) resumeLocked(h *held, o opened) {
+	g.forgetLocked(h)
 	ev := h.ev
 	ev.ID = event.NewEventID()
 	ev.Reason = event.ReasonResumed
 	ev.HTTP2ErrorCode = 0
 	ev.GoAwayDebug = ""
-	ev.ResumedConnectionID, ev.ResumedStreamID, ev.ResumedAt = connID, streamID, g.cfg.Now()
+	ev.ResumedConnectionID, ev.ResumedStreamID, ev.ResumedAt = o.conn, o.stream, o.at
 	g.resumed.Add(1)
 	g.cfg.Logger.Info("reconnect grace: resumed", "event", ev.ID, "held_event", h.ev.ID, "conn", ev.ConnectionID,
-		"stream", ev.StreamID, "resumed_conn", connID, "resumed_stream", streamID, "method", ev.Method)
+		"stream", ev.StreamID, "resumed_conn", o.conn, "resumed_stream", o.stream, "method", ev.Method)
 	g.next.Publish(ev)
 	g.resolveLocked(h.ev.ConnectionID, false)
 	g.armLocked()

@@ -61,22 +61,32 @@ func loss(conn string, reason event.Reason, at time.Time, streams ...[2]string) 
 	for i, s := range streams {
 		evs = append(evs, event.Event{ID: fmt.Sprintf("%s-s%d", conn, i), Scope: event.ScopeStream, Reason: reason,
 			Initiator: event.InitiatorClient, ConnectionID: conn, StreamID: uint32(2*i + 1), Method: s[0],
-			SessionKey: s[1], DetectedAt: at})
+			SessionKey: s[1], StartedAt: at.Add(-time.Minute), DetectedAt: at})
 	}
 	return append(evs, event.Event{ID: conn + "-c", Scope: event.ScopeConnection, Reason: reason,
 		Initiator: event.InitiatorClient, ConnectionID: conn, DetectedAt: at})
+}
+
+// startedAt sets the start of every stream in evs.
+func startedAt(at time.Time, evs []event.Event) []event.Event {
+	for i := range evs {
+		if evs[i].Scope == event.ScopeStream {
+			evs[i].StartedAt = at
+		}
+	}
+	return evs
 }
 
 // step is one thing that happens to the Grace, in order.
 type step struct {
 	advance time.Duration // first move the clock (and fire the timer when due)
 	publish []event.Event
-	open    *opened // a new stream
+	open    *openStep // a new stream
 	close   bool
 	want    []string // summaries of every event forwarded after this step, in order
 }
 
-type opened struct {
+type openStep struct {
 	method, key, conn string
 	stream            uint32
 }
@@ -94,7 +104,7 @@ func TestGrace(t *testing.T) {
 	}{
 		{"resumed inside the grace", []step{
 			{publish: loss("c1", event.ReasonConnectionReset, t0, [2]string{chat, "s1"})},
-			{advance: 9 * time.Second, open: &opened{chat, "s1", "c2", 1},
+			{advance: 9 * time.Second, open: &openStep{chat, "s1", "c2", 1},
 				want: []string{"STREAM RESUMED c1/1 -> c2/1 @0s"}},
 			{advance: time.Minute},
 		}, Stats{Held: 1, Resumed: 1}},
@@ -102,17 +112,17 @@ func TestGrace(t *testing.T) {
 			{publish: loss("c1", event.ReasonKeepaliveTimeout, t0, [2]string{chat, "s1"})},
 			{advance: 9 * time.Second},
 			{advance: time.Second, want: []string{"STREAM KEEPALIVE_TIMEOUT c1/1 @0s", "CONNECTION KEEPALIVE_TIMEOUT c1/0 @0s"}},
-			{advance: time.Second, open: &opened{chat, "s1", "c2", 1}},
+			{advance: time.Second, open: &openStep{chat, "s1", "c2", 1}},
 		}, Stats{Held: 1, Expired: 1}},
 		{"two sessions", []step{
 			{publish: loss("c1", event.ReasonConnectionClosed, t0, [2]string{chat, "s1"})},
 			{publish: loss("c2", event.ReasonConnectionClosed, t0, [2]string{chat, "s2"})},
-			{advance: time.Second, open: &opened{chat, "s2", "c3", 1}, want: []string{"STREAM RESUMED c2/1 -> c3/1 @0s"}},
+			{advance: time.Second, open: &openStep{chat, "s2", "c3", 1}, want: []string{"STREAM RESUMED c2/1 -> c3/1 @0s"}},
 			{advance: 9 * time.Second, want: []string{"STREAM CONNECTION_CLOSED c1/1 @0s", "CONNECTION CONNECTION_CLOSED c1/0 @0s"}},
 		}, Stats{Held: 2, Resumed: 1, Expired: 1}},
 		{"a different key resumes nothing", []step{
 			{publish: loss("c1", event.ReasonConnectionReset, t0, [2]string{chat, "s1"})},
-			{advance: time.Second, open: &opened{chat, "other", "c2", 1}},
+			{advance: time.Second, open: &openStep{chat, "other", "c2", 1}},
 			{advance: 9 * time.Second, want: []string{"STREAM CONNECTION_RESET c1/1 @0s", "CONNECTION CONNECTION_RESET c1/0 @0s"}},
 		}, Stats{Held: 1, Expired: 1}},
 		{"a method without grace is sent at once", []step{
@@ -149,25 +159,47 @@ func TestGrace(t *testing.T) {
 		}, Stats{Held: 1, Expired: 1}},
 		{"the connection event waits for its last stream", []step{
 			{publish: loss("c1", event.ReasonConnectionReset, t0, [2]string{chat, "s1"}, [2]string{game, "s1"})},
-			{advance: time.Second, open: &opened{game, "s1", "c2", 1}, want: []string{"STREAM RESUMED c1/3 -> c2/1 @0s"}},
-			{advance: time.Second, open: &opened{chat, "s1", "c2", 3}, want: []string{"STREAM RESUMED c1/1 -> c2/3 @0s"}},
+			{advance: time.Second, open: &openStep{game, "s1", "c2", 1}, want: []string{"STREAM RESUMED c1/3 -> c2/1 @0s"}},
+			{advance: time.Second, open: &openStep{chat, "s1", "c2", 3}, want: []string{"STREAM RESUMED c1/1 -> c2/3 @0s"}},
 			{advance: time.Minute},
 		}, Stats{Held: 2, Resumed: 2}},
 		{"one stream resumed, one expired: the connection event is sent", []step{
 			{publish: loss("c1", event.ReasonConnectionReset, t0, [2]string{chat, "s1"}, [2]string{chat, "s2"})},
-			{advance: time.Second, open: &opened{chat, "s1", "c2", 1}, want: []string{"STREAM RESUMED c1/1 -> c2/1 @0s"}},
+			{advance: time.Second, open: &openStep{chat, "s1", "c2", 1}, want: []string{"STREAM RESUMED c1/1 -> c2/1 @0s"}},
 			{advance: 9 * time.Second, want: []string{"STREAM CONNECTION_RESET c1/3 @0s", "CONNECTION CONNECTION_RESET c1/0 @0s"}},
 		}, Stats{Held: 2, Resumed: 1, Expired: 1}},
 		{"a stream without grace on the same connection: the connection event is sent", []step{
 			{publish: loss("c1", event.ReasonConnectionReset, t0, [2]string{chat, "s1"}, [2]string{plain, "s1"}),
 				want: []string{"STREAM CONNECTION_RESET c1/3 @0s"}},
-			{advance: time.Second, open: &opened{chat, "s1", "c2", 1},
+			{advance: time.Second, open: &openStep{chat, "s1", "c2", 1},
 				want: []string{"STREAM RESUMED c1/1 -> c2/1 @0s", "CONNECTION CONNECTION_RESET c1/0 @0s"}},
 		}, Stats{Held: 1, Resumed: 1}},
+		{"reconnected before the old connection was found dead", []step{
+			{advance: 2 * time.Minute, open: &openStep{chat, "s1", "c2", 1}},
+			{advance: 8 * time.Second, publish: loss("c1", event.ReasonKeepaliveTimeout, t0.Add(2*time.Minute+8*time.Second), [2]string{chat, "s1"}),
+				want: []string{"STREAM RESUMED c1/1 -> c2/1 @2m8s"}},
+			{advance: time.Minute},
+		}, Stats{Held: 1, Resumed: 1}},
+		{"a reconnection longer ago than the grace resumes nothing", []step{
+			{advance: 2 * time.Minute, open: &openStep{chat, "s1", "c2", 1}},
+			{advance: 11 * time.Second, publish: loss("c1", event.ReasonKeepaliveTimeout, t0.Add(2*time.Minute+11*time.Second), [2]string{chat, "s1"})},
+			{advance: 10 * time.Second, want: []string{"STREAM KEEPALIVE_TIMEOUT c1/1 @2m11s", "CONNECTION KEEPALIVE_TIMEOUT c1/0 @2m11s"}},
+		}, Stats{Held: 1, Expired: 1}},
+		{"a stream older than the lost one resumes nothing", []step{
+			{open: &openStep{chat, "s1", "c2", 1}},
+			{advance: 5 * time.Second, publish: startedAt(t0.Add(time.Second),
+				loss("c1", event.ReasonKeepaliveTimeout, t0.Add(5*time.Second), [2]string{chat, "s1"}))},
+			{advance: 10 * time.Second, want: []string{"STREAM KEEPALIVE_TIMEOUT c1/1 @5s", "CONNECTION KEEPALIVE_TIMEOUT c1/0 @5s"}},
+		}, Stats{Held: 1, Expired: 1}},
+		{"a stream on the lost connection itself resumes nothing", []step{
+			{advance: 2 * time.Minute, open: &openStep{chat, "s1", "c1", 3}},
+			{publish: loss("c1", event.ReasonConnectionReset, t0.Add(2*time.Minute), [2]string{chat, "s1"})},
+			{advance: 10 * time.Second, want: []string{"STREAM CONNECTION_RESET c1/1 @2m0s", "CONNECTION CONNECTION_RESET c1/0 @2m0s"}},
+		}, Stats{Held: 1, Expired: 1}},
 		{"a session's held stream resumes once", []step{
 			{publish: loss("c1", event.ReasonConnectionReset, t0, [2]string{chat, "s1"})},
-			{advance: time.Second, open: &opened{chat, "s1", "c2", 1}, want: []string{"STREAM RESUMED c1/1 -> c2/1 @0s"}},
-			{open: &opened{chat, "s1", "c3", 1}},
+			{advance: time.Second, open: &openStep{chat, "s1", "c2", 1}, want: []string{"STREAM RESUMED c1/1 -> c2/1 @0s"}},
+			{open: &openStep{chat, "s1", "c3", 1}},
 		}, Stats{Held: 1, Resumed: 1}},
 	}
 	for _, tt := range tests {
