@@ -351,3 +351,25 @@ func TestForDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckSessionHeader(t *testing.T) {
+	tests := []struct {
+		name, in, wantErr string
+	}{
+		{"plain", "x-session-id", ""},
+		{"upper case", "X-Session-Id", ""},
+		{"empty", "", "empty"},
+		{"pseudo", ":path", "never by the client"},
+		{"the sidecar's own", "x-hangup-stream-id", "never by the client"},
+		{"a space", "x session", "not a header name"},
+		{"a colon", "x:session", "not a header name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckSessionHeader(tt.in)
+			if (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("CheckSessionHeader(%q) = %v, want %q", tt.in, err, tt.wantErr)
+			}
+		})
+	}
+}

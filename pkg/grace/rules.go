@@ -130,3 +130,27 @@ func (r Rules) String() string {
 	sort.Strings(parts)
 	return strings.Join(parts, ",")
 }
+
+// SessionHeaderSyntax says what a session header looks like, for error
+// messages.
+const SessionHeaderSyntax = "a request header name such as x-session-id (RFC 9110 token characters; not a pseudo-header, not x-hangup-*)"
+
+// CheckSessionHeader reports whether name can be the session header: a
+// header name the client sends and the relay passes on. Pseudo-headers
+// are not a session, and x-hangup-* headers are dropped from clients.
+func CheckSessionHeader(name string) error {
+	if name == "" {
+		return fmt.Errorf("empty: want %s", SessionHeaderSyntax)
+	}
+	lower := strings.ToLower(name)
+	if strings.HasPrefix(lower, ":") || strings.HasPrefix(lower, "x-hangup-") {
+		return fmt.Errorf("%q is set by the sidecar or the protocol, never by the client: want %s", name, SessionHeaderSyntax)
+	}
+	for _, r := range name {
+		// RFC 9110 section 5.6.2 token characters.
+		if r > 0x7e || r <= 0x20 || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return fmt.Errorf("%q is not a header name: want %s", name, SessionHeaderSyntax)
+		}
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/hangup-dev/hangup/pkg/event"
+	"github.com/hangup-dev/hangup/pkg/grace"
 	"github.com/hangup-dev/hangup/pkg/notify"
 )
 
@@ -31,6 +32,8 @@ const (
 	MetricKeepaliveTimeouts = "hangup.keepalive.timeouts"
 	MetricAbuseGoAways      = "hangup.abuse.goaways"
 	MetricSpansDropped      = "hangup.telemetry.spans.dropped"
+	MetricGraceEvents       = "hangup.grace.events"
+	MetricGraceHolding      = "hangup.grace.holding"
 )
 
 // Metric attribute keys.
@@ -38,6 +41,7 @@ const (
 	AttrReason    = attribute.Key("reason")    // event.Reason name
 	AttrWho       = attribute.Key("initiator") // event.Initiator name
 	AttrAbuseKind = attribute.Key("kind")      // e.g. too_many_pings
+	AttrOutcome   = attribute.Key("outcome")   // reconnect grace: held, resumed, expired
 )
 
 // latencyBuckets are the histogram bounds in seconds: detection is expected
@@ -222,6 +226,39 @@ func (m *Metrics) AbuseGoAway(kind string) {
 		return
 	}
 	m.abuse.Add(m.ctx, 1, metric.WithAttributes(AttrAbuseKind.String(kind)))
+}
+
+// ObserveGrace exposes reconnect grace's counters, read from stats at each
+// collection (pass (*grace.Grace).Stats): hangup.grace.events by outcome
+// (held; then resumed, or expired: sent unchanged when the grace ended,
+// the bound was reached or the sidecar shut down) and the events held now
+// as hangup.grace.holding. Call it once, when the Grace exists.
+func (m *Metrics) ObserveGrace(stats func() grace.Stats) error {
+	events, err := m.meter.Int64ObservableCounter(MetricGraceEvents, metric.WithUnit("{event}"),
+		metric.WithDescription("Stream events of lost connections under reconnect grace, by outcome: held, resumed, expired."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricGraceEvents, err)
+	}
+	holding, err := m.meter.Int64ObservableGauge(MetricGraceHolding, metric.WithUnit("{event}"),
+		metric.WithDescription("Stream events held by reconnect grace now."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricGraceHolding, err)
+	}
+	held := metric.WithAttributes(AttrOutcome.String("held"))
+	resumed := metric.WithAttributes(AttrOutcome.String("resumed"))
+	expired := metric.WithAttributes(AttrOutcome.String("expired"))
+	_, err = m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := stats()
+		o.ObserveInt64(events, int64(s.Held), held)
+		o.ObserveInt64(events, int64(s.Resumed), resumed)
+		o.ObserveInt64(events, int64(s.Expired), expired)
+		o.ObserveInt64(holding, int64(s.Holding))
+		return nil
+	}, events, holding)
+	if err != nil {
+		return fmt.Errorf("telemetry: observe grace: %w", err)
+	}
+	return nil
 }
 
 // ObserveNotifier exposes a notifier's own counters, read from stats at
