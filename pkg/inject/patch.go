@@ -163,6 +163,9 @@ func podSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 			return s, err
 		}
 	}
+	if s.grace, err = parseGrace(a); err != nil {
+		return s, err
+	}
 	if s.appPort, err = appPort(pod, cfg); err != nil {
 		return s, err
 	}
@@ -289,6 +292,7 @@ func sidecarContainer(s settings, cfg Config, native bool) corev1.Container {
 		"--keepalive-timeout="+s.keepaliveTimeout.String(),
 		"--mode="+string(s.mode),
 	)
+	args = append(args, s.grace.args()...)
 
 	env := []corev1.EnvVar{
 		fieldEnv("POD_NAME", "metadata.name"),
