@@ -32,6 +32,23 @@ func (f *fakeTimer) advance(d time.Duration) {
 	}
 }
 
+// t0 is the fake clock's start.
+var t0 = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+
+// newTestGrace returns a Grace with rules, on a fake clock at t0 and timer,
+// forwarding to a recorder.
+func newTestGrace(t *testing.T, rules string, maxHeld int) (*Grace, *fakeTimer, *recorder) {
+	t.Helper()
+	r, err := ParseRules(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &fakeTimer{now: t0}
+	rec := &recorder{}
+	g := newGrace(Config{Rules: r, SessionHeader: "x-session-id", MaxHeld: maxHeld, Now: func() time.Time { return ft.now }}, rec, ft.afterFunc)
+	return g, ft, rec
+}
+
 // recorder is the next Sink.
 type recorder struct{ got []event.Event }
 
@@ -92,11 +109,6 @@ type openStep struct {
 }
 
 func TestGrace(t *testing.T) {
-	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	rules, err := ParseRules(chat + "=10s,/game.v1.Game/*=5s")
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		name  string
 		steps []step
@@ -204,9 +216,7 @@ func TestGrace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ft := &fakeTimer{now: t0}
-			rec := &recorder{}
-			g := newGrace(Config{Rules: rules, SessionHeader: "x-session-id", Now: func() time.Time { return ft.now }}, rec, ft.afterFunc)
+			g, ft, rec := newTestGrace(t, chat+"=10s,/game.v1.Game/*=5s", 0)
 			for i, st := range tt.steps {
 				rec.got = nil
 				ft.advance(st.advance)
@@ -237,14 +247,7 @@ func TestGrace(t *testing.T) {
 // TestResumedEventNamesBothStreams checks the fields of a RESUMED event: the
 // old stream's, the new stream's and when it arrived; a new id.
 func TestResumedEventNamesBothStreams(t *testing.T) {
-	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	rules, err := ParseRules(chat + "=10s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ft := &fakeTimer{now: t0}
-	rec := &recorder{}
-	g := newGrace(Config{Rules: rules, SessionHeader: "x-session-id", Now: func() time.Time { return ft.now }}, rec, ft.afterFunc)
+	g, ft, rec := newTestGrace(t, chat+"=10s", 0)
 	lost := loss("c1", event.ReasonConnectionReset, t0, [2]string{chat, "s1"})
 	for _, ev := range lost {
 		g.Publish(ev)
@@ -272,14 +275,7 @@ func TestResumedEventNamesBothStreams(t *testing.T) {
 // TestMaxHeld checks the bound: the event closest to its deadline is sent
 // at once, unchanged, and counted as expired.
 func TestMaxHeld(t *testing.T) {
-	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	rules, err := ParseRules(chat + "=10s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ft := &fakeTimer{now: t0}
-	rec := &recorder{}
-	g := newGrace(Config{Rules: rules, MaxHeld: 2, Now: func() time.Time { return ft.now }}, rec, ft.afterFunc)
+	g, ft, rec := newTestGrace(t, chat+"=10s", 2)
 	for i := range 3 {
 		ft.advance(time.Second)
 		g.Publish(loss(fmt.Sprintf("c%d", i), event.ReasonConnectionReset, ft.now, [2]string{chat, fmt.Sprintf("s%d", i)})[0])
