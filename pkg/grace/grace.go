@@ -80,6 +80,7 @@ type Grace struct {
 	opens    []opened             // the same, oldest first, for pruning
 	stop     func() bool          // the armed timer, nil when none
 	armedFor time.Time            // its deadline
+	armed    uint64               // its generation: a timer stopped too late to stop its fire is ignored
 	closed   bool
 
 	held, resumed, expired atomic.Uint64
@@ -342,16 +343,18 @@ func (g *Grace) armLocked() {
 	if g.stop != nil {
 		g.stop()
 	}
+	g.armed++
+	gen := g.armed
 	g.armedFor = next
-	g.stop = g.afterFunc(next.Sub(g.cfg.Now()), g.fire)
+	g.stop = g.afterFunc(next.Sub(g.cfg.Now()), func() { g.fire(gen) })
 }
 
-// fire is the timer: it sends what expired and re-arms.
-func (g *Grace) fire() {
+// fire is the timer of generation gen: it sends what expired and re-arms.
+func (g *Grace) fire(gen uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
-		return
+	if g.closed || gen != g.armed {
+		return // stopped after it had started
 	}
 	g.stop = nil
 	g.expireLocked(g.cfg.Now())
@@ -370,7 +373,8 @@ func (g *Grace) Close() {
 	for len(g.byTime) > 0 {
 		g.releaseLocked(heap.Pop(&g.byTime).(*held), "shutdown")
 	}
-	// Connection events whose streams all resumed before they came.
+	// Connections whose own event has not come yet: it is forwarded as
+	// it comes, like everything after Close.
 	clear(g.conns)
 	if g.stop != nil {
 		g.stop()

@@ -16,10 +16,12 @@ type fakeTimer struct {
 	armed bool
 	at    time.Time
 	fire  func()
+	arms  int // timers started
 }
 
 func (f *fakeTimer) afterFunc(d time.Duration, fn func()) func() bool {
 	f.armed, f.at, f.fire = true, f.now.Add(d), fn
+	f.arms++
 	return func() bool { was := f.armed; f.armed = false; return was }
 }
 
@@ -285,6 +287,26 @@ func TestMaxHeld(t *testing.T) {
 	}
 	if st := g.Stats(); st.Holding != 2 || st.Expired != 1 || st.Held != 3 {
 		t.Errorf("Stats() = %+v, want 3 held, 1 expired, 2 holding", st)
+	}
+}
+
+// TestStaleTimerIsIgnored: a timer stopped after its func started (the
+// race time.Timer.Stop leaves) must neither send early nor start a second
+// timer.
+func TestStaleTimerIsIgnored(t *testing.T) {
+	g, ft, rec := newTestGrace(t, chat+"=10s,/game.v1.Game/*=5s", 0)
+	g.Publish(loss("c1", event.ReasonConnectionReset, t0, [2]string{chat, "s1"})[0])
+	stale := ft.fire
+	g.Publish(loss("c2", event.ReasonConnectionReset, t0, [2]string{game, "s2"})[0]) // earlier deadline: re-armed
+	arms := ft.arms
+	ft.now = ft.now.Add(6 * time.Second)
+	stale()
+	if len(rec.got) != 0 || ft.arms != arms {
+		t.Fatalf("a stale timer sent %d events and started %d timers, want none", len(rec.got), ft.arms-arms)
+	}
+	ft.advance(0)
+	if len(rec.got) != 1 || rec.got[0].ConnectionID != "c2" {
+		t.Fatalf("the live timer sent %+v, want c2's event", rec.got)
 	}
 }
 
