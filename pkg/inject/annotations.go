@@ -87,6 +87,7 @@ type settings struct {
 	// Clusters without native sidecars only.
 	holdApplication bool
 	grace           graceSettings
+	watchAddr       string
 }
 
 func parsePort(name, v string) (int32, error) {
