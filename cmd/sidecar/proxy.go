@@ -211,6 +211,9 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 			return usageError{err}
 		}
 		cfg.Sink = hub
+		if err := tel.Metrics().ObserveWatch(hub.Counters); err != nil {
+			log.Warn("watch metrics unavailable", "err", err)
+		}
 	}
 	// Reconnect grace holds events before both push and Watch get them;
 	// Close sends what it holds, unchanged, before the notifier stops.

@@ -12,6 +12,7 @@ import (
 	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/grace"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/notify/watch"
 )
 
 // Metric names, in OpenTelemetry style. The Prometheus exposition turns the
@@ -32,6 +33,10 @@ const (
 	MetricKeepaliveTimeouts = "hangup.keepalive.timeouts"
 	MetricAbuseGoAways      = "hangup.abuse.goaways"
 	MetricSpansDropped      = "hangup.telemetry.spans.dropped"
+	MetricWatchWatchers     = "hangup.watch.watchers"
+	MetricWatchSent         = "hangup.watch.sent"
+	MetricWatchGaps         = "hangup.watch.gaps"
+	MetricWatchMissed       = "hangup.watch.missed"
 	MetricGraceEvents       = "hangup.grace.events"
 	MetricGraceHolding      = "hangup.grace.holding"
 )
@@ -226,6 +231,47 @@ func (m *Metrics) AbuseGoAway(kind string) {
 		return
 	}
 	m.abuse.Add(m.ctx, 1, metric.WithAttributes(AttrAbuseKind.String(kind)))
+}
+
+// ObserveWatch exposes pull mode's counters, read from c at each
+// collection (pass (*watch.Hub).Counters): the Watch streams open now as
+// hangup.watch.watchers, and the events sent, the gaps reported
+// (responses with missed_before) and the events they covered as counters.
+// Call it once, when the Hub exists.
+func (m *Metrics) ObserveWatch(c func() watch.Counters) error {
+	watchers, err := m.meter.Int64ObservableGauge(MetricWatchWatchers, metric.WithUnit("{watcher}"),
+		metric.WithDescription("DisconnectWatch.Watch streams open now."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricWatchWatchers, err)
+	}
+	counters := []struct {
+		name, unit, desc string
+		inst             metric.Int64ObservableCounter
+	}{
+		{MetricWatchSent, "{event}", "Events sent to Watch streams, once per watcher and send.", nil},
+		{MetricWatchGaps, "{gap}", "Watch responses that reported events the watcher will never get (missed_before > 0).", nil},
+		{MetricWatchMissed, "{event}", "Events reported missed to watchers: no longer in the replay buffer when asked for.", nil},
+	}
+	insts := []metric.Observable{watchers}
+	for i := range counters {
+		cn := &counters[i]
+		if cn.inst, err = m.meter.Int64ObservableCounter(cn.name, metric.WithUnit(cn.unit), metric.WithDescription(cn.desc)); err != nil {
+			return fmt.Errorf("telemetry: create %s: %w", cn.name, err)
+		}
+		insts = append(insts, cn.inst)
+	}
+	_, err = m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := c()
+		o.ObserveInt64(watchers, s.Watchers)
+		for i, v := range []uint64{s.Sent, s.Gaps, s.Missed} {
+			o.ObserveInt64(counters[i].inst, int64(v))
+		}
+		return nil
+	}, insts...)
+	if err != nil {
+		return fmt.Errorf("telemetry: observe watch: %w", err)
+	}
+	return nil
 }
 
 // ObserveGrace exposes reconnect grace's counters, read from stats at each

@@ -11,6 +11,7 @@ import (
 	"github.com/hangup-dev/hangup/pkg/event"
 	"github.com/hangup-dev/hangup/pkg/grace"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/notify/watch"
 )
 
 func TestMetricsScrape(t *testing.T) {
@@ -27,6 +28,10 @@ func TestMetricsScrape(t *testing.T) {
 	gstats := grace.Stats{Held: 4, Resumed: 1, Expired: 2, Holding: 1}
 	if err := tel.Metrics().ObserveGrace(func() grace.Stats { return gstats }); err != nil {
 		t.Fatalf("ObserveGrace: %v", err)
+	}
+	wc := watch.Counters{Watchers: 2, Sent: 10, Gaps: 1, Missed: 5}
+	if err := tel.Metrics().ObserveWatch(func() watch.Counters { return wc }); err != nil {
+		t.Fatalf("ObserveWatch: %v", err)
 	}
 	srv := httptest.NewServer(tel.MetricsHandler())
 	defer srv.Close()
@@ -65,6 +70,7 @@ func TestMetricsScrape(t *testing.T) {
 	m.AbuseGoAway("rapid_reset")
 	stats = notify.Stats{QueueDepth: 1, Dropped: 6, Retries: 9, Delivered: 12}
 	gstats = grace.Stats{Held: 7, Resumed: 3, Expired: 3, Holding: 1}
+	wc = watch.Counters{Watchers: 1, Sent: 14, Gaps: 2, Missed: 12}
 	after := testtools.ScrapeMetrics(t, srv.URL)
 
 	tests := []struct {
@@ -92,6 +98,10 @@ func TestMetricsScrape(t *testing.T) {
 		{"hangup_grace_events_total{outcome=resumed}", 2},
 		{"hangup_grace_events_total{outcome=expired}", 1},
 		{"hangup_grace_holding", 0},
+		{"hangup_watch_watchers", -1},
+		{"hangup_watch_sent_total", 4},
+		{"hangup_watch_gaps_total", 1},
+		{"hangup_watch_missed_total", 7},
 	}
 	for _, tc := range tests {
 		t.Run(tc.sample, func(t *testing.T) {
