@@ -238,3 +238,16 @@ func TestConfigValueShapes(t *testing.T) {
 		})
 	}
 }
+
+// TestReconnectGraceFromAList: --reconnect-grace may be a YAML list in
+// --config, one rule per item, as readable as the flag's comma list.
+func TestReconnectGraceFromAList(t *testing.T) {
+	c := sourceCase{cmd: "proxy", flag: "reconnect-grace"}
+	got, err := runSources(t, c, "--config", writeConfig(t, "reconnect-grace:\n  - /chat.v1.Chat/Subscribe=10s\n  - /game.v1.Game/*=5s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/chat.v1.Chat/Subscribe=10s,/game.v1.Game/*=5s"; got != want {
+		t.Errorf("--reconnect-grace is %q, want %q", got, want)
+	}
+}

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/hangup-dev/hangup/pkg/admin"
+	"github.com/hangup-dev/hangup/pkg/grace"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/notify/watch"
@@ -37,6 +39,8 @@ type proxyOptions struct {
 	limits                  proxy.Limits
 	notify                  notify.Config
 	watch                   watch.Config
+	reconnectGrace          string // grace.ParseRules syntax
+	sessionHeader           string
 }
 
 func newProxyCmd() *cobra.Command {
@@ -67,6 +71,7 @@ func newProxyCmd() *cobra.Command {
 	f.IntVar(&o.limits.MaxSettingsPerSecond, "max-settings-per-second", proxy.DefaultMaxSettingsPerSecond, "SETTINGS frames a client may send per second")
 	addNotifyFlags(f, &o.notify)
 	addWatchFlags(f, &o.watch)
+	addGraceFlags(f, &o)
 	return cmd
 }
 
@@ -97,6 +102,9 @@ func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
 	}
 	if err := o.watch.Validate(); err != nil {
 		return cfg, usageError{fmt.Errorf("invalid --%w", firstError(err))}
+	}
+	if _, err := o.graceConfig(log); err != nil {
+		return cfg, err
 	}
 	for name := range o.notify.HeaderAllowList() {
 		cfg.NotifyHeaders = append(cfg.NotifyHeaders, name)
@@ -137,6 +145,25 @@ func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
 		return cfg, usageError{err}
 	}
 	return cfg, nil
+}
+
+// graceConfig is reconnect grace's config, with empty Rules when
+// --reconnect-grace is not set; or a usage error naming the flag.
+func (o proxyOptions) graceConfig(log *slog.Logger) (grace.Config, error) {
+	rules, err := grace.ParseRules(o.reconnectGrace)
+	if err != nil {
+		return grace.Config{}, usageError{fmt.Errorf("invalid --reconnect-grace %q: %w", o.reconnectGrace, err)}
+	}
+	if rules.Empty() {
+		return grace.Config{}, nil
+	}
+	if o.sessionHeader == "" {
+		return grace.Config{}, usageError{fmt.Errorf("missing --session-header: --reconnect-grace is set; want %s", grace.SessionHeaderSyntax)}
+	}
+	if err := grace.CheckSessionHeader(o.sessionHeader); err != nil {
+		return grace.Config{}, usageError{fmt.Errorf("invalid --session-header %q: %w", o.sessionHeader, err)}
+	}
+	return grace.Config{Rules: rules, SessionHeader: strings.ToLower(o.sessionHeader), Logger: log}, nil
 }
 
 func runProxy(ctx context.Context, o proxyOptions) error {
@@ -184,6 +211,25 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 			return usageError{err}
 		}
 		cfg.Sink = hub
+		if err := tel.Metrics().ObserveWatch(hub.Counters); err != nil {
+			log.Warn("watch metrics unavailable", "err", err)
+		}
+	}
+	// Reconnect grace holds events before both push and Watch get them;
+	// Close sends what it holds, unchanged, before the notifier stops.
+	gcfg, err := o.graceConfig(log)
+	if err != nil {
+		abandon()
+		return err
+	}
+	var held *grace.Grace
+	if !gcfg.Rules.Empty() {
+		held = grace.New(gcfg, cfg.Sink)
+		defer held.Close() // on the failed starts; after the drain it has run already
+		cfg.Sink, cfg.Sessions = held, held
+		if err := tel.Metrics().ObserveGrace(held.Stats); err != nil {
+			log.Warn("reconnect grace metrics unavailable", "err", err)
+		}
 	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
@@ -253,6 +299,9 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if derr := srv.Shutdown(sctx, o.drainTimeout); derr != nil {
 		log.Warn("connections left at the end of the drain were closed", "err", derr)
 	}
+	if held != nil {
+		held.Close()
+	}
 	if nerr := notifier.Close(sctx); nerr != nil {
 		log.Warn("events left undelivered at shutdown", "err", nerr)
 	}
@@ -309,6 +358,13 @@ func addWatchFlags(f *pflag.FlagSet, c *watch.Config) {
 	f.StringVar(&c.Addr, "watch-addr", "", "serve DisconnectWatch.Watch here for apps that read events as clients: host:port or unix:///path, e.g. "+
 		watch.SuggestedAddr+"; empty (default) disables; works beside --notify-addr")
 	f.IntVar(&c.Buffer, "watch-buffer", watch.DefaultBuffer, "latest events kept for Watch clients to resume from; older ones are reported to them as missed")
+}
+
+// addGraceFlags binds reconnect grace's flags (pkg/grace), off by default.
+func addGraceFlags(f *pflag.FlagSet, o *proxyOptions) {
+	f.StringVar(&o.reconnectGrace, "reconnect-grace", "", "hold the events of a stream whose connection was lost (KEEPALIVE_TIMEOUT, CONNECTION_CLOSED, CONNECTION_RESET) this long per method, and send one RESUMED event instead if a stream with the same --session-header value arrives in time: "+
+		grace.RulesSyntax+"; empty (default) holds nothing")
+	f.StringVar(&o.sessionHeader, "session-header", "", "the request header whose value names a client's session for --reconnect-grace, e.g. x-session-id (required with it)")
 }
 
 // firstError keeps one line of a joined error: the first problem is enough

@@ -45,12 +45,16 @@ const (
 	// streams of any other incarnation died with their process, which
 	// could not report them. Only with ScopeSidecar.
 	ReasonSidecarRestart Reason = 11
+	// ReasonResumed replaces the held loss of a stream on a method with
+	// reconnect grace (pkg/grace): a new stream carrying the same session
+	// key arrived within the grace. Resumed* name the new stream.
+	ReasonResumed Reason = 12
 )
 
 var reasonNames = [...]string{
 	"UNSPECIFIED", "RST_STREAM", "GOAWAY", "KEEPALIVE_TIMEOUT", "CONNECTION_CLOSED",
 	"CONNECTION_RESET", "IDLE_TIMEOUT", "MAX_AGE", "PING_ABUSE", "PROTOCOL_ERROR", "SHUTDOWN",
-	"SIDECAR_RESTART",
+	"SIDECAR_RESTART", "RESUMED",
 }
 
 func (r Reason) String() string {
@@ -124,6 +128,15 @@ type Event struct {
 	// Incarnation is the sidecar process that made the event (Incarnation()
 	// when the Notifier sends it); for ScopeSidecar, the process now live.
 	Incarnation string
+	// SessionKey is the value of the session header (--session-header) of
+	// a stream on a method with reconnect grace; empty otherwise.
+	SessionKey string
+	// ResumedConnectionID and ResumedStreamID name the new stream that
+	// resumed this one's session, and ResumedAt when it arrived; set only
+	// with ReasonResumed.
+	ResumedConnectionID string
+	ResumedStreamID     uint32
+	ResumedAt           time.Time
 }
 
 // Sink receives events from the relay. Publish must never block the caller:

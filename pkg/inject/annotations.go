@@ -86,6 +86,8 @@ type settings struct {
 	ipv6         redirect.IPv6Mode
 	// Clusters without native sidecars only.
 	holdApplication bool
+	grace           graceSettings
+	watchAddr       string
 }
 
 func parsePort(name, v string) (int32, error) {

@@ -90,6 +90,9 @@ type Config struct {
 	// NotifyHeaders are the request headers copied into events (lower case).
 	// Default none. Annotation hangup.dev/notify-headers.
 	NotifyHeaders []string
+	// WatchAddr is where the sidecar serves DisconnectWatch.Watch (pull
+	// mode), host:port. Default "": off. Annotation hangup.dev/watch-addr.
+	WatchAddr string
 	// KeepaliveTime: ping a client after this long without a frame.
 	// Default keepalive.DefaultTime, minimum keepalive.MinDuration.
 	// Annotation hangup.dev/keepalive-time.

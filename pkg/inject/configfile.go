@@ -25,6 +25,7 @@ type FileConfig struct {
 	AdminPort        int32                        `json:"adminPort"`
 	NotifyAddr       string                       `json:"notifyAddr"`
 	NotifyHeaders    []string                     `json:"notifyHeaders"`
+	WatchAddr        string                       `json:"watchAddr"`
 	KeepaliveTime    string                       `json:"keepaliveTime"`
 	KeepaliveTimeout string                       `json:"keepaliveTimeout"`
 	Mode             Mode                         `json:"mode"`
@@ -72,6 +73,10 @@ func LoadConfig(path string) (Config, error) {
 			return Config{}, fmt.Errorf("sidecar config %s: notifyHeaders entry %q: want a lower-case header name", path, h)
 		}
 	}
+	if !checkWatchAddr(f.WatchAddr) {
+		return Config{}, fmt.Errorf("sidecar config %s: watchAddr %q: want %s", path, f.WatchAddr, watchAddrWant)
+	}
+	c.WatchAddr = f.WatchAddr
 	if len(f.NotifyHeaders) > 0 {
 		c.NotifyHeaders = f.NotifyHeaders
 	}

@@ -132,6 +132,7 @@ func podSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 	s := settings{
 		notifyAddr:       cfg.NotifyAddr,
 		notifyHeaders:    cfg.NotifyHeaders,
+		watchAddr:        cfg.WatchAddr,
 		keepaliveTime:    cfg.KeepaliveTime,
 		keepaliveTimeout: cfg.KeepaliveTimeout,
 		mode:             cfg.Mode,
@@ -162,6 +163,14 @@ func podSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 		if s.mode, err = parseMode(AnnotationMode, v); err != nil {
 			return s, err
 		}
+	}
+	if v, ok := a[AnnotationWatchAddr]; ok {
+		if s.watchAddr, err = parseWatchAddr(AnnotationWatchAddr, v); err != nil {
+			return s, err
+		}
+	}
+	if s.grace, err = parseGrace(a); err != nil {
+		return s, err
 	}
 	if s.appPort, err = appPort(pod, cfg); err != nil {
 		return s, err
@@ -289,6 +298,8 @@ func sidecarContainer(s settings, cfg Config, native bool) corev1.Container {
 		"--keepalive-timeout="+s.keepaliveTimeout.String(),
 		"--mode="+string(s.mode),
 	)
+	args = append(args, watchArgs(s.watchAddr)...)
+	args = append(args, s.grace.args()...)
 
 	env := []corev1.EnvVar{
 		fieldEnv("POD_NAME", "metadata.name"),

@@ -304,6 +304,8 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad duration", yaml: "image: x:1\nkeepaliveTime: soon\n", want: `keepaliveTime "soon": want a Go duration`},
 		{name: "short timeout", yaml: "image: x:1\nkeepaliveTimeout: 10ms\n", want: "keepaliveTimeout"},
 		{name: "bad header", yaml: "image: x:1\nnotifyHeaders: [X-A]\n", want: `notifyHeaders entry "X-A"`},
+		{name: "watch address", yaml: "image: x:1\nwatchAddr: 127.0.0.1:15092\n"},
+		{name: "bad watch address", yaml: "image: x:1\nwatchAddr: unix:///tmp/w.sock\n", want: `watchAddr "unix:///tmp/w.sock": want host:port`},
 		{name: "no image", yaml: "mode: port\n", want: "sidecar image"},
 		{name: "root", yaml: "image: x:1\nuid: 0\n", want: "non-root"},
 		{name: "bad mode", yaml: "image: x:1\nmode: tproxy\n", want: `mode "tproxy"`},

@@ -32,6 +32,11 @@ func ToProto(ev Event) *notifyv1.DisconnectEvent {
 		BytesFromClient: ev.BytesFromClient,
 		BytesToClient:   ev.BytesToClient,
 		Incarnation:     ev.Incarnation,
+
+		ResumedConnectionId: ev.ResumedConnectionID,
+		ResumedStreamId:     ev.ResumedStreamID,
+		SessionKey:          ev.SessionKey,
+		ResumedAt:           timestamp(ev.ResumedAt),
 	}
 }
 
@@ -58,6 +63,11 @@ func FromProto(pe *notifyv1.DisconnectEvent) Event {
 		BytesFromClient: pe.GetBytesFromClient(),
 		BytesToClient:   pe.GetBytesToClient(),
 		Incarnation:     pe.GetIncarnation(),
+
+		ResumedConnectionID: pe.GetResumedConnectionId(),
+		ResumedStreamID:     pe.GetResumedStreamId(),
+		SessionKey:          pe.GetSessionKey(),
+		ResumedAt:           fromTimestamp(pe.GetResumedAt()),
 	}
 }
 

@@ -38,6 +38,11 @@ func TestToProto(t *testing.T) {
 		{"sidecar restart", Event{ID: "id3", Scope: ScopeSidecar, Reason: ReasonSidecarRestart, Initiator: InitiatorSidecar, Incarnation: "0A1B2C3D"},
 			&notifyv1.DisconnectEvent{EventId: "id3", Scope: notifyv1.Scope_SCOPE_SIDECAR, Reason: notifyv1.Reason_REASON_SIDECAR_RESTART,
 				Initiator: notifyv1.Initiator_INITIATOR_SIDECAR, Incarnation: "0A1B2C3D"}},
+		{"resumed", Event{ID: "id4", Scope: ScopeStream, Reason: ReasonResumed, Initiator: InitiatorClient, ConnectionID: "c1", StreamID: 7,
+			DetectedAt: detected, SessionKey: "s-42", ResumedConnectionID: "c2", ResumedStreamID: 1, ResumedAt: detected.Add(time.Second)},
+			&notifyv1.DisconnectEvent{EventId: "id4", Scope: notifyv1.Scope_SCOPE_STREAM, Reason: notifyv1.Reason_REASON_RESUMED,
+				Initiator: notifyv1.Initiator_INITIATOR_CLIENT, ConnectionId: "c1", StreamId: 7, DetectedAt: timestamppb.New(detected),
+				SessionKey: "s-42", ResumedConnectionId: "c2", ResumedStreamId: 1, ResumedAt: timestamppb.New(detected.Add(time.Second))}},
 		{"zero times stay unset", Event{ID: "id2", Scope: ScopeConnection, Reason: ReasonShutdown},
 			&notifyv1.DisconnectEvent{EventId: "id2", Scope: notifyv1.Scope_SCOPE_CONNECTION, Reason: notifyv1.Reason_REASON_SHUTDOWN}},
 	}
@@ -57,7 +62,7 @@ func TestToProto(t *testing.T) {
 // TestEnumNumbersMatch guards the promise in event.go: the Go numbers are the
 // wire numbers.
 func TestEnumNumbersMatch(t *testing.T) {
-	for r := ReasonUnspecified; r <= ReasonSidecarRestart; r++ {
+	for r := ReasonUnspecified; r <= ReasonResumed; r++ {
 		if got, want := notifyv1.Reason(r).String(), "REASON_"+r.String(); got != want {
 			t.Errorf("Reason %d: proto name %s, want %s", r, got, want)
 		}
@@ -72,8 +77,8 @@ func TestEnumNumbersMatch(t *testing.T) {
 			t.Errorf("Initiator %d: proto name %s, want %s", i, got, want)
 		}
 	}
-	if len(notifyv1.Reason_name) != int(ReasonSidecarRestart)+1 {
-		t.Errorf("proto has %d reasons, Go %d", len(notifyv1.Reason_name), ReasonSidecarRestart+1)
+	if len(notifyv1.Reason_name) != int(ReasonResumed)+1 {
+		t.Errorf("proto has %d reasons, Go %d", len(notifyv1.Reason_name), ReasonResumed+1)
 	}
 	if len(notifyv1.Scope_name) != int(ScopeSidecar)+1 {
 		t.Errorf("proto has %d scopes, Go %d", len(notifyv1.Scope_name), ScopeSidecar+1)

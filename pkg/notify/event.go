@@ -39,6 +39,7 @@ const (
 	ReasonProtocolError    = event.ReasonProtocolError
 	ReasonShutdown         = event.ReasonShutdown
 	ReasonSidecarRestart   = event.ReasonSidecarRestart
+	ReasonResumed          = event.ReasonResumed
 
 	InitiatorUnspecified = event.InitiatorUnspecified
 	InitiatorClient      = event.InitiatorClient

@@ -87,12 +87,31 @@ type Config struct {
 	NotifyHeaders []string
 	// Sink receives disconnect events; nil logs them only.
 	Sink event.Sink
+	// Sessions, when set, is reconnect grace (pkg/grace, itself in the
+	// Sink chain): a stream on a method it graces carries the value of its
+	// session header in its events (Event.SessionKey) and is announced to
+	// it when it opens. nil costs nothing per stream.
+	Sessions Sessions
 	// Telemetry receives spans and metrics; nil records nothing.
 	Telemetry *telemetry.Telemetry
 	// Logger is the structured logger; nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Sessions is what the relay needs of reconnect grace (*grace.Grace).
+// Its methods must not block: they run on the data path.
+type Sessions interface {
+	// Graced says whether streams of method (a :path) have a grace; it
+	// must not allocate.
+	Graced(method string) bool
+	// SessionHeader is the lower-case request header whose value is a
+	// stream's session key.
+	SessionHeader() string
+	// StreamOpened announces a stream on a graced method that carries a
+	// session key.
+	StreamOpened(method, sessionKey, connID string, streamID uint32)
 }
 
 func (c Config) withDefaults() Config {

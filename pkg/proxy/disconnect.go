@@ -239,6 +239,7 @@ func (c *conn) streamEventLocked(s *stream, reason event.Reason, who event.Initi
 	ev.Method = s.method
 	ev.Authority = s.authority
 	ev.Headers = s.headers
+	ev.SessionKey = s.session
 	ev.StartedAt = s.startedAt
 	ev.BytesFromClient = s.bytesFromClient
 	ev.BytesToClient = s.bytesToClient

@@ -35,6 +35,7 @@ type stream struct {
 	method    string // :path
 	authority string // :authority
 	headers   map[string]string
+	session   string // the session header's value, on a method with reconnect grace
 	startedAt time.Time
 	answered  bool // the app has sent response HEADERS
 
@@ -178,6 +179,11 @@ func (c *conn) openStreamLocked(id uint32, fields []hpack.HeaderField, now time.
 				s.headers = make(map[string]string, len(c.srv.cfg.NotifyHeaders))
 			}
 			s.headers[name] = v
+		}
+	}
+	if g := c.srv.cfg.Sessions; g != nil && g.Graced(s.method) {
+		if s.session = fieldValue(fields, g.SessionHeader()); s.session != "" {
+			g.StreamOpened(s.method, s.session, c.id, id)
 		}
 	}
 	return s

@@ -10,7 +10,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/hangup-dev/hangup/pkg/event"
+	"github.com/hangup-dev/hangup/pkg/grace"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/notify/watch"
 )
 
 // Metric names, in OpenTelemetry style. The Prometheus exposition turns the
@@ -31,6 +33,12 @@ const (
 	MetricKeepaliveTimeouts = "hangup.keepalive.timeouts"
 	MetricAbuseGoAways      = "hangup.abuse.goaways"
 	MetricSpansDropped      = "hangup.telemetry.spans.dropped"
+	MetricWatchWatchers     = "hangup.watch.watchers"
+	MetricWatchSent         = "hangup.watch.sent"
+	MetricWatchGaps         = "hangup.watch.gaps"
+	MetricWatchMissed       = "hangup.watch.missed"
+	MetricGraceEvents       = "hangup.grace.events"
+	MetricGraceHolding      = "hangup.grace.holding"
 )
 
 // Metric attribute keys.
@@ -38,6 +46,7 @@ const (
 	AttrReason    = attribute.Key("reason")    // event.Reason name
 	AttrWho       = attribute.Key("initiator") // event.Initiator name
 	AttrAbuseKind = attribute.Key("kind")      // e.g. too_many_pings
+	AttrOutcome   = attribute.Key("outcome")   // reconnect grace: held, resumed, expired
 )
 
 // latencyBuckets are the histogram bounds in seconds: detection is expected
@@ -222,6 +231,80 @@ func (m *Metrics) AbuseGoAway(kind string) {
 		return
 	}
 	m.abuse.Add(m.ctx, 1, metric.WithAttributes(AttrAbuseKind.String(kind)))
+}
+
+// ObserveWatch exposes pull mode's counters, read from c at each
+// collection (pass (*watch.Hub).Counters): the Watch streams open now as
+// hangup.watch.watchers, and the events sent, the gaps reported
+// (responses with missed_before) and the events they covered as counters.
+// Call it once, when the Hub exists.
+func (m *Metrics) ObserveWatch(c func() watch.Counters) error {
+	watchers, err := m.meter.Int64ObservableGauge(MetricWatchWatchers, metric.WithUnit("{watcher}"),
+		metric.WithDescription("DisconnectWatch.Watch streams open now."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricWatchWatchers, err)
+	}
+	counters := []struct {
+		name, unit, desc string
+		inst             metric.Int64ObservableCounter
+	}{
+		{MetricWatchSent, "{event}", "Events sent to Watch streams, once per watcher and send.", nil},
+		{MetricWatchGaps, "{gap}", "Watch responses that reported events the watcher will never get (missed_before > 0).", nil},
+		{MetricWatchMissed, "{event}", "Events reported missed to watchers: no longer in the replay buffer when asked for.", nil},
+	}
+	insts := []metric.Observable{watchers}
+	for i := range counters {
+		cn := &counters[i]
+		if cn.inst, err = m.meter.Int64ObservableCounter(cn.name, metric.WithUnit(cn.unit), metric.WithDescription(cn.desc)); err != nil {
+			return fmt.Errorf("telemetry: create %s: %w", cn.name, err)
+		}
+		insts = append(insts, cn.inst)
+	}
+	_, err = m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := c()
+		o.ObserveInt64(watchers, s.Watchers)
+		for i, v := range []uint64{s.Sent, s.Gaps, s.Missed} {
+			o.ObserveInt64(counters[i].inst, int64(v))
+		}
+		return nil
+	}, insts...)
+	if err != nil {
+		return fmt.Errorf("telemetry: observe watch: %w", err)
+	}
+	return nil
+}
+
+// ObserveGrace exposes reconnect grace's counters, read from stats at each
+// collection (pass (*grace.Grace).Stats): hangup.grace.events by outcome
+// (held; then resumed, or expired: sent unchanged when the grace ended,
+// the bound was reached or the sidecar shut down) and the events held now
+// as hangup.grace.holding. Call it once, when the Grace exists.
+func (m *Metrics) ObserveGrace(stats func() grace.Stats) error {
+	events, err := m.meter.Int64ObservableCounter(MetricGraceEvents, metric.WithUnit("{event}"),
+		metric.WithDescription("Stream events of lost connections under reconnect grace, by outcome: held, resumed, expired."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricGraceEvents, err)
+	}
+	holding, err := m.meter.Int64ObservableGauge(MetricGraceHolding, metric.WithUnit("{event}"),
+		metric.WithDescription("Stream events held by reconnect grace now."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricGraceHolding, err)
+	}
+	held := metric.WithAttributes(AttrOutcome.String("held"))
+	resumed := metric.WithAttributes(AttrOutcome.String("resumed"))
+	expired := metric.WithAttributes(AttrOutcome.String("expired"))
+	_, err = m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := stats()
+		o.ObserveInt64(events, int64(s.Held), held)
+		o.ObserveInt64(events, int64(s.Resumed), resumed)
+		o.ObserveInt64(events, int64(s.Expired), expired)
+		o.ObserveInt64(holding, int64(s.Holding))
+		return nil
+	}, events, holding)
+	if err != nil {
+		return fmt.Errorf("telemetry: observe grace: %w", err)
+	}
+	return nil
 }
 
 // ObserveNotifier exposes a notifier's own counters, read from stats at

@@ -9,7 +9,9 @@ import (
 
 	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/event"
+	"github.com/hangup-dev/hangup/pkg/grace"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/notify/watch"
 )
 
 func TestMetricsScrape(t *testing.T) {
@@ -22,6 +24,14 @@ func TestMetricsScrape(t *testing.T) {
 	stats := notify.Stats{QueueDepth: 3, Dropped: 5, Retries: 7, Delivered: 11}
 	if err := tel.Metrics().ObserveNotifier(func() notify.Stats { return stats }); err != nil {
 		t.Fatalf("ObserveNotifier: %v", err)
+	}
+	gstats := grace.Stats{Held: 4, Resumed: 1, Expired: 2, Holding: 1}
+	if err := tel.Metrics().ObserveGrace(func() grace.Stats { return gstats }); err != nil {
+		t.Fatalf("ObserveGrace: %v", err)
+	}
+	wc := watch.Counters{Watchers: 2, Sent: 10, Gaps: 1, Missed: 5}
+	if err := tel.Metrics().ObserveWatch(func() watch.Counters { return wc }); err != nil {
+		t.Fatalf("ObserveWatch: %v", err)
 	}
 	srv := httptest.NewServer(tel.MetricsHandler())
 	defer srv.Close()
@@ -59,6 +69,8 @@ func TestMetricsScrape(t *testing.T) {
 	m.AbuseGoAway("too_many_pings")
 	m.AbuseGoAway("rapid_reset")
 	stats = notify.Stats{QueueDepth: 1, Dropped: 6, Retries: 9, Delivered: 12}
+	gstats = grace.Stats{Held: 7, Resumed: 3, Expired: 3, Holding: 1}
+	wc = watch.Counters{Watchers: 1, Sent: 14, Gaps: 2, Missed: 12}
 	after := testtools.ScrapeMetrics(t, srv.URL)
 
 	tests := []struct {
@@ -82,6 +94,14 @@ func TestMetricsScrape(t *testing.T) {
 		{"hangup_notify_dropped_total", 1},
 		{"hangup_notify_retries_total", 2},
 		{"hangup_notify_delivered_total", 1},
+		{"hangup_grace_events_total{outcome=held}", 3},
+		{"hangup_grace_events_total{outcome=resumed}", 2},
+		{"hangup_grace_events_total{outcome=expired}", 1},
+		{"hangup_grace_holding", 0},
+		{"hangup_watch_watchers", -1},
+		{"hangup_watch_sent_total", 4},
+		{"hangup_watch_gaps_total", 1},
+		{"hangup_watch_missed_total", 7},
 	}
 	for _, tc := range tests {
 		t.Run(tc.sample, func(t *testing.T) {

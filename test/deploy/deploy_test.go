@@ -228,6 +228,7 @@ func TestValuesMatchInjectorDefaults(t *testing.T) {
 		{"sidecar.proxyPort", float64(d.ProxyPort)},
 		{"sidecar.adminPort", float64(d.AdminPort)},
 		{"sidecar.notifyAddr", d.NotifyAddr},
+		{"sidecar.watchAddr", d.WatchAddr},
 		{"sidecar.keepaliveTime", d.KeepaliveTime.String()},
 		{"sidecar.keepaliveTimeout", d.KeepaliveTimeout.String()},
 		{"sidecar.mode", string(d.Mode)},

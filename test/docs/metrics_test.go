@@ -28,7 +28,9 @@ import (
 	"github.com/hangup-dev/hangup/internal/h2raw"
 	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/event"
+	"github.com/hangup-dev/hangup/pkg/grace"
 	"github.com/hangup-dev/hangup/pkg/notify"
+	"github.com/hangup-dev/hangup/pkg/notify/watch"
 	"github.com/hangup-dev/hangup/pkg/telemetry"
 )
 
@@ -109,6 +111,12 @@ func inProcessFamilies(t *testing.T) map[string]family {
 	m := tel.Metrics()
 	if err := m.ObserveNotifier(func() notify.Stats { return notify.Stats{QueueDepth: 1, Dropped: 1, Retries: 1, Delivered: 1} }); err != nil {
 		t.Fatalf("ObserveNotifier: %v", err)
+	}
+	if err := m.ObserveWatch(func() watch.Counters { return watch.Counters{Watchers: 1, Sent: 1, Gaps: 1, Missed: 1} }); err != nil {
+		t.Fatalf("ObserveWatch: %v", err)
+	}
+	if err := m.ObserveGrace(func() grace.Stats { return grace.Stats{Held: 1, Resumed: 1, Expired: 1, Holding: 1} }); err != nil {
+		t.Fatalf("ObserveGrace: %v", err)
 	}
 	m.ConnOpened()
 	m.StreamOpened()

@@ -3,11 +3,15 @@
 package e2e
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(sessionClientEnv); spec != "" {
+		os.Exit(runSessionClient(spec))
+	}
 	goleak.VerifyTestMain(m)
 }

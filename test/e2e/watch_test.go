@@ -97,6 +97,15 @@ func TestWatchReportsAGap(t *testing.T) {
 			t.Fatalf("event: sequence %d missed_before %d id %s, want %d, 0, %s", r.GetSequence(), r.GetMissedBefore(), r.GetEvent().GetEventId(), seq, pushed[seq-2])
 		}
 	}
+	// The sidecar's /metrics counts the gap too: one response, 12 events;
+	// 1 + 8 events sent.
+	m := testtools.ScrapeMetrics(t, "http://"+sc.AdminAddr+"/metrics")
+	for name, want := range map[string]float64{"hangup_watch_gaps_total": 1, "hangup_watch_missed_total": 12,
+		"hangup_watch_sent_total": 9} {
+		if m[name] != want {
+			t.Errorf("/metrics %s = %v, want %v", name, m[name], want)
+		}
+	}
 }
 
 // TestOldReceiverWithWatchOn: a DisconnectNotify receiver generated from

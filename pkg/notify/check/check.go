@@ -191,6 +191,16 @@ var checks = []check{
 		}
 		return fmt.Sprintf("%d events, one per reason, acknowledged", len(evs)), nil
 	}},
+	{"resumed session", func(ctx context.Context, c *checker) (string, error) {
+		// Reconnect grace: a lost stream's session came back on another
+		// connection; a receiver that predates the reason must still
+		// acknowledge it.
+		ev := streamEvent(newConnID(), 1, event.ReasonResumed)
+		if err := c.notify(ctx, []*notifyv1.DisconnectEvent{ev}); err != nil {
+			return "", err
+		}
+		return "REASON_RESUMED naming the new stream acknowledged", nil
+	}},
 	{"minimal event", func(ctx context.Context, c *checker) (string, error) {
 		// Only the fields that are never empty: optional ones unset.
 		ev := &notifyv1.DisconnectEvent{
@@ -313,6 +323,9 @@ func streamEvent(conn string, stream uint32, r event.Reason) *notifyv1.Disconnec
 		ev.GoAwayDebug = "too_many_pings"
 	case event.ReasonProtocolError:
 		ev.HTTP2ErrorCode = 1 // PROTOCOL_ERROR
+	case event.ReasonResumed:
+		ev.SessionKey = "notify-check-session"
+		ev.ResumedConnectionID, ev.ResumedStreamID, ev.ResumedAt = newConnID(), 1, now
 	}
 	return notify.ToProto(ev)
 }
@@ -333,7 +346,7 @@ func connectionEvent(conn string, r event.Reason) *notifyv1.DisconnectEvent {
 
 func initiator(r event.Reason) event.Initiator {
 	switch r {
-	case event.ReasonRSTStream, event.ReasonGoAway, event.ReasonConnectionClosed, event.ReasonConnectionReset:
+	case event.ReasonRSTStream, event.ReasonGoAway, event.ReasonConnectionClosed, event.ReasonConnectionReset, event.ReasonResumed:
 		return event.InitiatorClient
 	}
 	return event.InitiatorSidecar

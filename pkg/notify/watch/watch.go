@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -117,6 +118,23 @@ type Hub struct {
 	srvMu  sync.Mutex
 	srv    *grpc.Server
 	closed bool
+
+	// Atomic counters for Counters.
+	watchers           atomic.Int64
+	sent, gaps, missed atomic.Uint64
+}
+
+// Counters is a snapshot of a Hub's watchers, for metrics.
+type Counters struct {
+	Watchers int64  // Watch streams open now
+	Sent     uint64 // events sent to watchers, counted once per watcher and send
+	Gaps     uint64 // responses that reported events the watcher will never get (missed_before > 0)
+	Missed   uint64 // the events those responses reported, summed
+}
+
+// Counters returns the watcher counters.
+func (h *Hub) Counters() Counters {
+	return Counters{Watchers: h.watchers.Load(), Sent: h.sent.Load(), Gaps: h.gaps.Load(), Missed: h.missed.Load()}
 }
 
 var (
@@ -237,6 +255,8 @@ func (h *Hub) Watch(req *notifyv1.WatchRequest, stream grpc.ServerStreamingServe
 		next = req.GetAfterSequence() + 1
 	}
 	ctx := stream.Context()
+	h.watchers.Add(1)
+	defer h.watchers.Add(-1)
 	h.log.Info("watch: a watcher connected", "incarnation", req.GetIncarnation(), "after_sequence", req.GetAfterSequence(), "from", next)
 	defer h.log.Info("watch: a watcher left", "next_sequence", next)
 	for {
@@ -260,6 +280,11 @@ func (h *Hub) Watch(req *notifyv1.WatchRequest, stream grpc.ServerStreamingServe
 			}
 			if err := stream.Send(resp); err != nil {
 				return fmt.Errorf("watch: send event %d: %w", e.seq, err)
+			}
+			h.sent.Add(1)
+			if resp.MissedBefore > 0 {
+				h.gaps.Add(1)
+				h.missed.Add(resp.MissedBefore)
 			}
 			next = e.seq + 1
 		}

@@ -180,6 +180,31 @@ func TestSlowWatcherIsToldOfWhatItMissed(t *testing.T) {
 	t.Logf("%d of %d events missed by a watcher reading behind a %d-event buffer", missed, total, buffer)
 }
 
+// TestCounters: watchers open now, events sent, and gaps reported with
+// the events they cover, as the metrics show them.
+func TestCounters(t *testing.T) {
+	h, c, _ := serveHub(t, 8)
+	publish(h, 1, 30) // sequences 2..31; the buffer holds 24..31
+	next, stop := watchFrom(t, c, h.Incarnation(), 3)
+	for range 8 {
+		next()
+	}
+	if got, want := h.Counters(), (Counters{Watchers: 1, Sent: 8, Gaps: 1, Missed: 20}); got != want {
+		t.Errorf("Counters() with one watcher that resumed across a gap = %+v, want %+v", got, want)
+	}
+	stop()
+	// The server sees the cancel asynchronously: poll, up to a deadline.
+	deadline := time.Now().Add(waitLimit)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for h.Counters().Watchers != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Counters().Watchers = %d %v after the watcher left, want 0", h.Counters().Watchers, waitLimit)
+		}
+		<-tick.C
+	}
+}
+
 func TestWatchRejectsAFutureSequence(t *testing.T) {
 	h, c, _ := serveHub(t, 8)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)

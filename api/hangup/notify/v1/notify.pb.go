@@ -126,6 +126,18 @@ const (
 	// incarnation, and so every stream it relayed, is gone. Only with
 	// SCOPE_SIDECAR.
 	Reason_REASON_SIDECAR_RESTART Reason = 11
+	// Reconnect grace (--reconnect-grace, off by default): the stream named
+	// by connection_id and stream_id lost its connection (keepalive timeout,
+	// TCP close or reset), and within the grace of its method a new stream
+	// carrying the same session_key arrived, named by resumed_connection_id
+	// and resumed_stream_id. Sent instead of the loss's own event (and of
+	// its connection's SCOPE_CONNECTION event when every stream of it
+	// resumed); detected_at is still when the loss was detected. Only with
+	// SCOPE_STREAM. The app received RST_STREAM(CANCEL) for the old stream
+	// at once, as always: move the session's state to the new stream rather
+	// than freeing it. Receivers older than this value see an unknown reason
+	// on a stream they already saw cancelled, and keep working.
+	Reason_REASON_RESUMED Reason = 12
 )
 
 // Enum value maps for Reason.
@@ -143,6 +155,7 @@ var (
 		9:  "REASON_PROTOCOL_ERROR",
 		10: "REASON_SHUTDOWN",
 		11: "REASON_SIDECAR_RESTART",
+		12: "REASON_RESUMED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":       0,
@@ -157,6 +170,7 @@ var (
 		"REASON_PROTOCOL_ERROR":    9,
 		"REASON_SHUTDOWN":          10,
 		"REASON_SIDECAR_RESTART":   11,
+		"REASON_RESUMED":           12,
 	}
 )
 
@@ -519,7 +533,20 @@ type DisconnectEvent struct {
 	// Every connection id that process hands out starts with incarnation +
 	// "-". For SCOPE_SIDECAR it names the process live now. Empty from
 	// sidecars older than this field.
-	Incarnation   string `protobuf:"bytes,19,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Incarnation string `protobuf:"bytes,19,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// The stream that resumed this one's session, with REASON_RESUMED: its
+	// connection id (x-hangup-connection-id) ...
+	ResumedConnectionId string `protobuf:"bytes,23,opt,name=resumed_connection_id,json=resumedConnectionId,proto3" json:"resumed_connection_id,omitempty"`
+	// ... and its stream id (x-hangup-stream-id). Empty and 0 for every
+	// other reason.
+	ResumedStreamId uint32 `protobuf:"varint,24,opt,name=resumed_stream_id,json=resumedStreamId,proto3" json:"resumed_stream_id,omitempty"`
+	// The value of the session header (--session-header, e.g. x-session-id)
+	// the stream carried, on a method with reconnect grace; empty otherwise.
+	// Set on REASON_RESUMED events and on the loss events sent when the
+	// grace expired.
+	SessionKey string `protobuf:"bytes,25,opt,name=session_key,json=sessionKey,proto3" json:"session_key,omitempty"`
+	// When the resuming stream arrived, with REASON_RESUMED; unset otherwise.
+	ResumedAt     *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=resumed_at,json=resumedAt,proto3" json:"resumed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -687,6 +714,34 @@ func (x *DisconnectEvent) GetIncarnation() string {
 	return ""
 }
 
+func (x *DisconnectEvent) GetResumedConnectionId() string {
+	if x != nil {
+		return x.ResumedConnectionId
+	}
+	return ""
+}
+
+func (x *DisconnectEvent) GetResumedStreamId() uint32 {
+	if x != nil {
+		return x.ResumedStreamId
+	}
+	return 0
+}
+
+func (x *DisconnectEvent) GetSessionKey() string {
+	if x != nil {
+		return x.SessionKey
+	}
+	return ""
+}
+
+func (x *DisconnectEvent) GetResumedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResumedAt
+	}
+	return nil
+}
+
 var File_hangup_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_hangup_notify_v1_notify_proto_rawDesc = "" +
@@ -701,7 +756,7 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\rWatchResponse\x127\n" +
 	"\x05event\x18\x01 \x01(\v2!.hangup.notify.v1.DisconnectEventR\x05event\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12#\n" +
-	"\rmissed_before\x18\x03 \x01(\x04R\fmissedBefore\"\xe1\x06\n" +
+	"\rmissed_before\x18\x03 \x01(\x04R\fmissedBefore\"\x9d\b\n" +
 	"\x0fDisconnectEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12-\n" +
 	"\x05scope\x18\x02 \x01(\x0e2\x17.hangup.notify.v1.ScopeR\x05scope\x120\n" +
@@ -724,7 +779,13 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x11goaway_debug_data\x18\x10 \x01(\tR\x0fgoawayDebugData\x12*\n" +
 	"\x11bytes_from_client\x18\x11 \x01(\x04R\x0fbytesFromClient\x12&\n" +
 	"\x0fbytes_to_client\x18\x12 \x01(\x04R\rbytesToClient\x12 \n" +
-	"\vincarnation\x18\x13 \x01(\tR\vincarnation\x1a:\n" +
+	"\vincarnation\x18\x13 \x01(\tR\vincarnation\x122\n" +
+	"\x15resumed_connection_id\x18\x17 \x01(\tR\x13resumedConnectionId\x12*\n" +
+	"\x11resumed_stream_id\x18\x18 \x01(\rR\x0fresumedStreamId\x12\x1f\n" +
+	"\vsession_key\x18\x19 \x01(\tR\n" +
+	"sessionKey\x129\n" +
+	"\n" +
+	"resumed_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\tresumedAt\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*Y\n" +
@@ -732,7 +793,7 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSCOPE_STREAM\x10\x01\x12\x14\n" +
 	"\x10SCOPE_CONNECTION\x10\x02\x12\x11\n" +
-	"\rSCOPE_SIDECAR\x10\x03*\xb3\x02\n" +
+	"\rSCOPE_SIDECAR\x10\x03*\xc7\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11REASON_RST_STREAM\x10\x01\x12\x11\n" +
@@ -746,7 +807,8 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x15REASON_PROTOCOL_ERROR\x10\t\x12\x13\n" +
 	"\x0fREASON_SHUTDOWN\x10\n" +
 	"\x12\x1a\n" +
-	"\x16REASON_SIDECAR_RESTART\x10\v*f\n" +
+	"\x16REASON_SIDECAR_RESTART\x10\v\x12\x12\n" +
+	"\x0eREASON_RESUMED\x10\f*f\n" +
 	"\tInitiator\x12\x19\n" +
 	"\x15INITIATOR_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10INITIATOR_CLIENT\x10\x01\x12\x15\n" +
@@ -792,15 +854,16 @@ var file_hangup_notify_v1_notify_proto_depIdxs = []int32{
 	8,  // 5: hangup.notify.v1.DisconnectEvent.headers:type_name -> hangup.notify.v1.DisconnectEvent.HeadersEntry
 	9,  // 6: hangup.notify.v1.DisconnectEvent.started_at:type_name -> google.protobuf.Timestamp
 	9,  // 7: hangup.notify.v1.DisconnectEvent.detected_at:type_name -> google.protobuf.Timestamp
-	3,  // 8: hangup.notify.v1.DisconnectNotify.Notify:input_type -> hangup.notify.v1.NotifyRequest
-	5,  // 9: hangup.notify.v1.DisconnectWatch.Watch:input_type -> hangup.notify.v1.WatchRequest
-	4,  // 10: hangup.notify.v1.DisconnectNotify.Notify:output_type -> hangup.notify.v1.NotifyResponse
-	6,  // 11: hangup.notify.v1.DisconnectWatch.Watch:output_type -> hangup.notify.v1.WatchResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	9,  // 8: hangup.notify.v1.DisconnectEvent.resumed_at:type_name -> google.protobuf.Timestamp
+	3,  // 9: hangup.notify.v1.DisconnectNotify.Notify:input_type -> hangup.notify.v1.NotifyRequest
+	5,  // 10: hangup.notify.v1.DisconnectWatch.Watch:input_type -> hangup.notify.v1.WatchRequest
+	4,  // 11: hangup.notify.v1.DisconnectNotify.Notify:output_type -> hangup.notify.v1.NotifyResponse
+	6,  // 12: hangup.notify.v1.DisconnectWatch.Watch:output_type -> hangup.notify.v1.WatchResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_hangup_notify_v1_notify_proto_init() }

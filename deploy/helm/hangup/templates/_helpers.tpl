@@ -71,6 +71,7 @@ proxyPort: {{ .Values.sidecar.proxyPort }}
 adminPort: {{ .Values.sidecar.adminPort }}
 notifyAddr: {{ .Values.sidecar.notifyAddr | quote }}
 notifyHeaders: {{ .Values.sidecar.notifyHeaders | toJson }}
+watchAddr: {{ .Values.sidecar.watchAddr | quote }}
 keepaliveTime: {{ .Values.sidecar.keepaliveTime | quote }}
 keepaliveTimeout: {{ .Values.sidecar.keepaliveTimeout | quote }}
 mode: {{ .Values.sidecar.mode }}
