@@ -245,8 +245,11 @@ func (p *Policy) PingAckReceived(now time.Time, data [8]byte) []Action {
 	// TCP stream), so an ACK also settles every earlier PING of ours; one
 	// it skipped is never waited for again.
 	seq := binary.BigEndian.Uint32(data[4:])
+	if seq > p.pingSeq {
+		seq = 0 // not one of ours after all (IsOwnPing was not asked)
+	}
 	p.ackedSeq = max(p.ackedSeq, seq)
-	if seq == p.timedSeq {
+	if seq != 0 && seq == p.timedSeq {
 		p.rtt.Observe(p.now.Sub(p.timedAt))
 		p.timedSeq = 0
 	}
