@@ -13,7 +13,6 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/hangup-dev/hangup/internal/testtools"
 	"github.com/hangup-dev/hangup/pkg/event"
@@ -59,7 +58,7 @@ func rttSamples(t *testing.T, log, conn string) []rttSample {
 // relay delivers nothing more. The event the app gets says
 // KEEPALIVE_TIMEOUT and carries the RTT the sidecar saw last: the last
 // sample in its log, far above the minimum, which is the first step's
-// round trip. With -rtt-chart FILE it draws the series (the README's
+// round trip (TestRTTThroughADelayedPath holds the accuracy to 10%). With -rtt-chart FILE it draws the series (the README's
 // picture).
 func TestRTTSeriesBeforeDeath(t *testing.T) {
 	_, appAddr := startApp(t)
@@ -72,16 +71,7 @@ func TestRTTSeriesBeforeDeath(t *testing.T) {
 	dl := testtools.NewDelayLine(listen(t, "127.0.0.1:0"), sc.Addr, steps[0])
 	t.Cleanup(func() { _ = dl.Close() })
 	ctx := ctxT(t, 2*time.Minute)
-	stream, err := grpcClient(t, dl.Addr()).FullDuplexCall(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	answeredStream(t, ctx, grpcClient(t, dl.Addr()))
 	// The stream's answer came after the ACK of the PING behind the
 	// preface: its sample names the connection (the only one).
 	var conn string
@@ -120,8 +110,10 @@ func TestRTTSeriesBeforeDeath(t *testing.T) {
 	if !ev.RTT.Known() || ev.RTT.Last != last.rtt || ev.RTT.Min != last.min || ev.RTT.Smoothed != last.smoothed {
 		t.Errorf("event RTT %+v, want the last sample the sidecar logged: %+v", ev.RTT, last)
 	}
-	if lo := 2 * steps[0]; !within(ev.RTT.Min, lo) {
-		t.Errorf("rtt_min %s, want the first step's round trip %s within 10%%", ev.RTT.Min, lo)
+	// Load on the machine can only lengthen a sample: the minimum is at
+	// least the first step's round trip and below the second's.
+	if lo, next := 2*steps[0], 2*steps[1]; ev.RTT.Min < lo || ev.RTT.Min >= next {
+		t.Errorf("rtt_min %s, want the first step's round trip: at least %s, below the next step's %s", ev.RTT.Min, lo, next)
 	}
 	if hi := 2 * steps[len(steps)-1]; ev.RTT.Last < hi-hi/10 {
 		t.Errorf("rtt_last %s, want at least the last step's round trip %s less 10%%", ev.RTT.Last, hi)
