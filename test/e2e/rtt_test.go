@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/internal/demoapp"
 	"github.com/hangup-dev/hangup/internal/testtools"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 // within reports whether got is within 10% of want.
@@ -138,4 +141,53 @@ func TestRTTThroughADelayedPath(t *testing.T) {
 			return
 		}
 	}
+}
+
+// nodeClient is a client on Node's own http2 module (nghttp2), the stack
+// under @grpc/grpc-js: it opens a FullDuplex call, sends one request,
+// prints "answered" when the answer comes and then holds the stream open.
+const nodeClient = `
+const http2 = require('http2');
+const s = http2.connect('http://' + process.argv[1]);
+s.on('error', (e) => { console.log('session error ' + e.message); process.exit(1); });
+s.on('goaway', (code) => console.log('goaway ' + code));
+const req = s.request({':method': 'POST', ':path': '/grpc.testing.TestService/FullDuplexCall',
+  'content-type': 'application/grpc', 'te': 'trailers'});
+req.write(Buffer.from([0, 0, 0, 0, 4, 0x12, 2, 0x10, 1]));
+req.on('data', () => console.log('answered'));
+`
+
+// TestRTTWithNodeHTTP2Client: a client on nghttp2 (Node's http2, under
+// grpc-js) answers the sidecar's PINGs, the one behind the preface and one
+// a second with --rtt-interval, without a complaint (no GOAWAY, no
+// error), and its event carries the RTT.
+func TestRTTWithNodeHTTP2Client(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skipf("node not installed (%v): the nghttp2 client case needs it", err)
+	}
+	_, appAddr := startApp(t)
+	recv, recvAddr := startReceiver(t, "127.0.0.1:0")
+	sc := testtools.StartSidecar(t, appAddr, "--notify-addr", recvAddr, "--rtt-interval", "1s",
+		"--log-level", "debug", "--log-format", "json")
+	ctx, kill := context.WithCancel(context.Background())
+	defer kill()
+	client := testtools.StartProcess(t, ctx, node, "-e", nodeClient, sc.Addr)
+	waitFor(t, 30*time.Second, "the node client's answer", func() bool {
+		return strings.Contains(client.Output(), "answered")
+	})
+	const want = 3
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d RTT samples", want), func() bool {
+		return len(rttSamples(t, sc.Process.Output(), "")) >= want
+	})
+	kill() // the process dies; its kernel closes the connection
+	<-client.Done()
+	ev := receive(t, recv, 1, 10*time.Second)[0].Event
+	if out := client.Output(); strings.Contains(out, "goaway") || strings.Contains(out, "error") {
+		t.Errorf("the node client complained: %s", out)
+	}
+	if ev.Scope != event.ScopeStream || !ev.RTT.Known() {
+		t.Fatalf("event %+v, want a stream event with the connection's RTT", ev)
+	}
+	t.Logf("node (nghttp2) client: %d samples before it left; event rtt_last %s, rtt_min %s", len(rttSamples(t, sc.Process.Output(), "")), ev.RTT.Last, ev.RTT.Min)
 }
