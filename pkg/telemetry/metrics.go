@@ -50,8 +50,8 @@ var latencyBuckets = []float64{
 }
 
 // rttBuckets are the RTT histogram's bounds in seconds: from a client in
-// the same zone (below a millisecond) to a mobile one on a bad link
-// (seconds); past Timeout a client is dead and no sample is taken.
+// the same zone (below a millisecond) to a mobile one on a bad link or
+// one too busy to answer (seconds).
 var rttBuckets = []float64{
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1,
 	0.2, 0.5, 1, 2, 5, 10,

@@ -62,9 +62,9 @@ func answeredStream(t *testing.T, ctx context.Context, client testgrpc.TestServi
 // through a relay on 127.0.0.1 that holds every byte back 20 ms each way.
 // The smallest RTT the sidecar measured from its own PINGs (one after the
 // preface, then one a second with --rtt-interval; five or more) is 40 ms
-// within 10%, in
-// the disconnect event read over Watch; the grpc-go app sees the smoothed
-// RTT in x-hangup-rtt-us (--rtt-header) move as samples come in. The
+// within 10%, in the disconnect event read over Watch; the grpc-go app
+// sees the smoothed RTT in x-hangup-rtt-us (--rtt-header) move as samples
+// come in. The
 // minimum is what is held to 10%: on a loaded machine a sample can only
 // come out longer than the path, never shorter. The push receiver is the
 // one generated from the first contract: it receives the same event, the
