@@ -29,6 +29,7 @@ type sourceCase struct {
 
 var sourceCases = []sourceCase{
 	{"proxy", "max-header-list-size", "5000", "6000", "7000", "lots"},
+	{"proxy", "rtt-interval", "2s", "3s", "4s", "often"},
 	{"inject", "ca-bundle-resync", "2m0s", "3m0s", "4m0s", "often"},
 	{"init-redirect", "app-port", "9091", "9092", "9093", "http"},
 	{"wait", "timeout", "1m0s", "2m0s", "3m0s", "forever"},

@@ -41,6 +41,7 @@ func TestProxyRejectsBadValues(t *testing.T) {
 		{"bad log level", []string{"proxy", "--upstream", "127.0.0.1:1", "--log-level", "loud"}, nil, []string{"--log-level", "debug, info"}},
 		{"bad duration flag", []string{"proxy", "--upstream", "127.0.0.1:1", "--drain-timeout", "soon"}, nil, []string{"drain-timeout", "soon"}},
 		{"keepalive below the minimum", []string{"proxy", "--upstream", "127.0.0.1:1", "--keepalive-time", "100ms"}, nil, []string{"keepalive-time", "100ms", "1s"}},
+		{"rtt interval below the minimum", []string{"proxy", "--upstream", "127.0.0.1:1", "--rtt-interval", "10ms"}, nil, []string{"rtt-interval", "10ms", "1s"}},
 		{"negative abuse limit", []string{"proxy", "--upstream", "127.0.0.1:1", "--max-empty-frames", "0"}, nil, []string{"--max-empty-frames", "at least 1"}},
 		{"bad notify address", []string{"proxy", "--upstream", "127.0.0.1:1", "--notify-addr", "nowhere"}, nil, []string{"notify-addr", "nowhere"}},
 		{"bad watch address", []string{"proxy", "--upstream", "127.0.0.1:1", "--watch-addr", "unix://rel"}, nil, []string{"--watch-addr", "unix:///absolute/path"}},

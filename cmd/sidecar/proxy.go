@@ -35,6 +35,7 @@ type proxyOptions struct {
 	drainTimeout            time.Duration
 	prefaceTimeout          time.Duration
 	tcpIdleTimeout          time.Duration
+	rttHeader               bool
 	keepalive               keepalive.Config
 	limits                  proxy.Limits
 	notify                  notify.Config
@@ -66,6 +67,7 @@ func newProxyCmd() *cobra.Command {
 	f.DurationVar(&o.prefaceTimeout, "preface-timeout", proxy.DefaultPrefaceTimeout, "a new connection (after TLS) must send the HTTP/2 preface, or for plain TCP its first bytes, within this; else it is closed, logged and counted (minimum 1ms)")
 	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
 	addKeepaliveFlags(f, &o.keepalive)
+	f.BoolVar(&o.rttHeader, "rtt-header", false, "add "+proxy.HeaderRTT+", the connection's smoothed round-trip time in microseconds, to every request toward the app once it is measured")
 	f.IntVar(&o.limits.MaxPrematureResets, "max-premature-resets", proxy.DefaultMaxPrematureResets, "Rapid Reset defence: a client may reset this many streams before the app answered them (within 1s of opening), refilled at this many per second; overdrawn, the connection is closed")
 	f.IntVar(&o.limits.MaxEmptyFrames, "max-empty-frames", proxy.DefaultMaxEmptyFrames, "empty DATA frames in a row before the connection is closed")
 	f.IntVar(&o.limits.MaxSettingsPerSecond, "max-settings-per-second", proxy.DefaultMaxSettingsPerSecond, "SETTINGS frames a client may send per second")
@@ -79,7 +81,7 @@ func newProxyCmd() *cobra.Command {
 // names the flag, the value and what is expected.
 func (o proxyOptions) proxyConfig(log *slog.Logger) (proxy.Config, error) {
 	cfg := proxy.Config{Logger: log, MaxHeaderListSize: o.maxHeaderListSize, Keepalive: o.keepalive, Limits: o.limits,
-		PrefaceTimeout: o.prefaceTimeout, TCPIdleTimeout: o.tcpIdleTimeout}
+		PrefaceTimeout: o.prefaceTimeout, TCPIdleTimeout: o.tcpIdleTimeout, RTTHeader: o.rttHeader}
 	if err := o.keepalive.Validate(); err != nil {
 		return cfg, usageError{fmt.Errorf("invalid --%w", firstError(err))}
 	}
@@ -337,6 +339,7 @@ func addKeepaliveFlags(f *pflag.FlagSet, c *keepalive.Config) {
 	f.DurationVar(&c.MaxConnectionIdle, "max-connection-idle", d.MaxConnectionIdle, "graceful GOAWAY (max_idle) after this long without streams; 0 is off")
 	f.DurationVar(&c.MaxConnectionAge, "max-connection-age", d.MaxConnectionAge, "graceful GOAWAY (max_age) after this long, ±10% jitter; 0 is off")
 	f.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", d.MaxConnectionAgeGrace, "after the max-age GOAWAY, cut off streams still open this much later (MAX_AGE); 0 waits for them")
+	f.DurationVar(&c.RTTInterval, "rtt-interval", d.RTTInterval, "also ping a client this long after the previous ping, only to measure its round-trip time, never while one is unanswered; no common gRPC client limits server pings (README, Round-trip time); 0 is off, else minimum 1s")
 }
 
 // addNotifyFlags binds the DisconnectNotify delivery flags to c, with

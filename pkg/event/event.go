@@ -137,7 +137,23 @@ type Event struct {
 	ResumedConnectionID string
 	ResumedStreamID     uint32
 	ResumedAt           time.Time
+	// RTT is the connection's round-trip time when the event was made.
+	RTT RTT
 }
+
+// RTT is a connection's round-trip time as the sidecar measured it, from
+// its own PINGs to the ACKs. Samples is 0 while nothing was measured: the
+// durations are then zero and mean "unknown", not "no delay".
+type RTT struct {
+	Last     time.Duration // the latest sample
+	Min      time.Duration // the smallest sample
+	Smoothed time.Duration // RFC 6298 SRTT (gain 1/8)
+	Var      time.Duration // RFC 6298 RTTVAR (gain 1/4)
+	Samples  uint32        // how many ACKs were timed
+}
+
+// Known reports whether at least one sample was taken.
+func (r RTT) Known() bool { return r.Samples > 0 }
 
 // Sink receives events from the relay. Publish must never block the caller:
 // it runs on the data path.

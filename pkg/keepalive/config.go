@@ -49,6 +49,16 @@ type Config struct {
 	// connection is closed.
 	// Default 0 (infinite: wait for the streams); when on, minimum 1s.
 	MaxConnectionAgeGrace time.Duration
+
+	// RTTInterval [rtt-interval]: when on, a PING of the relay's own goes
+	// to the client this long after the previous one, only to measure the
+	// round-trip time, and never while one of ours is unanswered. It does
+	// not change when a client counts as dead. No common client stack
+	// limits how often a server may PING it (see the README, "Round-trip
+	// time"); the minimum bounds the relay's own cost per connection.
+	// Default 0 (off: the PING after the preface and the keepalive PINGs
+	// are the samples); when on, minimum 1s.
+	RTTInterval time.Duration
 }
 
 // DefaultConfig returns the defaults listed in defaults.go.
@@ -61,6 +71,7 @@ func DefaultConfig() Config {
 		MaxConnectionIdle:     DefaultMaxConnectionIdle,
 		MaxConnectionAge:      DefaultMaxConnectionAge,
 		MaxConnectionAgeGrace: DefaultMaxConnectionAgeGrace,
+		RTTInterval:           DefaultRTTInterval,
 	}
 }
 
@@ -90,6 +101,7 @@ func (c Config) Validate() error {
 	optional("max-connection-idle", "off", c.MaxConnectionIdle)
 	optional("max-connection-age", "off", c.MaxConnectionAge)
 	optional("max-connection-age-grace", "infinite", c.MaxConnectionAgeGrace)
+	optional("rtt-interval", "off", c.RTTInterval)
 	return errors.Join(errs...)
 }
 
@@ -118,5 +130,6 @@ func (c Config) normalized() Config {
 	c.MaxConnectionIdle = offOrMin(c.MaxConnectionIdle)
 	c.MaxConnectionAge = offOrMin(c.MaxConnectionAge)
 	c.MaxConnectionAgeGrace = offOrMin(c.MaxConnectionAgeGrace)
+	c.RTTInterval = offOrMin(c.RTTInterval)
 	return c
 }

@@ -15,7 +15,8 @@ func TestValidate(t *testing.T) {
 		{"defaults are valid", func(*Config) {}, nil},
 		{"everything at the minimum", func(c *Config) {
 			*c = Config{Time: time.Second, Timeout: time.Second, MinTime: time.Second,
-				MaxConnectionIdle: time.Second, MaxConnectionAge: time.Second, MaxConnectionAgeGrace: time.Second}
+				MaxConnectionIdle: time.Second, MaxConnectionAge: time.Second, MaxConnectionAgeGrace: time.Second,
+				RTTInterval: time.Second}
 		}, nil},
 		{"time below minimum", func(c *Config) { c.Time = 500 * time.Millisecond },
 			[]string{"keepalive-time 500ms is below the minimum 1s"}},
@@ -36,6 +37,10 @@ func TestValidate(t *testing.T) {
 			[]string{"max-connection-age-grace -1ns must not be negative", "0 means infinite"}},
 		{"grace below minimum", func(c *Config) { c.MaxConnectionAgeGrace = 900 * time.Millisecond },
 			[]string{"max-connection-age-grace 900ms is below the minimum 1s"}},
+		{"rtt interval negative", func(c *Config) { c.RTTInterval = -time.Second },
+			[]string{"rtt-interval -1s must not be negative", "0 means off"}},
+		{"rtt interval below minimum", func(c *Config) { c.RTTInterval = 100 * time.Millisecond },
+			[]string{"rtt-interval 100ms is below the minimum 1s"}},
 		{"every error is reported", func(c *Config) { *c = Config{MaxConnectionAge: -1} },
 			[]string{"keepalive-time must be > 0", "keepalive-timeout must be > 0", "keepalive-min-time must be > 0", "max-connection-age -1ns"}},
 	}
@@ -97,12 +102,13 @@ func TestNewNormalizesBadConfig(t *testing.T) {
 	}{
 		{"zero", Config{}, Config{Time: time.Second, Timeout: time.Second, MinTime: time.Second}},
 		{"negative optional ones are off", Config{Time: time.Hour, Timeout: time.Hour, MinTime: time.Hour,
-			MaxConnectionIdle: -1, MaxConnectionAge: -1, MaxConnectionAgeGrace: -1},
+			MaxConnectionIdle: -1, MaxConnectionAge: -1, MaxConnectionAgeGrace: -1, RTTInterval: -1},
 			Config{Time: time.Hour, Timeout: time.Hour, MinTime: time.Hour}},
 		{"tiny optional ones are raised", Config{Time: time.Hour, Timeout: time.Hour, MinTime: time.Hour,
-			MaxConnectionIdle: 1, MaxConnectionAge: 1, MaxConnectionAgeGrace: 1},
+			MaxConnectionIdle: 1, MaxConnectionAge: 1, MaxConnectionAgeGrace: 1, RTTInterval: 1},
 			Config{Time: time.Hour, Timeout: time.Hour, MinTime: time.Hour,
-				MaxConnectionIdle: time.Second, MaxConnectionAge: time.Second, MaxConnectionAgeGrace: time.Second}},
+				MaxConnectionIdle: time.Second, MaxConnectionAge: time.Second, MaxConnectionAgeGrace: time.Second,
+				RTTInterval: time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

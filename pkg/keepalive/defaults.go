@@ -21,6 +21,8 @@ const (
 	DefaultMaxConnectionAge = time.Duration(0)
 	// DefaultMaxConnectionAgeGrace is Config.MaxConnectionAgeGrace: infinite.
 	DefaultMaxConnectionAgeGrace = time.Duration(0)
+	// DefaultRTTInterval is Config.RTTInterval: off.
+	DefaultRTTInterval = time.Duration(0)
 )
 
 // Limits and fixed protocol values.

@@ -1,6 +1,7 @@
 package keepalive
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ type fuzzModel struct {
 	now             time.Time // latest time passed in (the policy's clock)
 	firstUnanswered time.Time // first of our pings sent since the last frame read
 	lastPingSeq     [8]byte
+	ackedSeq        uint32 // the highest of our pings acknowledged
+	prefaceAsked    bool
 	drainPing       [8]byte
 	streams         int
 	idleSince       time.Time
@@ -33,6 +36,16 @@ func (m *fuzzModel) advance(now time.Time) {
 
 func (m *fuzzModel) frameRead() { m.firstUnanswered = time.Time{} }
 
+// seq is the counter in the data of one of our pings.
+func seq(data [8]byte) uint32 { return binary.BigEndian.Uint32(data[4:]) }
+
+// acked records the ACK of data, as a peer that answers in order sends it.
+func (m *fuzzModel) acked(data [8]byte) {
+	if s := seq(data); s <= seq(m.lastPingSeq) {
+		m.ackedSeq = max(m.ackedSeq, s)
+	}
+}
+
 // check verifies the actions returned by the call named by who.
 func (m *fuzzModel) check(who string, acts []Action) {
 	t := m.t
@@ -43,14 +56,23 @@ func (m *fuzzModel) check(who string, acts []Action) {
 		switch a.Kind {
 		case None:
 			t.Fatalf("%s: None inside an action slice", who)
-		case SendPing, GoAwayGraceful:
+		case SendPing, GoAwayGraceful, SendRTTPing:
 			if !m.p.IsOwnPing(a.Ping) {
 				t.Fatalf("%s: ping %x not recognised as own", who, a.Ping)
 			}
 			if string(a.Ping[:]) <= string(m.lastPingSeq[:]) {
 				t.Fatalf("%s: ping %x not newer than %x", who, a.Ping, m.lastPingSeq)
 			}
+			unanswered := seq(m.lastPingSeq) > m.ackedSeq
 			m.lastPingSeq = a.Ping
+			if a.Kind == SendRTTPing {
+				// Only to measure: never beside an unanswered ping of
+				// ours, and no part of the keepalive timeout.
+				if unanswered {
+					t.Fatalf("%s at %s: SendRTTPing while ping %d is unanswered (acked up to %d)", who, m.now.Sub(t0), seq(m.lastPingSeq)-1, m.ackedSeq)
+				}
+				break
+			}
 			if m.firstUnanswered.IsZero() {
 				m.firstUnanswered = m.now
 			}
@@ -59,6 +81,15 @@ func (m *fuzzModel) check(who string, acts []Action) {
 		case SendPing:
 			if who != "Tick" {
 				t.Fatalf("%s: SendPing outside Tick", who)
+			}
+		case SendRTTPing:
+			switch {
+			case who == "PrefaceSent" && (m.prefaceAsked || seq(a.Ping) != 1):
+				t.Fatalf("PrefaceSent: SendRTTPing %d, not the first ping of a first call", seq(a.Ping))
+			case who == "Tick" && m.cfg.RTTInterval == 0:
+				t.Fatalf("Tick: SendRTTPing with rtt-interval off")
+			case who != "Tick" && who != "PrefaceSent":
+				t.Fatalf("%s: SendRTTPing outside Tick and PrefaceSent", who)
 			}
 		case GoAwayGraceful:
 			if m.graceful {
@@ -115,6 +146,12 @@ func (m *fuzzModel) check(who string, acts []Action) {
 			m.finished = true
 		}
 	}
+	if who == "PrefaceSent" {
+		m.prefaceAsked = true
+	}
+	if r := m.p.RTT(); r.Known() && (r.Min > r.Last || r.Min > r.Smoothed || r.Min < 0) {
+		t.Fatalf("%s: RTT %+v: the minimum must be the smallest", who, r)
+	}
 	if m.p.strikes < 0 || m.p.streams < 0 {
 		t.Fatalf("negative counters: strikes %d, streams %d", m.p.strikes, m.p.streams)
 	}
@@ -153,6 +190,9 @@ func FuzzPolicy(f *testing.F) {
 		if c[3]&8 != 0 {
 			cfg.MaxConnectionAgeGrace = time.Duration(1+int(c[4])%60) * time.Second
 		}
+		if c[3]&16 != 0 {
+			cfg.RTTInterval = time.Duration(1+int(c[0])%10) * time.Second
+		}
 		r := float64(c[5]) / 256
 		p := New(cfg, t0, func() float64 { return r })
 		m := &fuzzModel{t: t, p: p, cfg: cfg, now: t0, idleSince: t0}
@@ -179,6 +219,10 @@ func FuzzPolicy(f *testing.F) {
 				m.frameRead()
 				m.check("FrameRead", nil)
 			case 3:
+				if arg&1 != 0 {
+					m.check("PrefaceSent", p.PrefaceSent(now))
+					break
+				}
 				p.HeadersOrDataWritten(now)
 				m.check("HeadersOrDataWritten", nil)
 			case 4:
@@ -186,6 +230,7 @@ func FuzzPolicy(f *testing.F) {
 				m.check("PingReceived", p.PingReceived(now))
 			case 5:
 				m.frameRead()
+				m.acked(m.lastPingSeq)
 				m.check("PingAckReceived", p.PingAckReceived(now, m.lastPingSeq))
 			case 6:
 				m.frameRead()
@@ -193,6 +238,7 @@ func FuzzPolicy(f *testing.F) {
 				if arg&1 != 0 {
 					ack = [8]byte{'h', 'g', 'u', 'p', 0, 0, arg, arg}
 				}
+				m.acked(ack)
 				m.check("PingAckReceived", p.PingAckReceived(now, ack))
 			case 7:
 				p.StreamOpened(now)

@@ -53,9 +53,14 @@ const (
 	// its grace or drain timeout passed. Close the connection; streams still
 	// open end with Reason (MAX_AGE or SHUTDOWN).
 	Close
+	// SendRTTPing: write PING (not ACK) with Action.Ping to the client, only
+	// to measure the round-trip time (after the preface, and every
+	// RTTInterval). Unlike SendPing it does not start the keepalive
+	// timeout: a client is judged dead by the keepalive rules alone.
+	SendRTTPing
 )
 
-var kindNames = [...]string{"None", "SendPing", "GoAwayGraceful", "GoAwayFinal", "GoAwayTooManyPings", "CloseDead", "Close"}
+var kindNames = [...]string{"None", "SendPing", "GoAwayGraceful", "GoAwayFinal", "GoAwayTooManyPings", "CloseDead", "Close", "SendRTTPing"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -104,6 +109,17 @@ type Policy struct {
 	pingSentAt time.Time // when the oldest such PING was sent
 	pingSeq    uint32    // counter of our PINGs; the last one sent
 
+	// Round-trip time (rtt.go). The latest of our PINGs is the one timed.
+	// No PING is sent only to measure while one of ours is unanswered, so
+	// measuring never gives a client two of ours to answer; keepalive and
+	// drain PINGs go as they always did (a client silent for Time, or a
+	// GOAWAY that needs its PING).
+	ackedSeq uint32    // the highest of our PINGs acknowledged
+	timedSeq uint32    // the PING being timed; 0 when none
+	timedAt  time.Time // when it was sent
+	pingAt   time.Time // when our latest PING was sent; the policy's start before the first
+	rtt      RTTEstimator
+
 	// Enforcement of client PINGs.
 	lastPingAt   time.Time // last client PING; zero before the first
 	strikes      int
@@ -131,7 +147,7 @@ type Policy struct {
 // MaxConnectionAge; nil uses math/rand/v2.Float64.
 func New(cfg Config, now time.Time, rnd func() float64) *Policy {
 	cfg = cfg.normalized()
-	p := &Policy{cfg: cfg, now: now, lastRead: now, idleSince: now}
+	p := &Policy{cfg: cfg, now: now, lastRead: now, idleSince: now, pingAt: now}
 	if cfg.MaxConnectionAge > 0 {
 		if rnd == nil {
 			rnd = rand.Float64
@@ -220,15 +236,47 @@ func (p *Policy) IsOwnPing(data [8]byte) bool {
 }
 
 // PingAckReceived handles the ACK of one of our PINGs (see IsOwnPing); it
-// also counts as a frame read. The ACK of the phase-1 PING of a drain
+// also counts as a frame read, and when it answers the PING being timed it
+// is a round-trip sample (see RTT). The ACK of the phase-1 PING of a drain
 // returns GoAwayFinal, followed by Close when no stream is open.
 func (p *Policy) PingAckReceived(now time.Time, data [8]byte) []Action {
 	p.FrameRead(now)
+	// A peer answers PINGs in the order it got them (RFC 9113 §6.7 and one
+	// TCP stream), so an ACK also settles every earlier PING of ours; one
+	// it skipped is never waited for again.
+	seq := binary.BigEndian.Uint32(data[4:])
+	if seq > p.pingSeq {
+		seq = 0 // not one of ours after all (IsOwnPing was not asked)
+	}
+	p.ackedSeq = max(p.ackedSeq, seq)
+	if seq != 0 && seq == p.timedSeq {
+		p.rtt.Observe(p.now.Sub(p.timedAt))
+		p.timedSeq = 0
+	}
 	if p.state != stateHeadsUp || data != p.drainPing {
 		return nil
 	}
 	return p.final(nil)
 }
+
+// PrefaceSent records that the server's connection preface (the app's
+// first SETTINGS) has gone to the client, so that PINGs may follow
+// (RFC 9113 §3.4), and returns SendRTTPing when the policy has sent no PING
+// yet: even a connection that lives less than Time gets its round-trip time
+// measured (grpc-go's BDP estimator pings at the start of a connection
+// too). Later calls return nothing. The relay writes that PING right
+// behind the preface rather than as a queued action.
+func (p *Policy) PrefaceSent(now time.Time) []Action {
+	now = p.advance(now)
+	if p.state == stateFinished || p.pingSeq > 0 {
+		return nil
+	}
+	return []Action{{Kind: SendRTTPing, Ping: p.nextPing(now, false)}}
+}
+
+// RTT returns the connection's round-trip time, measured from the PINGs
+// the policy asked for to their ACKs; not Known before the first ACK.
+func (p *Policy) RTT() event.RTT { return p.rtt.RTT() }
 
 // StreamOpened records a new stream from the client.
 func (p *Policy) StreamOpened(now time.Time) {
@@ -310,9 +358,11 @@ func (p *Policy) Tick(now time.Time) []Action {
 	if idle := p.idleDeadline(); p.state == stateOpen && !idle.IsZero() && !now.Before(idle) {
 		acts = p.startDrain(acts, now, event.ReasonIdleTimeout, DebugMaxIdle, time.Time{})
 	}
-	if !p.pingOut && !now.Before(p.lastRead.Add(p.cfg.Time)) {
-		data := p.nextPing(now)
-		acts = append(acts, Action{Kind: SendPing, Ping: data})
+	switch {
+	case !p.pingOut && !now.Before(p.lastRead.Add(p.cfg.Time)):
+		acts = append(acts, Action{Kind: SendPing, Ping: p.nextPing(now, true)})
+	case p.rttDue(now):
+		acts = append(acts, Action{Kind: SendRTTPing, Ping: p.nextPing(now, false)})
 	}
 	return acts
 }
@@ -348,7 +398,26 @@ func (p *Policy) Deadline() time.Time {
 	if p.state == stateOpen {
 		earliest(p.idleDeadline())
 	}
+	earliest(p.rttDeadline())
 	return d
+}
+
+// unanswered reports whether one of our PINGs awaits its ACK.
+func (p *Policy) unanswered() bool { return p.pingSeq > p.ackedSeq }
+
+// rttDeadline is when the next measurement PING is due; zero when
+// RTTInterval is off or one of our PINGs is unanswered.
+func (p *Policy) rttDeadline() time.Time {
+	if p.cfg.RTTInterval == 0 || p.unanswered() {
+		return time.Time{}
+	}
+	return p.pingAt.Add(p.cfg.RTTInterval)
+}
+
+// rttDue reports whether a measurement PING is due at now.
+func (p *Policy) rttDue(now time.Time) bool {
+	d := p.rttDeadline()
+	return !d.IsZero() && !now.Before(d)
 }
 
 // idleDeadline is when the connection counts as idle for too long; zero when
@@ -360,17 +429,20 @@ func (p *Policy) idleDeadline() time.Time {
 	return p.idleSince.Add(p.cfg.MaxConnectionIdle)
 }
 
-// nextPing picks the data of a new PING sent at now and marks a PING
-// outstanding unless one already is (the oldest unanswered PING times out).
-func (p *Policy) nextPing(now time.Time) [8]byte {
+// nextPing picks the data of a new PING sent at now and times it (an
+// earlier one still unanswered is no longer timed: its ACK, if it comes,
+// is no sample). A keepalive PING also marks a PING outstanding unless one
+// already is (the oldest unanswered PING times out).
+func (p *Policy) nextPing(now time.Time, keepalive bool) [8]byte {
 	p.pingSeq++
 	var data [8]byte
 	copy(data[:4], pingTag[:])
 	binary.BigEndian.PutUint32(data[4:], p.pingSeq)
-	if !p.pingOut {
+	if keepalive && !p.pingOut {
 		p.pingOut = true
 		p.pingSentAt = now
 	}
+	p.timedSeq, p.timedAt, p.pingAt = p.pingSeq, now, now
 	return data
 }
 
@@ -385,7 +457,7 @@ func (p *Policy) startDrain(acts []Action, now time.Time, reason event.Reason, d
 		p.headsUpAt = now
 		p.drainReason, p.drainDebug = reason, debug
 		p.closeAt, p.closeReason, p.closeDebug = closeBy, reason, debug
-		p.drainPing = p.nextPing(now)
+		p.drainPing = p.nextPing(now, true)
 		return append(acts, Action{Kind: GoAwayGraceful, Ping: p.drainPing, Debug: debug, Reason: reason})
 	}
 	if !closeBy.IsZero() && (p.closeAt.IsZero() || closeBy.Before(p.closeAt)) {

@@ -582,7 +582,7 @@ func TestKindString(t *testing.T) {
 	}{
 		{None, "None"}, {SendPing, "SendPing"}, {GoAwayGraceful, "GoAwayGraceful"},
 		{GoAwayFinal, "GoAwayFinal"}, {GoAwayTooManyPings, "GoAwayTooManyPings"},
-		{CloseDead, "CloseDead"}, {Close, "Close"}, {Kind(42), "Kind(42)"},
+		{CloseDead, "CloseDead"}, {Close, "Close"}, {SendRTTPing, "SendRTTPing"}, {Kind(42), "Kind(42)"},
 	}
 	for _, tt := range tests {
 		if got := tt.k.String(); got != tt.want {
@@ -607,6 +607,12 @@ func TestPerFrameCallsDoNotAllocate(t *testing.T) {
 		{"StreamOpened and StreamClosed", func() { p.StreamOpened(now); p.StreamClosed(now) }},
 		{"PingReceived within policy", func() { p.HeadersOrDataWritten(now); p.PingReceived(now) }},
 		{"Tick early", func() { p.Tick(now) }},
+		{"PingAckReceived of a timed PING", func() {
+			now = now.Add(time.Millisecond)
+			if acts := p.PrefaceSent(now); len(acts) == 1 {
+				p.PingAckReceived(now, acts[0].Ping)
+			}
+		}},
 		{"Deadline", func() { p.Deadline() }},
 		{"IsOwnPing", func() { p.IsOwnPing([8]byte{'h', 'g', 'u', 'p', 0, 0, 0, 1}) }},
 	}

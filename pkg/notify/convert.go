@@ -4,15 +4,18 @@ import (
 	"maps"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
-// ToProto converts an Event to its wire form. Zero times stay unset; the
-// Headers map is copied, so the result does not alias ev.
+// ToProto converts an Event to its wire form. Zero times and an RTT that is
+// not Known stay unset; the Headers map is copied, so the result does not
+// alias ev.
 func ToProto(ev Event) *notifyv1.DisconnectEvent {
-	return &notifyv1.DisconnectEvent{
+	pe := &notifyv1.DisconnectEvent{
 		EventId:         ev.ID,
 		Scope:           notifyv1.Scope(ev.Scope),
 		Reason:          notifyv1.Reason(ev.Reason),
@@ -38,12 +41,20 @@ func ToProto(ev Event) *notifyv1.DisconnectEvent {
 		SessionKey:          ev.SessionKey,
 		ResumedAt:           timestamp(ev.ResumedAt),
 	}
+	if ev.RTT.Known() {
+		pe.RttLast = durationpb.New(ev.RTT.Last)
+		pe.RttMin = durationpb.New(ev.RTT.Min)
+		pe.RttSmoothed = durationpb.New(ev.RTT.Smoothed)
+	}
+	return pe
 }
 
 // FromProto converts a wire event back to an Event, for receivers written in
-// Go. Unset timestamps become the zero time.
+// Go. Unset timestamps become the zero time. The wire carries neither the
+// RTT's sample count nor its variation: an event with rtt_last set gets
+// RTT.Samples 1, so that RTT.Known holds, and RTT.Var 0.
 func FromProto(pe *notifyv1.DisconnectEvent) Event {
-	return Event{
+	ev := Event{
 		ID:              pe.GetEventId(),
 		Scope:           Scope(pe.GetScope()),
 		Reason:          Reason(pe.GetReason()),
@@ -69,6 +80,15 @@ func FromProto(pe *notifyv1.DisconnectEvent) Event {
 		SessionKey:          pe.GetSessionKey(),
 		ResumedAt:           fromTimestamp(pe.GetResumedAt()),
 	}
+	if pe.GetRttLast() != nil {
+		ev.RTT = event.RTT{
+			Last:     pe.GetRttLast().AsDuration(),
+			Min:      pe.GetRttMin().AsDuration(),
+			Smoothed: pe.GetRttSmoothed().AsDuration(),
+			Samples:  1,
+		}
+	}
+	return ev
 }
 
 func timestamp(t time.Time) *timestamppb.Timestamp {

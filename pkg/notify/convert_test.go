@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/pkg/event"
 )
 
 func TestToProto(t *testing.T) {
@@ -21,11 +23,13 @@ func TestToProto(t *testing.T) {
 		StartedAt: started, DetectedAt: detected, TraceID: "0af7651916cd43dd8448eb211c80319c",
 		SpanID: "b7ad6b7169203331", GoAwayDebug: "bye", BytesFromClient: 10, BytesToClient: 20,
 		Incarnation: "0A1B2C3D",
+		RTT:         event.RTT{Last: 21 * time.Millisecond, Min: 20 * time.Millisecond, Smoothed: 20500 * time.Microsecond, Samples: 1},
 	}
 	tests := []struct {
 		name string
 		ev   Event
 		want *notifyv1.DisconnectEvent
+		back *Event // what FromProto gives back; nil: ev
 	}{
 		{"every field", full, &notifyv1.DisconnectEvent{
 			EventId: "id1", Scope: notifyv1.Scope_SCOPE_STREAM, Reason: notifyv1.Reason_REASON_GOAWAY,
@@ -34,17 +38,25 @@ func TestToProto(t *testing.T) {
 			PeerAddress: "10.0.0.1:5555", StartedAt: timestamppb.New(started), DetectedAt: timestamppb.New(detected),
 			TraceId: "0af7651916cd43dd8448eb211c80319c", SpanId: "b7ad6b7169203331", GoawayDebugData: "bye",
 			BytesFromClient: 10, BytesToClient: 20, Incarnation: "0A1B2C3D",
-		}},
+			RttLast: durationpb.New(21 * time.Millisecond), RttMin: durationpb.New(20 * time.Millisecond),
+			RttSmoothed: durationpb.New(20500 * time.Microsecond),
+		}, nil},
+		{"a measured zero RTT is set, not unknown",
+			Event{ID: "id4", Scope: ScopeConnection, Reason: ReasonShutdown, RTT: event.RTT{Var: time.Millisecond, Samples: 3}},
+			&notifyv1.DisconnectEvent{EventId: "id4", Scope: notifyv1.Scope_SCOPE_CONNECTION, Reason: notifyv1.Reason_REASON_SHUTDOWN,
+				RttLast: durationpb.New(0), RttMin: durationpb.New(0), RttSmoothed: durationpb.New(0)},
+			// Neither the count nor the variation is on the wire.
+			&Event{ID: "id4", Scope: ScopeConnection, Reason: ReasonShutdown, RTT: event.RTT{Samples: 1}}},
 		{"sidecar restart", Event{ID: "id3", Scope: ScopeSidecar, Reason: ReasonSidecarRestart, Initiator: InitiatorSidecar, Incarnation: "0A1B2C3D"},
 			&notifyv1.DisconnectEvent{EventId: "id3", Scope: notifyv1.Scope_SCOPE_SIDECAR, Reason: notifyv1.Reason_REASON_SIDECAR_RESTART,
-				Initiator: notifyv1.Initiator_INITIATOR_SIDECAR, Incarnation: "0A1B2C3D"}},
-		{"resumed", Event{ID: "id4", Scope: ScopeStream, Reason: ReasonResumed, Initiator: InitiatorClient, ConnectionID: "c1", StreamID: 7,
+				Initiator: notifyv1.Initiator_INITIATOR_SIDECAR, Incarnation: "0A1B2C3D"}, nil},
+		{"resumed", Event{ID: "id5", Scope: ScopeStream, Reason: ReasonResumed, Initiator: InitiatorClient, ConnectionID: "c1", StreamID: 7,
 			DetectedAt: detected, SessionKey: "s-42", ResumedConnectionID: "c2", ResumedStreamID: 1, ResumedAt: detected.Add(time.Second)},
-			&notifyv1.DisconnectEvent{EventId: "id4", Scope: notifyv1.Scope_SCOPE_STREAM, Reason: notifyv1.Reason_REASON_RESUMED,
+			&notifyv1.DisconnectEvent{EventId: "id5", Scope: notifyv1.Scope_SCOPE_STREAM, Reason: notifyv1.Reason_REASON_RESUMED,
 				Initiator: notifyv1.Initiator_INITIATOR_CLIENT, ConnectionId: "c1", StreamId: 7, DetectedAt: timestamppb.New(detected),
-				SessionKey: "s-42", ResumedConnectionId: "c2", ResumedStreamId: 1, ResumedAt: timestamppb.New(detected.Add(time.Second))}},
+				SessionKey: "s-42", ResumedConnectionId: "c2", ResumedStreamId: 1, ResumedAt: timestamppb.New(detected.Add(time.Second))}, nil},
 		{"zero times stay unset", Event{ID: "id2", Scope: ScopeConnection, Reason: ReasonShutdown},
-			&notifyv1.DisconnectEvent{EventId: "id2", Scope: notifyv1.Scope_SCOPE_CONNECTION, Reason: notifyv1.Reason_REASON_SHUTDOWN}},
+			&notifyv1.DisconnectEvent{EventId: "id2", Scope: notifyv1.Scope_SCOPE_CONNECTION, Reason: notifyv1.Reason_REASON_SHUTDOWN}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,8 +64,12 @@ func TestToProto(t *testing.T) {
 			if !proto.Equal(got, tt.want) {
 				t.Errorf("ToProto() =\n%v\nwant\n%v", got, tt.want)
 			}
-			if back := FromProto(got); !reflect.DeepEqual(back, tt.ev) {
-				t.Errorf("FromProto(ToProto()) =\n%+v\nwant\n%+v", back, tt.ev)
+			want := tt.ev
+			if tt.back != nil {
+				want = *tt.back
+			}
+			if back := FromProto(got); !reflect.DeepEqual(back, want) {
+				t.Errorf("FromProto(ToProto()) =\n%+v\nwant\n%+v", back, want)
 			}
 		})
 	}

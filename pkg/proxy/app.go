@@ -74,6 +74,7 @@ func (ap *appSide) frameLocked(h frameHeader, frame []byte, off int) error {
 		}
 	case http2.FrameSettings:
 		if !h.Flags.Has(http2.FlagSettingsAck) {
+			ap.prefacePingLocked(frame, off)
 			forEachSetting(p, func(id http2.SettingID, v uint32) {
 				switch id {
 				case http2.SettingHeaderTableSize:
@@ -93,6 +94,20 @@ func (ap *appSide) frameLocked(h frameHeader, frame []byte, off int) error {
 		}
 	}
 	return nil
+}
+
+// prefacePingLocked puts the policy's first PING, which times the round
+// trip, right behind the app's first SETTINGS (the server preface), in the
+// same write: a client reads it before anything the app says next, so one
+// that closes after its answer leaves no PING of ours unread (which would
+// make its kernel reset the connection instead of closing it).
+func (ap *appSide) prefacePingLocked(frame []byte, off int) {
+	f := ap.f
+	for _, a := range f.c.ka.PrefaceSent(f.now) {
+		start := len(f.scratch)
+		f.scratch = appendPing(append(f.scratch, frame...), false, a.Ping)
+		f.replace(off, frame, f.scratch[start:])
+	}
 }
 
 // continueResponseBlockLocked decodes the app's header blocks, to keep the

@@ -240,7 +240,11 @@ func (cl *clientSide) continueRequestBlockLocked(h frameHeader, frame []byte, of
 	if isRequest && s.span != nil {
 		trace = traceContext{parent: s.span.Traceparent(), state: s.span.Tracestate()}
 	}
-	block := cl.enc.encode(fields, memo, isRequest, f.c.id, id, trace)
+	rttUS := int64(-1)
+	if rtt := f.c.ka.RTT(); isRequest && f.c.srv.cfg.RTTHeader && rtt.Known() {
+		rttUS = rtt.Smoothed.Microseconds()
+	}
+	block := cl.enc.encode(fields, memo, isRequest, f.c.id, id, trace, rttUS)
 	start := len(f.scratch)
 	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority, block, f.c.appMaxFrame.Load())
 	f.replace(off, frame, f.scratch[start:])

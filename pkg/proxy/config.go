@@ -85,6 +85,9 @@ type Config struct {
 	Limits Limits
 	// NotifyHeaders names request headers copied into disconnect events.
 	NotifyHeaders []string
+	// RTTHeader adds x-hangup-rtt-us, the connection's smoothed round-trip
+	// time, to every request toward the app once it is measured.
+	RTTHeader bool
 	// Sink receives disconnect events; nil logs them only.
 	Sink event.Sink
 	// Sessions, when set, is reconnect grace (pkg/grace, itself in the

@@ -146,6 +146,7 @@ func (c *conn) tearDown() {
 
 	c.mu.Lock()
 	ended, opened := c.ending.how, c.streams.opened
+	c.span.RTT(c.ka.RTT())
 	c.span.End(c.srv.cfg.Now(), c.ending.reason, c.ending.who)
 	c.mu.Unlock()
 	c.metrics.ConnClosed()

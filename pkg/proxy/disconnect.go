@@ -263,6 +263,7 @@ func (c *conn) connEventLocked(reason event.Reason, who event.Initiator, code ui
 		GoAwayDebug:     debug,
 		BytesFromClient: c.bytesFromClient.Load(),
 		BytesToClient:   c.bytesToClient.Load(),
+		RTT:             c.ka.RTT(),
 	}
 }
 

@@ -126,7 +126,7 @@ func FuzzHeaderRewrite(f *testing.F) {
 			if memo != nil {
 				memos++
 			}
-			block := enc.encode(decoded, memo, true, "conn", 9, traceContext{})
+			block := enc.encode(decoded, memo, true, "conn", 9, traceContext{}, -1)
 			got, err := dec.DecodeFull(block)
 			if err != nil {
 				t.Fatalf("block %d: the app cannot decode the relay's block: %v", i, err)

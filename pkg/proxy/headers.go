@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"math"
 	"strconv"
 
 	"golang.org/x/net/http2"
@@ -13,6 +14,10 @@ import (
 const (
 	HeaderConnectionID = "x-hangup-connection-id"
 	HeaderStreamID     = "x-hangup-stream-id"
+	// HeaderRTT is the connection's smoothed round-trip time in whole
+	// microseconds when the request arrived (Config.RTTHeader; absent
+	// while nothing was measured).
+	HeaderRTT = "x-hangup-rtt-us"
 )
 
 // headerDecoder decodes the header blocks of one peer. Its hpack state
@@ -187,8 +192,9 @@ func (e *requestEncoder) setTableLimit(v uint32) {
 	}
 }
 
-// encode re-encodes fields, without any x-hangup-* id the client sent, and
-// appends the relay's ids when ids is true (request headers, not trailers).
+// encode re-encodes fields, without any x-hangup-* header the client sent,
+// and appends the relay's ids when ids is true (request headers, not
+// trailers), and the RTT header when rttUS is not negative.
 // memo, when not nil, is the decoder's entry for the client's block: its
 // encoding is reused when it is still valid and remembered when it can be.
 // The block is valid until the next call.
@@ -196,7 +202,7 @@ func (e *requestEncoder) setTableLimit(v uint32) {
 // With a trace context (tracing on), the client's traceparent and
 // tracestate are replaced by the sidecar span's, so the app's spans nest
 // under it.
-func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids bool, connID string, streamID uint32, trace traceContext) []byte {
+func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids bool, connID string, streamID uint32, trace traceContext, rttUS int64) []byte {
 	e.buf.Reset()
 	traced := trace.parent != ""
 	if memo != nil && memo.encGen == e.gen && memo.encIDs == ids && memo.encTraced == traced && !e.sizeUpdate {
@@ -205,7 +211,7 @@ func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids
 		w := fieldWriter{e: e, reuse: e.lastGen == e.gen && !e.sizeUpdate, kept: true}
 		for _, f := range fields {
 			switch {
-			case f.Name == HeaderConnectionID || f.Name == HeaderStreamID:
+			case f.Name == HeaderConnectionID || f.Name == HeaderStreamID || f.Name == HeaderRTT:
 			case traced && (f.Name == "traceparent" || f.Name == "tracestate"):
 			default:
 				w.write(f)
@@ -237,6 +243,10 @@ func (e *requestEncoder) encode(fields []hpack.HeaderField, memo *blockMemo, ids
 	if ids {
 		b = append(b, streamIDField...)
 		b = appendDecimalString(b, streamID)
+	}
+	if rttUS >= 0 {
+		b = append(b, rttField...)
+		b = appendDecimalString(b, uint32(min(rttUS, math.MaxUint32)))
 	}
 	if traced {
 		b = appendLiteralField(b, hpack.HeaderField{Name: "traceparent", Value: trace.parent})
@@ -298,6 +308,13 @@ func (w *fieldWriter) write(f hpack.HeaderField) {
 var streamIDField = func() []byte {
 	b := []byte{0x00, 0x80 | byte(hpack.HuffmanEncodeLength(HeaderStreamID))}
 	return hpack.AppendHuffmanString(b, HeaderStreamID)
+}()
+
+// rttField starts the x-hangup-rtt-us field the same way: its value changes
+// from call to call, so it is never indexed.
+var rttField = func() []byte {
+	b := []byte{0x00, 0x80 | byte(hpack.HuffmanEncodeLength(HeaderRTT))}
+	return hpack.AppendHuffmanString(b, HeaderRTT)
 }()
 
 // perCall reports whether a request header usually has a new value on

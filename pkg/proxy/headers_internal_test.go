@@ -70,6 +70,7 @@ func TestHeaderMemoMatchesFullDecoding(t *testing.T) {
 					{Name: "x-user", Value: values[rnd.IntN(len(values))]},
 					{Name: "traceparent", Value: "00-client-" + values[0]},
 					{Name: HeaderStreamID, Value: "forged"},
+					{Name: HeaderRTT, Value: "1"},
 				}
 				if chance(20) {
 					// A deadline: never added to the relay's table. First
@@ -117,14 +118,18 @@ func TestHeaderMemoMatchesFullDecoding(t *testing.T) {
 					trace = traceContext{parent: "00-sidecar-" + strconv.Itoa(i), state: "k=" + strconv.Itoa(i%2)}
 				}
 				id := uint32(2*i + 1)
-				out, err := app.DecodeFull(enc.encode(got, memo, ids, "conn", id, trace))
+				rttUS := int64(-1) // unknown, or the header is off
+				if ids && chance(50) {
+					rttUS = int64(rnd.IntN(2_000_000))
+				}
+				out, err := app.DecodeFull(enc.encode(got, memo, ids, "conn", id, trace, rttUS))
 				if err != nil {
 					t.Fatalf("block %d: the app cannot decode the relay's block: %v", i, err)
 				}
 				var wantApp []hpack.HeaderField
 				for _, f := range want {
 					switch {
-					case f.Name == HeaderStreamID || f.Name == HeaderConnectionID:
+					case f.Name == HeaderStreamID || f.Name == HeaderConnectionID || f.Name == HeaderRTT:
 					case trace.parent != "" && (f.Name == "traceparent" || f.Name == "tracestate"):
 					default:
 						wantApp = append(wantApp, f)
@@ -133,6 +138,9 @@ func TestHeaderMemoMatchesFullDecoding(t *testing.T) {
 				if ids {
 					wantApp = append(wantApp, hpack.HeaderField{Name: HeaderConnectionID, Value: "conn"},
 						hpack.HeaderField{Name: HeaderStreamID, Value: strconv.Itoa(int(id))})
+				}
+				if rttUS >= 0 {
+					wantApp = append(wantApp, hpack.HeaderField{Name: HeaderRTT, Value: strconv.FormatInt(rttUS, 10)})
 				}
 				if trace.parent != "" {
 					wantApp = append(wantApp, hpack.HeaderField{Name: "traceparent", Value: trace.parent},

@@ -93,6 +93,8 @@ func (c *conn) runActions() {
 			c.srv.cfg.Logger.Debug("keepalive ping", "conn", c.id)
 			c.metrics.KeepalivePing()
 			_ = c.toClient.inject(appendPing(nil, false, a.Ping))
+		case keepalive.SendRTTPing:
+			_ = c.toClient.inject(appendPing(nil, false, a.Ping))
 		case keepalive.GoAwayGraceful:
 			// Phase 1: stop new streams, let those in flight arrive.
 			_ = c.toClient.inject(appendPing(appendGoAway(nil, maxStreamID, http2.ErrCodeNo, a.Debug), false, a.Ping))
@@ -117,13 +119,20 @@ func (c *conn) runActions() {
 }
 
 // ownPingAckLocked handles a PING ACK from the client and reports whether it
-// answers the relay's own PING (then it is consumed, not forwarded).
+// answers the relay's own PING (then it is consumed, not forwarded). When
+// it was timed, its round trip goes to the RTT histogram: one Record per
+// sample, nothing per frame.
 func (c *conn) ownPingAckLocked(data [8]byte) bool {
 	if !c.ka.IsOwnPing(data) {
 		return false
 	}
 	now := c.srv.cfg.Now()
+	before := c.ka.RTT().Samples
 	c.queueActionsLocked(now, c.ka.PingAckReceived(now, data))
+	if rtt := c.ka.RTT(); rtt.Samples != before {
+		c.metrics.RTT(rtt.Last)
+		c.srv.cfg.Logger.Debug("rtt sample", "conn", c.id, "rtt", rtt.Last, "smoothed", rtt.Smoothed, "min", rtt.Min)
+	}
 	return true
 }
 

@@ -397,8 +397,14 @@ func TestHeaderTableSizeChange(t *testing.T) {
 	if err := feed(t, tc.down, settings); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(tc.cli.out.Bytes(), settings) {
+	out := tc.cli.out.Bytes()
+	if !bytes.HasPrefix(out, settings) {
 		t.Fatalf("SETTINGS not forwarded unchanged to the client")
+	}
+	// The relay's first PING, which times the round trip, follows the
+	// app's first SETTINGS (the server preface), and nothing else.
+	if rest := out[len(settings):]; len(rest) != frameHeaderLen+8 || http2.FrameType(rest[3]) != http2.FramePing {
+		t.Fatalf("after the SETTINGS the client got % x, want the relay's PING", rest)
 	}
 	// The app now decodes with a table of 0.
 	if got := len(tc.appFields(t)); got != 1 {

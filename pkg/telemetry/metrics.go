@@ -31,6 +31,7 @@ const (
 	MetricNotifyDelivered   = "hangup.notify.delivered"
 	MetricKeepalivePings    = "hangup.keepalive.pings"
 	MetricKeepaliveTimeouts = "hangup.keepalive.timeouts"
+	MetricRTT               = "hangup.rtt"
 	MetricAbuseGoAways      = "hangup.abuse.goaways"
 	MetricSpansDropped      = "hangup.telemetry.spans.dropped"
 	MetricWatchWatchers     = "hangup.watch.watchers"
@@ -57,6 +58,14 @@ var latencyBuckets = []float64{
 	0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60,
 }
 
+// rttBuckets are the RTT histogram's bounds in seconds: from a client in
+// the same zone (below a millisecond) to a mobile one on a bad link or
+// one too busy to answer (seconds).
+var rttBuckets = []float64{
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1,
+	0.2, 0.5, 1, 2, 5, 10,
+}
+
 const (
 	numReasons    = int(event.ReasonShutdown) + 1
 	numInitiators = int(event.InitiatorApp) + 1
@@ -76,6 +85,7 @@ type Metrics struct {
 	conns, streams    atomic.Int64
 	disconnects       metric.Int64Counter
 	detection, notify metric.Float64Histogram
+	rtt               metric.Float64Histogram
 	pings, timeouts   metric.Int64Counter
 	abuse             metric.Int64Counter
 
@@ -120,6 +130,10 @@ func newMetrics(m metric.Meter, tr *Tracer) (*Metrics, error) {
 	ms.notify, e = m.Float64Histogram(MetricNotifyLatency, metric.WithUnit("s"),
 		metric.WithDescription("Time from publishing a disconnect event to the app's acknowledgement."),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	first(e)
+	ms.rtt, e = m.Float64Histogram(MetricRTT, metric.WithUnit("s"),
+		metric.WithDescription("Round trips from hangup's PINGs to clients to their ACKs, one per timed ACK."),
+		metric.WithExplicitBucketBoundaries(rttBuckets...))
 	first(e)
 	ms.pings, e = m.Int64Counter(MetricKeepalivePings, metric.WithUnit("{ping}"),
 		metric.WithDescription("Keepalive PINGs hangup sent to clients."))
@@ -206,6 +220,13 @@ func (m *Metrics) DetectionLatency(d time.Duration) {
 func (m *Metrics) NotifyLatency(d time.Duration) {
 	if m != nil {
 		m.notify.Record(m.ctx, d.Seconds())
+	}
+}
+
+// RTT records one round-trip sample of a client connection.
+func (m *Metrics) RTT(d time.Duration) {
+	if m != nil {
+		m.rtt.Record(m.ctx, d.Seconds())
 	}
 }
 

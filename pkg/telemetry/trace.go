@@ -42,6 +42,13 @@ const (
 	AttrNotifyLatencyMS     = attribute.Key("hangup.notify.latency_ms")
 	AttrNotifyAttempts      = attribute.Key("hangup.notify.attempts")
 	AttrEventID             = attribute.Key("hangup.event.id")
+	// The connection's round-trip time (event.RTT) in milliseconds, on the
+	// connection span; absent when no sample was taken.
+	AttrRTTLastMS     = attribute.Key("hangup.rtt.last_ms")
+	AttrRTTMinMS      = attribute.Key("hangup.rtt.min_ms")
+	AttrRTTSmoothedMS = attribute.Key("hangup.rtt.smoothed_ms")
+	AttrRTTVarMS      = attribute.Key("hangup.rtt.var_ms")
+	AttrRTTSamples    = attribute.Key("hangup.rtt.samples")
 )
 
 // Tracer records hangup's spans. It is built for the relay's connection
@@ -97,6 +104,7 @@ const (
 	opGoAway
 	opKeepaliveTimeout
 	opNotified
+	opRTT
 )
 
 // op is one deferred span change, applied by the background goroutine.
@@ -112,6 +120,7 @@ type op struct {
 	str       string        // GOAWAY debug data; event id for opNotified
 	latency   time.Duration // opNotified
 	parent    trace.SpanContext
+	rtt       *event.RTT // opRTT: a pointer, so that every other op stays small
 }
 
 func (t *Tracer) loop() {
@@ -190,6 +199,15 @@ func (t *Tracer) apply(o op) {
 		t.endWithReason(o)
 	case opEndConn:
 		t.endWithReason(o)
+	case opRTT:
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		o.span.SetAttributes(
+			AttrRTTLastMS.Float64(ms(o.rtt.Last)),
+			AttrRTTMinMS.Float64(ms(o.rtt.Min)),
+			AttrRTTSmoothedMS.Float64(ms(o.rtt.Smoothed)),
+			AttrRTTVarMS.Float64(ms(o.rtt.Var)),
+			AttrRTTSamples.Int64(int64(o.rtt.Samples)),
+		)
 	case opNotified:
 		t.notifySpan(o)
 	}
@@ -299,6 +317,15 @@ func (c *Conn) KeepaliveTimeout(at time.Time) {
 		return
 	}
 	c.t.send(op{kind: opKeepaliveTimeout, span: c.span, at: at})
+}
+
+// RTT sets the connection's round-trip time as attributes of its span;
+// nothing when no sample was taken. Call it before End.
+func (c *Conn) RTT(r event.RTT) {
+	if c == nil || !r.Known() {
+		return
+	}
+	c.t.send(op{kind: opRTT, span: c.span, rtt: &r})
 }
 
 // End ends the connection span at at. A reason other than

@@ -450,3 +450,40 @@ func TestSamplerFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestConnRTTAttributes: a connection's measured RTT ends up on its span
+// in milliseconds; an RTT never measured adds no attribute at all, so that
+// "unknown" cannot be read as 0 ms.
+func TestConnRTTAttributes(t *testing.T) {
+	tests := []struct {
+		name string
+		rtt  event.RTT
+		want map[attribute.Key]any // nil: none of the rtt attributes
+	}{
+		{"measured", event.RTT{Last: 42 * time.Millisecond, Min: 40 * time.Millisecond, Smoothed: 41500 * time.Microsecond, Var: 2 * time.Millisecond, Samples: 3},
+			map[attribute.Key]any{AttrRTTLastMS: 42.0, AttrRTTMinMS: 40.0, AttrRTTSmoothedMS: 41.5, AttrRTTVarMS: 2.0, AttrRTTSamples: int64(3)}},
+		{"never measured", event.RTT{}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tel, rec := recordingSetup(t)
+			conn := tel.Tracer().StartConn(ConnStart{ID: "c-1", Peer: "192.0.2.1:1234", Start: time.Now()})
+			conn.RTT(tt.rtt)
+			conn.End(time.Now(), event.ReasonUnspecified, event.InitiatorUnspecified)
+			shutdown(t, tel)
+			cs := spansByName(rec.Ended())[ConnectionSpanName]
+			if cs == nil {
+				t.Fatalf("no %s span", ConnectionSpanName)
+			}
+			if tt.want != nil {
+				checkAttrs(t, "connection span", cs.Attributes(), tt.want)
+				return
+			}
+			for _, k := range []attribute.Key{AttrRTTLastMS, AttrRTTMinMS, AttrRTTSmoothedMS, AttrRTTVarMS, AttrRTTSamples} {
+				if v, ok := attrMap(cs.Attributes())[k]; ok {
+					t.Errorf("%s = %v on a connection never measured, want absent", k, v)
+				}
+			}
+		})
+	}
+}

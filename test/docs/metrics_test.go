@@ -125,6 +125,7 @@ func inProcessFamilies(t *testing.T) map[string]family {
 	tel.OnDelivered(event.Event{}, 1, time.Millisecond)
 	m.KeepalivePing()
 	m.KeepaliveTimeout()
+	m.RTT(40 * time.Millisecond)
 	m.AbuseGoAway("too_many_pings")
 	srv := httptest.NewServer(tel.MetricsHandler())
 	defer srv.Close()

@@ -13,6 +13,7 @@ package notifyv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -534,6 +535,23 @@ type DisconnectEvent struct {
 	// "-". For SCOPE_SIDECAR it names the process live now. Empty from
 	// sidecars older than this field.
 	Incarnation string `protobuf:"bytes,19,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Round-trip time of the connection (the same on every event of one
+	// connection), measured by the sidecar from the PINGs it sends the client
+	// and their ACKs: one right after the connection preface, the keepalive
+	// PINGs (--keepalive-time) and, when --rtt-interval is on, measurement
+	// PINGs. It includes the client's time to answer, so a client that has
+	// stopped reading shows a growing RTT before it is declared dead. Each of
+	// the three is unset while no ACK has been timed yet (a connection that
+	// died before its first ACK, a SCOPE_SIDECAR event, a sidecar older than
+	// these fields); set to zero it means a measured zero.
+	//
+	// The latest sample.
+	RttLast *durationpb.Duration `protobuf:"bytes,20,opt,name=rtt_last,json=rttLast,proto3" json:"rtt_last,omitempty"`
+	// The smallest sample: the path's round trip without queueing.
+	RttMin *durationpb.Duration `protobuf:"bytes,21,opt,name=rtt_min,json=rttMin,proto3" json:"rtt_min,omitempty"`
+	// The smoothed RTT of RFC 6298 section 2 (SRTT, gain 1/8), which follows
+	// a trend but not one slow answer.
+	RttSmoothed *durationpb.Duration `protobuf:"bytes,22,opt,name=rtt_smoothed,json=rttSmoothed,proto3" json:"rtt_smoothed,omitempty"`
 	// The stream that resumed this one's session, with REASON_RESUMED: its
 	// connection id (x-hangup-connection-id) ...
 	ResumedConnectionId string `protobuf:"bytes,23,opt,name=resumed_connection_id,json=resumedConnectionId,proto3" json:"resumed_connection_id,omitempty"`
@@ -714,6 +732,27 @@ func (x *DisconnectEvent) GetIncarnation() string {
 	return ""
 }
 
+func (x *DisconnectEvent) GetRttLast() *durationpb.Duration {
+	if x != nil {
+		return x.RttLast
+	}
+	return nil
+}
+
+func (x *DisconnectEvent) GetRttMin() *durationpb.Duration {
+	if x != nil {
+		return x.RttMin
+	}
+	return nil
+}
+
+func (x *DisconnectEvent) GetRttSmoothed() *durationpb.Duration {
+	if x != nil {
+		return x.RttSmoothed
+	}
+	return nil
+}
+
 func (x *DisconnectEvent) GetResumedConnectionId() string {
 	if x != nil {
 		return x.ResumedConnectionId
@@ -746,7 +785,7 @@ var File_hangup_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1dhangup/notify/v1/notify.proto\x12\x10hangup.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n" +
+	"\x1dhangup/notify/v1/notify.proto\x12\x10hangup.notify.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n" +
 	"\rNotifyRequest\x129\n" +
 	"\x06events\x18\x01 \x03(\v2!.hangup.notify.v1.DisconnectEventR\x06events\"\x10\n" +
 	"\x0eNotifyResponse\"W\n" +
@@ -756,7 +795,7 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\rWatchResponse\x127\n" +
 	"\x05event\x18\x01 \x01(\v2!.hangup.notify.v1.DisconnectEventR\x05event\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12#\n" +
-	"\rmissed_before\x18\x03 \x01(\x04R\fmissedBefore\"\x9d\b\n" +
+	"\rmissed_before\x18\x03 \x01(\x04R\fmissedBefore\"\xc5\t\n" +
 	"\x0fDisconnectEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12-\n" +
 	"\x05scope\x18\x02 \x01(\x0e2\x17.hangup.notify.v1.ScopeR\x05scope\x120\n" +
@@ -779,7 +818,10 @@ const file_hangup_notify_v1_notify_proto_rawDesc = "" +
 	"\x11goaway_debug_data\x18\x10 \x01(\tR\x0fgoawayDebugData\x12*\n" +
 	"\x11bytes_from_client\x18\x11 \x01(\x04R\x0fbytesFromClient\x12&\n" +
 	"\x0fbytes_to_client\x18\x12 \x01(\x04R\rbytesToClient\x12 \n" +
-	"\vincarnation\x18\x13 \x01(\tR\vincarnation\x122\n" +
+	"\vincarnation\x18\x13 \x01(\tR\vincarnation\x124\n" +
+	"\brtt_last\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\arttLast\x122\n" +
+	"\artt_min\x18\x15 \x01(\v2\x19.google.protobuf.DurationR\x06rttMin\x12<\n" +
+	"\frtt_smoothed\x18\x16 \x01(\v2\x19.google.protobuf.DurationR\vrttSmoothed\x122\n" +
 	"\x15resumed_connection_id\x18\x17 \x01(\tR\x13resumedConnectionId\x12*\n" +
 	"\x11resumed_stream_id\x18\x18 \x01(\rR\x0fresumedStreamId\x12\x1f\n" +
 	"\vsession_key\x18\x19 \x01(\tR\n" +
@@ -844,6 +886,7 @@ var file_hangup_notify_v1_notify_proto_goTypes = []any{
 	(*DisconnectEvent)(nil),       // 7: hangup.notify.v1.DisconnectEvent
 	nil,                           // 8: hangup.notify.v1.DisconnectEvent.HeadersEntry
 	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
 }
 var file_hangup_notify_v1_notify_proto_depIdxs = []int32{
 	7,  // 0: hangup.notify.v1.NotifyRequest.events:type_name -> hangup.notify.v1.DisconnectEvent
@@ -854,16 +897,19 @@ var file_hangup_notify_v1_notify_proto_depIdxs = []int32{
 	8,  // 5: hangup.notify.v1.DisconnectEvent.headers:type_name -> hangup.notify.v1.DisconnectEvent.HeadersEntry
 	9,  // 6: hangup.notify.v1.DisconnectEvent.started_at:type_name -> google.protobuf.Timestamp
 	9,  // 7: hangup.notify.v1.DisconnectEvent.detected_at:type_name -> google.protobuf.Timestamp
-	9,  // 8: hangup.notify.v1.DisconnectEvent.resumed_at:type_name -> google.protobuf.Timestamp
-	3,  // 9: hangup.notify.v1.DisconnectNotify.Notify:input_type -> hangup.notify.v1.NotifyRequest
-	5,  // 10: hangup.notify.v1.DisconnectWatch.Watch:input_type -> hangup.notify.v1.WatchRequest
-	4,  // 11: hangup.notify.v1.DisconnectNotify.Notify:output_type -> hangup.notify.v1.NotifyResponse
-	6,  // 12: hangup.notify.v1.DisconnectWatch.Watch:output_type -> hangup.notify.v1.WatchResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 8: hangup.notify.v1.DisconnectEvent.rtt_last:type_name -> google.protobuf.Duration
+	10, // 9: hangup.notify.v1.DisconnectEvent.rtt_min:type_name -> google.protobuf.Duration
+	10, // 10: hangup.notify.v1.DisconnectEvent.rtt_smoothed:type_name -> google.protobuf.Duration
+	9,  // 11: hangup.notify.v1.DisconnectEvent.resumed_at:type_name -> google.protobuf.Timestamp
+	3,  // 12: hangup.notify.v1.DisconnectNotify.Notify:input_type -> hangup.notify.v1.NotifyRequest
+	5,  // 13: hangup.notify.v1.DisconnectWatch.Watch:input_type -> hangup.notify.v1.WatchRequest
+	4,  // 14: hangup.notify.v1.DisconnectNotify.Notify:output_type -> hangup.notify.v1.NotifyResponse
+	6,  // 15: hangup.notify.v1.DisconnectWatch.Watch:output_type -> hangup.notify.v1.WatchResponse
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_hangup_notify_v1_notify_proto_init() }
