@@ -158,6 +158,33 @@ func TestReconnectGrace(t *testing.T) {
 		nothingMore(t, recv, time.Second) // no CONNECTION_* event, for either stream or the connection
 	})
 
+	t.Run("reconnected before the silent client was found dead", func(t *testing.T) {
+		// A phone that switched networks: the old connection goes silent
+		// (the process is stopped; its kernel still acknowledges), the
+		// client reconnects at once, and the sidecar finds the old one dead
+		// only at its keepalive timeout, after the new stream opened.
+		app, appAddr := startApp(t)
+		recv, recvAddr := startReceiver(t, "127.0.0.1:0")
+		sc := testtools.StartSidecar(t, appAddr, "--notify-addr", recvAddr, "--keepalive-time", "1s", "--keepalive-timeout", "1s",
+			"--reconnect-grace", fullDuplex+"=30s", "--session-header", "x-session-id")
+		sidecarEvent(t, recv, 5*time.Second)
+		old := startSessionClient(t, sc.Addr, "s-5")
+		if err := old.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP the client: %v", err)
+		}
+		stopped := time.Now()
+		startSessionClient(t, sc.Addr, "s-5")
+		oldCall := waitCall(t, app, 10*time.Second) // cancelled in band at the keepalive timeout
+		got := receive(t, recv, 1, 10*time.Second)[0]
+		ev := got.Event
+		t.Logf("old handler cancelled %v after the client went silent; RESUMED reached the app %v after", oldCall.Ended.Sub(stopped), got.At.Sub(stopped))
+		if ev.Reason != event.ReasonResumed || ev.ConnectionID != oldCall.ConnectionID || ev.StreamID != oldCall.StreamID ||
+			ev.ResumedConnectionID == "" || ev.ResumedConnectionID == oldCall.ConnectionID || !ev.ResumedAt.Before(ev.DetectedAt) {
+			t.Errorf("event %+v, want RESUMED of %s/%d by the stream that opened before the loss was found", ev, oldCall.ConnectionID, oldCall.StreamID)
+		}
+		nothingMore(t, recv, time.Second) // no KEEPALIVE_TIMEOUT event
+	})
+
 	t.Run("outside the grace", func(t *testing.T) {
 		const grace = 2 * time.Second
 		app, appAddr := startApp(t)
