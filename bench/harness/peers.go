@@ -198,7 +198,7 @@ func (p *Peer) Output() string {
 func (p *Peer) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	go func() {
+	go func() { // the peer's exit ends a call at once
 		select {
 		case <-p.done:
 			cancel()
