@@ -394,11 +394,12 @@ func BuildBinaries(ctx context.Context, root, dir string) (sidecar, relay string
 	return sidecar, relay, nil
 }
 
-// StartApp serves the demo app (grpc.testing.TestService) on loopback.
-func StartApp() (addr string, stop func(), err error) {
+// StartApp serves the demo app (grpc.testing.TestService) on loopback,
+// with opts added to its server's options.
+func StartApp(opts ...grpc.ServerOption) (addr string, stop func(), err error) {
 	app := demoapp.New(0)
 	app.Ended = nil
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(4<<20), grpc.MaxSendMsgSize(4<<20))
+	gs := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(4 << 20), grpc.MaxSendMsgSize(4 << 20)}, opts...)...)
 	app.Register(gs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

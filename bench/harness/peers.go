@@ -190,32 +190,46 @@ func (p *Peer) Output() string {
 	return string(b) + string(e)
 }
 
-// waitReady retries an EmptyCall through the peer until it succeeds.
+// waitReady retries an EmptyCall through the peer until it succeeds. It
+// abandons no call in flight: a call cancelled while the peer holds it is
+// a client disconnect, which hangup reports (RST_STREAM) to a soak that
+// never caused it. A call ends when the peer answers, exits, or
+// readyTimeout passes.
 func (p *Peer) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
+	go func() { // the peer's exit ends a call at once
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	cc, err := grpc.NewClient(p.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("client for %s: %w", p.Addr, err)
 	}
 	defer cc.Close()
 	c := testgrpc.NewTestServiceClient(cc)
+	// A peer whose upstream is not ready yet answers with an error: ask
+	// again shortly, not in a busy loop.
+	retry := time.NewTicker(50 * time.Millisecond)
+	defer retry.Stop()
 	var last error
 	for {
+		_, last = c.EmptyCall(ctx, &testgrpc.Empty{}, grpc.WaitForReady(true))
+		if last == nil {
+			break
+		}
 		select {
 		case <-p.done:
 			return fmt.Errorf("exited: %v", p.err)
 		default:
 		}
-		callCtx, callCancel := context.WithTimeout(ctx, time.Second)
-		_, last = c.EmptyCall(callCtx, &testgrpc.Empty{}, grpc.WaitForReady(true))
-		callCancel()
-		if last == nil {
-			break
-		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("no successful call within %s: %w", readyTimeout, last)
 		}
+		<-retry.C
 	}
 	// The load generator sees only HTTP status 200; this call shows that the
 	// peer relays the very request it sends, trailers included.
