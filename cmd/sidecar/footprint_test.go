@@ -135,13 +135,14 @@ func referencedFile(tb testing.TB, pid int, path string) float64 {
 // scrape the probed working set is measured over.
 const footprintProbes = 5
 
-// idleFootprint runs bin as an idle `sidecar proxy` in front of a
-// listener that accepts nothing, waits for /readyz, lets it settle and
-// returns its /proc status, plus "ProbedFile": the kB of the binary that
+// idleFootprint runs bin as an idle `sidecar proxy`, with the extra
+// flags, in front of a listener that accepts nothing, waits for /readyz,
+// lets it settle and returns its /proc status, plus "ProbedFile": the kB
+// of the binary that
 // rounds of /healthz, /readyz and /metrics touch (the pages an idle pod
 // keeps using; the rest of RssFile is start-up and the kernel's
 // fault-around, clean page cache that memory pressure reclaims first).
-func idleFootprint(b *testing.B, bin string) map[string]float64 {
+func idleFootprint(b *testing.B, bin string, extra ...string) map[string]float64 {
 	b.Helper()
 	app, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -151,8 +152,9 @@ func idleFootprint(b *testing.B, bin string) map[string]float64 {
 	admin := freeAddr(b)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "proxy", "--listen", freeAddr(b), "--upstream", app.Addr().String(),
-		"--admin", admin, "--notify-addr", "", "--log-level", "error")
+	args := []string{"proxy", "--listen", freeAddr(b), "--upstream", app.Addr().String(),
+		"--admin", admin, "--notify-addr", "", "--log-level", "error"}
+	cmd := exec.CommandContext(ctx, bin, append(args, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -201,7 +203,9 @@ func idleFootprint(b *testing.B, bin string) map[string]float64 {
 
 // BenchmarkIdleFootprint reports the pod binary's size and idle memory
 // (RssAnon: the Go heap and stacks; RssFile: the mapped binary) beside
-// the full tools build's, measured in the same run, and their ratios.
+// the full tools build's, measured in the same run, and their ratios; and
+// the pod binary's with --release-startup-pages=false, the baseline of
+// that lever.
 // Run: go test -run '^$' -bench IdleFootprint -benchtime 1x ./cmd/sidecar
 func BenchmarkIdleFootprint(b *testing.B) {
 	if runtime.GOOS != "linux" {
@@ -209,10 +213,11 @@ func BenchmarkIdleFootprint(b *testing.B) {
 	}
 	dir := b.TempDir()
 	pod, full := buildSidecar(b, dir, "hangup_pod"), buildSidecar(b, dir, "")
-	var ps, fs map[string]float64
+	var ps, fs, ks map[string]float64
 	b.ResetTimer()
 	for range b.N {
 		ps, fs = idleFootprint(b, pod), idleFootprint(b, full)
+		ks = idleFootprint(b, pod, "--release-startup-pages=false")
 	}
 	b.StopTimer()
 	size := func(p string) float64 {
@@ -229,7 +234,10 @@ func BenchmarkIdleFootprint(b *testing.B) {
 		b.ReportMetric(fs[k]/1024, "full-"+k+"-MB")
 	}
 	b.ReportMetric(ps["ProbedFile"]/1024, "pod-probed-file-MB")
+	b.ReportMetric(ks["VmRSS"]/1024, "pod-kept-VmRSS-MB")
+	b.ReportMetric(ks["RssFile"]/1024, "pod-kept-RssFile-MB")
 	b.ReportMetric(ps["VmRSS"]/fs["VmRSS"], "pod/full-VmRSS")
+	b.ReportMetric(ps["VmRSS"]/ks["VmRSS"], "released/kept-VmRSS")
 	b.ReportMetric(ps["Threads"], "pod-threads")
 	b.ReportMetric(fs["Threads"], "full-threads")
 }

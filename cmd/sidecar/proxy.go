@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hangup-dev/hangup/internal/coldpages"
 	"github.com/hangup-dev/hangup/pkg/admin"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
@@ -33,6 +34,7 @@ type proxyOptions struct {
 	drainTimeout            time.Duration
 	prefaceTimeout          time.Duration
 	tcpIdleTimeout          time.Duration
+	releaseStartupPages     bool
 	keepalive               keepalive.Config
 	limits                  proxy.Limits
 	notify                  notify.Config
@@ -61,6 +63,7 @@ func newProxyCmd() *cobra.Command {
 	f.DurationVar(&o.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
 	f.DurationVar(&o.prefaceTimeout, "preface-timeout", proxy.DefaultPrefaceTimeout, "a new connection (after TLS) must send the HTTP/2 preface, or for plain TCP its first bytes, within this; else it is closed, logged and counted (minimum 1ms)")
 	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
+	f.BoolVar(&o.releaseStartupPages, "release-startup-pages", true, "once listening, unmap the binary's pages that only start-up used (Linux; they stay in the page cache and what runs again is mapped back): about half the idle RSS")
 	addKeepaliveFlags(f, &o.keepalive)
 	f.IntVar(&o.limits.MaxPrematureResets, "max-premature-resets", proxy.DefaultMaxPrematureResets, "Rapid Reset defence: a client may reset this many streams before the app answered them (within 1s of opening), refilled at this many per second; overdrawn, the connection is closed")
 	f.IntVar(&o.limits.MaxEmptyFrames, "max-empty-frames", proxy.DefaultMaxEmptyFrames, "empty DATA frames in a row before the connection is closed")
@@ -239,6 +242,15 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- adm.Serve() }()
+	if o.releaseStartupPages {
+		// Start-up is over: what the idle proxy runs from now on is faulted
+		// back in from the page cache (see internal/coldpages).
+		if n, err := coldpages.Release(); err != nil {
+			log.Warn("start-up pages not released", "err", err)
+		} else {
+			log.Debug("start-up pages released", "bytes", n)
+		}
+	}
 	received := 0
 	select {
 	case <-ctx.Done():
