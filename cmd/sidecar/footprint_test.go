@@ -17,6 +17,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/internal/demoapp"
+	"github.com/hangup-dev/hangup/internal/testtools"
 )
 
 // podBinaryLimit is issue 15's budget for what runs in the app's pod.
@@ -100,43 +106,13 @@ func procStatus(tb testing.TB, pid int) map[string]float64 {
 // server's first requests) is over, so the figure is the steady idle one.
 const footprintSettle = 3 * time.Second
 
-// referencedFile sums the Referenced kB of pid's mappings of path: the
-// binary's pages touched since the last clear_refs.
-func referencedFile(tb testing.TB, pid int, path string) float64 {
-	tb.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	var in bool
-	var kb float64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		switch {
-		case len(fields) >= 5 && strings.Contains(fields[0], "-"):
-			in = len(fields) == 6 && fields[5] == path
-		case in && fields[0] == "Referenced:":
-			n, err := strconv.ParseFloat(fields[1], 64)
-			if err != nil {
-				tb.Fatalf("smaps %q: %v", sc.Text(), err)
-			}
-			kb += n
-		}
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return kb
-}
-
 // footprintProbes is how many rounds of kubelet probes and a Prometheus
 // scrape the probed working set is measured over.
 const footprintProbes = 5
 
 // idleFootprint runs bin as an idle `sidecar proxy`, with the extra
-// flags, in front of a listener that accepts nothing, waits for /readyz,
+// flags, in front of a listener that accepts nothing and with a
+// DisconnectNotify receiver, waits for /readyz,
 // lets it settle and returns its /proc status, plus "ProbedFile": the kB
 // of the binary that
 // rounds of /healthz, /readyz and /metrics touch (the pages an idle pod
@@ -149,11 +125,22 @@ func idleFootprint(b *testing.B, bin string, extra ...string) map[string]float64
 		b.Fatal(err)
 	}
 	defer app.Close()
+	// The app's DisconnectNotify server, as in a pod: the sidecar
+	// delivers its start-up event to it.
+	nln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	notifyv1.RegisterDisconnectNotifyServer(gs, demoapp.NewReceiver(16))
+	served := make(chan struct{})
+	go func() { defer close(served); _ = gs.Serve(nln) }()
+	defer func() { gs.Stop(); <-served }()
 	admin := freeAddr(b)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	args := []string{"proxy", "--listen", freeAddr(b), "--upstream", app.Addr().String(),
-		"--admin", admin, "--notify-addr", "", "--log-level", "error"}
+		"--admin", admin, "--notify-addr", nln.Addr().String(), "--log-level", "error"}
 	cmd := exec.CommandContext(ctx, bin, append(args, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -197,7 +184,7 @@ func idleFootprint(b *testing.B, bin string, extra ...string) map[string]float64
 			resp.Body.Close()
 		}
 	}
-	st["ProbedFile"] = referencedFile(b, pid, bin)
+	st["ProbedFile"] = testtools.SmapsKB(b, pid, bin, "Referenced")
 	return st
 }
 

@@ -63,7 +63,7 @@ func newProxyCmd() *cobra.Command {
 	f.DurationVar(&o.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
 	f.DurationVar(&o.prefaceTimeout, "preface-timeout", proxy.DefaultPrefaceTimeout, "a new connection (after TLS) must send the HTTP/2 preface, or for plain TCP its first bytes, within this; else it is closed, logged and counted (minimum 1ms)")
 	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
-	f.BoolVar(&o.releaseStartupPages, "release-startup-pages", true, "once listening, unmap the binary's pages that only start-up used (Linux; they stay in the page cache and what runs again is mapped back): about half the idle RSS")
+	f.BoolVar(&o.releaseStartupPages, "release-startup-pages", true, "once listening, and again once the start-up event reached the app, unmap the binary's pages that only start-up used (Linux; they stay in the page cache and what runs again is mapped back): about half the idle RSS")
 	addKeepaliveFlags(f, &o.keepalive)
 	f.IntVar(&o.limits.MaxPrematureResets, "max-premature-resets", proxy.DefaultMaxPrematureResets, "Rapid Reset defence: a client may reset this many streams before the app answered them (within 1s of opening), refilled at this many per second; overdrawn, the connection is closed")
 	f.IntVar(&o.limits.MaxEmptyFrames, "max-empty-frames", proxy.DefaultMaxEmptyFrames, "empty DATA frames in a row before the connection is closed")
@@ -245,11 +245,19 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if o.releaseStartupPages {
 		// Start-up is over: what the idle proxy runs from now on is faulted
 		// back in from the page cache (see internal/coldpages).
-		if n, err := coldpages.Release(); err != nil {
-			log.Warn("start-up pages not released", "err", err)
-		} else {
-			log.Debug("start-up pages released", "bytes", n)
-		}
+		releasePages(log, "listening")
+		// Once more when the start-up event has reached the app: its
+		// delivery (a gRPC channel, often retried while the app starts)
+		// maps pages that only each disconnect's delivery uses again.
+		rctx, stopRelease := context.WithCancel(ctx)
+		released := make(chan struct{})
+		go func() {
+			defer close(released)
+			if notifier.Flush(rctx) == nil {
+				releasePages(log, "start-up event delivered")
+			}
+		}()
+		defer func() { stopRelease(); <-released }()
 	}
 	received := 0
 	select {
@@ -276,6 +284,17 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		}
 	}
 	return err
+}
+
+// releasePages drops the mappings of the binary's pages that only
+// start-up used (internal/coldpages); after says which part of start-up
+// just ended.
+func releasePages(log *slog.Logger, after string) {
+	if n, err := coldpages.Release(); err != nil {
+		log.Warn("start-up pages not released", "after", after, "err", err)
+	} else {
+		log.Debug("start-up pages released", "after", after, "bytes", n)
+	}
 }
 
 // notifyFlushGrace is how long events may take to go out after the drain.

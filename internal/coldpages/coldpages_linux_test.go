@@ -1,11 +1,11 @@
 package coldpages
 
 import (
-	"bufio"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hangup-dev/hangup/internal/testtools"
 )
 
 func TestReadOnlyRanges(t *testing.T) {
@@ -76,38 +76,14 @@ func TestReadOnlyRanges(t *testing.T) {
 	}
 }
 
-// exeRSS sums the Rss kB of this process's mappings of its executable.
+// exeRSS is the Rss kB of this process's mappings of its executable.
 func exeRSS(t *testing.T) float64 {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var in bool
-	var kb float64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		switch {
-		case len(fields) >= 5 && strings.Contains(fields[0], "-"):
-			in = len(fields) >= 6 && strings.Join(fields[5:], " ") == exe
-		case in && fields[0] == "Rss:":
-			n, err := strconv.ParseFloat(fields[1], 64)
-			if err != nil {
-				t.Fatalf("smaps %q: %v", sc.Text(), err)
-			}
-			kb += n
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return kb
+	return testtools.SmapsKB(t, os.Getpid(), exe, "Rss")
 }
 
 // dataMarker lives in the executable's writable, file-backed data
