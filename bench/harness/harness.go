@@ -113,7 +113,10 @@ type PeerResult struct {
 	Large    Streaming // 1 MiB messages
 	Small    Streaming // small messages
 	Memory   []Memory  // one per Options.Conns; empty for direct
-	Errors   []string  // scenarios that failed, with why
+	// Traced is the saturated run again with tracing always on; hangup
+	// only, nil for the others or when it failed.
+	Traced *Traced
+	Errors []string // scenarios that failed, with why
 }
 
 // Results is one run.
@@ -126,6 +129,9 @@ type Results struct {
 	Peers     []PeerResult
 	Notify    *NotifyResult // nil when hangup was not measured
 	NotifyErr string        // why the notify scenario failed, if it did
+	// SidecarBinaryBytes is the size of the sidecar binary measured (the
+	// pod's, as the image ships it).
+	SidecarBinaryBytes int64
 	// ConnsAsked are the memory scenario's counts as asked; Options.Conns
 	// has those the open files limit (FDLimit) allowed.
 	ConnsAsked []int
@@ -192,6 +198,9 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	env := PeerEnv{Dir: dir, MaxConns: sized}
 	if env.SidecarBin, env.RelayBin, err = BuildBinaries(ctx, opts.ModuleRoot, dir); err != nil {
 		return nil, err
+	}
+	if st, err := os.Stat(env.SidecarBin); err == nil {
+		res.SidecarBinaryBytes = st.Size()
 	}
 
 	app, stopApp, err := StartApp()
@@ -303,6 +312,17 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 			}
 		}
 		p.Stop()
+		if name == Hangup {
+			// After the untraced peer is gone, so that the two do not
+			// share the CPUs.
+			if tr, err := measureTraced(ctx, env, dir, d, opts.H2loadConns, opts.H2loadStreams); err != nil {
+				fail("tracing always on", err)
+			} else {
+				pr.Traced = &tr
+				logf("   tracing always on: %.0f calls/s, CPU %.1f s per million calls, %d spans exported",
+					tr.Saturation.PerSecond, tr.CPUPerMillion, tr.Spans)
+			}
+		}
 		res.Peers = append(res.Peers, pr)
 	}
 	res.Took = time.Since(res.Started)
@@ -374,7 +394,9 @@ func tail(s string, n int) string {
 // connections on both sides, with room for everything else it has open.
 func fdsFor(conns int) int { return 2*conns + 512 }
 
-// BuildBinaries builds the sidecar and tcprelay into dir.
+// BuildBinaries builds the sidecar and tcprelay into dir. The sidecar is
+// the pod's binary, built as the hangup image builds it (-tags hangup_pod,
+// static and stripped), so that its footprint is the one a pod pays.
 func BuildBinaries(ctx context.Context, root, dir string) (sidecar, relay string, err error) {
 	if root == "" {
 		out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}").Output()
@@ -384,11 +406,19 @@ func BuildBinaries(ctx context.Context, root, dir string) (sidecar, relay string
 		root = strings.TrimSpace(string(out))
 	}
 	sidecar, relay = filepath.Join(dir, "bin", "sidecar"), filepath.Join(dir, "bin", "tcprelay")
-	for _, b := range [][2]string{{sidecar, "./cmd/sidecar"}, {relay, "./bench/tcprelay"}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", b[0], b[1])
+	for _, b := range []struct {
+		out, pkg string
+		flags    []string
+	}{
+		{sidecar, "./cmd/sidecar", []string{"-tags", "hangup_pod", "-trimpath", "-ldflags=-s -w"}},
+		{relay, "./bench/tcprelay", nil},
+	} {
+		args := append(append([]string{"build", "-o", b.out}, b.flags...), b.pkg)
+		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s in %s: %w\n%s", b[1], root, err, out)
+			return "", "", fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), root, err, out)
 		}
 	}
 	return sidecar, relay, nil

@@ -69,8 +69,16 @@ func TestShortRun(t *testing.T) {
 			}
 			if len(p.Memory) != 1 {
 				t.Errorf("%s: %d memory results, want 1", p.Name, len(p.Memory))
+			} else if m := p.Memory[0]; m.IdleRSSBytes <= 0 || m.IdleThreads <= 0 {
+				t.Errorf("%s: idle footprint %d bytes, %d threads, want both > 0", p.Name, m.IdleRSSBytes, m.IdleThreads)
 			}
 		}
+		if p.Name == Hangup && (p.Traced == nil || p.Traced.Saturation.PerSecond <= 0 || p.Traced.Spans <= 0) {
+			t.Errorf("hangup with tracing always on: %+v, want calls and spans", p.Traced)
+		}
+	}
+	if res.SidecarBinaryBytes <= 0 {
+		t.Errorf("sidecar binary size %d, want > 0", res.SidecarBinaryBytes)
 	}
 	if res.Notify == nil {
 		t.Fatalf("no notify results: %s", res.NotifyErr)
@@ -88,7 +96,7 @@ func TestShortRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| hangup |", "| tcprelay |", "p99.9", "events/s", chartLatency, chartMemory} {
+	for _, want := range []string{"| hangup |", "| tcprelay |", "p99.9", "events/s", "Idle footprint", "tracing always on", "≤ 10 MiB", chartLatency, chartMemory} {
 		if !bytes.Contains(doc, []byte(want)) {
 			t.Errorf("BENCHMARKS.md lacks %q", want)
 		}

@@ -319,11 +319,17 @@ func handshake(addr string, timeout time.Duration) (*h2raw.Client, error) {
 }
 
 // Memory is the proxy's RSS growth per idle connection and per idle open
-// stream (one stream on each of Conns connections).
+// stream (one stream on each of Conns connections), and the fresh
+// process's own footprint before the first of them.
 type Memory struct {
 	Conns         int
 	PerConnBytes  float64
 	PerStreamByte float64
+	// IdleRSSBytes and IdleThreads are the process's (with its workers)
+	// just started, after the readiness calls, with no connection open:
+	// what a pod pays for the proxy before any traffic.
+	IdleRSSBytes int64
+	IdleThreads  int
 }
 
 // measureMemory opens conns idle connections to p, then one stream on
@@ -334,6 +340,7 @@ func measureMemory(p *Peer, conns int) (Memory, error) {
 	if err != nil {
 		return m, err
 	}
+	m.IdleRSSBytes, m.IdleThreads = base.RSSBytes, base.Threads
 	clients := make([]*h2raw.Client, 0, conns)
 	defer func() {
 		for _, c := range clients {

@@ -97,6 +97,7 @@ type PeerEnv struct {
 	RelayBin   string   // from BuildBinaries
 	MaxConns   int      // most client connections a peer must hold at once
 	HangupArgs []string // more flags for `sidecar proxy`
+	HangupEnv  []string // more environment for `sidecar proxy` (NAME=value)
 }
 
 // StartPeer starts the named peer in front of the app and waits until a
@@ -159,6 +160,9 @@ func StartPeer(ctx context.Context, name string, env PeerEnv) (*Peer, error) {
 		return nil, fmt.Errorf("create %s: %w", p.log, err)
 	}
 	p.cmd = exec.Command(bin, args...)
+	if name == Hangup && len(env.HangupEnv) > 0 {
+		p.cmd.Env = append(os.Environ(), env.HangupEnv...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {

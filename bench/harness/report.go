@@ -179,6 +179,18 @@ func Tables(res *Results) string {
 		}
 	}
 
+	footprintTable(w, res)
+	if h := res.peer(Hangup); h != nil && h.Traced != nil {
+		t := h.Traced
+		w("\n### hangup with tracing always on (saturated unary, as above)\n\n")
+		w("Every stream is a span (`OTEL_TRACES_SAMPLER=always_on`), exported over OTLP/gRPC to a receiver in the harness that counts and drops them; ")
+		w("a fresh sidecar process, run after the untraced one. Ratios to the untraced run.\n\n")
+		w("| hangup | calls/s | × untraced | CPU s / 1M calls | × untraced | spans exported |\n|---|---:|---:|---:|---:|---:|\n")
+		w("| tracing off | %.0f | 1.00× | %.1f | 1.00× | – |\n", h.Saturation.PerSecond, h.CPUPerMillion)
+		w("| tracing always on | %.0f | %s | %.1f | %s | %d |\n", t.Saturation.PerSecond, ratio(t.Saturation.PerSecond, h.Saturation.PerSecond),
+			t.CPUPerMillion, ratio(t.CPUPerMillion, h.CPUPerMillion), t.Spans)
+	}
+
 	if nr := res.Notify; nr != nil {
 		w("\n### hangup: disconnect → DisconnectNotify received by the app\n\n")
 		w("| disconnect | samples | p50 | p99 |\n|---|---:|---:|---:|\n")
@@ -217,7 +229,8 @@ func WriteReport(res *Results, dir string) error {
 	w("(grpc.testing.TestService from internal/demoapp) on 127.0.0.1, h2c on both sides, one after the other in one run:\n\n")
 	w("- **direct**: no proxy, the reference for latency;\n")
 	w("- **tcprelay** (bench/tcprelay): `io.Copy` between two `*net.TCPConn`, which splices on Linux: the physical limit of a byte-forwarding proxy;\n")
-	w("- **hangup**: the sidecar binary (`sidecar proxy`), with a DisconnectNotify receiver;\n")
+	w("- **hangup**: the pod's sidecar binary (`sidecar proxy`, built `-tags hangup_pod` as the `hangup` image is), with a DisconnectNotify receiver; ")
+	w("once more with tracing always on;\n")
 	w("- **haproxy**: `mode http`, `bind … proto h2`, `server … proto h2`;\n")
 	w("- **nginx**: `grpc_pass` to an upstream with keepalive, `keepalive_requests` raised, `worker_processes auto`;\n")
 	w("- **nghttpx**: `--frontend=…;no-tls --backend=…;;proto=h2 --workers=2`.\n\n")
@@ -385,5 +398,35 @@ func latencyTable(w func(string, ...any), res *Results, direct *PeerResult, get 
 		}
 		w("| %s | %.0f | %.0f | %s | %s | %s | %s |\n", p.Name, l.TargetRPS, l.RPS,
 			cell(l.P50, ref.P50), cell(l.P90, ref.P90), cell(l.P99, ref.P99), cell(l.P999, ref.P999))
+	}
+}
+
+// footprintTable renders each proxy's idle footprint: a fresh process's
+// RSS and threads before the memory scenario's first connection.
+func footprintTable(w func(string, ...any), res *Results) {
+	idle := func(p PeerResult) *Memory {
+		if len(p.Memory) > 0 && p.Memory[0].IdleRSSBytes > 0 {
+			return &p.Memory[0]
+		}
+		return nil
+	}
+	bestRSS := best(res, true, func(p PeerResult) float64 {
+		if m := idle(p); m != nil {
+			return float64(m.IdleRSSBytes)
+		}
+		return 0
+	})
+	if bestRSS == 0 {
+		return
+	}
+	w("\n### Idle footprint: what each pod pays for the proxy\n\n")
+	w("RSS of each proxy's processes (workers included), started fresh, after the readiness calls and before the memory scenario's first connection. ")
+	w("hangup is the pod's binary as the `hangup` image ships it (`-tags hangup_pod`, static, stripped: %.1f MiB). ", float64(res.SidecarBinaryBytes)/(1<<20))
+	w("Ratios to the proxy that needs least.\n\n")
+	w("| peer | idle RSS, MiB | × best | threads |\n|---|---:|---:|---:|\n")
+	for _, p := range res.Peers {
+		if m := idle(p); m != nil {
+			w("| %s | %.1f | %s | %d |\n", p.Name, float64(m.IdleRSSBytes)/(1<<20), ratio(float64(m.IdleRSSBytes), bestRSS), m.IdleThreads)
+		}
 	}
 }

@@ -14,30 +14,39 @@ func TestTargets(t *testing.T) {
 	lat := func(p99 time.Duration) []Latency {
 		return []Latency{{P99: p99}, {P99: p99}, {P99: p99}}
 	}
-	run := func(mutate func(h *PeerResult)) *Results {
-		h := PeerResult{Name: Hangup, Saturation: Saturation{PerSecond: 95}, CPUPerMillion: 3, Latency: lat(1050 * time.Microsecond),
-			Large: Streaming{BytesPS: 95}, Memory: []Memory{{Conns: 1000, PerConnBytes: 3 << 10, PerStreamByte: 3 << 10}}}
-		mutate(&h)
-		return &Results{Peers: []PeerResult{
+	run := func(mutate func(res *Results, h *PeerResult)) *Results {
+		h := PeerResult{Name: Hangup, Saturation: Saturation{PerSecond: 96}, CPUPerMillion: 1.2, Latency: lat(1100 * time.Microsecond),
+			Large: Streaming{BytesPS: 100}, Memory: []Memory{{Conns: 1000, PerConnBytes: 3 << 10, PerStreamByte: 2 << 10, IdleRSSBytes: 9 << 20}},
+			Traced: &Traced{Saturation: Saturation{PerSecond: 92}}}
+		res := &Results{SidecarBinaryBytes: 19 << 20, Notify: &NotifyResult{RSTp99: 900 * time.Microsecond, BurstEventsPerS: 120e3}}
+		mutate(res, &h)
+		res.Peers = []PeerResult{
 			{Name: Direct, Saturation: Saturation{PerSecond: 120}, Latency: lat(time.Millisecond), Large: Streaming{BytesPS: 150}},
 			{Name: TCPRelay, Saturation: Saturation{PerSecond: 100}, CPUPerMillion: 1, Latency: lat(1020 * time.Microsecond), Large: Streaming{BytesPS: 100}},
 			h,
 			{Name: HAProxy, Saturation: Saturation{PerSecond: 60}, CPUPerMillion: 8},
-		}}
+		}
+		return res
 	}
 	for _, tc := range []struct {
 		name       string
-		mutate     func(h *PeerResult)
+		mutate     func(res *Results, h *PeerResult)
 		wantRows   int      // target rows missed
 		wantMissed []string // explanations that must say "(missed)"
 	}{
-		{"all met", func(*PeerResult) {}, 0, nil},
-		{"slow unary", func(h *PeerResult) { h.Saturation.PerSecond = 80 }, 1, []string{"Throughput"}},
-		{"CPU above haproxy", func(h *PeerResult) { h.CPUPerMillion = 9 }, 1, []string{"Throughput"}},
-		{"p99 over budget", func(h *PeerResult) { h.Latency = lat(1500 * time.Microsecond) }, 1, []string{"Added latency"}},
-		{"slow streaming", func(h *PeerResult) { h.Large.BytesPS = 80 }, 1, []string{"Streaming"}},
-		{"fat idle connection", func(h *PeerResult) { h.Memory[0].PerConnBytes = 7 << 10 }, 2, []string{"Memory"}},
-		{"fat open stream", func(h *PeerResult) { h.Memory[0].PerStreamByte = 6 << 10 }, 1, []string{"Memory"}},
+		{"all met", func(*Results, *PeerResult) {}, 0, nil},
+		{"slow notify", func(res *Results, _ *PeerResult) { res.Notify.RSTp99 = 2 * time.Millisecond }, 1, []string{"Notification"}},
+		{"slow burst", func(res *Results, _ *PeerResult) { res.Notify.BurstEventsPerS = 90e3 }, 1, []string{"Notification"}},
+		{"slow unary", func(_ *Results, h *PeerResult) { h.Saturation.PerSecond = 90; h.Traced.Saturation.PerSecond = 88 }, 1, []string{"Throughput"}},
+		{"CPU over the relay's budget", func(_ *Results, h *PeerResult) { h.CPUPerMillion = 1.3 }, 1, []string{"Throughput"}},
+		{"CPU above haproxy", func(_ *Results, h *PeerResult) { h.CPUPerMillion = 9 }, 2, []string{"Throughput"}},
+		{"p99 over the relay's + 100 µs", func(_ *Results, h *PeerResult) { h.Latency = lat(1200 * time.Microsecond) }, 1, []string{"Added latency"}},
+		{"tracing too dear", func(_ *Results, h *PeerResult) { h.Traced.Saturation.PerSecond = 90 }, 1, []string{"Tracing"}},
+		{"fat idle process", func(_ *Results, h *PeerResult) { h.Memory[0].IdleRSSBytes = 11 << 20 }, 1, []string{"Footprint"}},
+		{"fat binary", func(res *Results, _ *PeerResult) { res.SidecarBinaryBytes = 21 << 20 }, 1, []string{"Footprint"}},
+		{"slow streaming", func(_ *Results, h *PeerResult) { h.Large.BytesPS = 98 }, 1, []string{"Streaming"}},
+		{"fat idle connection", func(_ *Results, h *PeerResult) { h.Memory[0].PerConnBytes = 5 << 10 }, 1, []string{"Memory"}},
+		{"fat open stream", func(_ *Results, h *PeerResult) { h.Memory[0].PerStreamByte = 3 << 10 }, 1, []string{"Memory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := Targets(run(tc.mutate))
@@ -75,5 +84,26 @@ func TestMemoryTableIgnoresPageNoise(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("no row %q in:\n%s", want, out)
 		}
+	}
+}
+
+// TestFootprintTable: each proxy's idle RSS and threads, with its ratio to
+// the least, and the sidecar binary's size.
+func TestFootprintTable(t *testing.T) {
+	res := &Results{SidecarBinaryBytes: 19_670_000, Peers: []PeerResult{
+		{Name: Direct},
+		{Name: Hangup, Memory: []Memory{{Conns: 1000, IdleRSSBytes: 9 << 20, IdleThreads: 7}}},
+		{Name: Nginx, Memory: []Memory{{Conns: 1000, IdleRSSBytes: 6 << 20, IdleThreads: 3}}},
+		{Name: HAProxy},
+	}}
+	out := Tables(res)
+	for _, want := range []string{"18.8 MiB", "| hangup | 9.0 | 1.50× | 7 |", "| nginx | 6.0 | 1.00× | 3 |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	_, section, _ := strings.Cut(out, "### Idle footprint")
+	if section == "" || strings.Contains(section, "| haproxy |") {
+		t.Errorf("want a footprint section without haproxy, which has no memory figures:\n%s", out)
 	}
 }

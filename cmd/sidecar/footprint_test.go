@@ -17,6 +17,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+
+	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
+	"github.com/hangup-dev/hangup/internal/demoapp"
+	"github.com/hangup-dev/hangup/internal/testtools"
 )
 
 // podBinaryLimit is issue 15's budget for what runs in the app's pod.
@@ -100,59 +106,42 @@ func procStatus(tb testing.TB, pid int) map[string]float64 {
 // server's first requests) is over, so the figure is the steady idle one.
 const footprintSettle = 3 * time.Second
 
-// referencedFile sums the Referenced kB of pid's mappings of path: the
-// binary's pages touched since the last clear_refs.
-func referencedFile(tb testing.TB, pid int, path string) float64 {
-	tb.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	var in bool
-	var kb float64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		switch {
-		case len(fields) >= 5 && strings.Contains(fields[0], "-"):
-			in = len(fields) == 6 && fields[5] == path
-		case in && fields[0] == "Referenced:":
-			n, err := strconv.ParseFloat(fields[1], 64)
-			if err != nil {
-				tb.Fatalf("smaps %q: %v", sc.Text(), err)
-			}
-			kb += n
-		}
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return kb
-}
-
 // footprintProbes is how many rounds of kubelet probes and a Prometheus
 // scrape the probed working set is measured over.
 const footprintProbes = 5
 
-// idleFootprint runs bin as an idle `sidecar proxy` in front of a
-// listener that accepts nothing, waits for /readyz, lets it settle and
-// returns its /proc status, plus "ProbedFile": the kB of the binary that
+// idleFootprint runs bin as an idle `sidecar proxy`, with the extra
+// flags, in front of a listener that accepts nothing and with a
+// DisconnectNotify receiver, waits for /readyz,
+// lets it settle and returns its /proc status, plus "ProbedFile": the kB
+// of the binary that
 // rounds of /healthz, /readyz and /metrics touch (the pages an idle pod
 // keeps using; the rest of RssFile is start-up and the kernel's
 // fault-around, clean page cache that memory pressure reclaims first).
-func idleFootprint(b *testing.B, bin string) map[string]float64 {
+func idleFootprint(b *testing.B, bin string, extra ...string) map[string]float64 {
 	b.Helper()
 	app, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer app.Close()
+	// The app's DisconnectNotify server, as in a pod: the sidecar
+	// delivers its start-up event to it.
+	nln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	notifyv1.RegisterDisconnectNotifyServer(gs, demoapp.NewReceiver(16))
+	served := make(chan struct{})
+	go func() { defer close(served); _ = gs.Serve(nln) }()
+	defer func() { gs.Stop(); <-served }()
 	admin := freeAddr(b)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "proxy", "--listen", freeAddr(b), "--upstream", app.Addr().String(),
-		"--admin", admin, "--notify-addr", "", "--log-level", "error")
+	args := []string{"proxy", "--listen", freeAddr(b), "--upstream", app.Addr().String(),
+		"--admin", admin, "--notify-addr", nln.Addr().String(), "--log-level", "error"}
+	cmd := exec.CommandContext(ctx, bin, append(args, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -195,13 +184,15 @@ func idleFootprint(b *testing.B, bin string) map[string]float64 {
 			resp.Body.Close()
 		}
 	}
-	st["ProbedFile"] = referencedFile(b, pid, bin)
+	st["ProbedFile"] = testtools.SmapsKB(b, pid, bin, "Referenced")
 	return st
 }
 
 // BenchmarkIdleFootprint reports the pod binary's size and idle memory
 // (RssAnon: the Go heap and stacks; RssFile: the mapped binary) beside
-// the full tools build's, measured in the same run, and their ratios.
+// the full tools build's, measured in the same run, and their ratios; and
+// the pod binary's with --release-startup-pages=false, the baseline of
+// that lever.
 // Run: go test -run '^$' -bench IdleFootprint -benchtime 1x ./cmd/sidecar
 func BenchmarkIdleFootprint(b *testing.B) {
 	if runtime.GOOS != "linux" {
@@ -209,10 +200,11 @@ func BenchmarkIdleFootprint(b *testing.B) {
 	}
 	dir := b.TempDir()
 	pod, full := buildSidecar(b, dir, "hangup_pod"), buildSidecar(b, dir, "")
-	var ps, fs map[string]float64
+	var ps, fs, ks map[string]float64
 	b.ResetTimer()
 	for range b.N {
 		ps, fs = idleFootprint(b, pod), idleFootprint(b, full)
+		ks = idleFootprint(b, pod, "--release-startup-pages=false")
 	}
 	b.StopTimer()
 	size := func(p string) float64 {
@@ -229,7 +221,10 @@ func BenchmarkIdleFootprint(b *testing.B) {
 		b.ReportMetric(fs[k]/1024, "full-"+k+"-MB")
 	}
 	b.ReportMetric(ps["ProbedFile"]/1024, "pod-probed-file-MB")
+	b.ReportMetric(ks["VmRSS"]/1024, "pod-kept-VmRSS-MB")
+	b.ReportMetric(ks["RssFile"]/1024, "pod-kept-RssFile-MB")
 	b.ReportMetric(ps["VmRSS"]/fs["VmRSS"], "pod/full-VmRSS")
+	b.ReportMetric(ps["VmRSS"]/ks["VmRSS"], "released/kept-VmRSS")
 	b.ReportMetric(ps["Threads"], "pod-threads")
 	b.ReportMetric(fs["Threads"], "full-threads")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hangup-dev/hangup/internal/coldpages"
 	"github.com/hangup-dev/hangup/pkg/admin"
 	"github.com/hangup-dev/hangup/pkg/grace"
 	"github.com/hangup-dev/hangup/pkg/keepalive"
@@ -36,6 +37,7 @@ type proxyOptions struct {
 	prefaceTimeout          time.Duration
 	tcpIdleTimeout          time.Duration
 	rttHeader               bool
+	releaseStartupPages     bool
 	keepalive               keepalive.Config
 	limits                  proxy.Limits
 	notify                  notify.Config
@@ -66,6 +68,7 @@ func newProxyCmd() *cobra.Command {
 	f.DurationVar(&o.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
 	f.DurationVar(&o.prefaceTimeout, "preface-timeout", proxy.DefaultPrefaceTimeout, "a new connection (after TLS) must send the HTTP/2 preface, or for plain TCP its first bytes, within this; else it is closed, logged and counted (minimum 1ms)")
 	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
+	f.BoolVar(&o.releaseStartupPages, "release-startup-pages", true, "once listening, and again once the start-up event reached the app, unmap the binary's pages that only start-up used (Linux; they stay in the page cache and what runs again is mapped back): about half the idle RSS")
 	addKeepaliveFlags(f, &o.keepalive)
 	f.BoolVar(&o.rttHeader, "rtt-header", false, "add "+proxy.HeaderRTT+", the connection's smoothed round-trip time in microseconds, to every request toward the app once it is measured")
 	f.IntVar(&o.limits.MaxPrematureResets, "max-premature-resets", proxy.DefaultMaxPrematureResets, "Rapid Reset defence: a client may reset this many streams before the app answered them (within 1s of opening), refilled at this many per second; overdrawn, the connection is closed")
@@ -287,6 +290,23 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- adm.Serve() }()
+	if o.releaseStartupPages {
+		// Start-up is over: what the idle proxy runs from now on is faulted
+		// back in from the page cache (see internal/coldpages).
+		releasePages(log, "listening")
+		// Once more when the start-up event has reached the app: its
+		// delivery (a gRPC channel, often retried while the app starts)
+		// maps pages that only each disconnect's delivery uses again.
+		rctx, stopRelease := context.WithCancel(ctx)
+		released := make(chan struct{})
+		go func() {
+			defer close(released)
+			if notifier.Flush(rctx) == nil {
+				releasePages(log, "start-up event delivered")
+			}
+		}()
+		defer func() { stopRelease(); <-released }()
+	}
 	received := 0
 	select {
 	case <-ctx.Done():
@@ -315,6 +335,17 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 		}
 	}
 	return err
+}
+
+// releasePages drops the mappings of the binary's pages that only
+// start-up used (internal/coldpages); after says which part of start-up
+// just ended.
+func releasePages(log *slog.Logger, after string) {
+	if n, err := coldpages.Release(); err != nil {
+		log.Warn("start-up pages not released", "after", after, "err", err)
+	} else {
+		log.Debug("start-up pages released", "after", after, "bytes", n)
+	}
 }
 
 // notifyFlushGrace is how long events may take to go out after the drain.

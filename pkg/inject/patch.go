@@ -313,6 +313,9 @@ func sidecarContainer(s settings, cfg Config, native bool) corev1.Container {
 	if cfg.OTLPEndpoint != "" {
 		env = append(env, corev1.EnvVar{Name: "OTEL_EXPORTER_OTLP_ENDPOINT", Value: cfg.OTLPEndpoint})
 	}
+	if _, limited := cfg.Resources.Limits[corev1.ResourceCPU]; !limited {
+		env = append(env, corev1.EnvVar{Name: "GOMAXPROCS", Value: SidecarGOMAXPROCS})
+	}
 
 	c := corev1.Container{
 		Name:            SidecarName,

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 )
 
@@ -322,6 +323,50 @@ func TestLoadConfig(t *testing.T) {
 			}
 			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSidecarGOMAXPROCS: a sidecar without a CPU limit gets GOMAXPROCS, so
+// that its idle memory does not grow with the node's cores; with a limit
+// the Go runtime sizes GOMAXPROCS from it, and the injector stays out.
+func TestSidecarGOMAXPROCS(t *testing.T) {
+	fx := readFixture(t, "testdata/regular-port.yaml")
+	for _, tc := range []struct {
+		name   string
+		limits corev1.ResourceList
+		want   string // GOMAXPROCS's value; "" for none
+	}{
+		{"no limits", nil, SidecarGOMAXPROCS},
+		{"a memory limit only", corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}, SidecarGOMAXPROCS},
+		{"a CPU limit", corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig(testImage)
+			cfg.Resources.Limits = tc.limits
+			ops, err := Patch(Request{Pod: fx.Pod.DeepCopy()}, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, found := "", false
+			for _, op := range ops {
+				c, ok := op.Value.(corev1.Container)
+				if !ok || c.Name != SidecarName {
+					continue
+				}
+				found = true
+				for _, e := range c.Env {
+					if e.Name == "GOMAXPROCS" {
+						got = e.Value
+					}
+				}
+			}
+			if !found {
+				t.Fatalf("no %s container in the patch %+v", SidecarName, ops)
+			}
+			if got != tc.want {
+				t.Errorf("GOMAXPROCS %q, want %q", got, tc.want)
 			}
 		})
 	}
