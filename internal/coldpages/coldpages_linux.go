@@ -19,11 +19,11 @@ func Release() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("coldpages: the executable's path: %w", err)
 	}
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return 0, fmt.Errorf("coldpages: %w", err)
 	}
-	ranges, err := readOnlyRanges(maps, exe)
+	ranges, err := readOnlyRanges(smaps, exe)
 	if err != nil {
 		return 0, err
 	}
@@ -42,14 +42,35 @@ func Release() (int64, error) {
 // addrRange is one mapping's [start, end).
 type addrRange struct{ start, end uintptr }
 
-// readOnlyRanges returns the ranges of the /proc/PID/maps text maps whose
-// file is path and which are private and not writable ("r-xp", "r--p").
-func readOnlyRanges(maps []byte, path string) ([]addrRange, error) {
+// readOnlyRanges returns the ranges of the /proc/PID/smaps text's mappings
+// whose file is path, which are private and not writable ("r-xp", "r--p"),
+// and none of whose pages was ever written. A read-only mapping can still
+// hold written pages: the dynamic loader relocates a PIE's or a cgo
+// binary's RELRO data and then makes it read-only, and such pages show as
+// Anonymous. Dropping them would bring back the file's unrelocated bytes,
+// so those mappings are left alone.
+func readOnlyRanges(smaps []byte, path string) ([]addrRange, error) {
 	var out []addrRange
-	sc := bufio.NewScanner(bytes.NewReader(maps))
+	var cur *addrRange // the mapping whose fields are being read, if eligible
+	keep := func() {
+		if cur != nil {
+			out = append(out, *cur)
+			cur = nil
+		}
+	}
+	sc := bufio.NewScanner(bytes.NewReader(smaps))
 	for sc.Scan() {
-		// 00400000-00c6f000 r-xp 00000000 fd:00 123 /path/to/exe
-		fields := strings.Fields(sc.Text())
+		line := sc.Text()
+		// A field line: "Anonymous:          8 kB".
+		if key, val, ok := strings.Cut(line, ":"); ok && !strings.Contains(key, " ") {
+			if cur != nil && key == "Anonymous" && strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(val), "kB")) != "0" {
+				cur = nil
+			}
+			continue
+		}
+		// A mapping line: "00400000-00c6f000 r-xp 00000000 fd:00 123 /path/to/exe".
+		keep()
+		fields := strings.Fields(line)
 		if len(fields) < 6 || strings.Join(fields[5:], " ") != path {
 			continue
 		}
@@ -60,12 +81,13 @@ func readOnlyRanges(maps []byte, path string) ([]addrRange, error) {
 		start, err1 := strconv.ParseUint(lo, 16, 64)
 		end, err2 := strconv.ParseUint(hi, 16, 64)
 		if !ok || err1 != nil || err2 != nil || end <= start {
-			return nil, fmt.Errorf("coldpages: /proc/self/maps line %q: want start-end in hex", sc.Text())
+			return nil, fmt.Errorf("coldpages: /proc/self/smaps line %q: want start-end in hex", line)
 		}
-		out = append(out, addrRange{uintptr(start), uintptr(end)})
+		cur = &addrRange{uintptr(start), uintptr(end)}
 	}
+	keep()
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("coldpages: reading /proc/self/maps: %w", err)
+		return nil, fmt.Errorf("coldpages: reading /proc/self/smaps: %w", err)
 	}
 	return out, nil
 }

@@ -38,6 +38,20 @@ func TestReadOnlyRanges(t *testing.T) {
 			want: []addrRange{{0x400000, 0x401000}},
 		},
 		{
+			name: "a read-only mapping with written pages (relocated RELRO) is left alone",
+			maps: "00400000-00c6f000 r-xp 00000000 fd:00 12 /app/sidecar\n" +
+				"Size:               8636 kB\n" +
+				"Anonymous:             0 kB\n" +
+				"VmFlags: rd ex mr mw me dw\n" +
+				"00c6f000-00c71000 r--p 0086f000 fd:00 12 /app/sidecar\n" +
+				"Size:                  8 kB\n" +
+				"Anonymous:             8 kB\n" +
+				"VmFlags: rd mr mw me dw ac\n" +
+				"00c71000-01643000 r--p 00871000 fd:00 12 /app/sidecar\n" +
+				"Anonymous:             0 kB\n",
+			want: []addrRange{{0x400000, 0xc6f000}, {0xc71000, 0x1643000}},
+		},
+		{
 			name:    "a bad range is an error naming the line",
 			maps:    "00400000+00c6f000 r-xp 00000000 fd:00 12 /app/sidecar\n",
 			wantErr: `line "00400000+00c6f000`,

@@ -10,9 +10,10 @@
 // (madvise(MADV_DONTNEED) on the executable's read-only, private
 // mappings): the pages stay in the page cache, shared with every other
 // process of the same image, and the ones that run again are faulted back
-// in from there without I/O. Only read-only mappings are touched, which a
-// process never writes, so no data is lost; writable ones (.data, .bss)
-// are left alone.
+// in from there without I/O. Only read-only mappings none of whose pages was
+// written are touched, so no data is lost: writable ones (.data, .bss)
+// and read-only ones the dynamic loader relocated (a PIE's or a cgo
+// binary's RELRO, shown in smaps as Anonymous) are left alone.
 //
 // It owns nothing but that one call; when to call it (after start-up) is
 // the command's decision.
