@@ -61,11 +61,13 @@ func parseRTT(a map[string]string, s rttSettings) (rttSettings, error) {
 	return s, nil
 }
 
-// args are the sidecar's flags for s; none when off, as the sidecar's
-// defaults are off.
+// args are the sidecar's flags for s; none for the sidecar's defaults, so
+// that pods that do not measure get the arguments they always had. The
+// header's default (proxy.DefaultRTTHeader, off) is the relay's, out of
+// this package's reach; test/deploy holds the chart's value to it.
 func (s rttSettings) args() []string {
 	var args []string
-	if s.interval > 0 {
+	if s.interval != keepalive.DefaultRTTInterval {
 		args = append(args, "--rtt-interval="+s.interval.String())
 	}
 	if s.header {

@@ -513,6 +513,25 @@ func splitDocs(t *testing.T, b []byte) map[string][][]byte {
 	return out
 }
 
+// renderedSidecarConfig loads the sidecar config in the ConfigMap of a
+// rendered chart (splitDocs) with the webhook's own loader.
+func renderedSidecarConfig(t *testing.T, docs map[string][][]byte) inject.Config {
+	t.Helper()
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(docs["ConfigMap"][0], &cm); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "sidecar.yaml")
+	if err := os.WriteFile(file, []byte(cm.Data["sidecar.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := inject.LoadConfig(file)
+	if err != nil {
+		t.Fatalf("rendered sidecar config: %v", err)
+	}
+	return c
+}
+
 // TestChartWebhookArgs parses the rendered webhook arguments with the
 // injector's own flag set and loads the rendered sidecar config with its
 // own loader, in both certificate modes.
@@ -562,18 +581,7 @@ func TestChartWebhookArgs(t *testing.T) {
 				}
 			}
 
-			var cm corev1.ConfigMap
-			if err := yaml.UnmarshalStrict(docs["ConfigMap"][0], &cm); err != nil {
-				t.Fatal(err)
-			}
-			file := filepath.Join(t.TempDir(), "sidecar.yaml")
-			if err := os.WriteFile(file, []byte(cm.Data["sidecar.yaml"]), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			sc, err := inject.LoadConfig(file)
-			if err != nil {
-				t.Fatalf("rendered sidecar config: %v", err)
-			}
+			sc := renderedSidecarConfig(t, docs)
 			want := inject.DefaultConfig("hangup-dev/hangup:0.1.0")
 			wantJSON, _ := json.Marshal(want)
 			gotJSON, _ := json.Marshal(sc)
