@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,10 @@ func TestInjectedRTTArgs(t *testing.T) {
 			args = append(args, a)
 		}
 	}
-	if !containsPrefix(args, "--rtt-interval=") || !containsPrefix(args, "--rtt-header=") {
+	has := func(prefix string) bool {
+		return slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, prefix) })
+	}
+	if !has("--rtt-interval=") || !has("--rtt-header=") {
 		t.Fatalf("injected args %q lack the RTT flags", args)
 	}
 	sc := testtools.StartSidecar(t, appAddr, append(args, "--notify-addr", "", "--log-level", "debug", "--log-format", "json")...)
@@ -69,14 +73,4 @@ func TestInjectedRTTArgs(t *testing.T) {
 			return
 		}
 	}
-}
-
-// containsPrefix reports whether an element of list starts with prefix.
-func containsPrefix(list []string, prefix string) bool {
-	for _, s := range list {
-		if strings.HasPrefix(s, prefix) {
-			return true
-		}
-	}
-	return false
 }
