@@ -70,7 +70,7 @@ func newProxyCmd() *cobra.Command {
 	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
 	f.BoolVar(&o.releaseStartupPages, "release-startup-pages", true, "once listening, and again once the start-up event reached the app, unmap the binary's pages that only start-up used (Linux; they stay in the page cache and what runs again is mapped back): about half the idle RSS")
 	addKeepaliveFlags(f, &o.keepalive)
-	f.BoolVar(&o.rttHeader, "rtt-header", false, "add "+proxy.HeaderRTT+", the connection's smoothed round-trip time in microseconds, to every request toward the app once it is measured")
+	f.BoolVar(&o.rttHeader, "rtt-header", proxy.DefaultRTTHeader, "add "+proxy.HeaderRTT+", the connection's smoothed round-trip time in microseconds, to every request toward the app once it is measured")
 	f.IntVar(&o.limits.MaxPrematureResets, "max-premature-resets", proxy.DefaultMaxPrematureResets, "Rapid Reset defence: a client may reset this many streams before the app answered them (within 1s of opening), refilled at this many per second; overdrawn, the connection is closed")
 	f.IntVar(&o.limits.MaxEmptyFrames, "max-empty-frames", proxy.DefaultMaxEmptyFrames, "empty DATA frames in a row before the connection is closed")
 	f.IntVar(&o.limits.MaxSettingsPerSecond, "max-settings-per-second", proxy.DefaultMaxSettingsPerSecond, "SETTINGS frames a client may send per second")

@@ -88,6 +88,7 @@ type settings struct {
 	holdApplication bool
 	grace           graceSettings
 	watchAddr       string
+	rtt             rttSettings
 }
 
 func parsePort(name, v string) (int32, error) {

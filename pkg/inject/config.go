@@ -109,6 +109,15 @@ type Config struct {
 	// gone. Default keepalive.DefaultTimeout, minimum keepalive.MinDuration.
 	// Annotation hangup.dev/keepalive-timeout.
 	KeepaliveTimeout time.Duration
+	// RTTInterval: besides the keepalive PINGs, ping a client this long
+	// after the previous PING only to measure its round-trip time.
+	// Default keepalive.DefaultRTTInterval (0, off), else minimum
+	// keepalive.MinDuration. Annotation hangup.dev/rtt-interval.
+	RTTInterval time.Duration
+	// RTTHeader adds x-hangup-rtt-us to every request toward the app.
+	// Default false, the sidecar's (proxy.DefaultRTTHeader; a test in
+	// test/deploy keeps them equal). Annotation hangup.dev/rtt-header.
+	RTTHeader bool
 	// Mode is port or redirect. Default port. Annotation hangup.dev/mode.
 	Mode Mode
 	// RedirectBackend is auto, nftables or iptables (see pkg/redirect).
@@ -136,6 +145,7 @@ func DefaultConfig(image string) Config {
 		NotifyAddr:       notify.DefaultAddr,
 		KeepaliveTime:    keepalive.DefaultTime,
 		KeepaliveTimeout: keepalive.DefaultTimeout,
+		RTTInterval:      keepalive.DefaultRTTInterval,
 		Mode:             ModePort,
 		RedirectBackend:  string(redirect.BackendAuto),
 		Resources: corev1.ResourceRequirements{

@@ -28,6 +28,8 @@ type FileConfig struct {
 	WatchAddr        string                       `json:"watchAddr"`
 	KeepaliveTime    string                       `json:"keepaliveTime"`
 	KeepaliveTimeout string                       `json:"keepaliveTimeout"`
+	RTTInterval      string                       `json:"rttInterval"`
+	RTTHeader        *bool                        `json:"rttHeader"`
 	Mode             Mode                         `json:"mode"`
 	RedirectBackend  string                       `json:"redirectBackend"`
 	Resources        *corev1.ResourceRequirements `json:"resources"`
@@ -93,6 +95,9 @@ func LoadConfig(path string) (Config, error) {
 			return Config{}, fmt.Errorf("sidecar config %s: %s %q: want a Go duration of at least 1s such as 30s", path, d.name, d.v)
 		}
 		*d.dst = v
+	}
+	if err := loadRTT(f, &c); err != nil {
+		return Config{}, fmt.Errorf("sidecar config %s: %w", path, err)
 	}
 	if f.Mode != "" {
 		c.Mode = f.Mode

@@ -172,6 +172,9 @@ func podSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 	if s.grace, err = parseGrace(a); err != nil {
 		return s, err
 	}
+	if s.rtt, err = parseRTT(a, rttSettings{interval: cfg.RTTInterval, header: cfg.RTTHeader}); err != nil {
+		return s, err
+	}
 	if s.appPort, err = appPort(pod, cfg); err != nil {
 		return s, err
 	}
@@ -300,6 +303,7 @@ func sidecarContainer(s settings, cfg Config, native bool) corev1.Container {
 	)
 	args = append(args, watchArgs(s.watchAddr)...)
 	args = append(args, s.grace.args()...)
+	args = append(args, s.rtt.args()...)
 
 	env := []corev1.EnvVar{
 		fieldEnv("POD_NAME", "metadata.name"),

@@ -131,6 +131,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("sidecar ports %d and %d: want two different ports", c.ProxyPort, c.AdminPort)
 	case c.KeepaliveTime < keepalive.MinDuration || c.KeepaliveTimeout < keepalive.MinDuration:
 		return fmt.Errorf("keepalive time %s and timeout %s: want at least %s", c.KeepaliveTime, c.KeepaliveTimeout, keepalive.MinDuration)
+	case !validRTTInterval(c.RTTInterval):
+		return fmt.Errorf("rtt interval %s: want %s", c.RTTInterval, rttIntervalWant)
 	case c.Mode != ModePort && c.Mode != ModeRedirect:
 		return fmt.Errorf("mode %q: want port or redirect", c.Mode)
 	case !slices.Contains([]redirect.Backend{redirect.BackendAuto, redirect.BackendNFTables, redirect.BackendIPTables}, redirect.Backend(c.RedirectBackend)):

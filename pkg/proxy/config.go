@@ -41,6 +41,9 @@ const (
 	// DefaultTCPIdleTimeout bounds a plain-TCP (not HTTP/2) connection
 	// that moves no byte either way: such a connection has no keepalive.
 	DefaultTCPIdleTimeout = time.Hour
+	// DefaultRTTHeader is Config.RTTHeader: off, so that the app's requests
+	// carry only the ids unless it asks for x-hangup-rtt-us.
+	DefaultRTTHeader = false
 )
 
 // Config is what a Server needs. The zero value of each optional field
@@ -87,6 +90,7 @@ type Config struct {
 	NotifyHeaders []string
 	// RTTHeader adds x-hangup-rtt-us, the connection's smoothed round-trip
 	// time, to every request toward the app once it is measured.
+	// Default DefaultRTTHeader.
 	RTTHeader bool
 	// Sink receives disconnect events; nil logs them only.
 	Sink event.Sink

@@ -30,6 +30,7 @@ import (
 	"github.com/hangup-dev/hangup/pkg/keepalive"
 	"github.com/hangup-dev/hangup/pkg/notify"
 	"github.com/hangup-dev/hangup/pkg/ports"
+	"github.com/hangup-dev/hangup/pkg/proxy"
 	"github.com/hangup-dev/hangup/pkg/redirect"
 	"github.com/spf13/pflag"
 	"go.uber.org/goleak"
@@ -231,6 +232,8 @@ func TestValuesMatchInjectorDefaults(t *testing.T) {
 		{"sidecar.watchAddr", d.WatchAddr},
 		{"sidecar.keepaliveTime", d.KeepaliveTime.String()},
 		{"sidecar.keepaliveTimeout", d.KeepaliveTimeout.String()},
+		{"sidecar.rttInterval", d.RTTInterval.String()},
+		{"sidecar.rttHeader", d.RTTHeader},
 		{"sidecar.mode", string(d.Mode)},
 		{"sidecar.redirectBackend", d.RedirectBackend},
 		{"sidecar.resources.requests.cpu", d.Resources.Requests.Cpu().String()},
@@ -300,6 +303,8 @@ func TestValuesMatchOwnerDefaults(t *testing.T) {
 		{"sidecar.notifyAddr", "notify.DefaultAddr", notify.DefaultAddr},
 		{"sidecar.keepaliveTime", "keepalive.DefaultConfig().Time", shortDuration(ka.Time)},
 		{"sidecar.keepaliveTimeout", "keepalive.DefaultConfig().Timeout", shortDuration(ka.Timeout)},
+		{"sidecar.rttInterval", "keepalive.DefaultConfig().RTTInterval", shortDuration(ka.RTTInterval)},
+		{"sidecar.rttHeader", "proxy.DefaultRTTHeader", proxy.DefaultRTTHeader},
 		{"sidecar.redirectBackend", "redirect.BackendAuto", string(redirect.BackendAuto)},
 	}
 	for _, tc := range tests {
@@ -452,6 +457,8 @@ func TestHelmSchemaRejectsBadValues(t *testing.T) {
 		{"bad failure policy", "webhook.failurePolicy=Sometimes", "failurePolicy"},
 		{"timeout too long", "webhook.timeoutSeconds=60", "timeoutSeconds"},
 		{"bad duration", "sidecar.keepaliveTime=abc", "keepaliveTime"},
+		{"bad rtt interval", "sidecar.rttInterval=often", "rttInterval"},
+		{"rtt header not a bool", "sidecar.rttHeader=yes", "rttHeader"},
 		{"unknown key", "sidecar.keepalive=30s", "keepalive"},
 	}
 	for _, tc := range tests {
@@ -506,6 +513,25 @@ func splitDocs(t *testing.T, b []byte) map[string][][]byte {
 	return out
 }
 
+// renderedSidecarConfig loads the sidecar config in the ConfigMap of a
+// rendered chart (splitDocs) with the webhook's own loader.
+func renderedSidecarConfig(t *testing.T, docs map[string][][]byte) inject.Config {
+	t.Helper()
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(docs["ConfigMap"][0], &cm); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "sidecar.yaml")
+	if err := os.WriteFile(file, []byte(cm.Data["sidecar.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := inject.LoadConfig(file)
+	if err != nil {
+		t.Fatalf("rendered sidecar config: %v", err)
+	}
+	return c
+}
+
 // TestChartWebhookArgs parses the rendered webhook arguments with the
 // injector's own flag set and loads the rendered sidecar config with its
 // own loader, in both certificate modes.
@@ -555,18 +581,7 @@ func TestChartWebhookArgs(t *testing.T) {
 				}
 			}
 
-			var cm corev1.ConfigMap
-			if err := yaml.UnmarshalStrict(docs["ConfigMap"][0], &cm); err != nil {
-				t.Fatal(err)
-			}
-			file := filepath.Join(t.TempDir(), "sidecar.yaml")
-			if err := os.WriteFile(file, []byte(cm.Data["sidecar.yaml"]), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			sc, err := inject.LoadConfig(file)
-			if err != nil {
-				t.Fatalf("rendered sidecar config: %v", err)
-			}
+			sc := renderedSidecarConfig(t, docs)
 			want := inject.DefaultConfig("hangup-dev/hangup:0.1.0")
 			wantJSON, _ := json.Marshal(want)
 			gotJSON, _ := json.Marshal(sc)

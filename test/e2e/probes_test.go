@@ -82,9 +82,10 @@ func probedPod() *corev1.Pod {
 	}
 }
 
-// injectedRedirectArgs returns the init-redirect arguments the injector
-// writes for pod.
-func injectedRedirectArgs(t *testing.T, pod *corev1.Pod) []string {
+// injectedArgs returns the arguments the injector, with its defaults,
+// writes for the container called name (inject.SidecarName,
+// inject.InitRedirectName) in pod, on a cluster with native sidecars.
+func injectedArgs(t *testing.T, pod *corev1.Pod, name string) []string {
 	t.Helper()
 	cfg := inject.DefaultConfig("hangup-dev/hangup:test")
 	ops, err := inject.Patch(inject.Request{Pod: pod, NativeSidecars: true}, cfg)
@@ -97,12 +98,12 @@ func injectedRedirectArgs(t *testing.T, pod *corev1.Pod) []string {
 			continue
 		}
 		for _, c := range cs {
-			if c.Name == inject.InitRedirectName {
+			if c.Name == name {
 				return c.Args
 			}
 		}
 	}
-	t.Fatalf("no %s container in the patch %+v", inject.InitRedirectName, ops)
+	t.Fatalf("no %s container in the patch %+v", name, ops)
 	return nil
 }
 
@@ -157,7 +158,7 @@ func redirectProbes(t *testing.T, bin string) {
 	serveHTTP(t, appSrv, listen(t, fmt.Sprintf("[::]:%d", probeAppPort)))
 	serveHTTP(t, healthSrv, listen(t, fmt.Sprintf("[::]:%d", probeHealthPort)))
 
-	args := injectedRedirectArgs(t, probedPod())
+	args := injectedArgs(t, probedPod(), inject.InitRedirectName)
 	if !strings.Contains(strings.Join(args, " "), fmt.Sprintf("--exclude-ports=%d", probeHealthPort)) {
 		t.Fatalf("the injector did not leave the health port %d alone: %q", probeHealthPort, args)
 	}

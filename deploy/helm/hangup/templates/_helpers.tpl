@@ -74,6 +74,8 @@ notifyHeaders: {{ .Values.sidecar.notifyHeaders | toJson }}
 watchAddr: {{ .Values.sidecar.watchAddr | quote }}
 keepaliveTime: {{ .Values.sidecar.keepaliveTime | quote }}
 keepaliveTimeout: {{ .Values.sidecar.keepaliveTimeout | quote }}
+rttInterval: {{ .Values.sidecar.rttInterval | quote }}
+rttHeader: {{ .Values.sidecar.rttHeader }}
 mode: {{ .Values.sidecar.mode }}
 redirectBackend: {{ .Values.sidecar.redirectBackend }}
 otlpEndpoint: {{ .Values.sidecar.otlpEndpoint | quote }}
