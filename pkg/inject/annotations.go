@@ -102,7 +102,7 @@ func parsePort(name, v string) (int32, error) {
 func parseKeepalive(name, v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil || d < keepalive.MinDuration {
-		return 0, &AnnotationError{name, v, "a Go duration of at least 1s such as 30s"}
+		return 0, &AnnotationError{name, v, "a Go duration of at least " + keepalive.MinDuration.String() + " such as 30s"}
 	}
 	return d, nil
 }

@@ -92,7 +92,7 @@ func LoadConfig(path string) (Config, error) {
 		}
 		v, err := time.ParseDuration(d.v)
 		if err != nil || v < keepalive.MinDuration {
-			return Config{}, fmt.Errorf("sidecar config %s: %s %q: want a Go duration of at least 1s such as 30s", path, d.name, d.v)
+			return Config{}, fmt.Errorf("sidecar config %s: %s %q: want a Go duration of at least %s such as 30s", path, d.name, d.v, keepalive.MinDuration)
 		}
 		*d.dst = v
 	}
