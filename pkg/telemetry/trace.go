@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"net"
 	"strconv"
@@ -254,12 +255,18 @@ type ConnStart struct {
 // Conn is a client connection's span. A nil *Conn is valid and does
 // nothing.
 type Conn struct {
-	t     *Tracer
-	span  trace.Span
-	sc    trace.SpanContext
-	peer  []attribute.KeyValue // network.peer.*, shared read-only by its streams
-	links []trace.Link         // to this span, shared read-only by its streams
+	t    *Tracer
+	span trace.Span
+	sc   trace.SpanContext
+	peer []attribute.KeyValue // network.peer.*, shared read-only by its streams
+	// link is the option linking a stream span to this span, built once
+	// and shared read-only by its streams.
+	link trace.SpanStartOption
 }
+
+// serverKind is the span kind option of every stream span, built once
+// rather than per stream.
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
 // StartConn starts a "hangup.connection" span, a root span in a new trace.
 // It runs on the caller's goroutine (once per connection). Call End when
@@ -283,7 +290,7 @@ func (t *Tracer) StartConn(c ConnStart) *Conn {
 		trace.WithAttributes(attrs...),
 	)
 	sc := span.SpanContext()
-	return &Conn{t: t, span: span, sc: sc, peer: peer, links: []trace.Link{{SpanContext: sc}}}
+	return &Conn{t: t, span: span, sc: sc, peer: peer, link: trace.WithLinks(trace.Link{SpanContext: sc})}
 }
 
 func peerAttrs(hostport string) []attribute.KeyValue {
@@ -399,9 +406,9 @@ func (c *Conn) StartStream(s StreamStart) *Stream {
 	attrs = append(attrs, c.peer...)
 	attrs = append(attrs, AttrStreamID.Int64(int64(s.StreamID)))
 	_, span := c.t.tr.Start(ctx, name,
-		trace.WithSpanKind(trace.SpanKindServer),
+		serverKind,
 		trace.WithTimestamp(s.Start),
-		trace.WithLinks(c.links...),
+		c.link,
 		trace.WithAttributes(attrs...),
 	)
 	return &Stream{t: c.t, span: span, sc: span.SpanContext(), rec: span.IsRecording()}
@@ -430,14 +437,22 @@ func serverAddress(authority string) attribute.KeyValue {
 
 // Traceparent returns the span's W3C traceparent, to send to the app in
 // place of the client's so that the app's spans nest under the stream span.
-// "" for nil.
+// "" for nil. It writes what propagation.TraceContext.Inject writes
+// (version 00, only the sampled flag) without building a context and a
+// carrier per stream.
 func (s *Stream) Traceparent() string {
-	if s == nil {
+	if s == nil || !s.sc.IsValid() {
 		return ""
 	}
-	var h headerCarrier
-	s.t.tc.Inject(trace.ContextWithSpanContext(context.Background(), s.sc), &h)
-	return h.traceparent
+	tid, sid := s.sc.TraceID(), s.sc.SpanID()
+	var b [55]byte // 00-<32 hex>-<16 hex>-<2 hex>
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:], []byte{byte(s.sc.TraceFlags() & trace.FlagsSampled)})
+	return string(b[:])
 }
 
 // Tracestate returns the W3C tracestate to forward with Traceparent, often
