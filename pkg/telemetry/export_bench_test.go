@@ -3,10 +3,8 @@
 package telemetry
 
 import (
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -34,16 +32,7 @@ import (
 func BenchmarkStreamExport(b *testing.B) {
 	var spans atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		in := io.Reader(r.Body)
-		if r.Header.Get("Content-Encoding") == "gzip" { // OTEL_EXPORTER_OTLP_COMPRESSION=gzip
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			in = zr
-		}
-		body, err := io.ReadAll(in)
+		body, err := readBody(r)
 		var n int
 		if err == nil {
 			n, err = countSpans(body)
