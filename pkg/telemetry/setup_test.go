@@ -3,6 +3,7 @@ package telemetry
 import (
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -27,16 +28,7 @@ func otlpReceiver(t *testing.T) (url string, got <-chan *collectortrace.ExportTr
 			http.Error(w, "want /v1/traces", http.StatusNotFound)
 			return
 		}
-		body := io.Reader(r.Body)
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = zr
-		}
-		b, err := io.ReadAll(body)
+		b, err := readBody(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -63,6 +55,20 @@ func otlpReceiver(t *testing.T) (url string, got <-chan *collectortrace.ExportTr
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.URL, ch
+}
+
+// readBody reads an OTLP/HTTP request's body, gunzipped when the exporter
+// compressed it (OTEL_EXPORTER_OTLP_COMPRESSION=gzip).
+func readBody(r *http.Request) ([]byte, error) {
+	body := io.Reader(r.Body)
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("gzip body: %w", err)
+		}
+		body = zr
+	}
+	return io.ReadAll(body)
 }
 
 func anyString(kvs []*commonpb.KeyValue, key string) (string, bool) {

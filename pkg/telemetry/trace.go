@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"net"
 	"strconv"
@@ -77,6 +78,10 @@ type Tracer struct {
 	stopped chan struct{}
 	wg      sync.WaitGroup
 
+	// attrs is the background goroutine's buffer for the attributes of a
+	// span it ends; SetAttributes copies them, so it is reused.
+	attrs []attribute.KeyValue
+
 	// atomic
 	closed  atomic.Bool
 	dropped atomic.Uint64
@@ -121,6 +126,7 @@ type op struct {
 	latency   time.Duration // opNotified
 	parent    trace.SpanContext
 	rtt       *event.RTT // opRTT: a pointer, so that every other op stays small
+	stream    *Stream    // opEndStream: the RPC attributes to set
 }
 
 func (t *Tracer) loop() {
@@ -193,12 +199,13 @@ func (t *Tracer) apply(o op) {
 	case opKeepaliveTimeout:
 		o.span.AddEvent(EventKeepaliveTimeout, trace.WithTimestamp(o.at))
 	case opEndStream:
+		attrs := o.stream.appendAttrs(t.attrs[:0])
 		if o.hasStatus {
-			o.span.SetAttributes(semconv.RPCGRPCStatusCodeKey.Int64(int64(o.code)))
+			attrs = append(attrs, semconv.RPCGRPCStatusCodeKey.Int64(int64(o.code)))
 		}
-		t.endWithReason(o)
+		t.endWithReason(o, attrs)
 	case opEndConn:
-		t.endWithReason(o)
+		t.endWithReason(o, t.attrs[:0])
 	case opRTT:
 		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 		o.span.SetAttributes(
@@ -213,9 +220,12 @@ func (t *Tracer) apply(o op) {
 	}
 }
 
-func (t *Tracer) endWithReason(o op) {
+// endWithReason sets attrs (t.attrs' backing array, kept for the next
+// span), the disconnect attributes and the status, all in one
+// SetAttributes call, and ends the span.
+func (t *Tracer) endWithReason(o op, attrs []attribute.KeyValue) {
 	if o.reason != event.ReasonUnspecified {
-		o.span.SetAttributes(
+		attrs = append(attrs,
 			AttrDisconnectReason.String(o.reason.String()),
 			AttrDisconnectInitiator.String(o.initiator.String()),
 		)
@@ -223,6 +233,8 @@ func (t *Tracer) endWithReason(o op) {
 	} else {
 		o.span.SetStatus(codes.Ok, "")
 	}
+	o.span.SetAttributes(attrs...)
+	t.attrs = attrs[:0]
 	o.span.End(trace.WithTimestamp(o.at))
 }
 
@@ -254,12 +266,18 @@ type ConnStart struct {
 // Conn is a client connection's span. A nil *Conn is valid and does
 // nothing.
 type Conn struct {
-	t     *Tracer
-	span  trace.Span
-	sc    trace.SpanContext
-	peer  []attribute.KeyValue // network.peer.*, shared read-only by its streams
-	links []trace.Link         // to this span, shared read-only by its streams
+	t    *Tracer
+	span trace.Span
+	sc   trace.SpanContext
+	peer []attribute.KeyValue // network.peer.*, shared read-only by its streams
+	// link is the option linking a stream span to this span, built once
+	// and shared read-only by its streams.
+	link trace.SpanStartOption
 }
+
+// serverKind is the span kind option of every stream span, built once
+// rather than per stream.
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
 // StartConn starts a "hangup.connection" span, a root span in a new trace.
 // It runs on the caller's goroutine (once per connection). Call End when
@@ -283,7 +301,7 @@ func (t *Tracer) StartConn(c ConnStart) *Conn {
 		trace.WithAttributes(attrs...),
 	)
 	sc := span.SpanContext()
-	return &Conn{t: t, span: span, sc: sc, peer: peer, links: []trace.Link{{SpanContext: sc}}}
+	return &Conn{t: t, span: span, sc: sc, peer: peer, link: trace.WithLinks(trace.Link{SpanContext: sc})}
 }
 
 func peerAttrs(hostport string) []attribute.KeyValue {
@@ -368,11 +386,18 @@ type StreamStart struct {
 // nothing.
 type Stream struct {
 	t    *Tracer
+	c    *Conn
 	span trace.Span
 	sc   trace.SpanContext
 	// rec is false when the sampler dropped the span: its ids still
 	// propagate (with the sampled flag off) but nothing is queued for it.
 	rec bool
+
+	// The RPC attributes, kept as strings (views of the caller's) and set
+	// with the end's attributes in one SetAttributes call by the
+	// background goroutine (see appendAttrs).
+	id                         uint32
+	service, method, authority string
 }
 
 // StartStream starts the stream's SERVER span on the caller's goroutine: its
@@ -391,20 +416,25 @@ func (c *Conn) StartStream(s StreamStart) *Stream {
 		ctx = c.t.tc.Extract(ctx, &headerCarrier{traceparent: s.Traceparent, tracestate: s.Tracestate})
 	}
 	name, service, method := splitMethod(s.Method)
-	attrs := make([]attribute.KeyValue, 0, 6+len(c.peer))
-	attrs = append(attrs, semconv.RPCSystemGRPC, semconv.RPCService(service), semconv.RPCMethod(method))
-	if s.Authority != "" {
-		attrs = append(attrs, serverAddress(s.Authority))
+	// The attributes are not passed here: the samplers OTEL_TRACES_SAMPLER
+	// names do not read them, and setting them at the end with the end's
+	// attributes saves the relay goroutine their slice and the SDK a
+	// second, growing copy (see appendAttrs).
+	_, span := c.t.tr.Start(ctx, name, serverKind, trace.WithTimestamp(s.Start), c.link)
+	return &Stream{t: c.t, c: c, span: span, sc: span.SpanContext(), rec: span.IsRecording(),
+		id: s.StreamID, service: service, method: method, authority: s.Authority}
+}
+
+// appendAttrs appends the stream span's RPC semantic convention attributes
+// to attrs: rpc.system, rpc.service, rpc.method, server.address (when the
+// request had an :authority), network.peer.* and http2.stream_id.
+func (s *Stream) appendAttrs(attrs []attribute.KeyValue) []attribute.KeyValue {
+	attrs = append(attrs, semconv.RPCSystemGRPC, semconv.RPCService(s.service), semconv.RPCMethod(s.method))
+	if s.authority != "" {
+		attrs = append(attrs, serverAddress(s.authority))
 	}
-	attrs = append(attrs, c.peer...)
-	attrs = append(attrs, AttrStreamID.Int64(int64(s.StreamID)))
-	_, span := c.t.tr.Start(ctx, name,
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithTimestamp(s.Start),
-		trace.WithLinks(c.links...),
-		trace.WithAttributes(attrs...),
-	)
-	return &Stream{t: c.t, span: span, sc: span.SpanContext(), rec: span.IsRecording()}
+	attrs = append(attrs, s.c.peer...)
+	return append(attrs, AttrStreamID.Int64(int64(s.id)))
 }
 
 // splitMethod turns ":path" /pkg.Svc/Method into the span name pkg.Svc/Method,
@@ -430,14 +460,22 @@ func serverAddress(authority string) attribute.KeyValue {
 
 // Traceparent returns the span's W3C traceparent, to send to the app in
 // place of the client's so that the app's spans nest under the stream span.
-// "" for nil.
+// "" for nil. It writes what propagation.TraceContext.Inject writes
+// (version 00, only the sampled flag) without building a context and a
+// carrier per stream.
 func (s *Stream) Traceparent() string {
-	if s == nil {
+	if s == nil || !s.sc.IsValid() {
 		return ""
 	}
-	var h headerCarrier
-	s.t.tc.Inject(trace.ContextWithSpanContext(context.Background(), s.sc), &h)
-	return h.traceparent
+	tid, sid := s.sc.TraceID(), s.sc.SpanID()
+	var b [55]byte // 00-<32 hex>-<16 hex>-<2 hex>
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:], []byte{byte(s.sc.TraceFlags() & trace.FlagsSampled)})
+	return string(b[:])
 }
 
 // Tracestate returns the W3C tracestate to forward with Traceparent, often
@@ -516,7 +554,7 @@ func (s *Stream) End(e StreamEnd) {
 	if s == nil || !s.rec {
 		return
 	}
-	s.t.send(op{kind: opEndStream, span: s.span, at: e.At, code: e.GRPCStatus, hasStatus: e.HasGRPCStatus,
+	s.t.send(op{kind: opEndStream, span: s.span, stream: s, at: e.At, code: e.GRPCStatus, hasStatus: e.HasGRPCStatus,
 		reason: e.Reason, initiator: e.Initiator})
 }
 

@@ -352,7 +352,7 @@ func TestTracingOff(t *testing.T) {
 }
 
 // clearOTelEnv unsets, for the test, the variables that turn tracing on.
-func clearOTelEnv(t *testing.T) {
+func clearOTelEnv(t testing.TB) {
 	t.Helper()
 	for _, k := range []string{
 		"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
