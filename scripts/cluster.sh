@@ -47,7 +47,7 @@ wait_s=${HANGUP_CLUSTER_WAIT:-120}
 # The tools up runs or puts in an image, all from scripts/install-tools.sh.
 k8s_tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl helm jaeger)
 # The images the node has; tools/image builds them.
-images=(pause hangup hangup-tools example-go example-volo jaeger)
+images=(pause hangup hangup-tools example-go example-go-client example-volo jaeger)
 # The sysctls kubelet sets for the whole machine (setupKernelTunables:
 # kernel.panic=10, panic_on_oops=1, vm.overcommit_memory=1, panic_on_oom=0,
 # and the root key quotas); up saves them, down restores them.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,7 @@ type proxyOptions struct {
 	logFormat, logLevel     string
 	maxHeaderListSize       uint32
 	drainTimeout            time.Duration
+	drainToken              string
 	prefaceTimeout          time.Duration
 	tcpIdleTimeout          time.Duration
 	rttHeader               bool
@@ -66,6 +68,7 @@ func newProxyCmd() *cobra.Command {
 	addLogFlags(f, &o.logFormat, &o.logLevel, "text")
 	f.Uint32Var(&o.maxHeaderListSize, "max-header-list-size", proxy.DefaultMaxHeaderListSize, "largest header block accepted from a client, in bytes (minimum 4096)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGTERM/SIGINT: how long streams may run on after the graceful GOAWAY; later ones end with reason SHUTDOWN")
+	f.StringVar(&o.drainToken, "drain-token", "", "lets GET /drain on the admin port come from outside the pod's loopback with this value in the "+admin.DrainTokenHeader+" header (the injector sets it for the app's preStop hook); empty: loopback only")
 	f.DurationVar(&o.prefaceTimeout, "preface-timeout", proxy.DefaultPrefaceTimeout, "a new connection (after TLS) must send the HTTP/2 preface, or for plain TCP its first bytes, within this; else it is closed, logged and counted (minimum 1ms)")
 	f.DurationVar(&o.tcpIdleTimeout, "tcp-idle-timeout", proxy.DefaultTCPIdleTimeout, "a plain-TCP (not HTTP/2) connection that moves no byte either way for this long is closed (minimum 1ms)")
 	f.BoolVar(&o.releaseStartupPages, "release-startup-pages", true, "once listening, and again once the start-up event reached the app, unmap the binary's pages that only start-up used (Linux; they stay in the page cache and what runs again is mapped back): about half the idle RSS")
@@ -262,6 +265,7 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 			}
 		}()
 	}
+	drain := newDrainer()
 	mux := admin.Handler(admin.Checks{
 		Live: func() error {
 			if !srv.Serving() {
@@ -275,6 +279,8 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 			}
 			return srv.CheckUpstream(ctx)
 		},
+		Drain:      drain.request,
+		DrainToken: o.drainToken,
 	})
 	mux.Handle("GET /metrics", tel.MetricsHandler())
 	adm, err := admin.Listen(o.admin, mux, log)
@@ -311,6 +317,8 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "cause", context.Cause(ctx))
+	case <-drain.requested:
+		log.Info("draining: asked on the admin port's /drain (the app's preStop hook); the sidecar keeps running until SIGTERM")
 	case err = <-errc:
 		received++
 	}
@@ -324,10 +332,28 @@ func runProxy(ctx context.Context, o proxyOptions) error {
 	if held != nil {
 		held.Close()
 	}
-	if nerr := notifier.Close(sctx); nerr != nil {
+	nerr := notifier.Close(sctx)
+	if nerr != nil {
 		log.Warn("events left undelivered at shutdown", "err", nerr)
+	} else {
+		log.Info("drain over: the app acknowledged every event")
 	}
-	_ = adm.Shutdown(sctx)
+	drain.finish(nerr)
+	// Drained on request: the app is still stopping, and a native sidecar
+	// that exited now would be restarted by the kubelet. Stay up (the
+	// admin port answers) until the kubelet's SIGTERM; the relay's Serve
+	// has returned nil by now.
+	for err == nil && ctx.Err() == nil && received < 2 {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down after the drain", "cause", context.Cause(ctx))
+		case err = <-errc:
+			received++
+		}
+	}
+	actx, acancel := context.WithTimeout(context.Background(), notifyFlushGrace)
+	defer acancel()
+	_ = adm.Shutdown(actx)
 	// Both goroutines have returned once their servers are closed.
 	for ; received < 2; received++ {
 		if e := <-errc; err == nil {
@@ -346,6 +372,40 @@ func releasePages(log *slog.Logger, after string) {
 	} else {
 		log.Debug("start-up pages released", "after", after, "bytes", n)
 	}
+}
+
+// drainer is the drain a GET /drain asks for: the first request starts it,
+// every request waits for its end.
+type drainer struct {
+	once      sync.Once
+	requested chan struct{}
+	done      chan struct{}
+	err       error // set before done is closed
+}
+
+func newDrainer() *drainer {
+	return &drainer{requested: make(chan struct{}), done: make(chan struct{})}
+}
+
+// request starts the drain and waits until it is over and its events went
+// out (or were given up, which it reports).
+func (d *drainer) request(ctx context.Context) error {
+	d.once.Do(func() { close(d.requested) })
+	select {
+	case <-d.done:
+		if d.err != nil {
+			return fmt.Errorf("drained, but %w", d.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the drain: %w", ctx.Err())
+	}
+}
+
+// finish ends the drain with the outcome of the event flush.
+func (d *drainer) finish(err error) {
+	d.err = err
+	close(d.done)
 }
 
 // notifyFlushGrace is how long events may take to go out after the drain.

@@ -30,6 +30,9 @@ type Request struct {
 	// NativeSidecars says the API server supports init containers with
 	// restartPolicy Always (Kubernetes 1.29 and later).
 	NativeSidecars bool
+	// DrainToken, from NewDrainToken, is what the app's preStop hook shows
+	// the sidecar's /drain (drain.go). Empty: no hook.
+	DrainToken string
 }
 
 // Patch returns the JSON patch that adds the sidecar to req.Pod, nil when the
@@ -50,7 +53,14 @@ func Patch(req Request, cfg Config) ([]Operation, error) {
 		return nil, err
 	}
 
+	hooks, err := drainHooks(pod, cfg, req.DrainToken)
+	if err != nil {
+		return nil, err
+	}
 	sidecar := sidecarContainer(s, cfg, req.NativeSidecars)
+	if len(hooks) > 0 {
+		sidecar = withDrainToken(sidecar, req.DrainToken)
+	}
 	var inits []corev1.Container
 	if s.mode == ModeRedirect {
 		inits = append(inits, redirectContainer(s, cfg))
@@ -68,6 +78,8 @@ func Patch(req Request, cfg Config) ([]Operation, error) {
 		ops = append(ops, Operation{"add", "/metadata/annotations/" + escape(AnnotationInjected), "true"})
 	}
 	ops = append(ops, prepend("/spec/initContainers", len(pod.Spec.InitContainers), inits)...)
+	// Before the sidecar is inserted: the hooks use the original indices.
+	ops = append(ops, hooks...)
 	if !req.NativeSidecars {
 		// Placed first so that it is started first: the kubelet starts
 		// regular containers in order.

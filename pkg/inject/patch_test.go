@@ -39,6 +39,9 @@ type golden struct {
 
 const testImage = "hangup-dev/hangup:0.1.0"
 
+// testDrainToken stands for the token the webhook makes for each pod.
+const testDrainToken = "test-drain-token"
+
 func TestPatchGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")
 	if err != nil || len(files) == 0 {
@@ -53,7 +56,7 @@ func TestPatchGolden(t *testing.T) {
 			if fx.RedirectBackend != "" {
 				cfg.RedirectBackend = fx.RedirectBackend
 			}
-			ops, err := Patch(Request{Pod: &fx.Pod, NamespaceLabels: fx.NamespaceLabels, NativeSidecars: fx.Native}, cfg)
+			ops, err := Patch(Request{Pod: &fx.Pod, NamespaceLabels: fx.NamespaceLabels, NativeSidecars: fx.Native, DrainToken: testDrainToken}, cfg)
 			var got golden
 			if err != nil {
 				var ae *AnnotationError
@@ -181,6 +184,7 @@ func checkApplied(t *testing.T, fx fixture, ops []Operation) {
 			t.Errorf("containers %v became %v", orig, kept)
 		}
 	}
+	checkDrainHooks(t, &in, &out, &sc)
 	sec := sc.SecurityContext
 	if sec == nil || !*sec.RunAsNonRoot || *sec.RunAsUser == 0 || !*sec.ReadOnlyRootFilesystem ||
 		*sec.AllowPrivilegeEscalation || len(sec.Capabilities.Drop) != 1 || sec.Capabilities.Drop[0] != "ALL" {

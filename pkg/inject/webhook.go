@@ -192,8 +192,8 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 
 	srv := &AdmissionServer{
 		Routes: map[string]AdmissionHandler{
-			PathMutate:                 &podMutator{cfg: cfg.Sidecar, native: native},
-			PathMutateNamespaceEnabled: &podMutator{cfg: cfg.Sidecar, native: native, nsEnabled: true},
+			PathMutate:                 &podMutator{cfg: cfg.Sidecar, native: native, log: log},
+			PathMutateNamespaceEnabled: &podMutator{cfg: cfg.Sidecar, native: native, nsEnabled: true, log: log},
 		},
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
@@ -338,6 +338,7 @@ type podMutator struct {
 	cfg       Config
 	native    bool
 	nsEnabled bool
+	log       *slog.Logger
 }
 
 func (p *podMutator) Admit(_ context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
@@ -352,7 +353,7 @@ func (p *podMutator) Admit(_ context.Context, req *admissionv1.AdmissionRequest)
 	if p.nsEnabled {
 		nsLabels = map[string]string{LabelInject: LabelInjectEnabled}
 	}
-	ops, err := Patch(Request{Pod: &pod, NamespaceLabels: nsLabels, NativeSidecars: p.native}, p.cfg)
+	ops, err := Patch(Request{Pod: &pod, NamespaceLabels: nsLabels, NativeSidecars: p.native, DrainToken: NewDrainToken()}, p.cfg)
 	if err != nil {
 		return deny(http.StatusUnprocessableEntity, err.Error())
 	}
@@ -364,7 +365,17 @@ func (p *podMutator) Admit(_ context.Context, req *admissionv1.AdmissionRequest)
 		return deny(http.StatusInternalServerError, fmt.Sprintf("encode patch: %v", err))
 	}
 	pt := admissionv1.PatchTypeJSONPatch
-	return &admissionv1.AdmissionResponse{Allowed: true, Patch: body, PatchType: &pt}
+	resp := &admissionv1.AdmissionResponse{Allowed: true, Patch: body, PatchType: &pt}
+	if names := OwnPreStop(&pod); len(names) > 0 {
+		// kubectl shows warnings to whoever created the pod; a controller
+		// that created it only logs them, hence the log line too.
+		note := drainHookNote(names)
+		resp.Warnings = []string{note}
+		if p.log != nil {
+			p.log.Info("no drain hook", "namespace", req.Namespace, "pod", podName(&pod), "why", note)
+		}
+	}
+	return resp
 }
 
 func deny(code int32, msg string) *admissionv1.AdmissionResponse {

@@ -25,17 +25,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 
 	chatv1 "github.com/hangup-dev/hangup/examples/go/proto/chat/v1"
 	"github.com/hangup-dev/hangup/internal/testtools"
+	"github.com/hangup-dev/hangup/pkg/admin"
 	"github.com/hangup-dev/hangup/pkg/inject"
 	"github.com/hangup-dev/hangup/pkg/ports"
 )
@@ -361,6 +365,7 @@ func TestCluster(t *testing.T) {
 			t.Errorf("a completed stream and a cancelled one: %v disconnects counted; want 1 (the completed one is no disconnect)", got)
 		}
 	})
+	phase(t, "pod-clients", func(t *testing.T) { podClients(t, d, chat) })
 	phase(t, "jaeger-spans", func(t *testing.T) {
 		// A connection's span ends, and is exported, when it closes.
 		conn.Close()
@@ -402,33 +407,57 @@ func redirectMode(t *testing.T) {
 }
 
 // rolloutRestart restarts the example's Deployment with a stream open
-// through the Service: the old pod's stream ends (kubelet stops the app,
-// then the sidecar), and a new injected pod serves the Service.
+// through the Service. The old pod's termination runs the app's preStop
+// hook, which drains the sidecar first: the client gets the graceful GOAWAY,
+// its stream outlives the drain and is cut off, and the app, still
+// running, receives its SHUTDOWN event; only then is the app stopped, and
+// the sidecar after it. A new injected pod serves the Service.
 func rolloutRestart(t *testing.T, target, oldPod string) {
 	t.Helper()
 	conn := dialService(t, target)
 	defer conn.Close()
 	chat := chatv1.NewChatServiceClient(conn)
-	// The pod's grace period is 5 s: the stream must end well within this.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// The drain lasts the sidecar's --drain-timeout (15 s) once the new
+	// pod is ready and the old one is deleted.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := chat.Chat(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	join(t, s)
+	session := join(t, s)
+	statuses := watchPod(t, demoNS, oldPod)
+	// The old sidecar exits within milliseconds of answering the hook,
+	// too soon to read its metrics: follow its log while it runs.
+	sidecarLog := follow(t, "-n", demoNS, "logs", "--follow", oldPod, "-c", inject.SidecarName)
 
 	kubectl(t, "-n", demoNS, "rollout", "restart", "deploy/example-go")
 	start := time.Now()
-	if _, err := s.Recv(); err == nil {
+	_, err = s.Recv()
+	ended := time.Since(start)
+	if err == nil {
 		t.Fatal("the stream to the restarted pod still delivers messages")
-	} else if ctx.Err() != nil {
-		t.Fatalf("the stream to the old pod still open %v after the rollout restart", time.Since(start))
-	} else {
-		fmt.Printf("  the old pod's stream ended %v after the rollout restart: %v\n", time.Since(start).Round(time.Millisecond), err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the stream to the old pod still open %v after the rollout restart", ended)
+	}
+	fmt.Printf("  the old pod's stream ended %v after the rollout restart: %v\n", ended.Round(time.Millisecond), err)
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || !strings.Contains(strings.ToLower(st.Message()), "goaway") {
+		t.Errorf("the stream ended with %v; want UNAVAILABLE after the sidecar's GOAWAY", err)
 	}
 	kubectl(t, "-n", demoNS, "rollout", "status", "deploy/example-go", "--timeout", podWait.String())
 	kubectl(t, "-n", demoNS, "wait", "--for=delete", "pod/"+oldPod, "--timeout", podWait.String())
+	checkDrainLog(t, sidecarLog(), session)
+	appDone, sidecarDone := statuses()
+	switch {
+	case appDone.IsZero() || sidecarDone.IsZero():
+		t.Errorf("the old pod's last status: app finished %v, sidecar finished %v; want both terminated", appDone, sidecarDone)
+	// One-second resolution: the sidecar must not have finished first.
+	case sidecarDone.Before(appDone):
+		t.Errorf("the old pod's sidecar finished at %v, before its app (%v)", sidecarDone, appDone)
+	default:
+		fmt.Printf("  the old pod's app finished at %s, its sidecar at %s\n", appDone.Format(time.TimeOnly), sidecarDone.Format(time.TimeOnly))
+	}
 	p := onePod(t, demoNS, "app=example-go")
 	if p.Name == oldPod {
 		t.Fatalf("pod %s still serves after the rollout restart", oldPod)
@@ -449,6 +478,93 @@ func rolloutRestart(t *testing.T, target, oldPod string) {
 			t.Fatalf("30s after the rollout: Sessions = %v, %v; want 0 sessions from the new pod", r.GetSessions(), err)
 		}
 		<-tick.C
+	}
+}
+
+// checkDrainLog checks the old sidecar's log: the stream session
+// ("connection/stream") was cut off with reason SHUTDOWN, and the drain
+// ended with every event acknowledged by the app, which was still running
+// (the kubelet stops the app only once the hook has its answer).
+func checkDrainLog(t *testing.T, log []byte, session string) {
+	t.Helper()
+	conn, stream, _ := strings.Cut(session, "/")
+	var cut, over bool
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "reason=SHUTDOWN") && strings.Contains(line, "scope=STREAM") &&
+			strings.Contains(line, " conn="+conn+" ") && strings.Contains(line, " stream="+stream+" ") {
+			cut = true
+		}
+		if strings.Contains(line, "drain over: the app acknowledged every event") {
+			over = cut
+		}
+	}
+	if !cut || !over {
+		t.Fatalf("the old sidecar's log: SHUTDOWN of stream %s %v, then \"drain over\" with every event acknowledged %v; want both:\n%s", session, cut, over, log)
+	}
+	fmt.Printf("  the old sidecar cut stream %s off with reason SHUTDOWN, and the app acknowledged the event before its SIGTERM\n", session)
+}
+
+// watchPod watches pod name until the returned function is called, after
+// the pod is gone; that function returns when the pod's app container and
+// its sidecar finished, as the last status that showed them terminated
+// said (zero when none did). The kubelet writes that status before it
+// deletes the pod.
+func watchPod(t *testing.T, ns, name string) func() (app, sidecar time.Time) {
+	t.Helper()
+	out := follow(t, "-n", ns, "get", "pod", name, "--watch", "-o", "json")
+	return func() (app, sidecar time.Time) {
+		dec := json.NewDecoder(bytes.NewReader(out()))
+		for {
+			var p corev1.Pod
+			if dec.Decode(&p) != nil {
+				return app, sidecar
+			}
+			for _, s := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+				if s.State.Terminated == nil {
+					continue
+				}
+				switch s.Name {
+				case "app":
+					app = s.State.Terminated.FinishedAt.Time
+				case inject.SidecarName:
+					sidecar = s.State.Terminated.FinishedAt.Time
+				}
+			}
+		}
+	}
+}
+
+// follow runs kubectl with args (a --watch or a --follow) in the
+// background and returns a function that stops it, if it still runs, and
+// returns what it printed.
+func follow(t *testing.T, args ...string) func() []byte {
+	t.Helper()
+	cmd := exec.Command(script, append([]string{"kubectl"}, args...)...)
+	// Its own process group: cluster.sh runs kubectl under nsenter, and
+	// the whole group is stopped at the end.
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	stop := sync.OnceFunc(func() {
+		select {
+		case <-done:
+		default:
+			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+			<-done
+		}
+	})
+	t.Cleanup(stop)
+	return func() []byte {
+		stop()
+		return out.Bytes()
 	}
 }
 
@@ -716,6 +832,18 @@ func checkInjected(t *testing.T, pod *corev1.Pod) {
 		t.Errorf("%s port hangup-proxy = %d; want %d", inject.SidecarName, proxyPort, ports.Proxy)
 	}
 
+	// The app's preStop hook drains the sidecar before the app is stopped
+	// (rolloutRestart sees it work).
+	for _, c := range pod.Spec.Containers {
+		if c.Name != "app" {
+			continue
+		}
+		if h := c.Lifecycle; h == nil || h.PreStop == nil || h.PreStop.HTTPGet == nil ||
+			h.PreStop.HTTPGet.Path != admin.DrainPath || h.PreStop.HTTPGet.Port.IntVal != ports.Admin {
+			t.Errorf("app container's lifecycle %+v; want a preStop GET %s on port %d", c.Lifecycle, admin.DrainPath, ports.Admin)
+		}
+	}
+
 	var sidecarStarted, appStarted time.Time
 	for _, s := range pod.Status.InitContainerStatuses {
 		if s.Name == inject.SidecarName {
@@ -787,6 +915,8 @@ type metrics struct {
 	delivered   float64
 	disconnects float64
 	byReason    map[string]float64
+	// active is the client connections relayed now.
+	active float64
 }
 
 // disconnects runs the disconnect scenarios against one pod.
@@ -823,6 +953,8 @@ func (d *disconnects) metrics(t *testing.T) metrics {
 		case "hangup_disconnects_total":
 			m.disconnects += value
 			m.byReason[labels["reason"]] += value
+		case "hangup_connections_active":
+			m.active += value
 		}
 	}
 	return m

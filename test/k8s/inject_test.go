@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/hangup-dev/hangup/internal/testtools"
+	"github.com/hangup-dev/hangup/pkg/admin"
 	"github.com/hangup-dev/hangup/pkg/inject"
 )
 
@@ -329,6 +330,7 @@ func testPods(t *testing.T, ctx context.Context, core typedcorev1.CoreV1Interfac
 				if sc.SecurityContext == nil || sc.SecurityContext.RunAsUser == nil || *sc.SecurityContext.RunAsUser != inject.DefaultUID {
 					t.Errorf("sidecar security context %+v", sc.SecurityContext)
 				}
+				checkDrainHook(t, got, sc)
 			}
 		})
 	}
@@ -445,6 +447,35 @@ func testReplicas(t *testing.T, ctx context.Context, c *cluster, adm admregv1.Ad
 // testFixtures sends every pod fixture of pkg/inject/testdata through the
 // real API server (dry run): the webhook's patch must pass the API server's
 // pod validation, and denials must come back as denials.
+// checkDrainHook checks, on a pod as the API server stored it, that every
+// app container has the preStop hook that drains the sidecar, with the
+// token the sidecar was given.
+func checkDrainHook(t *testing.T, p *corev1.Pod, sidecar corev1.Container) {
+	t.Helper()
+	var token string
+	for _, e := range sidecar.Env {
+		if e.Name == "HANGUP_DRAIN_TOKEN" {
+			token = e.Value
+		}
+	}
+	if token == "" {
+		t.Errorf("sidecar of %s has no HANGUP_DRAIN_TOKEN: env %v", p.Name, sidecar.Env)
+	}
+	for _, c := range p.Spec.Containers {
+		if c.Name == inject.SidecarName {
+			continue
+		}
+		var h *corev1.HTTPGetAction
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+			h = c.Lifecycle.PreStop.HTTPGet
+		}
+		if h == nil || h.Path != admin.DrainPath || h.Port.IntVal != inject.DefaultAdminPort || len(h.HTTPHeaders) != 1 ||
+			h.HTTPHeaders[0].Name != admin.DrainTokenHeader || h.HTTPHeaders[0].Value != token {
+			t.Errorf("container %s of %s: preStop %+v; want GET %s on port %d with the sidecar's token", c.Name, p.Name, h, admin.DrainPath, inject.DefaultAdminPort)
+		}
+	}
+}
+
 func testFixtures(t *testing.T, ctx context.Context, core typedcorev1.CoreV1Interface) {
 	files, err := filepath.Glob(filepath.Join("..", "..", "pkg", "inject", "testdata", "*.yaml"))
 	if err != nil || len(files) == 0 {

@@ -3,7 +3,7 @@
 // owned by root, stamped 1970-01-01) written as a docker-archive tarball
 // that `ctr -n k8s.io images import` loads into the node's containerd.
 //
-//	go run ./tools/image -out DIR [NAME...]    # NAME: hangup, hangup-tools, example-go, pause, jaeger (default: all)
+//	go run ./tools/image -out DIR [NAME...]    # NAME: hangup, hangup-tools, example-go, example-go-client, pause, example-volo, jaeger (default: all)
 //
 // It prints one line an image: name, reference, digest. The hangup image
 // (the pod's binary: proxy, init-redirect, wait) and the hangup-tools image
@@ -69,14 +69,8 @@ func ref(name string) string { return "localhost/" + name + ":" + Tag }
 var targets = []target{
 	{name: "hangup", pkg: module + "/cmd/sidecar", tags: podTags, spec: hangupSpec},
 	{name: "hangup-tools", pkg: module + "/cmd/sidecar", spec: toolsSpec},
-	{name: "example-go", pkg: module + "/examples/go", spec: func(b string) spec {
-		return spec{
-			ref:        ref("hangup-example-go"),
-			files:      append(nonrootFiles(nonrootUID), file{path: "/usr/local/bin/example", src: b, mode: 0o755}),
-			entrypoint: []string{"/usr/local/bin/example"},
-			user:       fmt.Sprintf("%d:%d", nonrootUID, nonrootUID),
-		}
-	}},
+	{name: "example-go", pkg: module + "/examples/go", spec: nonrootSpec("hangup-example-go", "/usr/local/bin/example")},
+	{name: "example-go-client", pkg: module + "/examples/go/client", spec: nonrootSpec("hangup-example-go-client", "/usr/local/bin/client")},
 	{name: "pause", pkg: module + "/tools/image/pause", spec: func(b string) spec {
 		return spec{
 			ref:        ref("pause"),
@@ -86,14 +80,7 @@ var targets = []target{
 		}
 	}},
 	{name: "example-volo", bin: cachedBinary("rust/target/release/hangup-example-volo", "scripts/install-polyglot.sh rust-volo"),
-		dynamic: true, spec: func(b string) spec {
-			return spec{
-				ref:        ref("hangup-example-volo"),
-				files:      append(nonrootFiles(nonrootUID), file{path: "/usr/local/bin/example", src: b, mode: 0o755}),
-				entrypoint: []string{"/usr/local/bin/example"},
-				user:       fmt.Sprintf("%d:%d", nonrootUID, nonrootUID),
-			}
-		}},
+		dynamic: true, spec: nonrootSpec("hangup-example-volo", "/usr/local/bin/example")},
 	{name: "jaeger", bin: cachedBinary("bin/jaeger", "scripts/install-tools.sh jaeger"), spec: func(b string) spec {
 		return spec{
 			ref:        ref("jaeger"),
@@ -106,6 +93,19 @@ var targets = []target{
 			env: []string{"JAEGER_LISTEN_HOST=0.0.0.0"},
 		}
 	}},
+}
+
+// nonrootSpec is an example's image: its binary at path, its entrypoint,
+// run as the Dockerfile's nonroot user.
+func nonrootSpec(name, path string) func(b string) spec {
+	return func(b string) spec {
+		return spec{
+			ref:        ref(name),
+			files:      append(nonrootFiles(nonrootUID), file{path: path, src: b, mode: 0o755}),
+			entrypoint: []string{path},
+			user:       fmt.Sprintf("%d:%d", nonrootUID, nonrootUID),
+		}
+	}
 }
 
 // podTags build cmd/sidecar with only the subcommands that run in the
