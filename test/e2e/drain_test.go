@@ -71,9 +71,11 @@ func TestDrainEndpoint(t *testing.T) {
 		t.Errorf("the client's stream ended with %v; want UNAVAILABLE after the sidecar's GOAWAY", err)
 	}
 
-	if out := sc.Process.Output(); !strings.Contains(out, "drain over: the app acknowledged every event") {
-		t.Errorf("the sidecar's log does not say the drain is over with every event delivered:\n%s", out)
-	}
+	// The line is written before /drain answers, but reaches the test
+	// through the process's pipe: wait for it.
+	waitFor(t, 5*time.Second, "the sidecar's log saying the drain is over with every event delivered", func() bool {
+		return strings.Contains(sc.Process.Output(), "drain over: the app acknowledged every event")
+	})
 	// Drained, the sidecar still runs and answers: a second request (a
 	// hook retried) joins the finished drain.
 	select {

@@ -126,20 +126,6 @@ func TestRTTSeriesBeforeDeath(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, d)
-		}
-		<-tick.C
-	}
-}
-
 // drawRTTChart draws the samples (dots), the smoothed RTT (line) and the
 // moments the path changed, went dark and the event was detected.
 func drawRTTChart(path string, samples []rttSample, changes []time.Time, steps []time.Duration, dark time.Time, ev event.Event) error {
