@@ -98,7 +98,8 @@ func (cl *clientSide) frameLocked(h frameHeader, frame []byte, off int) error {
 		f.blk = headerBlock{active: true, streamID: h.StreamID, endStream: h.Flags.Has(http2.FlagHeadersEndStream),
 			frag: append(f.blk.frag[:0], frag...), raw: f.blk.raw[:0]}
 		if prio != nil {
-			f.blk.priority = f.blk.prioBuf[:copy(f.blk.prioBuf[:], prio)]
+			f.blk.hasPrio = true
+			copy(f.blk.prio[:], prio)
 		}
 		return cl.continueRequestBlockLocked(h, frame, off)
 	case http2.FrameContinuation:
@@ -246,7 +247,7 @@ func (cl *clientSide) continueRequestBlockLocked(h frameHeader, frame []byte, of
 	}
 	block := cl.enc.encode(fields, memo, isRequest, f.c.id, id, trace, rttUS)
 	start := len(f.scratch)
-	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority, block, f.c.appMaxFrame.Load())
+	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority(), block, f.c.appMaxFrame.Load())
 	f.replace(off, frame, f.scratch[start:])
 	if s != nil && f.blk.endStream {
 		s.endFromClient()

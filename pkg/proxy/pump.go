@@ -106,10 +106,18 @@ type headerBlock struct {
 	active    bool
 	streamID  uint32
 	endStream bool
-	priority  []byte // nil when the HEADERS frame had none
-	prioBuf   [5]byte
-	frag      []byte // the header block fragments so far
-	raw       []byte // app → client: the frames so far, forwarded unchanged
+	hasPrio   bool    // the HEADERS frame had priority fields: prio
+	prio      [5]byte // in place, not a slice: an idle forwarder holds this struct
+	frag      []byte  // the header block fragments so far
+	raw       []byte  // app → client: the frames so far, forwarded unchanged
+}
+
+// priority returns the HEADERS frame's priority fields, nil when it had none.
+func (b *headerBlock) priority() []byte {
+	if !b.hasPrio {
+		return nil
+	}
+	return b.prio[:]
 }
 
 // readError is a failed read of the source socket.
