@@ -22,7 +22,7 @@ var _ frameRules = (*appSide)(nil)
 // newAppForwarder makes the app → client forwarder; src is nil in tests
 // that feed it by hand.
 func newAppForwarder(c *conn, src net.Conn) *forwarder {
-	f := &forwarder{c: c, from: fromApp, src: src, dst: c.toClient, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
+	f := &forwarder{c: c, from: fromApp, src: src, dst: &c.toClient, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
 	f.side = &appSide{f: f, maxBuf: frameHeaderLen + maxFrameSizeLimit}
 	return f
 }

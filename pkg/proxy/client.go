@@ -25,7 +25,7 @@ var _ frameRules = (*clientSide)(nil)
 // newClientForwarder makes the client → app forwarder; src is nil in
 // tests that feed it by hand.
 func newClientForwarder(c *conn, src net.Conn) *forwarder {
-	f := &forwarder{c: c, from: fromClient, src: src, dst: c.toApp, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
+	f := &forwarder{c: c, from: fromClient, src: src, dst: &c.toApp, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
 	f.side = &clientSide{f: f, enc: newRequestEncoder()}
 	return f
 }

@@ -24,10 +24,9 @@ type conn struct {
 	id       string
 	client   net.Conn
 	app      net.Conn
-	peer     string
 	start    time.Time
-	toApp    *wire
-	toClient *wire
+	toApp    wire // by value: no allocation of their own per connection
+	toClient wire
 	up, down *forwarder
 	metrics  *telemetry.Metrics // nil-safe
 	span     *telemetry.Conn    // nil when tracing is off
@@ -60,6 +59,11 @@ type conn struct {
 	eventSeq uint32             // numbers the connection's events
 }
 
+// peer is the client's address. It is formatted when a log line, span or
+// event needs it, from the address the socket keeps anyway, rather than
+// held as a copy by every idle connection.
+func (c *conn) peer() string { return c.client.RemoteAddr().String() }
+
 // connSeq numbers this process's connections.
 var connSeq atomic.Uint64
 
@@ -72,16 +76,15 @@ func newConnID() string {
 
 func newConn(srv *Server, client, app net.Conn) *conn {
 	c := &conn{
-		srv: srv, id: newConnID(), client: client, app: app,
-		peer: client.RemoteAddr().String(), start: srv.cfg.Now(),
-		toApp: &wire{conn: app}, toClient: &wire{conn: client},
+		srv: srv, id: newConnID(), client: client, app: app, start: srv.cfg.Now(),
+		toApp: wire{conn: app}, toClient: wire{conn: client},
 		streams: newStreamTable(),
 	}
 	c.ka = keepalive.New(srv.cfg.Keepalive, c.start, nil)
 	c.lastRead.Store(c.start.UnixNano())
 	c.metrics = srv.cfg.Telemetry.Metrics()
 	c.metrics.ConnOpened()
-	c.span = srv.cfg.Telemetry.Tracer().StartConn(telemetry.ConnStart{ID: c.id, Peer: c.peer, Start: c.start})
+	c.span = srv.cfg.Telemetry.Tracer().StartConn(telemetry.ConnStart{ID: c.id, Peer: c.peer(), Start: c.start})
 	c.appMaxFrame.Store(defaultMaxFrameSize)
 	c.appHeaderTable.Store(defaultHeaderTableSize)
 	c.clientHeaderTable.Store(defaultHeaderTableSize)
@@ -150,7 +153,7 @@ func (c *conn) tearDown() {
 	c.span.End(c.srv.cfg.Now(), c.ending.reason, c.ending.who)
 	c.mu.Unlock()
 	c.metrics.ConnClosed()
-	log.Info("connection closed", "conn", c.id, "peer", c.peer,
+	log.Info("connection closed", "conn", c.id, "peer", c.peer(),
 		"duration", c.srv.cfg.Now().Sub(c.start).Round(time.Microsecond), "streams", opened,
 		"bytes_from_client", c.bytesFromClient.Load(), "bytes_to_client", c.bytesToClient.Load(),
 		"ended", ended)
