@@ -48,9 +48,10 @@ type forwarder struct {
 	// lingerAt is when reading stops (unix ns) once the other direction
 	// has ended; 0 until then. A lingering forwarder waits, never parks.
 	lingerAt atomic.Int64
-	// quietUntil is the read deadline after which a quiet source parks;
-	// zero when none is set.
-	quietUntil time.Time
+	// quietUntil is the read deadline after which a quiet source parks
+	// (unix ns, like lingerAt: 8 bytes where a time.Time takes 24); 0 when
+	// none is set.
+	quietUntil int64
 
 	// A DATA frame whose payload has not all arrived is forwarded as it
 	// comes; passLeft payload bytes of stream passStream are still due.
@@ -241,16 +242,17 @@ func (f *forwarder) armQuiet() {
 	if f.sock == nil || f.lingerAt.Load() != 0 {
 		return
 	}
-	if now := time.Now(); f.quietUntil.Sub(now) < f.c.srv.cfg.ParkAfter/2 {
-		f.quietUntil = now.Add(f.c.srv.cfg.ParkAfter)
-		_ = f.src.SetReadDeadline(f.quietUntil)
+	if now := time.Now(); time.Duration(f.quietUntil-now.UnixNano()) < f.c.srv.cfg.ParkAfter/2 {
+		at := now.Add(f.c.srv.cfg.ParkAfter)
+		f.quietUntil = at.UnixNano()
+		_ = f.src.SetReadDeadline(at)
 	}
 }
 
 // clearDeadline drops the quiet-wait deadline and reports whether the
 // forwarder lingers, in which case the linger deadline is set instead.
 func (f *forwarder) clearDeadline() bool {
-	f.quietUntil = time.Time{}
+	f.quietUntil = 0
 	_ = f.src.SetReadDeadline(time.Time{})
 	if at := f.lingerAt.Load(); at != 0 {
 		// linger set its deadline before the line above cleared it.
