@@ -37,10 +37,13 @@ type headerDecoder struct {
 	size    uint32 // decoded header list size (RFC 9113 §6.5.2), so far
 	maxSize uint32
 	tooBig  bool
-	allowed uint32 // dynamic table size the peer's encoder may use
+	// memoNext is the memo entry to replace next; a byte beside tooBig
+	// rather than an int after memo keeps the decoder in a smaller size
+	// class (224 bytes, not 240).
+	memoNext uint8
+	allowed  uint32 // dynamic table size the peer's encoder may use
 
-	memo     [memoBlocks]blockMemo
-	memoNext int // the entry to replace next
+	memo [memoBlocks]blockMemo
 }
 
 // memoBlocks is how many repeating blocks a decoder remembers: two cover a
