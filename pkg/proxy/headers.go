@@ -174,9 +174,16 @@ type requestEncoder struct {
 }
 
 func newRequestEncoder() *requestEncoder {
-	e := &requestEncoder{limit: defaultHeaderTableSize, gen: 1}
-	e.enc = hpack.NewEncoder(&e.buf)
+	e := new(requestEncoder)
+	e.init()
 	return e
+}
+
+// init readies a zero requestEncoder in place; its hpack encoder writes to
+// e.buf, so e must not be copied afterwards.
+func (e *requestEncoder) init() {
+	*e = requestEncoder{limit: defaultHeaderTableSize, gen: 1}
+	e.enc = hpack.NewEncoder(&e.buf)
 }
 
 // setTableLimit applies the app's SETTINGS_HEADER_TABLE_SIZE; the encoder
