@@ -54,7 +54,7 @@ type conn struct {
 	// drives the drain.
 	ka       *keepalive.Policy
 	timer    *time.Timer        // fires at ka.Deadline(), or earlier
-	armed    time.Time          // when timer fires; zero when not armed
+	armed    time.Duration      // when timer fires, since start (8 bytes, not a time.Time's 24); 0 when not armed
 	actions  []keepalive.Action // policy actions to run after unlocking
 	eventSeq uint32             // numbers the connection's events
 }
