@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"net"
 	"strconv"
 
 	"golang.org/x/net/http2"
@@ -22,10 +21,9 @@ type clientSide struct {
 
 var _ frameRules = (*clientSide)(nil)
 
-// newClientForwarder makes the client → app forwarder; src is nil in
-// tests that feed it by hand.
-func newClientForwarder(c *conn, src net.Conn) *forwarder {
-	f := &forwarder{c: c, from: fromClient, src: src, dst: &c.toApp, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
+// newClientForwarder makes the client → app forwarder.
+func newClientForwarder(c *conn) *forwarder {
+	f := &forwarder{c: c, from: fromClient, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
 	cl := &clientSide{f: f}
 	cl.enc.init()
 	f.side = cl

@@ -89,15 +89,15 @@ func newConn(srv *Server, client, app net.Conn) *conn {
 	c.appHeaderTable.Store(defaultHeaderTableSize)
 	c.clientHeaderTable.Store(defaultHeaderTableSize)
 	c.appMaxStreams.Store(^uint32(0))
-	c.up, c.down = newClientForwarder(c, client), newAppForwarder(c, app)
+	c.up, c.down = newClientForwarder(c), newAppForwarder(c)
 	for _, f := range []*forwarder{c.up, c.down} {
-		sock, err := srv.poller.Register(f.src, f.resume)
+		sock, err := srv.poller.Register(f.src(), f.resume)
 		if err != nil {
 			if !errors.Is(err, park.ErrUnsupported) {
 				srv.cfg.Logger.Debug("socket cannot park; its reads wait on a goroutine", "conn", c.id, "err", err)
 			}
 			// Only a forwarder that cannot park waits for bytes first.
-			f.idle = newReadWaiter(f.src)
+			f.idle = newReadWaiter(f.src())
 			continue
 		}
 		f.sock = sock
