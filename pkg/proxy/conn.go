@@ -48,15 +48,19 @@ type conn struct {
 	mu      sync.Mutex
 	streams streamTable
 	refuse  refusals // streams the app never sees
-	abuse   abuseCounters
-	ending  ending // how the connection ended (disconnect.go)
+	// eventSeq numbers the connection's events. It sits in the padding
+	// after refuse: conn must stay at most 568 bytes, since an object
+	// over 512 bytes that holds pointers gets an 8-byte malloc header,
+	// and 576 bytes is its size class.
+	eventSeq uint32
+	abuse    abuseCounters
+	ending   ending // how the connection ended (disconnect.go)
 	// The keepalive policy and its timer (keepalive.go), which also
 	// drives the drain.
-	ka       *keepalive.Policy
-	timer    *time.Timer        // fires at ka.Deadline(), or earlier
-	armed    time.Duration      // when timer fires, since start (8 bytes, not a time.Time's 24); 0 when not armed
-	actions  []keepalive.Action // policy actions to run after unlocking
-	eventSeq uint32             // numbers the connection's events
+	ka      *keepalive.Policy
+	timer   *time.Timer        // fires at ka.Deadline(), or earlier
+	armed   time.Duration      // when timer fires, since start (8 bytes, not a time.Time's 24); 0 when not armed
+	actions []keepalive.Action // policy actions to run after unlocking
 }
 
 // peer is the client's address. It is formatted when a log line, span or
