@@ -96,38 +96,39 @@ const (
 type Policy struct {
 	// Immutable after New.
 	cfg   Config
-	ageAt time.Time // MaxConnectionAge with jitter; zero when off
+	start time.Time // the time New was given: every instant below counts from it
+	ageAt instant   // MaxConnectionAge with jitter; noInstant when off
 
 	// now is the latest time passed in. Times that go backwards (the relay
 	// read the clock before waiting for its lock) are raised to it, so the
 	// policy only ever sees time move forward.
-	now time.Time
+	now instant
 
 	// Liveness.
-	lastRead   time.Time // last frame read from the client
-	pingOut    bool      // one of our PINGs is sent and no frame read since
-	pingSentAt time.Time // when the oldest such PING was sent
-	pingSeq    uint32    // counter of our PINGs; the last one sent
+	lastRead   instant // last frame read from the client
+	pingOut    bool    // one of our PINGs is sent and no frame read since
+	pingSentAt instant // when the oldest such PING was sent
+	pingSeq    uint32  // counter of our PINGs; the last one sent
 
 	// Round-trip time (rtt.go). The latest of our PINGs is the one timed.
 	// No PING is sent only to measure while one of ours is unanswered, so
 	// measuring never gives a client two of ours to answer; keepalive and
 	// drain PINGs go as they always did (a client silent for Time, or a
 	// GOAWAY that needs its PING).
-	ackedSeq uint32    // the highest of our PINGs acknowledged
-	timedSeq uint32    // the PING being timed; 0 when none
-	timedAt  time.Time // when it was sent
-	pingAt   time.Time // when our latest PING was sent; the policy's start before the first
+	ackedSeq uint32  // the highest of our PINGs acknowledged
+	timedSeq uint32  // the PING being timed; 0 when none
+	timedAt  instant // when it was sent
+	pingAt   instant // when our latest PING was sent; the policy's start before the first
 	rtt      RTTEstimator
 
 	// Enforcement of client PINGs.
-	lastPingAt   time.Time // last client PING; zero before the first
+	lastPingAt   instant // last client PING; noInstant before the first
 	strikes      int
 	resetStrikes bool // HEADERS or DATA written since the last client PING
 
 	// Streams and idleness.
 	streams   int
-	idleSince time.Time // when streams last became 0; zero while busy
+	idleSince instant // when streams last became 0; noInstant while busy
 
 	// Draining.
 	state       state
@@ -135,10 +136,39 @@ type Policy struct {
 	drainReason event.Reason
 	drainDebug  string
 	drainPing   [8]byte
-	headsUpAt   time.Time    // when phase 1 was sent
-	closeAt     time.Time    // grace or drain timeout; zero for none
+	headsUpAt   instant      // when phase 1 was sent
+	closeAt     instant      // grace or drain timeout; noInstant for none
 	closeReason event.Reason // reason of streams cut off at closeAt
 	closeDebug  string
+}
+
+// instant is a time on the policy's clock, in nanoseconds since its start:
+// a Policy lives as long as its connection and keeps ten times, which as
+// time.Time values (24 bytes each) made up half its size. Instants only
+// grow (see advance), so they are never negative but noInstant.
+type instant int64
+
+// noInstant is no time: a deadline that is off, an event yet to happen.
+const noInstant instant = math.MinInt64
+
+// instantOf returns t on the policy's clock; Sub saturates, and so a time
+// before the start is raised to it by advance.
+func (p *Policy) instantOf(t time.Time) instant { return instant(t.Sub(p.start)) }
+
+// timeOf returns i as a time, the zero time for noInstant.
+func (p *Policy) timeOf(i instant) time.Time {
+	if i == noInstant {
+		return time.Time{}
+	}
+	return p.start.Add(time.Duration(i))
+}
+
+// add returns i + d for d >= 0, saturating instead of wrapping around.
+func (i instant) add(d time.Duration) instant {
+	if d > 0 && i > math.MaxInt64-instant(d) {
+		return math.MaxInt64
+	}
+	return i + instant(d)
 }
 
 // New returns the policy of a connection accepted at now. cfg should have
@@ -147,12 +177,13 @@ type Policy struct {
 // MaxConnectionAge; nil uses math/rand/v2.Float64.
 func New(cfg Config, now time.Time, rnd func() float64) *Policy {
 	cfg = cfg.normalized()
-	p := &Policy{cfg: cfg, now: now, lastRead: now, idleSince: now, pingAt: now}
+	// now, lastRead, idleSince and pingAt are the start: instant 0.
+	p := &Policy{cfg: cfg, start: now, ageAt: noInstant, lastPingAt: noInstant, closeAt: noInstant}
 	if cfg.MaxConnectionAge > 0 {
 		if rnd == nil {
 			rnd = rand.Float64
 		}
-		p.ageAt = now.Add(jittered(cfg.MaxConnectionAge, rnd()))
+		p.ageAt = instant(0).add(jittered(cfg.MaxConnectionAge, rnd()))
 	}
 	return p
 }
@@ -170,10 +201,8 @@ func jittered(d time.Duration, r float64) time.Duration {
 
 // advance records now and returns the time to act on: never earlier than any
 // time seen before.
-func (p *Policy) advance(now time.Time) time.Time {
-	if now.After(p.now) {
-		p.now = now
-	}
+func (p *Policy) advance(now time.Time) instant {
+	p.now = max(p.now, p.instantOf(now))
 	return p.now
 }
 
@@ -181,8 +210,7 @@ func (p *Policy) advance(now time.Time) time.Time {
 // postpones the next keepalive PING and proves the client alive, like any
 // ACK would.
 func (p *Policy) FrameRead(now time.Time) {
-	now = p.advance(now)
-	p.lastRead = now
+	p.lastRead = p.advance(now)
 	p.pingOut = false
 }
 
@@ -199,12 +227,12 @@ func (p *Policy) HeadersOrDataWritten(now time.Time) {
 // GoAwayTooManyPings once the client has more than MaxPingStrikes strikes.
 func (p *Policy) PingReceived(now time.Time) []Action {
 	p.FrameRead(now)
-	now = p.now
+	at := p.now
 	if p.state == stateFinished {
 		return nil
 	}
 	last := p.lastPingAt
-	p.lastPingAt = now
+	p.lastPingAt = at
 	if p.resetStrikes {
 		p.resetStrikes = false
 		p.strikes = 0
@@ -214,7 +242,7 @@ func (p *Policy) PingReceived(now time.Time) []Action {
 	if p.streams == 0 && !p.cfg.PermitWithoutStream {
 		minGap = noStreamPingInterval
 	}
-	if !last.IsZero() && now.Sub(last) < minGap {
+	if last != noInstant && time.Duration(at-last) < minGap {
 		p.strikes++
 	}
 	if p.strikes <= MaxPingStrikes {
@@ -250,7 +278,7 @@ func (p *Policy) PingAckReceived(now time.Time, data [8]byte) []Action {
 	}
 	p.ackedSeq = max(p.ackedSeq, seq)
 	if seq != 0 && seq == p.timedSeq {
-		p.rtt.Observe(p.now.Sub(p.timedAt))
+		p.rtt.Observe(time.Duration(p.now - p.timedAt))
 		p.timedSeq = 0
 	}
 	if p.state != stateHeadsUp || data != p.drainPing {
@@ -267,11 +295,11 @@ func (p *Policy) PingAckReceived(now time.Time, data [8]byte) []Action {
 // too). Later calls return nothing. The relay writes that PING right
 // behind the preface rather than as a queued action.
 func (p *Policy) PrefaceSent(now time.Time) []Action {
-	now = p.advance(now)
+	at := p.advance(now)
 	if p.state == stateFinished || p.pingSeq > 0 {
 		return nil
 	}
-	return []Action{{Kind: SendRTTPing, Ping: p.nextPing(now, false)}}
+	return []Action{{Kind: SendRTTPing, Ping: p.nextPing(at, false)}}
 }
 
 // RTT returns the connection's round-trip time, measured from the PINGs
@@ -282,14 +310,14 @@ func (p *Policy) RTT() event.RTT { return p.rtt.RTT() }
 func (p *Policy) StreamOpened(now time.Time) {
 	p.advance(now)
 	p.streams++
-	p.idleSince = time.Time{}
+	p.idleSince = noInstant
 }
 
 // StreamClosed records that a stream ended, whatever the way. When it was the
 // last one and the final GOAWAY is out, it returns Close. Unbalanced calls
 // are ignored: the count never goes below zero.
 func (p *Policy) StreamClosed(now time.Time) []Action {
-	now = p.advance(now)
+	at := p.advance(now)
 	if p.streams == 0 {
 		return nil
 	}
@@ -297,7 +325,7 @@ func (p *Policy) StreamClosed(now time.Time) []Action {
 	if p.streams > 0 {
 		return nil
 	}
-	p.idleSince = now
+	p.idleSince = at
 	if p.state != stateDraining {
 		return nil
 	}
@@ -310,12 +338,12 @@ func (p *Policy) StreamClosed(now time.Time) []Action {
 // streams without limit. When a drain is already under way no new GOAWAY is
 // sent, but the earlier of the two deadlines applies.
 func (p *Policy) Drain(now time.Time, timeout time.Duration) []Action {
-	now = p.advance(now)
-	var closeBy time.Time
+	at := p.advance(now)
+	closeBy := noInstant
 	if timeout > 0 {
-		closeBy = now.Add(timeout)
+		closeBy = at.add(timeout)
 	}
-	return p.startDrain(nil, now, event.ReasonShutdown, DebugShutdown, closeBy)
+	return p.startDrain(nil, at, event.ReasonShutdown, DebugShutdown, closeBy)
 }
 
 // Tick does whatever is due at now. The relay calls it when its timer set to
@@ -324,15 +352,15 @@ func (p *Policy) Drain(now time.Time, timeout time.Duration) []Action {
 // grace or drain deadline, the phase-1 ACK timeout, max-age, max-idle, the
 // keepalive PING.
 func (p *Policy) Tick(now time.Time) []Action {
-	now = p.advance(now)
+	at := p.advance(now)
 	if p.state == stateFinished {
 		return nil
 	}
-	if p.pingOut && !now.Before(p.pingSentAt.Add(p.cfg.Timeout)) {
+	if p.pingOut && at >= p.pingSentAt.add(p.cfg.Timeout) {
 		return p.finish(nil, CloseDead, event.ReasonKeepaliveTimeout, DebugKeepaliveTimeout)
 	}
 	var acts []Action
-	if p.state != stateOpen && !p.closeAt.IsZero() && !now.Before(p.closeAt) {
+	if p.state != stateOpen && p.closeAt != noInstant && at >= p.closeAt {
 		if p.state == stateHeadsUp {
 			acts = p.final(acts)
 			if p.state == stateFinished {
@@ -341,28 +369,28 @@ func (p *Policy) Tick(now time.Time) []Action {
 		}
 		return p.finish(acts, Close, p.closeReason, p.closeDebug)
 	}
-	if p.state == stateHeadsUp && !now.Before(p.headsUpAt.Add(p.cfg.Timeout)) {
+	if p.state == stateHeadsUp && at >= p.headsUpAt.add(p.cfg.Timeout) {
 		acts = p.final(acts)
 		if p.state == stateFinished {
 			return acts
 		}
 	}
-	if !p.ageAt.IsZero() && !p.ageFired && !now.Before(p.ageAt) {
+	if p.ageAt != noInstant && !p.ageFired && at >= p.ageAt {
 		p.ageFired = true
-		var closeBy time.Time
+		closeBy := noInstant
 		if p.cfg.MaxConnectionAgeGrace > 0 {
-			closeBy = now.Add(p.cfg.MaxConnectionAgeGrace)
+			closeBy = at.add(p.cfg.MaxConnectionAgeGrace)
 		}
-		acts = p.startDrain(acts, now, event.ReasonMaxAge, DebugMaxAge, closeBy)
+		acts = p.startDrain(acts, at, event.ReasonMaxAge, DebugMaxAge, closeBy)
 	}
-	if idle := p.idleDeadline(); p.state == stateOpen && !idle.IsZero() && !now.Before(idle) {
-		acts = p.startDrain(acts, now, event.ReasonIdleTimeout, DebugMaxIdle, time.Time{})
+	if idle := p.idleDeadline(); p.state == stateOpen && idle != noInstant && at >= idle {
+		acts = p.startDrain(acts, at, event.ReasonIdleTimeout, DebugMaxIdle, noInstant)
 	}
 	switch {
-	case !p.pingOut && !now.Before(p.lastRead.Add(p.cfg.Time)):
-		acts = append(acts, Action{Kind: SendPing, Ping: p.nextPing(now, true)})
-	case p.rttDue(now):
-		acts = append(acts, Action{Kind: SendRTTPing, Ping: p.nextPing(now, false)})
+	case !p.pingOut && at >= p.lastRead.add(p.cfg.Time):
+		acts = append(acts, Action{Kind: SendPing, Ping: p.nextPing(at, true)})
+	case p.rttDue(at):
+		acts = append(acts, Action{Kind: SendRTTPing, Ping: p.nextPing(at, false)})
 	}
 	return acts
 }
@@ -375,19 +403,19 @@ func (p *Policy) Deadline() time.Time {
 	if p.state == stateFinished {
 		return time.Time{}
 	}
-	var d time.Time
-	earliest := func(t time.Time) {
-		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
+	d := noInstant
+	earliest := func(t instant) {
+		if t != noInstant && (d == noInstant || t < d) {
 			d = t
 		}
 	}
 	if p.pingOut {
-		earliest(p.pingSentAt.Add(p.cfg.Timeout))
+		earliest(p.pingSentAt.add(p.cfg.Timeout))
 	} else {
-		earliest(p.lastRead.Add(p.cfg.Time))
+		earliest(p.lastRead.add(p.cfg.Time))
 	}
 	if p.state == stateHeadsUp {
-		earliest(p.headsUpAt.Add(p.cfg.Timeout))
+		earliest(p.headsUpAt.add(p.cfg.Timeout))
 	}
 	if p.state != stateOpen {
 		earliest(p.closeAt)
@@ -399,41 +427,41 @@ func (p *Policy) Deadline() time.Time {
 		earliest(p.idleDeadline())
 	}
 	earliest(p.rttDeadline())
-	return d
+	return p.timeOf(d)
 }
 
 // unanswered reports whether one of our PINGs awaits its ACK.
 func (p *Policy) unanswered() bool { return p.pingSeq > p.ackedSeq }
 
-// rttDeadline is when the next measurement PING is due; zero when
+// rttDeadline is when the next measurement PING is due; noInstant when
 // RTTInterval is off or one of our PINGs is unanswered.
-func (p *Policy) rttDeadline() time.Time {
+func (p *Policy) rttDeadline() instant {
 	if p.cfg.RTTInterval == 0 || p.unanswered() {
-		return time.Time{}
+		return noInstant
 	}
-	return p.pingAt.Add(p.cfg.RTTInterval)
+	return p.pingAt.add(p.cfg.RTTInterval)
 }
 
 // rttDue reports whether a measurement PING is due at now.
-func (p *Policy) rttDue(now time.Time) bool {
+func (p *Policy) rttDue(now instant) bool {
 	d := p.rttDeadline()
-	return !d.IsZero() && !now.Before(d)
+	return d != noInstant && now >= d
 }
 
-// idleDeadline is when the connection counts as idle for too long; zero when
-// max-idle is off or a stream is open.
-func (p *Policy) idleDeadline() time.Time {
+// idleDeadline is when the connection counts as idle for too long;
+// noInstant when max-idle is off or a stream is open.
+func (p *Policy) idleDeadline() instant {
 	if p.cfg.MaxConnectionIdle == 0 || p.streams > 0 {
-		return time.Time{}
+		return noInstant
 	}
-	return p.idleSince.Add(p.cfg.MaxConnectionIdle)
+	return p.idleSince.add(p.cfg.MaxConnectionIdle)
 }
 
 // nextPing picks the data of a new PING sent at now and times it (an
 // earlier one still unanswered is no longer timed: its ACK, if it comes,
 // is no sample). A keepalive PING also marks a PING outstanding unless one
 // already is (the oldest unanswered PING times out).
-func (p *Policy) nextPing(now time.Time, keepalive bool) [8]byte {
+func (p *Policy) nextPing(now instant, keepalive bool) [8]byte {
 	p.pingSeq++
 	var data [8]byte
 	copy(data[:4], pingTag[:])
@@ -448,7 +476,7 @@ func (p *Policy) nextPing(now time.Time, keepalive bool) [8]byte {
 
 // startDrain begins phase 1 with the given reason, or, when a drain is
 // already under way, only brings its close deadline forward to closeBy.
-func (p *Policy) startDrain(acts []Action, now time.Time, reason event.Reason, debug string, closeBy time.Time) []Action {
+func (p *Policy) startDrain(acts []Action, now instant, reason event.Reason, debug string, closeBy instant) []Action {
 	switch p.state {
 	case stateFinished:
 		return acts
@@ -460,7 +488,7 @@ func (p *Policy) startDrain(acts []Action, now time.Time, reason event.Reason, d
 		p.drainPing = p.nextPing(now, true)
 		return append(acts, Action{Kind: GoAwayGraceful, Ping: p.drainPing, Debug: debug, Reason: reason})
 	}
-	if !closeBy.IsZero() && (p.closeAt.IsZero() || closeBy.Before(p.closeAt)) {
+	if closeBy != noInstant && (p.closeAt == noInstant || closeBy < p.closeAt) {
 		p.closeAt, p.closeReason, p.closeDebug = closeBy, reason, debug
 	}
 	return acts

@@ -560,7 +560,7 @@ func TestMaxAgeJitterProperty(t *testing.T) {
 	var below, above bool
 	for range 1000 {
 		p := New(Config{Time: time.Hour, Timeout: sec, MinTime: sec, MaxConnectionAge: age}, t0, src.Float64)
-		d := p.ageAt.Sub(t0)
+		d := p.timeOf(p.ageAt).Sub(t0)
 		if d < lo || d > hi {
 			t.Fatalf("age deadline %s outside [%s, %s]", d, lo, hi)
 		}
@@ -570,8 +570,8 @@ func TestMaxAgeJitterProperty(t *testing.T) {
 	if !below || !above {
 		t.Errorf("jitter never went both ways: below %v, above %v", below, above)
 	}
-	if p := New(Config{Time: time.Hour, Timeout: sec, MinTime: sec, MaxConnectionAge: age}, t0, nil); p.ageAt.Sub(t0) < lo || p.ageAt.Sub(t0) > hi {
-		t.Errorf("nil rnd: age deadline %s outside [%s, %s]", p.ageAt.Sub(t0), lo, hi)
+	if p := New(Config{Time: time.Hour, Timeout: sec, MinTime: sec, MaxConnectionAge: age}, t0, nil); p.timeOf(p.ageAt).Sub(t0) < lo || p.timeOf(p.ageAt).Sub(t0) > hi {
+		t.Errorf("nil rnd: age deadline %s outside [%s, %s]", p.timeOf(p.ageAt).Sub(t0), lo, hi)
 	}
 }
 
@@ -622,5 +622,45 @@ func TestPerFrameCallsDoNotAllocate(t *testing.T) {
 				t.Errorf("%s allocates %v times per call, want 0", tt.name, n)
 			}
 		})
+	}
+}
+
+// TestInstantAdd checks the saturating addition the policy's deadlines
+// use: a duration far beyond any connection's life must give a deadline
+// that never comes, not one wrapped into the past.
+func TestInstantAdd(t *testing.T) {
+	tests := []struct {
+		name string
+		i    instant
+		d    time.Duration
+		want instant
+	}{
+		{"start plus a second", 0, time.Second, instant(time.Second)},
+		{"zero duration", 42, 0, 42},
+		{"just fits", math.MaxInt64 - 10, 10, math.MaxInt64},
+		{"saturates", math.MaxInt64 - 10, 11, math.MaxInt64},
+		{"saturates from later", instant(time.Hour), math.MaxInt64, math.MaxInt64},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.i.add(tt.d); got != tt.want {
+				t.Errorf("%d.add(%d) = %d, want %d", tt.i, tt.d, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDeadlineFarAway checks that a policy whose durations reach past
+// what int64 nanoseconds can add to its instants still puts its next
+// deadline in the future.
+func TestDeadlineFarAway(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := New(Config{Time: math.MaxInt64, Timeout: math.MaxInt64, MinTime: time.Second}, t0, nil)
+	p.FrameRead(t0.Add(time.Hour))
+	if d := p.Deadline(); !d.After(t0.Add(time.Hour)) {
+		t.Errorf("Deadline() = %v, want after %v", d, t0.Add(time.Hour))
+	}
+	if acts := p.Tick(t0.Add(2 * time.Hour)); len(acts) != 0 {
+		t.Errorf("Tick two hours in = %v, want nothing", acts)
 	}
 }

@@ -62,12 +62,12 @@ func (l Limits) withDefaults() Limits {
 
 // abuseCounters are a connection's counts. Guarded by conn.mu.
 type abuseCounters struct {
-	resetBudget    float64   // premature resets the client may still make
-	resetRefilled  time.Time // when resetBudget was last refilled
-	resetsSpent    int       // premature resets over the connection's life, for the log
-	emptyFrames    int       // consecutive
-	settingsWindow time.Time
-	settings       int // in the window that started at settingsWindow
+	resetBudget    float64       // premature resets the client may still make
+	resetRefilled  time.Duration // when resetBudget was last refilled, since conn.start
+	resetsSpent    int           // premature resets over the connection's life, for the log
+	emptyFrames    int           // consecutive
+	settingsWindow time.Duration // since conn.start (a Duration, 8 bytes, where a time.Time takes 24)
+	settings       int           // in the window that started at settingsWindow; 0 before the first
 }
 
 // Abuse kinds, in GOAWAY debug data, logs and metrics.
@@ -91,12 +91,13 @@ func abuse(code http2.ErrCode, kind, detail string) connError {
 // MaxPrematureResets per second, and fails once it is overdrawn.
 func (c *conn) spendResetLocked(now time.Time) error {
 	a, limit := &c.abuse, float64(c.srv.cfg.Limits.MaxPrematureResets)
-	if a.resetRefilled.IsZero() {
+	at := now.Sub(c.start)
+	if a.resetsSpent == 0 {
 		a.resetBudget = limit
-	} else if d := now.Sub(a.resetRefilled); d > 0 {
+	} else if d := at - a.resetRefilled; d > 0 {
 		a.resetBudget = min(limit, a.resetBudget+limit*d.Seconds())
 	}
-	a.resetRefilled = now
+	a.resetRefilled = at
 	a.resetBudget--
 	a.resetsSpent++
 	if a.resetBudget < 0 {
@@ -123,8 +124,8 @@ func (c *conn) checkDataLocked(h frameHeader) error {
 // checkSettingsLocked counts SETTINGS frames per second.
 func (c *conn) checkSettingsLocked(now time.Time) error {
 	a := &c.abuse
-	if now.Sub(a.settingsWindow) >= time.Second {
-		a.settingsWindow, a.settings = now, 0
+	if at := now.Sub(c.start); a.settings == 0 || at-a.settingsWindow >= time.Second {
+		a.settingsWindow, a.settings = at, 0
 	}
 	a.settings++
 	if a.settings > c.srv.cfg.Limits.MaxSettingsPerSecond {

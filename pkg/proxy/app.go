@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"net"
 
 	"golang.org/x/net/http2"
 )
@@ -19,10 +18,9 @@ type appSide struct {
 
 var _ frameRules = (*appSide)(nil)
 
-// newAppForwarder makes the app → client forwarder; src is nil in tests
-// that feed it by hand.
-func newAppForwarder(c *conn, src net.Conn) *forwarder {
-	f := &forwarder{c: c, from: fromApp, src: src, dst: c.toClient, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
+// newAppForwarder makes the app → client forwarder.
+func newAppForwarder(c *conn) *forwarder {
+	f := &forwarder{c: c, from: fromApp, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
 	f.side = &appSide{f: f, maxBuf: frameHeaderLen + maxFrameSizeLimit}
 	return f
 }

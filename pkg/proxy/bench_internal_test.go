@@ -22,7 +22,7 @@ func BenchmarkForwardDataFrames(b *testing.B) {
 	c := newConn(srv, discardConn{}, discardConn{})
 	defer c.stopTimer()
 	c.streams.start(1, time.Now())
-	f := newClientForwarder(c, nil)
+	f := newClientForwarder(c)
 	const perBatch = 16
 	var batch []byte
 	for range perBatch {

@@ -154,8 +154,8 @@ func BenchmarkUnaryCalls(b *testing.B) {
 		}
 		c := newConn(srv, cli, app)
 		b.Cleanup(c.stopTimer)
-		up = newClientForwarder(c, nil)
-		down = newAppForwarder(c, nil)
+		up = newClientForwarder(c)
+		down = newAppForwarder(c)
 		up.buf, down.buf = bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
 		return up, down
 	}

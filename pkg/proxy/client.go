@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"net"
 	"strconv"
 
 	"golang.org/x/net/http2"
@@ -17,16 +16,17 @@ import (
 // keepalive policy.
 type clientSide struct {
 	f   *forwarder
-	enc *requestEncoder
+	enc requestEncoder // by value: one allocation per connection less
 }
 
 var _ frameRules = (*clientSide)(nil)
 
-// newClientForwarder makes the client → app forwarder; src is nil in
-// tests that feed it by hand.
-func newClientForwarder(c *conn, src net.Conn) *forwarder {
-	f := &forwarder{c: c, from: fromClient, src: src, dst: c.toApp, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
-	f.side = &clientSide{f: f, enc: newRequestEncoder()}
+// newClientForwarder makes the client → app forwarder.
+func newClientForwarder(c *conn) *forwarder {
+	f := &forwarder{c: c, from: fromClient, dec: newHeaderDecoder(c.srv.cfg.MaxHeaderListSize)}
+	cl := &clientSide{f: f}
+	cl.enc.init()
+	f.side = cl
 	return f
 }
 
@@ -98,7 +98,8 @@ func (cl *clientSide) frameLocked(h frameHeader, frame []byte, off int) error {
 		f.blk = headerBlock{active: true, streamID: h.StreamID, endStream: h.Flags.Has(http2.FlagHeadersEndStream),
 			frag: append(f.blk.frag[:0], frag...), raw: f.blk.raw[:0]}
 		if prio != nil {
-			f.blk.priority = f.blk.prioBuf[:copy(f.blk.prioBuf[:], prio)]
+			f.blk.hasPrio = true
+			copy(f.blk.prio[:], prio)
 		}
 		return cl.continueRequestBlockLocked(h, frame, off)
 	case http2.FrameContinuation:
@@ -246,7 +247,7 @@ func (cl *clientSide) continueRequestBlockLocked(h frameHeader, frame []byte, of
 	}
 	block := cl.enc.encode(fields, memo, isRequest, f.c.id, id, trace, rttUS)
 	start := len(f.scratch)
-	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority, block, f.c.appMaxFrame.Load())
+	f.scratch = appendHeaderFrames(f.scratch, id, f.blk.endStream, f.blk.priority(), block, f.c.appMaxFrame.Load())
 	f.replace(off, frame, f.scratch[start:])
 	if s != nil && f.blk.endStream {
 		s.endFromClient()

@@ -24,10 +24,9 @@ type conn struct {
 	id       string
 	client   net.Conn
 	app      net.Conn
-	peer     string
 	start    time.Time
-	toApp    *wire
-	toClient *wire
+	toApp    wire // by value: no allocation of their own per connection
+	toClient wire
 	up, down *forwarder
 	metrics  *telemetry.Metrics // nil-safe
 	span     *telemetry.Conn    // nil when tracing is off
@@ -49,16 +48,25 @@ type conn struct {
 	mu      sync.Mutex
 	streams streamTable
 	refuse  refusals // streams the app never sees
-	abuse   abuseCounters
-	ending  ending // how the connection ended (disconnect.go)
+	// eventSeq numbers the connection's events. It sits in the padding
+	// after refuse: conn must stay at most 568 bytes, since an object
+	// over 512 bytes that holds pointers gets an 8-byte malloc header,
+	// and 576 bytes is its size class.
+	eventSeq uint32
+	abuse    abuseCounters
+	ending   ending // how the connection ended (disconnect.go)
 	// The keepalive policy and its timer (keepalive.go), which also
 	// drives the drain.
-	ka       *keepalive.Policy
-	timer    *time.Timer        // fires at ka.Deadline(), or earlier
-	armed    time.Time          // when timer fires; zero when not armed
-	actions  []keepalive.Action // policy actions to run after unlocking
-	eventSeq uint32             // numbers the connection's events
+	ka      *keepalive.Policy
+	timer   *time.Timer        // fires at ka.Deadline(), or earlier
+	armed   time.Duration      // when timer fires, since start (8 bytes, not a time.Time's 24); 0 when not armed
+	actions []keepalive.Action // policy actions to run after unlocking
 }
+
+// peer is the client's address. It is formatted when a log line, span or
+// event needs it, from the address the socket keeps anyway, rather than
+// held as a copy by every idle connection.
+func (c *conn) peer() string { return c.client.RemoteAddr().String() }
 
 // connSeq numbers this process's connections.
 var connSeq atomic.Uint64
@@ -72,29 +80,28 @@ func newConnID() string {
 
 func newConn(srv *Server, client, app net.Conn) *conn {
 	c := &conn{
-		srv: srv, id: newConnID(), client: client, app: app,
-		peer: client.RemoteAddr().String(), start: srv.cfg.Now(),
-		toApp: &wire{conn: app}, toClient: &wire{conn: client},
+		srv: srv, id: newConnID(), client: client, app: app, start: srv.cfg.Now(),
+		toApp: wire{conn: app}, toClient: wire{conn: client},
 		streams: newStreamTable(),
 	}
 	c.ka = keepalive.New(srv.cfg.Keepalive, c.start, nil)
 	c.lastRead.Store(c.start.UnixNano())
 	c.metrics = srv.cfg.Telemetry.Metrics()
 	c.metrics.ConnOpened()
-	c.span = srv.cfg.Telemetry.Tracer().StartConn(telemetry.ConnStart{ID: c.id, Peer: c.peer, Start: c.start})
+	c.span = srv.cfg.Telemetry.Tracer().StartConn(telemetry.ConnStart{ID: c.id, Peer: c.peer(), Start: c.start})
 	c.appMaxFrame.Store(defaultMaxFrameSize)
 	c.appHeaderTable.Store(defaultHeaderTableSize)
 	c.clientHeaderTable.Store(defaultHeaderTableSize)
 	c.appMaxStreams.Store(^uint32(0))
-	c.up, c.down = newClientForwarder(c, client), newAppForwarder(c, app)
+	c.up, c.down = newClientForwarder(c), newAppForwarder(c)
 	for _, f := range []*forwarder{c.up, c.down} {
-		sock, err := srv.poller.Register(f.src, f.resume)
+		sock, err := srv.poller.Register(f.src(), f.resume)
 		if err != nil {
 			if !errors.Is(err, park.ErrUnsupported) {
 				srv.cfg.Logger.Debug("socket cannot park; its reads wait on a goroutine", "conn", c.id, "err", err)
 			}
 			// Only a forwarder that cannot park waits for bytes first.
-			f.idle = newReadWaiter(f.src)
+			f.idle = newReadWaiter(f.src())
 			continue
 		}
 		f.sock = sock
@@ -150,7 +157,7 @@ func (c *conn) tearDown() {
 	c.span.End(c.srv.cfg.Now(), c.ending.reason, c.ending.who)
 	c.mu.Unlock()
 	c.metrics.ConnClosed()
-	log.Info("connection closed", "conn", c.id, "peer", c.peer,
+	log.Info("connection closed", "conn", c.id, "peer", c.peer(),
 		"duration", c.srv.cfg.Now().Sub(c.start).Round(time.Microsecond), "streams", opened,
 		"bytes_from_client", c.bytesFromClient.Load(), "bytes_to_client", c.bytesToClient.Load(),
 		"ended", ended)

@@ -257,7 +257,7 @@ func (c *conn) connEventLocked(reason event.Reason, who event.Initiator, code ui
 		Initiator:       who,
 		HTTP2ErrorCode:  code,
 		ConnectionID:    c.id,
-		PeerAddress:     c.peer,
+		PeerAddress:     c.peer(),
 		StartedAt:       c.start,
 		DetectedAt:      now,
 		GoAwayDebug:     debug,

@@ -37,10 +37,13 @@ type headerDecoder struct {
 	size    uint32 // decoded header list size (RFC 9113 §6.5.2), so far
 	maxSize uint32
 	tooBig  bool
-	allowed uint32 // dynamic table size the peer's encoder may use
+	// memoNext is the memo entry to replace next; a byte beside tooBig
+	// rather than an int after memo keeps the decoder in a smaller size
+	// class (224 bytes, not 240).
+	memoNext uint8
+	allowed  uint32 // dynamic table size the peer's encoder may use
 
-	memo     [memoBlocks]blockMemo
-	memoNext int // the entry to replace next
+	memo [memoBlocks]blockMemo
 }
 
 // memoBlocks is how many repeating blocks a decoder remembers: two cover a
@@ -171,9 +174,16 @@ type requestEncoder struct {
 }
 
 func newRequestEncoder() *requestEncoder {
-	e := &requestEncoder{limit: defaultHeaderTableSize, gen: 1}
-	e.enc = hpack.NewEncoder(&e.buf)
+	e := new(requestEncoder)
+	e.init()
 	return e
+}
+
+// init readies a zero requestEncoder in place; its hpack encoder writes to
+// e.buf, so e must not be copied afterwards.
+func (e *requestEncoder) init() {
+	*e = requestEncoder{limit: defaultHeaderTableSize, gen: 1}
+	e.enc = hpack.NewEncoder(&e.buf)
 }
 
 // setTableLimit applies the app's SETTINGS_HEADER_TABLE_SIZE; the encoder

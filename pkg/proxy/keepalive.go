@@ -32,10 +32,16 @@ func (c *conn) queueActionsLocked(now time.Time, acts []keepalive.Action) {
 // than the armed one.
 func (c *conn) rearmLocked(now time.Time) {
 	d := c.ka.Deadline()
-	if d.IsZero() || c.ending.tornDown || (!c.armed.IsZero() && !d.Before(c.armed)) {
+	if d.IsZero() || c.ending.tornDown {
 		return
 	}
-	c.armed = d
+	// The policy's deadlines are after its start, c.start, so 0 can mean
+	// not armed (one at the start would only re-arm the timer).
+	at := d.Sub(c.start)
+	if c.armed != 0 && at >= c.armed {
+		return
+	}
+	c.armed = at
 	if c.timer == nil {
 		c.timer = time.AfterFunc(d.Sub(now), c.onTimer)
 	} else {
@@ -54,7 +60,7 @@ func (c *conn) onTimer() {
 	c.timerRuns.Add(1)
 	defer c.timerRuns.Done()
 	now := c.srv.cfg.Now()
-	c.armed = time.Time{}
+	c.armed = 0
 	c.queueActionsLocked(now, c.ka.Tick(now))
 	c.mu.Unlock()
 	c.runActions()

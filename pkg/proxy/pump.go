@@ -32,9 +32,6 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return
 type forwarder struct {
 	c    *conn
 	side frameRules // the client's (client.go) or the app's (app.go)
-	from source     // who sends the frames this forwarder reads
-	src  net.Conn
-	dst  *wire
 	dec  *headerDecoder
 
 	buf  *[]byte     // nil while nothing is pending: an idle connection holds no buffer
@@ -48,9 +45,10 @@ type forwarder struct {
 	// lingerAt is when reading stops (unix ns) once the other direction
 	// has ended; 0 until then. A lingering forwarder waits, never parks.
 	lingerAt atomic.Int64
-	// quietUntil is the read deadline after which a quiet source parks;
-	// zero when none is set.
-	quietUntil time.Time
+	// quietUntil is the read deadline after which a quiet source parks
+	// (unix ns, like lingerAt: 8 bytes where a time.Time takes 24); 0 when
+	// none is set.
+	quietUntil int64
 
 	// A DATA frame whose payload has not all arrived is forwarded as it
 	// comes; passLeft payload bytes of stream passStream are still due.
@@ -60,17 +58,39 @@ type forwarder struct {
 	passPieces bool // the frame goes on in pieces, each a DATA frame
 	passFlags  http2.Flags
 
+	// from is who sends the frames this forwarder reads: it picks the
+	// source socket and the destination wire from conn (src, dst) rather
+	// than each forwarder holding copies. It and wroteHD are bytes in the
+	// pass fields' padding.
+	from    source
+	wroteHD bool // per batch: it forwards HEADERS or DATA (toward the client)
+
 	blk headerBlock
 
 	// Per batch, reused.
 	now      time.Time // when the batch was read
-	wroteHD  bool      // the batch forwards HEADERS or DATA (toward the client)
 	replies  []byte    // frames the relay answers the source with itself
 	out      net.Buffers
 	wbufs    net.Buffers // out as handed to the write, which consumes it
 	scratch  []byte      // frames the relay rewrote in this batch
 	runStart int         // start of the bytes of buf not yet added to out
 	events   []event.Event
+}
+
+// src is the socket this forwarder reads.
+func (f *forwarder) src() net.Conn {
+	if f.from == fromClient {
+		return f.c.client
+	}
+	return f.c.app
+}
+
+// dst is the wire this forwarder writes to.
+func (f *forwarder) dst() *wire {
+	if f.from == fromClient {
+		return &f.c.toApp
+	}
+	return &f.c.toClient
 }
 
 // frameRules is what one direction does with its source's frames beyond
@@ -106,10 +126,18 @@ type headerBlock struct {
 	active    bool
 	streamID  uint32
 	endStream bool
-	priority  []byte // nil when the HEADERS frame had none
-	prioBuf   [5]byte
-	frag      []byte // the header block fragments so far
-	raw       []byte // app → client: the frames so far, forwarded unchanged
+	hasPrio   bool    // the HEADERS frame had priority fields: prio
+	prio      [5]byte // in place, not a slice: an idle forwarder holds this struct
+	frag      []byte  // the header block fragments so far
+	raw       []byte  // app → client: the frames so far, forwarded unchanged
+}
+
+// priority returns the HEADERS frame's priority fields, nil when it had none.
+func (b *headerBlock) priority() []byte {
+	if !b.hasPrio {
+		return nil
+	}
+	return b.prio[:]
 }
 
 // readError is a failed read of the source socket.
@@ -184,7 +212,7 @@ func (f *forwarder) run() error {
 			f.buf = bufPool.Get().(*[]byte)
 		}
 		f.armQuiet()
-		nr, err := f.src.Read((*f.buf)[f.n:])
+		nr, err := f.src().Read((*f.buf)[f.n:])
 		if nr > 0 {
 			f.n += nr
 			f.side.countRead(nr)
@@ -233,20 +261,21 @@ func (f *forwarder) armQuiet() {
 	if f.sock == nil || f.lingerAt.Load() != 0 {
 		return
 	}
-	if now := time.Now(); f.quietUntil.Sub(now) < f.c.srv.cfg.ParkAfter/2 {
-		f.quietUntil = now.Add(f.c.srv.cfg.ParkAfter)
-		_ = f.src.SetReadDeadline(f.quietUntil)
+	if now := time.Now(); time.Duration(f.quietUntil-now.UnixNano()) < f.c.srv.cfg.ParkAfter/2 {
+		at := now.Add(f.c.srv.cfg.ParkAfter)
+		f.quietUntil = at.UnixNano()
+		_ = f.src().SetReadDeadline(at)
 	}
 }
 
 // clearDeadline drops the quiet-wait deadline and reports whether the
 // forwarder lingers, in which case the linger deadline is set instead.
 func (f *forwarder) clearDeadline() bool {
-	f.quietUntil = time.Time{}
-	_ = f.src.SetReadDeadline(time.Time{})
+	f.quietUntil = 0
+	_ = f.src().SetReadDeadline(time.Time{})
 	if at := f.lingerAt.Load(); at != 0 {
 		// linger set its deadline before the line above cleared it.
-		_ = f.src.SetReadDeadline(time.Unix(0, at))
+		_ = f.src().SetReadDeadline(time.Unix(0, at))
 		return true
 	}
 	return false
@@ -263,7 +292,7 @@ func (f *forwarder) lingerOver() bool {
 func (f *forwarder) linger(d time.Duration) {
 	at := time.Now().Add(d)
 	f.lingerAt.Store(at.UnixNano())
-	_ = f.src.SetReadDeadline(at)
+	_ = f.src().SetReadDeadline(at)
 	f.wake()
 }
 
@@ -306,7 +335,7 @@ func (f *forwarder) process() error {
 	if err != nil {
 		if len(f.out) > 0 {
 			f.wbufs = f.out
-			_ = f.dst.forward(&f.wbufs, boundary, midFrame)
+			_ = f.dst().forward(&f.wbufs, boundary, midFrame)
 		}
 		return err
 	}
@@ -405,7 +434,7 @@ func (f *forwarder) write(rest []byte, boundary int, midFrame bool) error {
 		// WriteTo consumes the slice it is given: hand it a copy of the
 		// header so that f.out keeps its backing array for the next batch.
 		f.wbufs = f.out
-		if werr := f.dst.forward(&f.wbufs, boundary, midFrame); werr != nil {
+		if werr := f.dst().forward(&f.wbufs, boundary, midFrame); werr != nil {
 			return writeError{werr}
 		}
 	}

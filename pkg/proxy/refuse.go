@@ -16,18 +16,19 @@ package proxy
 // streams still running with it. The flow-control window a dropped DATA
 // frame used is given back to the client, as the app would have.
 type refusals struct {
-	active bool   // a GOAWAY is out: streams above line are refused
-	line   uint32 // the lowest last-stream-id of those GOAWAYs
-	top    uint32 // the highest stream id the relay refused
+	active bool // a GOAWAY is out: streams above line are refused
+	// The next slots of the ring buffers below: bytes beside active,
+	// where they cost no padding.
+	oneNext, appNext uint8
+	line             uint32 // the lowest last-stream-id of those GOAWAYs
+	top              uint32 // the highest stream id the relay refused
 
 	// Streams refused one by one, and streams the app reset: ring
 	// buffers of the latest few, for the client's frames in flight when
 	// the RST_STREAM crossed them (a client sees the reset within a
 	// round trip, so a few suffice).
 	one      [8]uint32
-	oneNext  int
 	appReset [8]uint32
-	appNext  int
 }
 
 // goAwayLocked draws the line of a GOAWAY with this last-stream-id.
@@ -46,7 +47,7 @@ func (r *refusals) refuseLocked(id uint32) {
 	r.top = max(r.top, id)
 	if !r.refusesLocked(id) {
 		r.one[r.oneNext] = id
-		r.oneNext = (r.oneNext + 1) % len(r.one)
+		r.oneNext = (r.oneNext + 1) % uint8(len(r.one))
 	}
 }
 
@@ -70,7 +71,7 @@ func (r *refusals) dropsLocked(id uint32) bool {
 // appResetLocked records that the app reset stream id.
 func (r *refusals) appResetLocked(id uint32) {
 	r.appReset[r.appNext] = id
-	r.appNext = (r.appNext + 1) % len(r.appReset)
+	r.appNext = (r.appNext + 1) % uint8(len(r.appReset))
 }
 
 // appResetRecentlyLocked reports whether the app reset stream id lately:

@@ -64,8 +64,8 @@ func newTestConnWith(t *testing.T, mutate ...func(*Config)) *testConn {
 	c.id = "test-conn"
 	t.Cleanup(c.stopTimer)
 	tc.c = c
-	tc.up = newClientForwarder(c, nil)
-	tc.down = newAppForwarder(c, nil)
+	tc.up = newClientForwarder(c)
+	tc.down = newAppForwarder(c)
 	tc.appDecoder = hpack.NewDecoder(defaultHeaderTableSize, nil)
 	return tc
 }

@@ -23,8 +23,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{} // client and app sockets, closed on Close
-	relays    map[*conn]struct{}    // HTTP/2 connections, drained on Shutdown
+	conns     map[net.Conn]struct{} // sockets not (yet) in a relay, closed on Close
+	relays    map[*conn]struct{}    // HTTP/2 connections, which own their sockets; drained on Shutdown
 	closed    bool
 
 	serving atomic.Int32 // listeners accepting now
@@ -167,6 +167,8 @@ func (s *Server) Close() error {
 	// Closed sockets report nothing to the poller: hand each parked one
 	// back to its forwarder, which then reads the close and ends.
 	for c := range s.relays {
+		_ = c.client.Close()
+		_ = c.app.Close()
 		c.up.wake()
 		c.down.wake()
 	}
@@ -175,11 +177,9 @@ func (s *Server) Close() error {
 	return s.poller.Close()
 }
 
-// removeConn drops a finished connection's sockets and relay from the server.
+// removeConn drops a finished relay from the server.
 func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
-	delete(s.conns, c.client)
-	delete(s.conns, c.app)
 	delete(s.relays, c)
 	s.mu.Unlock()
 }
@@ -286,10 +286,13 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	if isH2 {
-		// The relay owns both sockets from here; it untracks them when it
-		// finishes.
+		// The relay owns both sockets from here, and Close finds them
+		// through it: one map entry per connection, not three. A Close
+		// before this lock has closed them already.
 		rc := newConn(s, c, app)
 		s.mu.Lock()
+		delete(s.conns, c)
+		delete(s.conns, app)
 		s.relays[rc] = struct{}{}
 		s.mu.Unlock()
 		handedOver = true
