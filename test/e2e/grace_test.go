@@ -169,9 +169,7 @@ func TestReconnectGrace(t *testing.T) {
 			"--reconnect-grace", fullDuplex+"=30s", "--session-header", "x-session-id")
 		sidecarEvent(t, recv, 5*time.Second)
 		old := startSessionClient(t, sc.Addr, "s-5")
-		if err := old.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-			t.Fatalf("SIGSTOP the client: %v", err)
-		}
+		silence(t, old.Cmd.Process)
 		stopped := time.Now()
 		startSessionClient(t, sc.Addr, "s-5")
 		oldCall := waitCall(t, app, 10*time.Second) // cancelled in band at the keepalive timeout

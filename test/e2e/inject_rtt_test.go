@@ -74,3 +74,28 @@ func TestInjectedRTTArgs(t *testing.T) {
 		}
 	}
 }
+
+// injectedArgs returns the arguments the injector, with its defaults,
+// writes for the container called name (inject.SidecarName,
+// inject.InitRedirectName) in pod, on a cluster with native sidecars.
+func injectedArgs(t *testing.T, pod *corev1.Pod, name string) []string {
+	t.Helper()
+	cfg := inject.DefaultConfig("hangup-dev/hangup:test")
+	ops, err := inject.Patch(inject.Request{Pod: pod, NativeSidecars: true}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		cs, ok := op.Value.([]corev1.Container)
+		if !ok {
+			continue
+		}
+		for _, c := range cs {
+			if c.Name == name {
+				return c.Args
+			}
+		}
+	}
+	t.Fatalf("no %s container in the patch %+v", name, ops)
+	return nil
+}
