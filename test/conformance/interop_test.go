@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os/exec"
@@ -31,6 +32,16 @@ var interopCases = []string{
 	"unimplemented_method",
 	"unimplemented_service",
 }
+
+// cancelAfterBeginRace is how grpc-go's interop client fails
+// cancel_after_begin when the server's OK overtakes the client's own
+// cancel: CloseAndRecv sends END_STREAM while the cancellation is still on
+// its way inside the client, the server answers OK, and the client sees
+// code 0. It happened in 2 of 300 runs straight against the interop
+// server, with no relay between them (2026-12-02), and once in CI's direct
+// run. A relay that broke cancellation would fail the case every time,
+// not once in a hundred runs, so one more run is asked of it.
+const cancelAfterBeginRace = "got error code 0, want 1"
 
 // interopCaseTimeout bounds one interop client run; each case takes well
 // under a second on loopback.
@@ -86,14 +97,21 @@ func runInteropCases(t *testing.T, client, addr string) {
 	}
 	for _, tc := range interopCases {
 		t.Run(tc, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), interopCaseTimeout)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, client,
-				"--server_host", host,
-				"--server_port", port,
-				"--test_case", tc,
-			)
-			out, err := cmd.CombinedOutput()
+			run := func() ([]byte, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), interopCaseTimeout)
+				defer cancel()
+				return exec.CommandContext(ctx, client,
+					"--server_host", host,
+					"--server_port", port,
+					"--test_case", tc,
+				).CombinedOutput()
+			}
+			out, err := run()
+			if err != nil && tc == "cancel_after_begin" && bytes.Contains(out, []byte(cancelAfterBeginRace)) {
+				// The client's own race, not the path's: run it once more.
+				t.Logf("grpc-interop-client lost its own cancel race (%s); running the case again", bytes.TrimSpace(out))
+				out, err = run()
+			}
 			if err != nil {
 				t.Errorf("grpc-interop-client --test_case %s against %s: %v\n%s", tc, addr, err, out)
 			}
