@@ -242,8 +242,10 @@ func (cl *clientSide) continueRequestBlockLocked(h frameHeader, frame []byte, of
 		trace = traceContext{parent: s.span.Traceparent(), state: s.span.Tracestate()}
 	}
 	rttUS := int64(-1)
-	if rtt := f.c.ka.RTT(); isRequest && f.c.srv.cfg.RTTHeader && rtt.Known() {
-		rttUS = rtt.Smoothed.Microseconds()
+	if isRequest && f.c.srv.cfg.RTTHeader {
+		if rtt := f.c.ka.RTT(); rtt.Known() {
+			rttUS = rtt.Smoothed.Microseconds()
+		}
 	}
 	block := cl.enc.encode(fields, memo, isRequest, f.c.id, id, trace, rttUS)
 	start := len(f.scratch)
