@@ -134,10 +134,10 @@ func Targets(res *Results) string {
 		w("- **Streaming** (met). DATA payloads are counted, never copied twice or decoded; a partial frame is forwarded as it arrives.\n")
 	}
 	if missed["memory"] {
-		w("- **Memory** (missed). A parked connection holds no goroutine, no stack and no buffer, but still about 3.7 KB of live ")
-		w("heap (`go test -bench IdleMemory ./pkg/proxy`): the connection and its two forwarders and wires (about 1.6 KB), two hpack ")
+		w("- **Memory** (missed). A parked connection holds no goroutine, no stack and no buffer, but still about 3.3 KB of live ")
+		w("heap (`go test -bench IdleMemory ./pkg/proxy`): the connection and its two forwarders and wires (about 1.2 KB), two hpack ")
 		w("decoders and an encoder (about 1.1 KB), the keepalive policy and its timer, and the runtime's state for its two sockets. ")
-		w("The first stream adds about 2.8 KB, mostly the three hpack dynamic tables filling with its header fields (they stay for ")
+		w("The first stream adds about 2.7 KB, mostly the three hpack dynamic tables filling with its header fields (they stay for ")
 		w("later streams) and the decoders' remembered blocks. On top of that the Go heap keeps headroom (the collector lets it ")
 		w("grow to twice the live data before it runs), which a C proxy does not pay.\n")
 	} else {
