@@ -134,6 +134,15 @@ build_one() {
 	esac
 }
 
+# cpu_seconds prints the CPU time (user + system, whole seconds) that this
+# script's finished children used so far: the builds' own cost, which does
+# not grow when other work shares the cores, unlike their wall time.
+cpu_seconds() {
+	local f
+	read -r -a f </proc/$$/stat
+	echo $(((f[15] + f[16]) / $(getconf CLK_TCK)))
+}
+
 # check PATH ARGS... runs a built binary the way its check says and prints
 # its output; it fails if the binary does not exit 0 within a minute.
 check() {
@@ -143,8 +152,9 @@ check() {
 install_tool() {
 	local name=$1 kind=$2 pkg=$3 ver=$4
 	shift 4
-	local start stamp state="" out
+	local start cpu stamp state="" out
 	start=$(date +%s.%N)
+	cpu=$(cpu_seconds)
 	stamp=$(stamp_for "$name" "$kind" "$pkg" "$ver")
 	if [[ -x $bin/$name && -f $stamps/$name && $(cat "$stamps/$name") == "$stamp" ]]; then
 		if out=$(check "$bin/$name" "$@"); then
@@ -170,7 +180,7 @@ install_tool() {
 	# First non-empty line of the check output that is not a log line
 	# (Jaeger logs before it prints its version), as a version hint.
 	first=$(printf '%s\n' "$out" | sed -n '/^[0-9]\{4\}\/[0-9][0-9]\/[0-9][0-9] /d; /[^[:space:]]/{p;q}' | cut -c1-60)
-	printf '%-20s %-6s %6ss  %s\n' "$name" "$state" "$took" "$first"
+	printf '%-23s %-6s %6ss  cpu %5ss  %s\n' "$name" "$state" "$took" "$(($(cpu_seconds) - cpu))" "$first"
 }
 
 # line_of NAME prints the tool table line of NAME, or fails.
@@ -200,13 +210,14 @@ main() {
 		line_of "$name" >/dev/null || die "unknown tool '$name'; known tools: ${names[*]}"
 	done
 	mkdir -p "$bin" "$stamps"
-	local start=$SECONDS
+	local start=$SECONDS cpu
+	cpu=$(cpu_seconds)
 	for name in "${want[@]}"; do
 		local fields
 		read -r -a fields <<<"$(line_of "$name")"
 		install_tool "${fields[@]}"
 	done
-	echo "install-tools: ${#want[@]} tools ready in $bin ($((SECONDS - start))s)"
+	echo "install-tools: ${#want[@]} tools ready in $bin ($((SECONDS - start))s, cpu $(($(cpu_seconds) - cpu))s)"
 }
 
 # On one line with main so that bash, which reads a script as it runs it,
