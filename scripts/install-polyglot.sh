@@ -165,8 +165,18 @@ install_rust() {
 	stamp "rust-$name" "$hash"
 }
 
+# cpu_seconds prints the CPU time (user + system, whole seconds) that this
+# script's finished children used so far; unlike the wall time it does not
+# grow when other work shares the cores.
+cpu_seconds() {
+	local f
+	read -r -a f </proc/$$/stat
+	echo $(((f[15] + f[16]) / $(getconf CLK_TCK)))
+}
+
 build() {
-	local lang=$1 start=$SECONDS
+	local lang=$1 start=$SECONDS cpu
+	cpu=$(cpu_seconds)
 	case $lang in
 	node) install_node ;;
 	python) install_python ;;
@@ -178,7 +188,7 @@ build() {
 		exit 2
 		;;
 	esac
-	echo "install-polyglot: $lang ready ($((SECONDS - start))s)" >&2
+	echo "install-polyglot: $lang ready ($((SECONDS - start))s, cpu $(($(cpu_seconds) - cpu))s)" >&2
 }
 
 langs=("$@")
