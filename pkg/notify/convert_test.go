@@ -100,3 +100,27 @@ func TestEnumNumbersMatch(t *testing.T) {
 		t.Errorf("proto has %d scopes, Go %d", len(notifyv1.Scope_name), ScopeSidecar+1)
 	}
 }
+
+// TestWireEventReuse: the sender fills the same wireEvent for event after
+// event; nothing of an earlier event may stay in a later one's wire form.
+func TestWireEventReuse(t *testing.T) {
+	full := Event{
+		ID: "id1", Scope: ScopeStream, Reason: ReasonResumed, Initiator: InitiatorClient, HTTP2ErrorCode: 8,
+		ConnectionID: "c1", StreamID: 7, Method: "/m", Authority: "a", Headers: map[string]string{"x": "y"},
+		PeerAddress: "10.0.0.1:1", StartedAt: time.Unix(1, 2), DetectedAt: time.Unix(3, 4), TraceID: "t", SpanID: "s",
+		GoAwayDebug: "d", BytesFromClient: 1, BytesToClient: 2, Incarnation: "i", SessionKey: "k",
+		ResumedConnectionID: "c2", ResumedStreamID: 9, ResumedAt: time.Unix(5, 6),
+		RTT: event.RTT{Last: -time.Millisecond - 5, Min: time.Second + 1, Smoothed: 3, Samples: 2},
+	}
+	minimal := Event{ID: "id2", Scope: ScopeConnection, Reason: ReasonShutdown}
+	var w wireEvent
+	for _, ev := range []Event{full, minimal, full} {
+		if got, want := w.set(ev), ToProto(ev); !proto.Equal(got, want) {
+			t.Errorf("reused wire form of %s:\n got %v\nwant %v", ev.ID, got, want)
+		}
+	}
+	// ToProto's durations as durationpb.New makes them, negative ones too.
+	if got, want := ToProto(full).GetRttLast(), durationpb.New(full.RTT.Last); !proto.Equal(got, want) {
+		t.Errorf("rtt_last = %v, want %v", got, want)
+	}
+}

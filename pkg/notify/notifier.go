@@ -87,6 +87,12 @@ type Notifier struct {
 	closeOnce  sync.Once
 	closeErr   error
 
+	// Owned by the sender goroutine: one batch's buffers, reused by the
+	// next so that a burst allocates nothing per event on the way out.
+	batchBuf []item
+	wire     []*wireEvent
+	req      notifyv1.NotifyRequest
+
 	// Guarded by mu.
 	mu           sync.Mutex
 	q            []item // the queue is q[head:]
@@ -429,7 +435,8 @@ func (n *Notifier) send() {
 	}
 }
 
-// nextBatch waits for events and returns copies of the first BatchMax. It
+// nextBatch waits for events and returns copies of the first BatchMax, in
+// the sender's buffer that the next call of nextBatch overwrites. It
 // returns nil when the sender must stop.
 //
 // It never waits for more events by default: the sender calls nextBatch
@@ -464,13 +471,14 @@ func (n *Notifier) nextBatch(retry bool) []item {
 		n.mu.Lock()
 	}
 	k := min(n.lenLocked(), n.cfg.BatchMax)
-	batch := make([]item, k)
+	batch := n.batchBuf[:0]
 	for i := range k {
 		it := &n.q[n.head+i]
 		it.attempts++
-		batch[i] = *it
+		batch = append(batch, *it)
 	}
 	n.mu.Unlock()
+	n.batchBuf = batch
 	return batch
 }
 
@@ -488,14 +496,26 @@ func holdBatch(ctx context.Context, closing <-chan struct{}, d time.Duration) bo
 	return true
 }
 
+// call sends batch in one Notify call. Its request is built in the
+// sender's reused buffers: grpc has encoded it when Notify returns.
 func (n *Notifier) call(batch []item) error {
-	req := &notifyv1.NotifyRequest{Events: make([]*notifyv1.DisconnectEvent, len(batch))}
-	for i, it := range batch {
-		req.Events[i] = ToProto(it.ev)
+	for len(n.wire) < len(batch) {
+		n.wire = append(n.wire, new(wireEvent))
 	}
+	evs := n.req.Events[:0]
+	for i, it := range batch {
+		evs = append(evs, n.wire[i].set(it.ev))
+	}
+	n.req = notifyv1.NotifyRequest{Events: evs}
 	ctx, cancel := context.WithTimeout(n.hardCtx, n.cfg.Timeout)
 	defer cancel()
-	if _, err := n.client.Notify(ctx, req); err != nil {
+	_, err := n.client.Notify(ctx, &n.req)
+	// Let the events' strings and maps go while the sender waits.
+	clear(evs)
+	for _, w := range n.wire[:len(batch)] {
+		w.pe = notifyv1.DisconnectEvent{}
+	}
+	if err != nil {
 		return fmt.Errorf("notify %d events to %s: %w", len(batch), n.cfg.Addr, err)
 	}
 	return nil
@@ -506,23 +526,30 @@ func (n *Notifier) call(batch []item) error {
 // dropped, even though the app got them).
 func (n *Notifier) ack(batch []item) {
 	last := batch[len(batch)-1].seq
-	var acked []item
+	first := last + 1 // the first event of the batch still queued
 	count := 0
 	n.mu.Lock()
+	if n.lenLocked() > 0 {
+		first = n.q[n.head].seq
+	}
 	for n.lenLocked() > 0 && n.q[n.head].seq <= last {
-		it := n.popLocked()
+		n.popLocked()
 		count++
-		if n.cfg.OnDelivered != nil {
-			acked = append(acked, it)
-		}
 	}
 	n.depth.Store(int64(n.lenLocked()))
 	n.delivered.Add(uint64(count))
 	n.mu.Unlock()
-	now := time.Now()
-	for _, it := range acked {
-		n.cfg.OnDelivered(it.ev, it.attempts, now.Sub(it.queuedAt))
+	if n.cfg.OnDelivered != nil {
+		// Overflow drops the oldest events, so those of the batch still
+		// queued are its tail: report them from the batch's own copies.
+		now := time.Now()
+		for _, it := range batch {
+			if it.seq >= first {
+				n.cfg.OnDelivered(it.ev, it.attempts, now.Sub(it.queuedAt))
+			}
+		}
 	}
+	clear(batch) // let the events' strings and maps go
 	// Flush returns after the callbacks, so that a flushed event has been
 	// reported too.
 	n.mu.Lock()

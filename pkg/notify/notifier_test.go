@@ -543,6 +543,55 @@ func TestOverflowDropsOldest(t *testing.T) {
 	}
 }
 
+// TestOnDeliveredSkipsEventsDroppedInFlight: overflow drops the oldest
+// event of the batch in flight; when the call returns OK, OnDelivered
+// reports the batch's events still queued and not the dropped one.
+func TestOnDeliveredSkipsEventsDroppedInFlight(t *testing.T) {
+	release := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	r := startReceiver(t, "127.0.0.1:0", &receiver{
+		answer: func(ctx context.Context, call int, _ *notifyv1.NotifyRequest) error {
+			if call <= len(release) {
+				<-release[call-1]
+			}
+			return nil
+		},
+	})
+	var mu sync.Mutex
+	var reported []string
+	n, _ := newTestNotifier(t, Config{Addr: r.addr, QueueSize: 6, BatchMax: 4,
+		OnDelivered: func(ev Event, _ int, _ time.Duration) {
+			mu.Lock()
+			reported = append(reported, ev.ID)
+			mu.Unlock()
+		}}, nil)
+	var published []Event
+	for i := range 8 {
+		published = append(published, testEvent(0, i))
+	}
+	n.Publish(published[0]) // call 1: e0
+	r.waitUntil(t, "the first call", func(r *receiver) bool { return r.calls == 1 })
+	for _, ev := range published[1:5] {
+		n.Publish(ev)
+	}
+	close(release[0]) // call 2: e1..e4
+	r.waitUntil(t, "the second call", func(r *receiver) bool { return r.calls == 2 })
+	for _, ev := range published[5:] {
+		n.Publish(ev) // seven queued, six fit: e1 is dropped while in flight
+	}
+	close(release[1])
+	flush(t, n)
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{published[0].ID, published[2].ID, published[3].ID, published[4].ID, published[5].ID, published[6].ID, published[7].ID}
+	if got := strings.Join(reported, ","); got != strings.Join(want, ",") {
+		t.Errorf("OnDelivered reported\n got %s\nwant %s", got, strings.Join(want, ","))
+	}
+	if st := n.Stats(); st.Dropped != 1 || st.Delivered != 7 {
+		t.Errorf("stats = %+v, want 1 dropped, 7 delivered", st)
+	}
+}
+
 func TestPublishNeverBlocksOnHungReceiver(t *testing.T) {
 	r := startReceiver(t, "127.0.0.1:0", &receiver{
 		answer: func(ctx context.Context, _ int, _ *notifyv1.NotifyRequest) error {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -117,8 +118,9 @@ func BenchmarkNotifyIsolated(b *testing.B) {
 func BenchmarkNotifyBurst100k(b *testing.B) {
 	p := startNotifyPair(b)
 	const perTick, ticks = 100, 100
-	run := func(n *notify.Notifier, round int) (rate float64, lat []time.Duration) {
+	run := func(n *notify.Notifier, round int) (rate float64, lat []time.Duration, allocs uint64) {
 		published := make([]time.Time, perTick*ticks)
+		m0 := mallocs()
 		start := time.Now()
 		for tk := range ticks {
 			// Pace against the start, so that a late tick catches up.
@@ -132,6 +134,7 @@ func BenchmarkNotifyBurst100k(b *testing.B) {
 			}
 		}
 		got := p.receive(b, len(published))
+		allocs = mallocs() - m0
 		lat = make([]time.Duration, 0, len(got))
 		var last time.Time
 		for _, r := range got {
@@ -144,18 +147,21 @@ func BenchmarkNotifyBurst100k(b *testing.B) {
 				last = r.At
 			}
 		}
-		return float64(len(published)) / last.Sub(start).Seconds(), lat
+		return float64(len(published)) / last.Sub(start).Seconds(), lat, allocs
 	}
 	var baseRate, curRate float64
+	var baseAllocs, curAllocs uint64
 	var base, cur []time.Duration
 	round := 0
 	for b.Loop() {
-		r, l := run(p.base, round)
+		r, l, a := run(p.base, round)
 		baseRate += r
+		baseAllocs += a
 		base = append(base, l...)
 		round++
-		r, l = run(p.cur, round)
+		r, l, a = run(p.cur, round)
 		curRate += r
+		curAllocs += a
 		cur = append(cur, l...)
 		round++
 	}
@@ -163,6 +169,7 @@ func BenchmarkNotifyBurst100k(b *testing.B) {
 	b.ReportMetric(baseRate/rounds, "base-events/s")
 	b.ReportMetric(curRate/rounds, "events/s")
 	b.ReportMetric(curRate/baseRate, "rate-ratio")
+	reportAllocs(b, baseAllocs, curAllocs, rounds*perTick*ticks)
 	reportRatio(b, "burst", base, cur)
 }
 
@@ -174,25 +181,50 @@ func BenchmarkNotifyBurst100k(b *testing.B) {
 func BenchmarkNotifyBurstAtOnce(b *testing.B) {
 	p := startNotifyPair(b)
 	const burst = 10000
-	run := func(n *notify.Notifier, round int) float64 {
+	run := func(n *notify.Notifier, round int) (rate float64, allocs uint64) {
+		m0 := mallocs()
 		start := time.Now()
 		for k := range burst {
 			n.Publish(event.Event{ID: "a" + strconv.Itoa(round) + "-" + strconv.Itoa(k)})
 		}
 		got := p.receive(b, burst)
-		return float64(burst) / got[len(got)-1].At.Sub(start).Seconds()
+		allocs = mallocs() - m0
+		return float64(burst) / got[len(got)-1].At.Sub(start).Seconds(), allocs
 	}
 	var baseRate, curRate float64
+	var baseAllocs, curAllocs uint64
 	round := 0
 	for b.Loop() {
-		baseRate += run(p.base, round)
-		curRate += run(p.cur, round+1)
+		r, a := run(p.base, round)
+		baseRate += r
+		baseAllocs += a
+		r, a = run(p.cur, round+1)
+		curRate += r
+		curAllocs += a
 		round += 2
 	}
 	rounds := float64(round / 2)
 	b.ReportMetric(baseRate/rounds, "base-events/s")
 	b.ReportMetric(curRate/rounds, "events/s")
 	b.ReportMetric(curRate/baseRate, "rate-ratio")
+	reportAllocs(b, baseAllocs, curAllocs, rounds*burst)
+}
+
+// mallocs is how many heap objects the process has allocated so far.
+func mallocs() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.Mallocs
+}
+
+// reportAllocs reports the heap objects allocated per event, from Publish
+// to the receiver's Events, for the baseline and the current Notifier:
+// the whole process, so the receiver's unmarshalling and the benchmark's
+// own event ids are in both.
+func reportAllocs(b *testing.B, base, cur uint64, events float64) {
+	b.Helper()
+	b.ReportMetric(float64(base)/events, "base-allocs/event")
+	b.ReportMetric(float64(cur)/events, "allocs/event")
 }
 
 // reportRatio reports p50 and p99 of the baseline and the current path and
