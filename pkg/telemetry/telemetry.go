@@ -2,10 +2,13 @@
 // offers span and metric helpers cheap enough for the relay's hot path.
 //
 // Configuration follows the OpenTelemetry SDK environment variables, read by
-// the OpenTelemetry packages themselves: the exporter by
-// go.opentelemetry.io/contrib/exporters/autoexport (OTEL_TRACES_EXPORTER,
-// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-// OTEL_EXPORTER_OTLP_PROTOCOL, ...), the resource by resource.WithFromEnv
+// the OpenTelemetry packages themselves: the exporter as
+// go.opentelemetry.io/contrib/exporters/autoexport picks it
+// (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT,
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, ...; for
+// OTLP the SDK's own gRPC or HTTP client sends what hangup encodes, see
+// otlpExporter), the batch span processor's OTEL_BSP_* (its queue and batch
+// sizes read here, see batchFromEnv), the resource by resource.WithFromEnv
 // (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) and the sampler by the trace
 // SDK (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG).
 //
@@ -197,6 +200,13 @@ func spanProcessor(ctx context.Context, opts Options, drops *dropCounter) (sdktr
 		os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" &&
 		os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "":
 		return nil, "no exporter configured (OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_ENDPOINT unset)", nil
+	case os.Getenv("OTEL_TRACES_EXPORTER") == "" || os.Getenv("OTEL_TRACES_EXPORTER") == "otlp":
+		// What autoexport would pick, with hangup's cheaper encoding.
+		var err error
+		if exp, err = newOTLPExporter(ctx); err != nil {
+			return nil, "", fmt.Errorf("telemetry: span exporter from OTEL_EXPORTER_OTLP_*: %w", err)
+		}
+		why = "otlp"
 	default:
 		var err error
 		if exp, err = autoexport.NewSpanExporter(ctx); err != nil {
@@ -205,9 +215,7 @@ func spanProcessor(ctx context.Context, opts Options, drops *dropCounter) (sdktr
 		if autoexport.IsNoneSpanExporter(exp) {
 			return nil, "OTEL_TRACES_EXPORTER=none", nil
 		}
-		if why = os.Getenv("OTEL_TRACES_EXPORTER"); why == "" {
-			why = "otlp"
-		}
+		why = os.Getenv("OTEL_TRACES_EXPORTER")
 	}
 	b, err := batchFromEnv()
 	if err != nil {
