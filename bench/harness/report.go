@@ -183,12 +183,18 @@ func Tables(res *Results) string {
 	if h := res.peer(Hangup); h != nil && h.Traced != nil {
 		t := h.Traced
 		w("\n### hangup with tracing always on (saturated unary, as above)\n\n")
-		w("Every stream is a span (`OTEL_TRACES_SAMPLER=always_on`), exported over OTLP/gRPC to a receiver in the harness that counts and drops them; ")
-		w("a fresh sidecar process, run after the untraced one. Ratios to the untraced run.\n\n")
-		w("| hangup | calls/s | × untraced | CPU s / 1M calls | × untraced | spans exported |\n|---|---:|---:|---:|---:|---:|\n")
-		w("| tracing off | %.0f | 1.00× | %.1f | 1.00× | – |\n", h.Saturation.PerSecond, h.CPUPerMillion)
-		w("| tracing always on | %.0f | %s | %.1f | %s | %d |\n", t.Saturation.PerSecond, ratio(t.Saturation.PerSecond, h.Saturation.PerSecond),
-			t.CPUPerMillion, ratio(t.CPUPerMillion, h.CPUPerMillion), t.Spans)
+		w("Every stream is a span (`OTEL_TRACES_SAMPLER=always_on`), exported over OTLP/gRPC to a receiver in the harness that decodes, counts and drops them ")
+		w("(on the same cores as the sidecar, the app and h2load); a fresh sidecar process, run after the untraced one. Ratios to the untraced run. ")
+		w("Spans dropped is the sidecar's own count (`hangup_telemetry_spans_dropped_total`, every place a span can be lost); ")
+		w("spans exported is what had reached the receiver when the load stopped, the last batch not yet sent.\n\n")
+		w("| hangup | calls/s | × untraced | CPU s / 1M calls | × untraced | spans exported | spans dropped |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		w("| tracing off | %.0f | 1.00× | %.1f | 1.00× | – | – |\n", h.Saturation.PerSecond, h.CPUPerMillion)
+		dropped := "?"
+		if t.Dropped >= 0 {
+			dropped = fmt.Sprint(t.Dropped)
+		}
+		w("| tracing always on | %.0f | %s | %.1f | %s | %d | %s |\n", t.Saturation.PerSecond, ratio(t.Saturation.PerSecond, h.Saturation.PerSecond),
+			t.CPUPerMillion, ratio(t.CPUPerMillion, h.CPUPerMillion), t.Spans, dropped)
 	}
 
 	if nr := res.Notify; nr != nil {

@@ -6,7 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +24,9 @@ type Traced struct {
 	Saturation    Saturation
 	CPUPerMillion float64 // hangup's CPU seconds per million calls, traced
 	Spans         int64   // spans the receiver got during the run
+	// Dropped is the sidecar's hangup_telemetry_spans_dropped_total after
+	// the run, all places together; -1 when it could not be read.
+	Dropped int64
 }
 
 // spanSink is an OTLP/gRPC trace receiver that counts spans and drops
@@ -36,6 +43,42 @@ func (s *spanSink) Export(_ context.Context, req *coltracepb.ExportTraceServiceR
 		}
 	}
 	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// spansDropped sums the series of hangup_telemetry_spans_dropped_total on
+// hangup's /metrics at admin; -1 when they cannot be read.
+func spansDropped(ctx context.Context, admin string) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return -1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return -1
+	}
+	n, found := int64(0), false
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "hangup_telemetry_spans_dropped_total") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return -1
+		}
+		n, found = n+int64(v), true
+	}
+	if !found {
+		return -1
+	}
+	return n
 }
 
 // measureTraced runs the saturated unary load through a hangup started
@@ -67,6 +110,7 @@ func measureTraced(ctx context.Context, env PeerEnv, dir string, d time.Duration
 	if after, err := p.Usage(); uerr == nil && err == nil && t.Saturation.PerSecond > 0 {
 		t.CPUPerMillion = (after.CPUSeconds - before.CPUSeconds) / (t.Saturation.PerSecond * t.Saturation.Wall) * 1e6
 	}
+	t.Dropped = spansDropped(ctx, p.AdminAddr)
 	// The batch span processor exports every 5 s or 512 spans: a
 	// saturated run has sent many batches by now.
 	if t.Spans = sink.spans.Load(); t.Spans == 0 {

@@ -48,6 +48,7 @@ const (
 	AttrWho       = attribute.Key("initiator") // event.Initiator name
 	AttrAbuseKind = attribute.Key("kind")      // e.g. too_many_pings
 	AttrOutcome   = attribute.Key("outcome")   // reconnect grace: held, resumed, expired
+	AttrWhere     = attribute.Key("where")     // where spans were dropped: span_queue, export_queue, export
 )
 
 // latencyBuckets are the histogram bounds in seconds: detection is expected
@@ -145,10 +146,18 @@ func newMetrics(m metric.Meter, tr *Tracer) (*Metrics, error) {
 		metric.WithDescription("GOAWAYs hangup sent to abusive clients, by kind."))
 	first(e)
 	if tr != nil {
-		_, e = m.Int64ObservableCounter(MetricSpansDropped, metric.WithUnit("{operation}"),
-			metric.WithDescription("Span operations dropped because the span queue was full."),
+		where := [...]metric.ObserveOption{
+			metric.WithAttributes(AttrWhere.String(DropSpanQueue)),
+			metric.WithAttributes(AttrWhere.String(DropExportQueue)),
+			metric.WithAttributes(AttrWhere.String(DropExport)),
+		}
+		_, e = m.Int64ObservableCounter(MetricSpansDropped, metric.WithUnit("{span}"),
+			metric.WithDescription("Spans or span changes lost, by where: the span queue or the export queue was full, or the export failed."),
 			metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-				o.Observe(int64(tr.Dropped()))
+				d := tr.Drops()
+				o.Observe(int64(d.SpanQueue), where[0])
+				o.Observe(int64(d.ExportQueue), where[1])
+				o.Observe(int64(d.Export), where[2])
 				return nil
 			}))
 		first(e)

@@ -2,10 +2,13 @@
 // offers span and metric helpers cheap enough for the relay's hot path.
 //
 // Configuration follows the OpenTelemetry SDK environment variables, read by
-// the OpenTelemetry packages themselves: the exporter by
-// go.opentelemetry.io/contrib/exporters/autoexport (OTEL_TRACES_EXPORTER,
-// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-// OTEL_EXPORTER_OTLP_PROTOCOL, ...), the resource by resource.WithFromEnv
+// the OpenTelemetry packages themselves: the exporter as
+// go.opentelemetry.io/contrib/exporters/autoexport picks it
+// (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT,
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, ...; for
+// OTLP the SDK's own gRPC or HTTP client sends what hangup encodes, see
+// otlpExporter), the batch span processor's OTEL_BSP_* (its queue and batch
+// sizes read here, see batchFromEnv), the resource by resource.WithFromEnv
 // (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) and the sampler by the trace
 // SDK (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG).
 //
@@ -28,6 +31,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,7 +161,8 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(promExp))
 	t.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPromLogger{log}})
 
-	sp, why, err := spanProcessor(ctx, opts)
+	drops := newDropCounter(log)
+	sp, why, err := spanProcessor(ctx, opts, drops)
 	if err != nil {
 		_ = t.mp.Shutdown(ctx)
 		return nil, err
@@ -168,7 +173,7 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 		log.Info("tracing on", "exporter", why)
 		// The sampler is left to the SDK, which reads OTEL_TRACES_SAMPLER.
 		t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(sp))
-		t.tracer = newTracer(t.tp.Tracer(instrumentationName), opts.SpanQueue, log)
+		t.tracer = newTracer(t.tp.Tracer(instrumentationName), opts.SpanQueue, drops)
 	}
 
 	t.metrics, err = newMetrics(t.mp.Meter(instrumentationName), t.tracer)
@@ -180,31 +185,79 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 }
 
 // spanProcessor picks the span processor, or nil and why tracing is off.
-func spanProcessor(ctx context.Context, opts Options) (sdktrace.SpanProcessor, string, error) {
+// A batch span processor it builds counts its drops in drops.
+func spanProcessor(ctx context.Context, opts Options, drops *dropCounter) (sdktrace.SpanProcessor, string, error) {
+	var exp sdktrace.SpanExporter
+	why := "Options.SpanExporter"
 	switch {
 	case opts.SpanProcessor != nil:
 		return opts.SpanProcessor, "Options.SpanProcessor", nil
 	case opts.SpanExporter != nil:
-		return sdktrace.NewBatchSpanProcessor(opts.SpanExporter), "Options.SpanExporter", nil
+		exp = opts.SpanExporter
 	case strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true"):
 		return nil, "OTEL_SDK_DISABLED=true", nil
 	case os.Getenv("OTEL_TRACES_EXPORTER") == "" &&
 		os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" &&
 		os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "":
 		return nil, "no exporter configured (OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_ENDPOINT unset)", nil
+	case os.Getenv("OTEL_TRACES_EXPORTER") == "" || os.Getenv("OTEL_TRACES_EXPORTER") == "otlp":
+		// What autoexport would pick, with hangup's cheaper encoding.
+		var err error
+		if exp, err = newOTLPExporter(ctx); err != nil {
+			return nil, "", fmt.Errorf("telemetry: span exporter from OTEL_EXPORTER_OTLP_*: %w", err)
+		}
+		why = "otlp"
+	default:
+		var err error
+		if exp, err = autoexport.NewSpanExporter(ctx); err != nil {
+			return nil, "", fmt.Errorf("telemetry: span exporter from OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_*: %w", err)
+		}
+		if autoexport.IsNoneSpanExporter(exp) {
+			return nil, "OTEL_TRACES_EXPORTER=none", nil
+		}
+		why = os.Getenv("OTEL_TRACES_EXPORTER")
 	}
-	exp, err := autoexport.NewSpanExporter(ctx)
+	b, err := batchFromEnv()
 	if err != nil {
-		return nil, "", fmt.Errorf("telemetry: span exporter from OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_*: %w", err)
+		_ = exp.Shutdown(ctx)
+		return nil, "", err
 	}
-	if autoexport.IsNoneSpanExporter(exp) {
-		return nil, "OTEL_TRACES_EXPORTER=none", nil
+	return newCountedProcessor(exp, b.queue, drops, sdktrace.WithMaxExportBatchSize(b.batch)), why, nil
+}
+
+// The batch span processor's defaults, which OTEL_BSP_MAX_QUEUE_SIZE and
+// OTEL_BSP_MAX_EXPORT_BATCH_SIZE override: the SDK's.
+const (
+	defaultBSPQueue = sdktrace.DefaultMaxQueueSize
+	defaultBSPBatch = sdktrace.DefaultMaxExportBatchSize
+)
+
+// batchSizes are the batch span processor's queue and batch sizes.
+type batchSizes struct{ queue, batch int }
+
+// batchFromEnv reads OTEL_BSP_MAX_QUEUE_SIZE and
+// OTEL_BSP_MAX_EXPORT_BATCH_SIZE (the SDK reads the other OTEL_BSP_*
+// variables itself): hangup needs the queue size to count what the
+// processor drops (see countedProcessor). A batch larger than the queue is
+// cut to the queue's size, as the specification wants.
+func batchFromEnv() (batchSizes, error) {
+	b := batchSizes{queue: defaultBSPQueue, batch: defaultBSPBatch}
+	for _, v := range []struct {
+		key string
+		n   *int
+	}{{"OTEL_BSP_MAX_QUEUE_SIZE", &b.queue}, {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &b.batch}} {
+		s := strings.TrimSpace(os.Getenv(v.key))
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return b, fmt.Errorf("telemetry: %s=%q: want a positive number of spans (default %d)", v.key, s, *v.n)
+		}
+		*v.n = n
 	}
-	kind := os.Getenv("OTEL_TRACES_EXPORTER")
-	if kind == "" {
-		kind = "otlp"
-	}
-	return sdktrace.NewBatchSpanProcessor(exp), kind, nil
+	b.batch = min(b.batch, b.queue)
+	return b, nil
 }
 
 // Tracing reports whether spans are recorded. When it is false Tracer
@@ -250,14 +303,16 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	}
 	var errs []error
 	if t.tracer != nil {
-		if n := t.tracer.stop(); n > 0 {
-			t.log.Warn("span operations dropped: queue full", "count", n)
-		}
+		t.tracer.stop()
 	}
 	if t.tp != nil {
 		if err := t.tp.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("telemetry: flush spans: %w", err))
 		}
+	}
+	if d := t.tracer.Drops(); d.Total() > 0 {
+		t.log.Warn("spans dropped while tracing: traces are incomplete",
+			DropSpanQueue, d.SpanQueue, DropExportQueue, d.ExportQueue, DropExport, d.Export)
 	}
 	if t.mp != nil {
 		if err := t.mp.Shutdown(ctx); err != nil {

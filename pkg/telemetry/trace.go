@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"encoding/hex"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -58,7 +57,8 @@ const (
 // (events, status, end) is a small value sent on a bounded channel to one
 // background goroutine, which applies it with the caller's timestamps
 // (trace.WithTimestamp). When the channel is full the change is dropped and
-// counted (Dropped); a span whose end was dropped is never exported.
+// counted (Drops, where span_queue); a span whose end was dropped is never
+// exported.
 //
 // A nil *Tracer is valid and does nothing: it is what Telemetry.Tracer
 // returns when tracing is off, so the relay's only cost then is a nil check.
@@ -70,27 +70,27 @@ const (
 // a short "hangup.notify" child span to the stream span (see Notified).
 type Tracer struct {
 	// immutable
-	tr  trace.Tracer
-	log *slog.Logger
-	tc  propagation.TraceContext
+	tr trace.Tracer
+	tc propagation.TraceContext
 
 	ops     chan op // to the background goroutine
 	stopped chan struct{}
 	wg      sync.WaitGroup
+
+	drops *dropCounter // shared with the export's countedProcessor
 
 	// attrs is the background goroutine's buffer for the attributes of a
 	// span it ends; SetAttributes copies them, so it is reused.
 	attrs []attribute.KeyValue
 
 	// atomic
-	closed  atomic.Bool
-	dropped atomic.Uint64
+	closed atomic.Bool
 }
 
-func newTracer(tr trace.Tracer, queue int, log *slog.Logger) *Tracer {
+func newTracer(tr trace.Tracer, queue int, drops *dropCounter) *Tracer {
 	t := &Tracer{
 		tr:      tr,
-		log:     log,
+		drops:   drops,
 		ops:     make(chan op, queue),
 		stopped: make(chan struct{}),
 	}
@@ -135,6 +135,7 @@ func (t *Tracer) loop() {
 		select {
 		case o := <-t.ops:
 			t.apply(o)
+			t.drops.warn()
 		case <-t.stopped:
 			for {
 				select {
@@ -148,36 +149,38 @@ func (t *Tracer) loop() {
 	}
 }
 
-// stop ends the background goroutine after it applied what was queued and
-// returns the number of dropped operations. Operations sent afterwards are
-// dropped.
-func (t *Tracer) stop() uint64 {
+// stop ends the background goroutine after it applied what was queued.
+// Operations sent afterwards are dropped.
+func (t *Tracer) stop() {
 	if !t.closed.Swap(true) {
 		close(t.stopped)
 	}
 	t.wg.Wait()
-	return t.dropped.Load()
 }
 
 func (t *Tracer) send(o op) {
 	if t.closed.Load() {
-		t.dropped.Add(1)
+		t.drops.spanQueue.Add(1)
 		return
 	}
 	select {
 	case t.ops <- o:
 	default:
-		t.dropped.Add(1)
+		t.drops.spanQueue.Add(1)
 	}
 }
 
-// Dropped returns how many span operations were dropped because the queue
-// was full or the Tracer stopped. Zero for a nil Tracer.
-func (t *Tracer) Dropped() uint64 {
+// Dropped returns how many spans and span changes were lost (Drops' total):
+// dropped from the span queue because it was full or the Tracer stopped,
+// from the export queue, or by a failed export. Zero for a nil Tracer.
+func (t *Tracer) Dropped() uint64 { return t.Drops().Total() }
+
+// Drops returns what was lost so far, by where. Zero for a nil Tracer.
+func (t *Tracer) Drops() Drops {
 	if t == nil {
-		return 0
+		return Drops{}
 	}
-	return t.dropped.Load()
+	return t.drops.load()
 }
 
 func (t *Tracer) apply(o op) {

@@ -1,0 +1,159 @@
+package telemetry
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// Where a span, or a change to one, can be lost on its way to the
+// exporter: the values of the where attribute of
+// hangup.telemetry.spans.dropped.
+const (
+	// DropSpanQueue: the Tracer's queue of span changes (Options.SpanQueue)
+	// was full, or tracing had stopped. A dropped end loses its span, a
+	// dropped event or attribute change only that change.
+	DropSpanQueue = "span_queue"
+	// DropExportQueue: the batch span processor's queue
+	// (OTEL_BSP_MAX_QUEUE_SIZE) was full; the span is lost.
+	DropExportQueue = "export_queue"
+	// DropExport: the exporter returned an error for a batch (the
+	// collector was unreachable or refused it); its spans are lost.
+	DropExport = "export"
+)
+
+// dropWarnEvery is the least time between two "spans dropped" warnings.
+const dropWarnEvery = 10 * time.Second
+
+// Drops counts what was lost, by where (see DropSpanQueue and the others).
+type Drops struct {
+	SpanQueue, ExportQueue, Export uint64
+}
+
+// Total is the sum of the counts.
+func (d Drops) Total() uint64 { return d.SpanQueue + d.ExportQueue + d.Export }
+
+func (d Drops) sub(e Drops) Drops {
+	return Drops{d.SpanQueue - e.SpanQueue, d.ExportQueue - e.ExportQueue, d.Export - e.Export}
+}
+
+// dropCounter counts lost spans and span changes where they are lost, for
+// hangup.telemetry.spans.dropped, and warns in the log about them at most
+// once per dropWarnEvery: never silently, and without a log line per span
+// when a collector is down.
+type dropCounter struct {
+	// immutable
+	log *slog.Logger
+	now func() time.Time // injected by tests
+
+	// atomic
+	spanQueue, exportQueue, export atomic.Uint64
+	warnedTotal                    atomic.Uint64 // Total() at the last warning
+
+	mu       sync.Mutex
+	lastWarn time.Time // guarded by mu
+	warned   Drops     // guarded by mu: the counts at the last warning
+}
+
+func newDropCounter(log *slog.Logger) *dropCounter {
+	return &dropCounter{log: log, now: time.Now}
+}
+
+func (c *dropCounter) load() Drops {
+	return Drops{SpanQueue: c.spanQueue.Load(), ExportQueue: c.exportQueue.Load(), Export: c.export.Load()}
+}
+
+// warn logs the drops since the last warning, unless there are none or the
+// last warning is less than dropWarnEvery old. It costs an atomic load or
+// two when nothing was dropped, so it may be called after every span.
+func (c *dropCounter) warn() {
+	if c.spanQueue.Load()+c.exportQueue.Load()+c.export.Load() == c.warnedTotal.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if !c.lastWarn.IsZero() && now.Sub(c.lastWarn) < dropWarnEvery {
+		return
+	}
+	d := c.load()
+	n := d.sub(c.warned)
+	if n.Total() == 0 {
+		return
+	}
+	c.log.Warn("spans dropped: traces are incomplete",
+		DropSpanQueue, n.SpanQueue, DropExportQueue, n.ExportQueue, DropExport, n.Export,
+		"total", d.Total(), "hint", dropHint(n))
+	c.lastWarn, c.warned = now, d
+	c.warnedTotal.Store(d.Total())
+}
+
+// dropHint says what to do about the largest of n's counts.
+func dropHint(n Drops) string {
+	switch {
+	case n.Export >= n.SpanQueue && n.Export >= n.ExportQueue:
+		return "the exporter failed: check the collector at OTEL_EXPORTER_OTLP_ENDPOINT"
+	case n.ExportQueue >= n.SpanQueue:
+		return "more spans than the exporter sends: raise OTEL_BSP_MAX_QUEUE_SIZE or sample fewer (OTEL_TRACES_SAMPLER)"
+	default:
+		return "the span goroutine fell behind: sample fewer (OTEL_TRACES_SAMPLER)"
+	}
+}
+
+// countedProcessor is a batch span processor whose drops are counted. The
+// SDK's drops a span silently when its queue is full, so countedProcessor
+// keeps the count of spans it handed over and whose export has not
+// returned yet, and hands over a span only while that count is below the
+// processor's queue size: the SDK's queue (which holds fewer) never
+// overflows, and a span beyond it is counted as dropped here (where
+// export_queue). It relies on nothing else putting spans into the queue:
+// ForceFlush, which also does, is not used.
+type countedProcessor struct {
+	sdktrace.SpanProcessor
+	max   int64 // the processor's queue size
+	held  atomic.Int64
+	drops *dropCounter
+}
+
+// newCountedProcessor wraps exp in a batch span processor with the given
+// options, queue (its MaxQueueSize) among them.
+func newCountedProcessor(exp sdktrace.SpanExporter, queue int, drops *dropCounter, opts ...sdktrace.BatchSpanProcessorOption) *countedProcessor {
+	p := &countedProcessor{max: int64(queue), drops: drops}
+	p.SpanProcessor = sdktrace.NewBatchSpanProcessor(&countedExporter{SpanExporter: exp, p: p},
+		append(opts, sdktrace.WithMaxQueueSize(queue))...)
+	return p
+}
+
+// OnEnd hands s to the batch span processor, or counts it as dropped.
+func (p *countedProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
+	if !s.SpanContext().IsSampled() {
+		return // the batch span processor ignores it too
+	}
+	if p.held.Add(1) > p.max {
+		p.held.Add(-1)
+		p.drops.exportQueue.Add(1)
+		return
+	}
+	p.SpanProcessor.OnEnd(s)
+}
+
+// countedExporter counts the spans of each finished export out of its
+// processor and those of a failed one as dropped (where export).
+type countedExporter struct {
+	sdktrace.SpanExporter
+	p *countedProcessor
+}
+
+func (e *countedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := e.SpanExporter.ExportSpans(ctx, spans)
+	e.p.held.Add(-int64(len(spans)))
+	if err != nil {
+		e.p.drops.export.Add(uint64(len(spans)))
+	}
+	e.p.drops.warn()
+	return err
+}
