@@ -338,7 +338,7 @@ func measureMemoryFresh(ctx context.Context, name string, env PeerEnv, conns int
 		return Memory{}, err
 	}
 	defer p.Stop()
-	m, err := measureMemory(p, conns)
+	m, err := MeasureMemory(ctx, p, conns, nil)
 	if err != nil {
 		return m, fmt.Errorf("%w; %s says: %s", err, name, tail(p.Output(), 300))
 	}

@@ -320,7 +320,8 @@ func handshake(addr string, timeout time.Duration) (*h2raw.Client, error) {
 
 // Memory is the proxy's RSS growth per idle connection and per idle open
 // stream (one stream on each of Conns connections), and the fresh
-// process's own footprint before the first of them.
+// process's own footprint before the first of them. Every reading is a
+// settled one (settle.go).
 type Memory struct {
 	Conns         int
 	PerConnBytes  float64
@@ -330,13 +331,40 @@ type Memory struct {
 	// what a pod pays for the proxy before any traffic.
 	IdleRSSBytes int64
 	IdleThreads  int
+	// Unsettled names the steps (MemoryStepBase, ...) whose RSS still
+	// moved after settleMax and was read as it was.
+	Unsettled []string
 }
 
-// measureMemory opens conns idle connections to p, then one stream on
-// each, reading p's RSS before and after each step.
-func measureMemory(p *Peer, conns int) (Memory, error) {
+// The memory scenario's steps, as MeasureMemory passes them to its
+// callback.
+const (
+	MemoryStepBase    = "base"
+	MemoryStepConns   = "connections"
+	MemoryStepStreams = "streams"
+)
+
+// MeasureMemory opens conns idle connections to p, then one stream on
+// each, reading p's settled RSS before and after each step. after, if
+// not nil, is called once each step's reading is taken, with the step's
+// name and that reading (for a caller that looks deeper, e.g. at
+// hangup's /metrics).
+func MeasureMemory(ctx context.Context, p *Peer, conns int, after func(step string, u ProcUsage)) (Memory, error) {
 	m := Memory{Conns: conns}
-	base, err := p.Usage()
+	read := func(step string) (ProcUsage, error) {
+		u, ok, err := settled(ctx, realClock, p.Usage)
+		if err != nil {
+			return u, fmt.Errorf("%s RSS of %s: %w", step, p.Name, err)
+		}
+		if !ok {
+			m.Unsettled = append(m.Unsettled, step)
+		}
+		if after != nil {
+			after(step, u)
+		}
+		return u, nil
+	}
+	base, err := read(MemoryStepBase)
 	if err != nil {
 		return m, err
 	}
@@ -354,7 +382,7 @@ func measureMemory(p *Peer, conns int) (Memory, error) {
 		}
 		clients = append(clients, c)
 	}
-	withConns, err := p.Usage()
+	withConns, err := read(MemoryStepConns)
 	if err != nil {
 		return m, err
 	}
@@ -363,7 +391,7 @@ func measureMemory(p *Peer, conns int) (Memory, error) {
 			return m, fmt.Errorf("connection %d of %d: %w", i+1, conns, err)
 		}
 	}
-	withStreams, err := p.Usage()
+	withStreams, err := read(MemoryStepStreams)
 	if err != nil {
 		return m, err
 	}

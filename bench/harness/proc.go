@@ -20,6 +20,7 @@ const clockTicks = 100
 type ProcUsage struct {
 	CPUSeconds float64 // utime+stime, summed
 	RSSBytes   int64   // VmRSS, summed
+	AnonBytes  int64   // RssAnon of VmRSS (heap, stacks), summed; the rest is file pages and shared memory
 	FDs        int     // entries of /proc/PID/fd, summed
 	Threads    int     // Threads of /proc/PID/status, summed
 }
@@ -36,7 +37,7 @@ func Usage(pid int) (ProcUsage, error) {
 		if err != nil {
 			return u, err
 		}
-		rss, threads, err := status(p)
+		st, err := status(p)
 		if err != nil {
 			return u, err
 		}
@@ -45,8 +46,9 @@ func Usage(pid int) (ProcUsage, error) {
 			return u, fmt.Errorf("count fds of pid %d: %w", p, err)
 		}
 		u.CPUSeconds += cpu
-		u.RSSBytes += rss
-		u.Threads += threads
+		u.RSSBytes += st.rss
+		u.AnonBytes += st.anon
+		u.Threads += st.threads
 		u.FDs += len(fds)
 	}
 	return u, nil
@@ -83,10 +85,17 @@ func cpuSeconds(pid int) (float64, error) {
 	return float64(ut+st) / clockTicks, nil
 }
 
-func status(pid int) (rss int64, threads int, err error) {
+// procStatus is what Usage reads from /proc/PID/status.
+type procStatus struct {
+	rss, anon int64 // bytes
+	threads   int
+}
+
+func status(pid int) (procStatus, error) {
+	var st procStatus
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, fmt.Errorf("read status of pid %d: %w", pid, err)
+		return st, fmt.Errorf("read status of pid %d: %w", pid, err)
 	}
 	for line := range strings.Lines(string(b)) {
 		f := strings.Fields(line)
@@ -96,12 +105,15 @@ func status(pid int) (rss int64, threads int, err error) {
 		switch f[0] {
 		case "VmRSS:": // in kB
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			rss = kb << 10
+			st.rss = kb << 10
+		case "RssAnon:":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			st.anon = kb << 10
 		case "Threads:":
-			threads, _ = strconv.Atoi(f[1])
+			st.threads, _ = strconv.Atoi(f[1])
 		}
 	}
-	return rss, threads, nil
+	return st, nil
 }
 
 // tree returns pid and every descendant, found through the ppid field of

@@ -138,6 +138,10 @@ func Tables(res *Results) string {
 		w("\n### Memory at %d idle connections (growth of the proxy's RSS)\n\n", n)
 		w("Measured in a fresh process of each peer, so that memory freed by the load runs cannot absorb the growth. ")
 		w("Each connection has finished its SETTINGS exchange; then one FullDuplexCall stream is opened on each and answered once. ")
+		w("Every RSS is read once it has settled, by the same rule for every peer: read every %v until it has stayed within %.1f%% (at least %d KiB) for %v, at most %v. ",
+			settleEvery, 100.0/settleFraction, settleTolerance>>10, settleWindow, settleMax)
+		w("A Go process (hangup, tcprelay) returns garbage and free pages some time after the work that made them, where a C proxy frees into malloc at once; ")
+		w("hangup gives its spare heap back within a second or two of going idle (`--release-idle-heap`). ")
 		w("Ratios to the proxy that needs least (a growth of 0.0 is left out of the ratios). ")
 		w("nginx allocates its `worker_connections` connection structures at start (the harness sizes them for the largest count), ")
 		w("so its idle connections cost little beyond that; tcprelay holds six descriptors per connection (two sockets, a splice pipe per direction).\n\n")
@@ -165,6 +169,7 @@ func Tables(res *Results) string {
 			}
 			return 0
 		})
+		var unsettled []string
 		for _, p := range res.Peers {
 			if p.Name == Direct {
 				continue
@@ -176,6 +181,12 @@ func Tables(res *Results) string {
 			}
 			c, st := aboveNoise(m.PerConnBytes), aboveNoise(m.PerStreamByte)
 			w("| %s | %.1f | %s | %.1f | %s |\n", p.Name, c/1024, ratio(c, bc), st/1024, ratio(st, bs))
+			if len(m.Unsettled) > 0 {
+				unsettled = append(unsettled, fmt.Sprintf("%s (%s)", p.Name, strings.Join(m.Unsettled, ", ")))
+			}
+		}
+		if len(unsettled) > 0 {
+			w("\nStill moving after %v, read as they were: %s.\n", settleMax, strings.Join(unsettled, "; "))
 		}
 	}
 
@@ -426,7 +437,7 @@ func footprintTable(w func(string, ...any), res *Results) {
 		return
 	}
 	w("\n### Idle footprint: what each pod pays for the proxy\n\n")
-	w("RSS of each proxy's processes (workers included), started fresh, after the readiness calls and before the memory scenario's first connection. ")
+	w("RSS of each proxy's processes (workers included), started fresh, after the readiness calls and before the memory scenario's first connection, once settled (as above). ")
 	w("hangup is the pod's binary as the `hangup` image ships it (`-tags hangup_pod`, static, stripped: %.1f MiB). ", float64(res.SidecarBinaryBytes)/(1<<20))
 	w("Ratios to the proxy that needs least.\n\n")
 	w("| peer | idle RSS, MiB | × best | threads |\n|---|---:|---:|---:|\n")

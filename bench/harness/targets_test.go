@@ -107,3 +107,21 @@ func TestFootprintTable(t *testing.T) {
 		t.Errorf("want a footprint section without haproxy, which has no memory figures:\n%s", out)
 	}
 }
+
+// TestMemoryTableNamesUnsettled: a step whose RSS was still moving at the
+// end of the bounded wait is named under the table, with its peer.
+func TestMemoryTableNamesUnsettled(t *testing.T) {
+	res := &Results{Options: Options{Conns: []int{1000}}, Peers: []PeerResult{
+		{Name: Direct},
+		{Name: Hangup, Memory: []Memory{{Conns: 1000, PerConnBytes: 4 << 10, PerStreamByte: 2 << 10}}},
+		{Name: TCPRelay, Memory: []Memory{{Conns: 1000, PerConnBytes: 16 << 10, Unsettled: []string{MemoryStepConns, MemoryStepStreams}}}},
+	}}
+	out := Tables(res)
+	if want := "read as they were: tcprelay (connections, streams)."; !strings.Contains(out, want) {
+		t.Errorf("no %q in:\n%s", want, out)
+	}
+	res.Peers[2].Memory[0].Unsettled = nil
+	if out := Tables(res); strings.Contains(out, "read as they were") {
+		t.Errorf("an unsettled note with every step settled:\n%s", out)
+	}
+}
