@@ -194,7 +194,7 @@ func Tables(res *Results) string {
 	if h := res.peer(Hangup); h != nil && h.Traced != nil {
 		t := h.Traced
 		w("\n### hangup with tracing always on (saturated unary, as above)\n\n")
-		w("Every stream is a span (`OTEL_TRACES_SAMPLER=always_on`), exported over OTLP/gRPC to a receiver in the harness that decodes, counts and drops them ")
+		w("Every stream is a span (`OTEL_TRACES_SAMPLER=always_on`), exported over OTLP/gRPC to a receiver in the harness that counts them in the request's bytes, without decoding, and drops them ")
 		w("(on the same cores as the sidecar, the app and h2load); a fresh sidecar process, run after the untraced one. Ratios to the untraced run. ")
 		w("Spans dropped is the sidecar's own count (`hangup_telemetry_spans_dropped_total`, every place a span can be lost); ")
 		w("spans exported is what had reached the receiver when the load stopped, the last batch not yet sent.\n\n")
