@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	chatv1 "github.com/hangup-dev/hangup/examples/go/proto/chat/v1"
 	"github.com/hangup-dev/hangup/internal/testtools"
@@ -211,7 +212,47 @@ func dumpOnFailure(t *testing.T) {
 			out, err := clusterErr(append([]string{"kubectl"}, args...)...)
 			t.Logf("kubectl %s:\n%s%v", strings.Join(args, " "), out, errOrEmpty(err))
 		}
+		// A pod the webhook never saw is explained only here.
+		if log, err := os.ReadFile(filepath.Join(clusterDir(), "logs", "kube-apiserver.log")); err == nil {
+			var calls []string
+			for line := range strings.Lines(string(log)) {
+				if strings.Contains(line, "webhook") && (strings.Contains(line, "failing open") || strings.Contains(line, "failed calling")) {
+					calls = append(calls, line)
+				}
+			}
+			t.Logf("kube-apiserver.log, failed webhook calls (last %d of %d):\n%s", min(len(calls), 10), len(calls), strings.Join(calls[max(0, len(calls)-10):], ""))
+		}
 	})
+}
+
+// waitInjecting waits, for at most podWait, until the API server's
+// admission reaches the webhook: a pod created in demoNS, dry run, comes
+// back injected. helm's --wait (and rollout status) return once the
+// webhook's pod is Ready, but the API server calls it through its Service's
+// ClusterIP, which kube-proxy routes only from its next sync on; a pod
+// created in between is admitted without the sidecar (failurePolicy Ignore)
+// and the webhook never hears of it. (A cold CI run met exactly that: the
+// example Deployment's pod, created 1 s after helm returned, ran alone.)
+func waitInjecting(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(podWait)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out, err := clusterErr("kubectl", "-n", demoNS, "run", "injection-probe", "--image=localhost/hangup-example-go:cluster",
+			"--image-pull-policy=Never", "--restart=Never", "--port=8080", "--dry-run=server",
+			"-o", `jsonpath={.metadata.annotations.hangup\.dev/injected}`)
+		if err == nil && strings.TrimSpace(out) != "" {
+			return
+		}
+		if err != nil && strings.Contains(err.Error(), "denied the request") {
+			t.Fatalf("the webhook denied the probe pod: %v", err) // it was reached: waiting cannot help
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a pod created in %s is still not injected %v after the webhook was Ready (got %q, %v)", demoNS, podWait, out, err)
+		}
+		<-tick.C
+	}
 }
 
 func errOrEmpty(err error) string {
@@ -251,6 +292,11 @@ func TestCluster(t *testing.T) {
 		if img := kubectl(t, "-n", "hangup-system", "get", "pods", "-o", "jsonpath={.items[*].spec.containers[*].image}"); strings.TrimSpace(img) != "localhost/hangup-tools:cluster" {
 			t.Errorf("webhook pods run %q, want localhost/hangup-tools:cluster (image.webhookRepository)", img)
 		}
+		apply(t, &corev1.Namespace{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+			ObjectMeta: metav1.ObjectMeta{Name: demoNS, Labels: map[string]string{"hangup.dev/inject": "enabled"}},
+		})
+		waitInjecting(t)
 	})
 
 	var pod corev1.Pod
@@ -281,6 +327,7 @@ func TestCluster(t *testing.T) {
 		defer func() {
 			kubectl(t, "-n", "hangup-system", "scale", webhookDeploy, "--replicas=1")
 			kubectl(t, "-n", "hangup-system", "rollout", "status", webhookDeploy, "--timeout", podWait.String())
+			waitInjecting(t)
 		}()
 		kubectl(t, "-n", "hangup-system", "wait", "--for=delete", "pod", "-l", webhookPods, "--timeout", podWait.String())
 		// failurePolicy Ignore: the pod is created, without the sidecar.
