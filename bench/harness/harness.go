@@ -270,10 +270,14 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 			logf("   latency at %.0f calls/s (got %.0f): p50 %s p90 %s p99 %s p99.9 %s",
 				l.TargetRPS, l.RPS, l.P50, l.P90, l.P99, l.P999)
 		}
+		before, uerr = p.Usage()
 		if pr.Large, err = runStreaming(ctx, p.Addr, 1<<20, 4, d); err != nil {
 			fail("streaming 1 MiB", err)
 		} else {
-			logf("   streaming 1 MiB messages: %.0f MiB/s", pr.Large.BytesPS/(1<<20))
+			if after, err := p.Usage(); uerr == nil && err == nil && pr.Large.Bytes > 0 {
+				pr.Large.CPUPerGiB = (after.CPUSeconds - before.CPUSeconds) / (float64(pr.Large.Bytes) / (1 << 30))
+			}
+			logf("   streaming 1 MiB messages: %.0f MiB/s, proxy CPU %.2f s per GiB", pr.Large.BytesPS/(1<<20), pr.Large.CPUPerGiB)
 		}
 		if pr.Small, err = runStreaming(ctx, p.Addr, 10, 64, d); err != nil {
 			fail("streaming small", err)

@@ -67,6 +67,9 @@ func TestShortRun(t *testing.T) {
 			if p.CPUPerMillion <= 0 {
 				t.Errorf("%s: CPU per million calls %v, want > 0", p.Name, p.CPUPerMillion)
 			}
+			if p.Large.CPUPerGiB <= 0 {
+				t.Errorf("%s: CPU per GiB streamed %v, want > 0", p.Name, p.Large.CPUPerGiB)
+			}
 			if len(p.Memory) != 1 {
 				t.Errorf("%s: %d memory results, want 1", p.Name, len(p.Memory))
 			} else if m := p.Memory[0]; m.IdleRSSBytes <= 0 || m.IdleThreads <= 0 {

@@ -186,6 +186,11 @@ type Streaming struct {
 	Seconds   float64
 	MsgPerSec float64
 	BytesPS   float64
+	// CPUPerGiB is the proxy's CPU seconds per GiB received by the client;
+	// 0 for direct or when it could not be read. On shared cores the client
+	// and the app compete with the proxy, so throughput alone can hide
+	// what the relay itself spends.
+	CPUPerGiB float64
 }
 
 // runStreaming keeps one FullDuplexCall stream busy for d: window requests

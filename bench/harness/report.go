@@ -33,6 +33,14 @@ func ratio(v, ref float64) string {
 	return fmt.Sprintf("%.2f×", v/ref)
 }
 
+// cpuPerGiB formats a CPU-per-GiB figure; a dash where none was measured.
+func cpuPerGiB(v float64) string {
+	if v <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
 // best returns the largest (or, with low, the smallest positive) value of
 // f over the proxies: every peer but direct.
 func best(res *Results, low bool, f func(PeerResult) float64) float64 {
@@ -125,12 +133,16 @@ func Tables(res *Results) string {
 	}
 
 	w("\n### Streaming on one long bidi stream\n\n")
-	w("| peer | 1 MiB messages, MiB/s | × direct | × best proxy | 10 B messages, msg/s | × direct | × best proxy |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	w("The proxy's CPU per GiB is its own user and system time over the 1 MiB run, divided by what the client received: ")
+	w("on shared cores the client and the app compete with the proxy for the same cores, so the rate alone can hide what the relay spends.\n\n")
+	w("| peer | 1 MiB messages, MiB/s | × direct | × best proxy | proxy CPU s per GiB | × best proxy | 10 B messages, msg/s | × direct | × best proxy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	bestBytes := best(res, false, func(p PeerResult) float64 { return p.Large.BytesPS })
+	bestStreamCPU := best(res, true, func(p PeerResult) float64 { return p.Large.CPUPerGiB })
 	bestMsgs := best(res, false, func(p PeerResult) float64 { return p.Small.MsgPerSec })
 	for _, p := range res.Peers {
-		w("| %s | %.0f | %s | %s | %.0f | %s | %s |\n", p.Name,
+		w("| %s | %.0f | %s | %s | %s | %s | %.0f | %s | %s |\n", p.Name,
 			p.Large.BytesPS/(1<<20), ratio(p.Large.BytesPS, direct.Large.BytesPS), ratio(p.Large.BytesPS, bestBytes),
+			cpuPerGiB(p.Large.CPUPerGiB), ratio(p.Large.CPUPerGiB, bestStreamCPU),
 			p.Small.MsgPerSec, ratio(p.Small.MsgPerSec, direct.Small.MsgPerSec), ratio(p.Small.MsgPerSec, bestMsgs))
 	}
 
