@@ -821,3 +821,47 @@ func TestDisabledNotifierAnnouncesNothing(t *testing.T) {
 		t.Errorf("close: %v", err)
 	}
 }
+
+// largeHeaders is about 48 KiB of request headers: with BatchMax 100, a
+// full batch of such events is larger than the 4 MiB a grpc server accepts
+// by default.
+func largeHeaders() map[string]string {
+	h := make(map[string]string)
+	for i := range 6 {
+		h[fmt.Sprintf("x-large-%d", i)] = strings.Repeat(string(rune('a'+i)), 8<<10)
+	}
+	return h
+}
+
+// TestBurstOfLargeEventsIsDelivered: a burst of events with large headers
+// reaches an app with grpc's default limits, every event once and in
+// order. Batches of BatchMax such events exceed the app's 4 MiB limit; a
+// batch refused for its size must not block the queue.
+func TestBurstOfLargeEventsIsDelivered(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, _ := newTestNotifier(t, Config{Addr: r.addr}, nil)
+	headers := largeHeaders()
+	const total = 250
+	var published []Event
+	for i := range total {
+		ev := testEvent(0, i)
+		ev.Headers = headers
+		published = append(published, ev)
+		n.Publish(ev)
+	}
+	flush(t, n)
+
+	_, _, accepted := r.snapshot()
+	checkDelivery(t, published, accepted)
+	if len(accepted) != total {
+		t.Errorf("receiver accepted %d events, want exactly %d", len(accepted), total)
+	}
+	for _, e := range accepted {
+		if len(e.GetHeaders()) != len(headers) {
+			t.Fatalf("event %s arrived with %d headers, want its %d", e.GetEventId(), len(e.GetHeaders()), len(headers))
+		}
+	}
+	if st := n.Stats(); st.Delivered != total || st.Dropped != 0 || st.Failures != 0 {
+		t.Errorf("stats = %+v, want %d delivered, no failures, none dropped", st, total)
+	}
+}
