@@ -517,7 +517,9 @@ type DisconnectEvent struct {
 	// can have), the event's other fields intact. An event refused even
 	// without headers is dropped, counted and logged with its event_id by the
 	// sidecar. To get every event with its headers, accept messages of at
-	// least 1 MiB plus the largest headers the allow-list can carry.
+	// least 1 MiB plus the largest headers the allow-list can carry: the
+	// default 4 MiB is enough while the sidecar's --max-header-list-size
+	// keeps its 1 MiB default.
 	Headers map[string]string `protobuf:"bytes,10,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The client's address as the sidecar saw it ("ip:port"). Empty when not
 	// known.
