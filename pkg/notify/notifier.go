@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
@@ -125,8 +124,7 @@ type Notifier struct {
 	batchBuf   []item
 	wire       []*wireEvent
 	req        notifyv1.NotifyRequest
-	reqBytes   int // req's encoded size
-	batchBytes int // the most bytes of events in one call: maxBatchBytes, less once the app refused a call as too large
+	batchBytes int // the most bytes in one call: maxBatchBytes, less once the app refused a call as too large
 
 	// Guarded by mu.
 	mu           sync.Mutex
@@ -441,7 +439,7 @@ func (n *Notifier) send() {
 		if failed > 0 {
 			n.retries.Add(1)
 		}
-		err := n.call(batch)
+		size, err := n.call(batch)
 		if err == nil {
 			if failed > 0 {
 				n.log.Info("notify: delivering again", "failed_calls", failed)
@@ -458,7 +456,7 @@ func (n *Notifier) send() {
 		n.countFailed(batch)
 		if tooLarge(err) {
 			// Waiting would not help: send less, at once.
-			n.refused(batch, err)
+			n.refused(batch, size, err)
 			continue
 		}
 		var delay time.Duration
@@ -545,45 +543,51 @@ func holdBatch(ctx context.Context, closing <-chan struct{}, d time.Duration) bo
 }
 
 // build converts the front of batch into the request, in the sender's
-// reused buffers: as many events as fit in batchBytes encoded bytes, and
-// always the first. It returns the events it took, a prefix of batch.
+// reused buffers: as many events as fit in batchBytes encoded bytes (by
+// sizeBound, which never counts less than the encoding takes), and always
+// the first. It returns the events it took, a prefix of batch.
 func (n *Notifier) build(batch []item) []item {
-	for len(n.wire) < len(batch) {
-		n.wire = append(n.wire, new(wireEvent))
-	}
-	evs := n.req.Events[:0]
-	size := 0
-	for i, it := range batch {
-		pe := n.wire[i].set(it.ev)
-		// The event as a field of NotifyRequest: tag, length, message.
-		sz := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(pe))
-		if i > 0 && size+sz > n.batchBytes {
-			n.wire[i].pe = notifyv1.DisconnectEvent{} // let its strings and map go
+	size, k := 0, 0
+	for k < len(batch) {
+		sz := sizeBound(&batch[k].ev)
+		if k > 0 && size+sz > n.batchBytes {
 			break
 		}
 		size += sz
-		evs = append(evs, pe)
+		k++
+	}
+	batch = batch[:k]
+	for len(n.wire) < k {
+		n.wire = append(n.wire, new(wireEvent))
+	}
+	evs := n.req.Events[:0]
+	for i, it := range batch {
+		evs = append(evs, n.wire[i].set(it.ev))
 	}
 	n.req = notifyv1.NotifyRequest{Events: evs}
-	n.reqBytes = size
-	return batch[:len(evs)]
+	return batch
 }
 
 // call sends the request build made for batch in one Notify call: grpc has
-// encoded it when Notify returns.
-func (n *Notifier) call(batch []item) error {
+// encoded it when Notify returns. When the call fails it also returns the
+// request's encoded size.
+func (n *Notifier) call(batch []item) (int, error) {
 	ctx, cancel := context.WithTimeout(n.hardCtx, n.cfg.Timeout)
 	defer cancel()
 	_, err := n.client.Notify(ctx, &n.req)
+	size := 0
+	if err != nil {
+		size = proto.Size(&n.req)
+	}
 	// Let the events' strings and maps go while the sender waits.
 	clear(n.req.Events)
 	for _, w := range n.wire[:len(batch)] {
 		w.pe = notifyv1.DisconnectEvent{}
 	}
 	if err != nil {
-		return fmt.Errorf("notify %d events (%d bytes) to %s: %w", len(batch), n.reqBytes, n.cfg.Addr, err)
+		return size, fmt.Errorf("notify %d events (%d bytes) to %s: %w", len(batch), size, n.cfg.Addr, err)
 	}
-	return nil
+	return 0, nil
 }
 
 // countFailed counts a failed call in the attempts of its events still
@@ -631,16 +635,17 @@ func tooLarge(err error) bool {
 	return false
 }
 
-// refused handles a call the app refused as too large, so that the next
-// call is smaller: later calls carry at most half its bytes; a single event
-// loses its request headers (marked by HeadersDroppedKey), and one that has
-// none left to lose is dropped. Nothing waits: the queue must not stall
-// behind a call that cannot succeed.
-func (n *Notifier) refused(batch []item, err error) {
-	if c := n.reqBytes / 2; c < n.batchBytes {
+// refused handles a call of size bytes that the app refused as too large,
+// so that the next call is smaller: later calls carry at most half its
+// bytes; a single event loses its request headers (marked by
+// HeadersDroppedKey), and one that has none left to lose is dropped.
+// Nothing waits: the queue must not stall behind a call that cannot
+// succeed.
+func (n *Notifier) refused(batch []item, size int, err error) {
+	if c := size / 2; c < n.batchBytes {
 		n.batchBytes = c
 		n.log.Warn("notify: the app refused a call as too large; sending smaller calls from now on. Raise the app's max receive message size (grpc's default is 4 MiB)",
-			"events", len(batch), "bytes", n.reqBytes, "max_call_bytes", n.batchBytes, "err", err)
+			"events", len(batch), "bytes", size, "max_call_bytes", n.batchBytes, "err", err)
 	}
 	if len(batch) > 1 {
 		return
@@ -658,7 +663,7 @@ func (n *Notifier) refused(batch []item, err error) {
 		n.mu.Unlock()
 		n.headersDropped.Add(1)
 		n.log.Warn("notify: the app refused an event as too large; sending it again without its request headers. Raise the app's max receive message size",
-			"event_id", it.ev.ID, "bytes", n.reqBytes, "headers", len(it.ev.Headers), "err", err)
+			"event_id", it.ev.ID, "bytes", size, "headers", len(it.ev.Headers), "err", err)
 	default:
 		n.popLocked()
 		n.depth.Store(int64(n.lenLocked()))
@@ -666,7 +671,7 @@ func (n *Notifier) refused(batch []item, err error) {
 		n.mu.Unlock()
 		n.dropped.Add(1)
 		n.log.Error("notify: the app refused an event as too large even without request headers; dropped it. Raise the app's max receive message size",
-			"event_id", it.ev.ID, "bytes", n.reqBytes, "err", err)
+			"event_id", it.ev.ID, "bytes", size, "err", err)
 	}
 }
 
