@@ -71,7 +71,8 @@ type Config struct {
 	QueueSize int
 
 	// BatchMax is the most events in one Notify call. Default 100, minimum 1.
-	// Flag: --notify-batch-max.
+	// A call also carries at most 1 MiB of encoded events (maxBatchBytes),
+	// less once the app refused one as too large. Flag: --notify-batch-max.
 	BatchMax int
 
 	// BatchDelay, when positive, holds every batch that is not full this

@@ -1,9 +1,12 @@
 package notify
 
 import (
+	"encoding/binary"
+	"fmt"
 	"maps"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -66,6 +69,72 @@ func (w *wireEvent) set(ev Event) *notifyv1.DisconnectEvent {
 		w.pe.RttSmoothed = setDuration(&w.rtt[2], ev.RTT.Smoothed)
 	}
 	return &w.pe
+}
+
+// sizeBound is at least the encoded size of ev's wire form as an element
+// of NotifyRequest.events, at a twentieth of proto.Size's cost (11 ns
+// against 220 ns for a stream event without headers): the sender bounds
+// every event it sends, to cap its calls in bytes, and grpc then sizes the
+// whole request once more to encode it. Every string field of the
+// wire form is counted here, with its length; everything else is in
+// eventFixedBound.
+func sizeBound(ev *Event) int {
+	n := eventFixedBound + len(ev.ID) + len(ev.ConnectionID) + len(ev.Method) + len(ev.Authority) +
+		len(ev.PeerAddress) + len(ev.TraceID) + len(ev.SpanID) + len(ev.GoAwayDebug) + len(ev.Incarnation) +
+		len(ev.ResumedConnectionID) + len(ev.SessionKey)
+	for k, v := range ev.Headers {
+		n += headerEntryBound + len(k) + len(v)
+	}
+	return n
+}
+
+// headerEntryBound bounds what a headers map entry takes besides its key's
+// and value's bytes: three tags (the entry's, the key's, the value's) and
+// three lengths.
+const headerEntryBound = 3 * (maxTagSize + binary.MaxVarintLen32)
+
+// maxTagSize is the largest tag of the fields sizeBound counts: field
+// numbers up to 2047 take two bytes.
+const maxTagSize = 2
+
+// eventFixedBound bounds a DisconnectEvent's encoded size without its
+// strings' and headers' bytes, plus its own tag and length in the request:
+// computed from the message's descriptor, so that a field added to the
+// proto is counted without anyone remembering to.
+var eventFixedBound = maxTagSize + binary.MaxVarintLen32 +
+	fixedBound((*notifyv1.DisconnectEvent)(nil).ProtoReflect().Descriptor())
+
+// fixedBound bounds the encoded size of a message of type md: every field
+// at its largest, except that strings, bytes and map entries count only
+// their tag and length (sizeBound adds their bytes).
+func fixedBound(md protoreflect.MessageDescriptor) int {
+	n := 0
+	fields := md.Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		// Neither can be bounded here. A panic at init: every test of
+		// the package shows it at once, long before a release.
+		if f.Number() > 2047 || f.IsList() {
+			panic(fmt.Sprintf("notify: sizeBound cannot bound field %s (number %d, repeated %v)", f.FullName(), f.Number(), f.IsList()))
+		}
+		n += maxTagSize
+		switch {
+		case f.IsMap():
+			// Its entries, all counted by sizeBound.
+			n -= maxTagSize
+		case f.Kind() == protoreflect.StringKind || f.Kind() == protoreflect.BytesKind:
+			n += binary.MaxVarintLen32
+		case f.Kind() == protoreflect.MessageKind:
+			n += binary.MaxVarintLen32 + fixedBound(f.Message())
+		case f.Kind() == protoreflect.Fixed32Kind || f.Kind() == protoreflect.Sfixed32Kind || f.Kind() == protoreflect.FloatKind:
+			n += 4
+		case f.Kind() == protoreflect.Fixed64Kind || f.Kind() == protoreflect.Sfixed64Kind || f.Kind() == protoreflect.DoubleKind:
+			n += 8
+		default: // a varint: an integer, an enum (a negative one takes 10 bytes), a bool
+			n += binary.MaxVarintLen64
+		}
+	}
+	return n
 }
 
 // setTimestamp sets *ts to t as timestamppb.New does and returns ts; nil

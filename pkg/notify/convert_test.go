@@ -1,11 +1,15 @@
 package notify
 
 import (
+	"fmt"
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -122,5 +126,59 @@ func TestWireEventReuse(t *testing.T) {
 	// ToProto's durations as durationpb.New makes them, negative ones too.
 	if got, want := ToProto(full).GetRttLast(), durationpb.New(full.RTT.Last); !proto.Equal(got, want) {
 		t.Errorf("rtt_last = %v, want %v", got, want)
+	}
+}
+
+// TestSizeBound: sizeBound never counts less than an event's encoding takes
+// in a NotifyRequest, with every field of the proto at its largest, so that
+// a call capped by it stays within maxBatchBytes. A string field added to
+// the proto (and to the conversion) but not to sizeBound fails here.
+func TestSizeBound(t *testing.T) {
+	// Every field of the wire form set through reflection, none forgotten:
+	// strings long enough for two-byte lengths, numbers at their widest.
+	full := &notifyv1.DisconnectEvent{}
+	m := full.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		switch {
+		case f.IsMap():
+			mp := m.Mutable(f).Map()
+			for j := range 3 {
+				mp.Set(protoreflect.ValueOfString(fmt.Sprintf("x-header-%d", j)).MapKey(), protoreflect.ValueOfString(strings.Repeat("v", 200+j)))
+			}
+		case f.Kind() == protoreflect.StringKind:
+			m.Set(f, protoreflect.ValueOfString(strings.Repeat("s", 300+i)))
+		case f.Kind() == protoreflect.EnumKind:
+			m.Set(f, protoreflect.ValueOfEnum(-1)) // ten bytes, the most
+		case f.Kind() == protoreflect.Uint32Kind:
+			m.Set(f, protoreflect.ValueOfUint32(math.MaxUint32))
+		case f.Kind() == protoreflect.Uint64Kind:
+			m.Set(f, protoreflect.ValueOfUint64(math.MaxUint64))
+		case f.Message() != nil && f.Message().FullName() == "google.protobuf.Timestamp":
+			m.Set(f, protoreflect.ValueOfMessage(timestamppb.New(time.Date(1, 1, 1, 0, 0, 0, 999999999, time.UTC)).ProtoReflect()))
+		case f.Message() != nil && f.Message().FullName() == "google.protobuf.Duration":
+			m.Set(f, protoreflect.ValueOfMessage(durationpb.New(math.MinInt64).ProtoReflect()))
+		default:
+			t.Fatalf("field %s (%s): teach this test, and sizeBound if it is variable-length, to fill it", f.Name(), f.Kind())
+		}
+	}
+	tests := []struct {
+		name string
+		ev   Event
+	}{
+		{"every field at its largest", FromProto(full)},
+		{"empty", Event{}},
+		{"a stream event", testEvent(3, 42)},
+		{"large headers", func() Event { ev := testEvent(0, 1); ev.Headers = largeHeaders(); return ev }()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// What the event takes in a NotifyRequest: its tag, length and bytes.
+			exact := proto.Size(&notifyv1.NotifyRequest{Events: []*notifyv1.DisconnectEvent{ToProto(tt.ev)}})
+			if got := sizeBound(&tt.ev); got < exact {
+				t.Errorf("sizeBound = %d, below the encoded size %d", got, exact)
+			}
+		})
 	}
 }

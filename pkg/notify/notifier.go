@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/pkg/event"
@@ -26,14 +27,35 @@ import (
 // rest are only counted, so that an overflow storm cannot grow memory.
 const maxLoggedIDs = 1000
 
+// maxBatchBytes caps the encoded size of one NotifyRequest, as BatchMax caps
+// its events (a batch always holds at least one event). Events carry the
+// stream's allow-listed request headers, so 100 of them can outgrow the
+// largest message the app accepts: 4 MiB by default in grpc-go, grpc-java,
+// grpc-js and grpc core (C++, Python, Ruby), and tonic. A refused batch
+// never leaves the queue, so it would block every event behind it. 1 MiB
+// stays well under those defaults and costs nothing when events are small
+// (100 events without headers are about 20 KB); an app with a smaller limit
+// is handled when it refuses a call (see Notifier.refused).
+const maxBatchBytes = 1 << 20
+
+// HeadersDroppedKey is the Headers entry, set to "true", of an event the app
+// refused as too large and that was sent again without its request headers.
+// A pseudo-header name: no real request header can have it.
+const HeadersDroppedKey = ":hangup-headers-dropped"
+
 // Stats is a snapshot of a Notifier's counters, for metrics.
 type Stats struct {
 	Queued     uint64 // events accepted by Publish
 	Delivered  uint64 // events the app acknowledged
-	Dropped    uint64 // events given up: queue overflow, drain timeout, Publish after Close
+	Dropped    uint64 // events given up: queue overflow, drain timeout, Publish after Close, too large for the app
 	Retries    uint64 // Notify calls that repeated a failed call
 	Failures   uint64 // Notify calls that did not end with OK
 	QueueDepth int    // events waiting now, the batch in flight included
+
+	// HeadersDropped counts events sent without their request headers (and
+	// with Headers[HeadersDroppedKey] = "true") because the app refused
+	// them, alone, as too large.
+	HeadersDropped uint64
 }
 
 // Notifier delivers events to the app's DisconnectNotify service.
@@ -48,12 +70,22 @@ type Stats struct {
 // failures included, is retried with the backoff: the sidecar cannot tell a
 // bug in the app from a restart, and only the app can acknowledge an event.
 //
+// A call carries at most BatchMax events and maxBatchBytes (1 MiB) of them
+// encoded, so that a burst of events with large headers stays within the
+// app's largest accepted message. When the app still refuses a call as too
+// large (RESOURCE_EXHAUSTED or OUT_OF_RANGE saying so: its limit is
+// smaller), later calls carry at most half as many bytes and the front of
+// the queue is sent again at once; a single event refused alone is sent
+// once more without its request headers, marked with HeadersDroppedKey and
+// counted in Stats.HeadersDropped, and dropped if the app refuses even that.
+//
 // Events are lost only when the queue is full (the oldest is dropped for each
-// new one), when Close's ctx expires before the queue drains, and when
-// Publish is called after the sender stopped; all three are counted in
-// Stats.Dropped and logged with the event ids. (An event dropped by overflow
-// while its batch was in flight may still reach the app; it stays counted
-// as dropped.)
+// new one), when Close's ctx expires before the queue drains, when Publish
+// is called after the sender stopped, and when the app refuses a single
+// event without headers as too large; all four are counted in Stats.Dropped
+// and logged with the event ids. (An event dropped by overflow while its
+// batch was in flight may still reach the app; it stays counted as
+// dropped.)
 //
 // After a sidecar restart: New queues a ScopeSidecar event naming this
 // process's incarnation (event.Incarnation) before anything else, and queues
@@ -89,9 +121,10 @@ type Notifier struct {
 
 	// Owned by the sender goroutine: one batch's buffers, reused by the
 	// next so that a burst allocates nothing per event on the way out.
-	batchBuf []item
-	wire     []*wireEvent
-	req      notifyv1.NotifyRequest
+	batchBuf   []item
+	wire       []*wireEvent
+	req        notifyv1.NotifyRequest
+	batchBytes int // the most bytes in one call: maxBatchBytes, less once the app refused a call as too large
 
 	// Guarded by mu.
 	mu           sync.Mutex
@@ -105,8 +138,8 @@ type Notifier struct {
 	flushWaiters []flushWaiter
 
 	// Atomic counters for Stats.
-	queued, delivered, dropped, retries, failures atomic.Uint64
-	depth                                         atomic.Int64
+	queued, delivered, dropped, retries, failures, headersDropped atomic.Uint64
+	depth                                                         atomic.Int64
 }
 
 var _ Sink = (*Notifier)(nil)
@@ -125,7 +158,11 @@ type item struct {
 	ev       Event
 	seq      uint64
 	queuedAt time.Time
-	attempts int
+	attempts int // failed calls that carried it; in a batch, this call too
+
+	// headersDropped: the app refused the event alone as too large, and
+	// ev.Headers is now only the HeadersDroppedKey marker.
+	headersDropped bool
 }
 
 // New validates cfg, fills in its defaults and starts the sender. The caller
@@ -148,7 +185,8 @@ func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool, hol
 		return nil, fmt.Errorf("notify config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	n := &Notifier{cfg: cfg, log: cfg.Logger.With("notify_addr", cfg.Addr), wait: wait, hold: hold, incarnation: event.Incarnation()}
+	n := &Notifier{cfg: cfg, log: cfg.Logger.With("notify_addr", cfg.Addr), wait: wait, hold: hold,
+		incarnation: event.Incarnation(), batchBytes: maxBatchBytes}
 	if cfg.Addr == "" {
 		n.disabled = true
 		return n, nil
@@ -305,6 +343,8 @@ func (n *Notifier) Stats() Stats {
 		Retries:    n.retries.Load(),
 		Failures:   n.failures.Load(),
 		QueueDepth: int(n.depth.Load()),
+
+		HeadersDropped: n.headersDropped.Load(),
 	}
 }
 
@@ -395,10 +435,11 @@ func (n *Notifier) send() {
 		if batch == nil {
 			return
 		}
+		batch = n.build(batch)
 		if failed > 0 {
 			n.retries.Add(1)
 		}
-		err := n.call(batch)
+		size, err := n.call(batch)
 		if err == nil {
 			if failed > 0 {
 				n.log.Info("notify: delivering again", "failed_calls", failed)
@@ -412,6 +453,12 @@ func (n *Notifier) send() {
 		}
 		n.failures.Add(1)
 		failed++
+		n.countFailed(batch)
+		if tooLarge(err) {
+			// Waiting would not help: send less, at once.
+			n.refused(batch, size, err)
+			continue
+		}
 		var delay time.Duration
 		if status.Code(err) == codes.Unimplemented {
 			delay = n.cfg.UnimplementedRetry
@@ -436,8 +483,9 @@ func (n *Notifier) send() {
 }
 
 // nextBatch waits for events and returns copies of the first BatchMax, in
-// the sender's buffer that the next call of nextBatch overwrites. It
-// returns nil when the sender must stop.
+// the sender's buffer that the next call of nextBatch overwrites, each
+// with this call counted in attempts. It returns nil when the sender must
+// stop.
 //
 // It never waits for more events by default: the sender calls nextBatch
 // only when no call is in flight, so a lone event is sent at once, and the
@@ -471,11 +519,9 @@ func (n *Notifier) nextBatch(retry bool) []item {
 		n.mu.Lock()
 	}
 	k := min(n.lenLocked(), n.cfg.BatchMax)
-	batch := n.batchBuf[:0]
-	for i := range k {
-		it := &n.q[n.head+i]
-		it.attempts++
-		batch = append(batch, *it)
+	batch := append(n.batchBuf[:0], n.q[n.head:n.head+k]...)
+	for i := range batch {
+		batch[i].attempts++
 	}
 	n.mu.Unlock()
 	n.batchBuf = batch
@@ -496,10 +542,22 @@ func holdBatch(ctx context.Context, closing <-chan struct{}, d time.Duration) bo
 	return true
 }
 
-// call sends batch in one Notify call. Its request is built in the
-// sender's reused buffers: grpc has encoded it when Notify returns.
-func (n *Notifier) call(batch []item) error {
-	for len(n.wire) < len(batch) {
+// build converts the front of batch into the request, in the sender's
+// reused buffers: as many events as fit in batchBytes encoded bytes (by
+// sizeBound, which never counts less than the encoding takes), and always
+// the first. It returns the events it took, a prefix of batch.
+func (n *Notifier) build(batch []item) []item {
+	size, k := 0, 0
+	for k < len(batch) {
+		sz := sizeBound(&batch[k].ev)
+		if k > 0 && size+sz > n.batchBytes {
+			break
+		}
+		size += sz
+		k++
+	}
+	batch = batch[:k]
+	for len(n.wire) < k {
 		n.wire = append(n.wire, new(wireEvent))
 	}
 	evs := n.req.Events[:0]
@@ -507,18 +565,114 @@ func (n *Notifier) call(batch []item) error {
 		evs = append(evs, n.wire[i].set(it.ev))
 	}
 	n.req = notifyv1.NotifyRequest{Events: evs}
+	return batch
+}
+
+// call sends the request build made for batch in one Notify call: grpc has
+// encoded it when Notify returns. When the call fails it also returns the
+// request's encoded size.
+func (n *Notifier) call(batch []item) (int, error) {
 	ctx, cancel := context.WithTimeout(n.hardCtx, n.cfg.Timeout)
 	defer cancel()
 	_, err := n.client.Notify(ctx, &n.req)
+	size := 0
+	if err != nil {
+		size = proto.Size(&n.req)
+	}
 	// Let the events' strings and maps go while the sender waits.
-	clear(evs)
+	clear(n.req.Events)
 	for _, w := range n.wire[:len(batch)] {
 		w.pe = notifyv1.DisconnectEvent{}
 	}
 	if err != nil {
-		return fmt.Errorf("notify %d events to %s: %w", len(batch), n.cfg.Addr, err)
+		return size, fmt.Errorf("notify %d events (%d bytes) to %s: %w", len(batch), size, n.cfg.Addr, err)
 	}
-	return nil
+	return 0, nil
+}
+
+// countFailed counts a failed call in the attempts of its events still
+// queued, which the next batch copies.
+func (n *Notifier) countFailed(batch []item) {
+	last := batch[len(batch)-1].seq
+	n.mu.Lock()
+	// Only overflow removed events from the front meanwhile: the queue
+	// still starts with the rest of the batch.
+	for i := n.head; i < len(n.q) && n.q[i].seq <= last; i++ {
+		n.q[i].attempts++
+	}
+	n.mu.Unlock()
+}
+
+// tooLargePhrases are how grpc stacks say that a message exceeds their
+// largest accepted size. The status code alone does not tell: an app may
+// answer RESOURCE_EXHAUSTED for a quota too, which a retry with backoff
+// is the answer to.
+var tooLargePhrases = []string{
+	"larger than",          // grpc-go, grpc core (C++, Python, Ruby), grpc-js: "received message larger than max (N vs. M)"; connect-go
+	"exceeds maximum size", // grpc-java: "gRPC message exceeds maximum size M: N"
+	"exceeds the maximum",  // grpc-dotnet: "Received message exceeds the maximum configured message size."
+	"too large",            // tonic (OUT_OF_RANGE): "decoded message length too large: found N bytes, the limit is: M bytes"
+}
+
+// tooLarge reports whether err is the app refusing a call as too large.
+func tooLarge(err error) bool {
+	// The status itself, not status.FromError's: that one's message is the
+	// whole wrapped error's, which says things of its own.
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return false
+	}
+	st := se.GRPCStatus()
+	if st.Code() != codes.ResourceExhausted && st.Code() != codes.OutOfRange {
+		return false
+	}
+	msg := strings.ToLower(st.Message())
+	for _, p := range tooLargePhrases {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// refused handles a call of size bytes that the app refused as too large,
+// so that the next call is smaller: later calls carry at most half its
+// bytes; a single event loses its request headers (marked by
+// HeadersDroppedKey), and one that has none left to lose is dropped.
+// Nothing waits: the queue must not stall behind a call that cannot
+// succeed.
+func (n *Notifier) refused(batch []item, size int, err error) {
+	if c := size / 2; c < n.batchBytes {
+		n.batchBytes = c
+		n.log.Warn("notify: the app refused a call as too large; sending smaller calls from now on. Raise the app's max receive message size (grpc's default is 4 MiB)",
+			"events", len(batch), "bytes", size, "max_call_bytes", n.batchBytes, "err", err)
+	}
+	if len(batch) > 1 {
+		return
+	}
+	it := batch[0]
+	n.mu.Lock()
+	q := n.frontLocked(it.seq)
+	switch {
+	case q == nil:
+		// Overflow dropped it during the call, and counted it.
+		n.mu.Unlock()
+	case len(q.ev.Headers) > 0 && !q.headersDropped:
+		q.ev.Headers = map[string]string{HeadersDroppedKey: "true"}
+		q.headersDropped = true
+		n.mu.Unlock()
+		n.headersDropped.Add(1)
+		n.log.Warn("notify: the app refused an event as too large; sending it again without its request headers. Raise the app's max receive message size",
+			"event_id", it.ev.ID, "bytes", size, "headers", len(it.ev.Headers), "err", err)
+	default:
+		n.popLocked()
+		n.depth.Store(int64(n.lenLocked()))
+		n.notifyFlushLocked()
+		n.mu.Unlock()
+		n.dropped.Add(1)
+		n.log.Error("notify: the app refused an event as too large even without request headers; dropped it. Raise the app's max receive message size",
+			"event_id", it.ev.ID, "bytes", size, "err", err)
+	}
 }
 
 // ack removes a delivered batch from the front of the queue. Events of the
@@ -592,6 +746,14 @@ func (n *Notifier) recordDropLocked(id string) {
 }
 
 func (n *Notifier) lenLocked() int { return len(n.q) - n.head }
+
+// frontLocked returns the queued event seq when it is the first, or nil.
+func (n *Notifier) frontLocked(seq uint64) *item {
+	if n.lenLocked() == 0 || n.q[n.head].seq != seq {
+		return nil
+	}
+	return &n.q[n.head]
+}
 
 func (n *Notifier) popLocked() item {
 	it := n.q[n.head]

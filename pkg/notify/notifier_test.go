@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
 	"github.com/hangup-dev/hangup/pkg/event"
@@ -319,6 +322,8 @@ func TestRetriesUnavailableThenOK(t *testing.T) {
 		{"unavailable", codes.Unavailable},
 		{"deadline exceeded", codes.DeadlineExceeded},
 		{"internal", codes.Internal},
+		// Not about size (a quota, say): retried with backoff like the rest.
+		{"resource exhausted", codes.ResourceExhausted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -819,5 +824,278 @@ func TestDisabledNotifierAnnouncesNothing(t *testing.T) {
 	}
 	if err := n.Close(context.Background()); err != nil {
 		t.Errorf("close: %v", err)
+	}
+}
+
+// largeHeaders is about 48 KiB of request headers: with BatchMax 100, a
+// full batch of such events is larger than the 4 MiB a grpc server accepts
+// by default.
+func largeHeaders() map[string]string {
+	h := make(map[string]string)
+	for i := range 6 {
+		h[fmt.Sprintf("x-large-%d", i)] = strings.Repeat(string(rune('a'+i)), 8<<10)
+	}
+	return h
+}
+
+// TestBurstOfLargeEventsIsDelivered: a burst of events with large headers
+// reaches an app with grpc's default limits, every event once and in
+// order. Batches of BatchMax such events exceed the app's 4 MiB limit; a
+// batch refused for its size must not block the queue.
+func TestBurstOfLargeEventsIsDelivered(t *testing.T) {
+	r := startReceiver(t, "127.0.0.1:0", &receiver{})
+	n, _ := newTestNotifier(t, Config{Addr: r.addr}, nil)
+	headers := largeHeaders()
+	const total = 250
+	var published []Event
+	for i := range total {
+		ev := testEvent(0, i)
+		ev.Headers = headers
+		published = append(published, ev)
+		n.Publish(ev)
+	}
+	flush(t, n)
+
+	_, _, accepted := r.snapshot()
+	checkDelivery(t, published, accepted)
+	if len(accepted) != total {
+		t.Errorf("receiver accepted %d events, want exactly %d", len(accepted), total)
+	}
+	for _, e := range accepted {
+		if len(e.GetHeaders()) != len(headers) {
+			t.Fatalf("event %s arrived with %d headers, want its %d", e.GetEventId(), len(e.GetHeaders()), len(headers))
+		}
+	}
+	if st := n.Stats(); st.Delivered != total || st.Dropped != 0 || st.Failures != 0 || st.HeadersDropped != 0 {
+		t.Errorf("stats = %+v, want %d delivered, no failures, none dropped", st, total)
+	}
+	_, batches, _ := r.snapshot()
+	for i, b := range batches {
+		if size := proto.Size(&notifyv1.NotifyRequest{Events: b}); size > maxBatchBytes {
+			t.Errorf("call %d carried %d events in %d bytes, more than maxBatchBytes %d", i+1, len(b), size, maxBatchBytes)
+		}
+	}
+	// About 21 events fit in 1 MiB: the cap, not a lone event per call,
+	// keeps the calls within the limit.
+	if len(batches) > total/10 {
+		t.Errorf("%d calls for %d events, want batches of about 20", len(batches), total)
+	}
+}
+
+// queueAll queues evs at once, under the lock as Publish does, so that the
+// sender finds them all and its first batch holds them all.
+func queueAll(n *Notifier, evs []Event) {
+	n.mu.Lock()
+	for _, ev := range evs {
+		n.q = append(n.q, item{ev: ev, seq: n.nextSeq, queuedAt: time.Now()})
+		n.nextSeq++
+	}
+	n.depth.Store(int64(n.lenLocked()))
+	n.mu.Unlock()
+	n.queued.Add(uint64(len(evs)))
+	signal(n.wake)
+}
+
+// TestAppRefusesCallsAsTooLarge: an app whose max receive message size is
+// below maxBatchBytes refuses calls; the notifier sends smaller ones at
+// once, then a lone event without its headers, and drops (counted and
+// logged) only an event too large even without them. The queue never
+// stalls and the order is kept.
+func TestAppRefusesCallsAsTooLarge(t *testing.T) {
+	small := func(i int) Event { return testEvent(0, i) }
+	large := func(i int) Event {
+		ev := testEvent(0, i)
+		ev.Headers = largeHeaders()
+		return ev
+	}
+	huge := func(i int) Event { // too large without its headers too
+		ev := large(i)
+		ev.Method = "/" + strings.Repeat("m", 32<<10)
+		return ev
+	}
+	marker := map[string]string{HeadersDroppedKey: "true"}
+	tests := []struct {
+		name     string
+		limit    int // the app's max receive message size
+		events   []Event
+		want     []string        // ids delivered, in order, each once
+		stripped map[string]bool // ids delivered with only the marker for headers
+		attempts map[string]int  // OnDelivered's, for the ids listed
+		stats    Stats           // Delivered, Dropped, Failures, HeadersDropped
+		logs     []string        // in the log
+	}{
+		{
+			name:   "batches shrink until the app takes them",
+			limit:  120 << 10,
+			events: []Event{large(0), large(1), large(2), large(3), large(4), large(5), large(6)},
+			want:   []string{"c0-e0000", "c0-e0001", "c0-e0002", "c0-e0003", "c0-e0004", "c0-e0005", "c0-e0006"},
+			// [0..6] (~345 KB) refused, so calls of at most ~172 KB:
+			// [0..2] (~148 KB) refused, so calls of at most ~74 KB: one
+			// event (~49 KB) at a time, taken.
+			attempts: map[string]int{"c0-e0000": 3, "c0-e0002": 3, "c0-e0003": 2, "c0-e0006": 2},
+			stats:    Stats{Delivered: 7, Failures: 2},
+			logs:     []string{"sending smaller calls", "max_call_bytes="},
+		},
+		{
+			name:     "a lone event too large goes without its headers",
+			limit:    16 << 10,
+			events:   []Event{small(0), large(1), small(2)},
+			want:     []string{"c0-e0000", "c0-e0001", "c0-e0002"},
+			stripped: map[string]bool{"c0-e0001": true},
+			// [0 1 2] refused; [0] taken; [1] refused; [1 without headers, 2] taken.
+			attempts: map[string]int{"c0-e0000": 2, "c0-e0001": 3, "c0-e0002": 2},
+			stats:    Stats{Delivered: 3, Failures: 2, HeadersDropped: 1},
+			logs:     []string{"sending it again without its request headers", "event_id=c0-e0001"},
+		},
+		{
+			name:   "an event too large without headers is dropped",
+			limit:  16 << 10,
+			events: []Event{small(0), huge(1), small(2)},
+			want:   []string{"c0-e0000", "c0-e0002"},
+			// [0 1 2] refused; [0] taken; [1] refused; [1 without headers,
+			// 2] refused; [1 without headers] refused and dropped; [2] taken.
+			attempts: map[string]int{"c0-e0000": 2, "c0-e0002": 3},
+			stats:    Stats{Delivered: 2, Dropped: 1, Failures: 4, HeadersDropped: 1},
+			logs:     []string{"even without request headers; dropped it", "event_id=c0-e0001", "Raise the app's max receive message size"},
+		},
+		{
+			name:   "an event too large with no headers is dropped at once",
+			limit:  16 << 10,
+			events: []Event{small(0), func() Event { ev := huge(1); ev.Headers = nil; return ev }(), small(2)},
+			want:   []string{"c0-e0000", "c0-e0002"},
+			// [0 1 2] refused; [0] taken; [1] refused and dropped; [2] taken.
+			attempts: map[string]int{"c0-e0000": 2, "c0-e0002": 2},
+			stats:    Stats{Delivered: 2, Dropped: 1, Failures: 2},
+			logs:     []string{"even without request headers; dropped it", "event_id=c0-e0001"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startReceiverOn(t, "tcp", "127.0.0.1:0", &receiver{}, grpc.MaxRecvMsgSize(tt.limit))
+			var mu sync.Mutex
+			attempts := map[string]int{}
+			n, logs := newTestNotifier(t, Config{Addr: r.addr,
+				OnDelivered: func(ev Event, a int, _ time.Duration) {
+					mu.Lock()
+					attempts[ev.ID] = a
+					mu.Unlock()
+				}}, func(context.Context, time.Duration) bool {
+				t.Error("the notifier waited to retry a call refused as too large")
+				return true
+			})
+			queueAll(n, tt.events)
+			flush(t, n)
+
+			_, batches, accepted := r.snapshot()
+			if got := strings.Join(ids(accepted), ","); got != strings.Join(tt.want, ",") {
+				t.Errorf("accepted\n got %s\nwant %s", got, strings.Join(tt.want, ","))
+			}
+			sent := map[string]Event{}
+			for _, ev := range tt.events {
+				sent[ev.ID] = ev
+			}
+			for _, e := range accepted {
+				id := e.GetEventId()
+				if tt.stripped[id] {
+					if !maps.Equal(e.GetHeaders(), marker) {
+						t.Errorf("event %s arrived with %d headers, want only %v", id, len(e.GetHeaders()), marker)
+					}
+				} else if !maps.Equal(e.GetHeaders(), sent[id].Headers) {
+					t.Errorf("event %s arrived with %d headers, want its %d", id, len(e.GetHeaders()), len(sent[id].Headers))
+				}
+			}
+			for i, b := range batches {
+				if size := proto.Size(&notifyv1.NotifyRequest{Events: b}); size > tt.limit {
+					t.Errorf("the app took call %d of %d bytes, above its limit %d", i+1, size, tt.limit)
+				}
+			}
+			st := n.Stats()
+			if got := (Stats{Delivered: st.Delivered, Dropped: st.Dropped, Failures: st.Failures, HeadersDropped: st.HeadersDropped}); got != tt.stats {
+				t.Errorf("stats = %+v, want %+v", got, tt.stats)
+			}
+			if st.QueueDepth != 0 {
+				t.Errorf("queue depth %d after the flush, want 0", st.QueueDepth)
+			}
+			mu.Lock()
+			for id, want := range tt.attempts {
+				if attempts[id] != want {
+					t.Errorf("event %s: OnDelivered attempts = %d, want %d (the calls that carried it)", id, attempts[id], want)
+				}
+			}
+			mu.Unlock()
+			out := logs.String()
+			for _, l := range tt.logs {
+				if !strings.Contains(out, l) {
+					t.Errorf("log lacks %q:\n%s", l, out)
+				}
+			}
+		})
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"grpc-go", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5039000 vs. 4194304)"), true},
+		{"grpc core and grpc-js", status.Error(codes.ResourceExhausted, "Received message larger than max (5039000 vs 4194304)"), true},
+		{"grpc-java", status.Error(codes.ResourceExhausted, "gRPC message exceeds maximum size 4194304: 5039000"), true},
+		{"grpc-dotnet", status.Error(codes.ResourceExhausted, "Received message exceeds the maximum configured message size."), true},
+		{"tonic", status.Error(codes.OutOfRange, "Error, decoded message length too large: found 5039000 bytes, the limit is: 4194304 bytes"), true},
+		{"connect-go", status.Error(codes.ResourceExhausted, "message size 5039000 is larger than configured max 4194304"), true},
+		{"wrapped", fmt.Errorf("notify 100 events to 127.0.0.1:15091: %w", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5039000 vs. 4194304)")), true},
+		{"a quota", status.Error(codes.ResourceExhausted, "rate limit exceeded, try again later"), false},
+		{"another code", status.Error(codes.Internal, "decoded message length too large"), false},
+		{"not a status", fmt.Errorf("message larger than max"), false},
+		{"only the wrapping says so", fmt.Errorf("event too large: %w", status.Error(codes.ResourceExhausted, "quota")), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tooLarge(tt.err); got != tt.want {
+				t.Errorf("tooLarge(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBuildCapsBatchBytes: build takes the events whose sizeBound fits in
+// batchBytes, and at least one.
+func TestBuildCapsBatchBytes(t *testing.T) {
+	withHeaders := func(i, size int) item {
+		ev := testEvent(0, i)
+		ev.Headers = map[string]string{"x-h": strings.Repeat("h", size)}
+		return item{ev: ev, seq: uint64(i)}
+	}
+	batch := []item{withHeaders(0, 1000), withHeaders(1, 1000), withHeaders(2, 1000), withHeaders(3, 200000)}
+	one := sizeBound(&batch[0].ev)
+	tests := []struct {
+		name       string
+		batchBytes int
+		want       int
+	}{
+		{name: "all fit", batchBytes: maxBatchBytes, want: 4},
+		{name: "cap between events", batchBytes: 2*one + one/2, want: 2},
+		{name: "cap exactly two", batchBytes: 2 * one, want: 2},
+		{name: "the first always goes", batchBytes: 1, want: 1},
+		{name: "a large event waits for the next call", batchBytes: 3*one + 1000, want: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &Notifier{batchBytes: tt.batchBytes}
+			got := n.build(batch)
+			if len(got) != tt.want || len(n.req.Events) != tt.want {
+				t.Fatalf("took %d events (request has %d), want %d", len(got), len(n.req.Events), tt.want)
+			}
+			for i, pe := range n.req.Events {
+				if pe.GetEventId() != batch[i].ev.ID {
+					t.Errorf("request event %d is %s, want %s", i, pe.GetEventId(), batch[i].ev.ID)
+				}
+			}
+			if size := proto.Size(&n.req); tt.want > 1 && size > tt.batchBytes {
+				t.Errorf("request of %d events is %d bytes, above batchBytes %d", tt.want, size, tt.batchBytes)
+			}
+		})
 	}
 }

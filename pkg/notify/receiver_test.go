@@ -92,8 +92,9 @@ func startReceiver(t *testing.T, addr string, r *receiver) *receiver {
 	return startReceiverOn(t, "tcp", addr, r)
 }
 
-// startReceiverOn serves r on network and addr until the test ends.
-func startReceiverOn(t *testing.T, network, addr string, r *receiver) *receiver {
+// startReceiverOn serves r on network and addr, with the server options
+// opts, until the test ends.
+func startReceiverOn(t *testing.T, network, addr string, r *receiver, opts ...grpc.ServerOption) *receiver {
 	t.Helper()
 	lis, err := net.Listen(network, addr)
 	if err != nil {
@@ -101,7 +102,7 @@ func startReceiverOn(t *testing.T, network, addr string, r *receiver) *receiver 
 	}
 	r.addr = lis.Addr().String()
 	r.changed = make(chan struct{})
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	notifyv1.RegisterDisconnectNotifyServer(srv, r)
 	done := make(chan struct{})
 	go func() {

@@ -259,7 +259,9 @@ func (Initiator) EnumDescriptor() ([]byte, []int) {
 	return file_hangup_notify_v1_notify_proto_rawDescGZIP(), []int{2}
 }
 
-// NotifyRequest is one batch of events.
+// NotifyRequest is one batch of events: at most 100 (--notify-batch-max)
+// and at most 1 MiB encoded, except that a single event larger than that
+// goes alone.
 type NotifyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The events, oldest first. Never empty when sent by the sidecar.
@@ -505,6 +507,19 @@ type DisconnectEvent struct {
 	// Request headers named in the sidecar's allow-list (--notify-headers),
 	// lower-case names. Empty when the list is empty, for SCOPE_CONNECTION
 	// events, and for headers the client did not send.
+	//
+	// Large headers make large events. The sidecar sends at most 1 MiB of
+	// events per call, well under the 4 MiB a gRPC server accepts by default.
+	// An app that sets a smaller max receive message size refuses larger
+	// calls; the sidecar then sends smaller ones at once, and an event
+	// refused on its own is sent once more without its headers: headers then
+	// holds only ":hangup-headers-dropped" = "true" (a name no request header
+	// can have), the event's other fields intact. An event refused even
+	// without headers is dropped, counted and logged with its event_id by the
+	// sidecar. To get every event with its headers, accept messages of at
+	// least 1 MiB plus the largest headers the allow-list can carry: the
+	// default 4 MiB is enough while the sidecar's --max-header-list-size
+	// keeps its 1 MiB default.
 	Headers map[string]string `protobuf:"bytes,10,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The client's address as the sidecar saw it ("ip:port"). Empty when not
 	// known.

@@ -38,7 +38,9 @@ type DisconnectNotifyClient interface {
 	// Notify delivers a batch of disconnect events. Return OK once the events
 	// are accepted (freeing resources may continue asynchronously). Any other
 	// status makes the sidecar retry the whole batch with backoff; UNIMPLEMENTED
-	// is retried slowly.
+	// is retried slowly. A call refused as too large (RESOURCE_EXHAUSTED or
+	// OUT_OF_RANGE with the gRPC library's "message larger than max" error)
+	// is sent again at once in smaller calls: see DisconnectEvent.headers.
 	Notify(ctx context.Context, in *NotifyRequest, opts ...grpc.CallOption) (*NotifyResponse, error)
 }
 
@@ -72,7 +74,9 @@ type DisconnectNotifyServer interface {
 	// Notify delivers a batch of disconnect events. Return OK once the events
 	// are accepted (freeing resources may continue asynchronously). Any other
 	// status makes the sidecar retry the whole batch with backoff; UNIMPLEMENTED
-	// is retried slowly.
+	// is retried slowly. A call refused as too large (RESOURCE_EXHAUSTED or
+	// OUT_OF_RANGE with the gRPC library's "message larger than max" error)
+	// is sent again at once in smaller calls: see DisconnectEvent.headers.
 	Notify(context.Context, *NotifyRequest) (*NotifyResponse, error)
 	mustEmbedUnimplementedDisconnectNotifyServer()
 }
