@@ -441,7 +441,7 @@ func addNotifyFlags(f *pflag.FlagSet, c *notify.Config) {
 	f.StringVar(&c.Addr, "notify-addr", d.Addr, "the app's DisconnectNotify server: host:port or unix:///path; empty disables")
 	f.DurationVar(&c.Timeout, "notify-timeout", d.Timeout, "timeout of one Notify call")
 	f.IntVar(&c.QueueSize, "notify-queue-size", d.QueueSize, "most events waiting for delivery; beyond it the oldest are dropped and counted")
-	f.IntVar(&c.BatchMax, "notify-batch-max", d.BatchMax, "most events in one Notify call")
+	f.IntVar(&c.BatchMax, "notify-batch-max", d.BatchMax, "most events in one Notify call; a call also carries at most 1 MiB of encoded events")
 	f.DurationVar(&c.BatchDelay, "notify-batch-delay", d.BatchDelay, "0 (default): send an event at once when no call is in flight, batch only what arrives during a call; >0: hold every partial batch this long for more events (fewer calls, more latency)")
 	f.StringSliceVar(&c.Headers, "notify-headers", nil, "request headers copied into events (comma-separated)")
 }
