@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -225,7 +227,15 @@ func appendNested(b []byte, num protowire.Number, f func([]byte) []byte) []byte 
 	return b[:len(b)-(maxLenVarint-sz)]
 }
 
+// appendString appends a string field. Protobuf strings must be UTF-8, and
+// a collector refuses a whole request holding one that is not, so each
+// invalid sequence in s (a client's :path, :authority or GOAWAY debug data
+// can hold any bytes) is sent as U+FFFD. A valid s, nearly always, costs
+// only the check: it is appended as it is, with no copy.
 func appendString(b []byte, num protowire.Number, s string) []byte {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendString(b, s)
 }
