@@ -3,6 +3,8 @@ package telemetry
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +24,9 @@ const (
 	// (OTEL_BSP_MAX_QUEUE_SIZE) was full; the span is lost.
 	DropExportQueue = "export_queue"
 	// DropExport: the exporter returned an error for a batch (the
-	// collector was unreachable or refused it); its spans are lost.
+	// collector was unreachable or refused it); its spans are lost. When
+	// the collector took the batch but rejected some of its spans (an OTLP
+	// partial success), only those are lost.
 	DropExport = "export"
 )
 
@@ -142,7 +146,7 @@ func (p *countedProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 }
 
 // countedExporter counts the spans of each finished export out of its
-// processor and those of a failed one as dropped (where export).
+// processor, and those a failed one lost as dropped (where export).
 type countedExporter struct {
 	sdktrace.SpanExporter
 	p *countedProcessor
@@ -151,9 +155,78 @@ type countedExporter struct {
 func (e *countedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	err := e.SpanExporter.ExportSpans(ctx, spans)
 	e.p.held.Add(-int64(len(spans)))
-	if err != nil {
-		e.p.drops.export.Add(uint64(len(spans)))
+	if lost := exportLost(err, len(spans)); lost > 0 {
+		e.p.drops.export.Add(lost)
 	}
 	e.p.drops.warn()
 	return err
+}
+
+// exportLost is how many of an export's n spans its error err lost: none
+// for nil; for an OTLP partial success only (the collector took the batch
+// but rejected some of its spans, or merely warned), the spans rejected;
+// all n for any other error, alone or joined to a partial success (with
+// gRPC a failed call can carry both).
+func exportLost(err error, n int) uint64 {
+	if err == nil {
+		return 0
+	}
+	rejected, ok := partialRejected(err)
+	if !ok {
+		return uint64(n)
+	}
+	return min(rejected, uint64(n))
+}
+
+// partialRejected walks err's tree (the exporters wrap and join errors) and
+// returns the spans its OTLP partial successes rejected, and whether every
+// error in it other than a wrapper is one.
+func partialRejected(err error) (uint64, bool) {
+	switch e := err.(type) {
+	case interface{ Unwrap() error }:
+		if inner := e.Unwrap(); inner != nil {
+			return partialRejected(inner)
+		}
+	case interface{ Unwrap() []error }:
+		inner := e.Unwrap()
+		var sum uint64
+		for _, ie := range inner {
+			n, ok := partialRejected(ie)
+			if !ok {
+				return 0, false
+			}
+			sum += n
+		}
+		return sum, len(inner) > 0
+	}
+	return parsePartialSuccess(err.Error())
+}
+
+// The text of the OTLP clients' partial-success error,
+// "OTLP partial success: <collector's message> (<n> spans rejected)".
+const (
+	partialSuccessPrefix = "OTLP partial success: "
+	partialSuccessSuffix = " spans rejected)"
+)
+
+// parsePartialSuccess returns the count of spans a partial-success error's
+// text msg gives, and whether msg is one. The error's type,
+// PartialSuccess, is internal to otlptracehttp and otlptracegrpc (each has
+// its own copy), so its text is what is read: the count is in the last
+// parenthesis, after the collector's message, which may hold anything,
+// parentheses included.
+func parsePartialSuccess(msg string) (uint64, bool) {
+	if !strings.HasPrefix(msg, partialSuccessPrefix) || !strings.HasSuffix(msg, partialSuccessSuffix) {
+		return 0, false
+	}
+	msg = strings.TrimSuffix(msg, partialSuccessSuffix)
+	i := strings.LastIndex(msg, " (")
+	if i < len(partialSuccessPrefix) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(msg[i+len(" ("):], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }

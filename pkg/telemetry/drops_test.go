@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -13,6 +16,11 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hangup-dev/hangup/internal/testtools"
 )
@@ -211,6 +219,167 @@ func TestBatchFromEnv(t *testing.T) {
 				t.Fatalf("batchFromEnv: %v", err)
 			case got != tc.want:
 				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// collectorAnswer is what a test OTLP collector answers to every export: a
+// partial success rejecting up to rejected of the request's spans, with
+// msg, or with refuse an error (HTTP 400 Bad Request, gRPC InvalidArgument).
+type collectorAnswer struct {
+	rejected int64
+	msg      string
+	refuse   bool
+}
+
+// partial is the answer's partial success for req, nil when it has none.
+func (a collectorAnswer) partial(req *coltracepb.ExportTraceServiceRequest) *coltracepb.ExportTracePartialSuccess {
+	if a.rejected == 0 && a.msg == "" {
+		return nil
+	}
+	var n int64
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			n += int64(len(ss.GetSpans()))
+		}
+	}
+	return &coltracepb.ExportTracePartialSuccess{RejectedSpans: min(a.rejected, n), ErrorMessage: a.msg}
+}
+
+// grpcCollector is an OTLP/gRPC trace service that answers every export
+// with answer.
+type grpcCollector struct {
+	coltracepb.UnimplementedTraceServiceServer
+	answer collectorAnswer
+}
+
+func (c *grpcCollector) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	if c.answer.refuse {
+		return nil, status.Error(grpccodes.InvalidArgument, "refused by the test collector")
+	}
+	return &coltracepb.ExportTraceServiceResponse{PartialSuccess: c.answer.partial(req)}, nil
+}
+
+// otlpCollector starts an OTLP collector on 127.0.0.1 for protocol (grpc or
+// http/protobuf) that answers every export with answer, and returns its
+// endpoint URL.
+func otlpCollector(t *testing.T, protocol string, answer collectorAnswer) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	if protocol == "grpc" {
+		srv := grpc.NewServer()
+		coltracepb.RegisterTraceServiceServer(srv, &grpcCollector{answer: answer})
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		t.Cleanup(func() {
+			srv.Stop()
+			if err := <-served; err != nil {
+				t.Errorf("gRPC collector: %v", err)
+			}
+		})
+		return "http://" + ln.Addr().String()
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := readBody(r)
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if err == nil {
+			err = proto.Unmarshal(b, req)
+		}
+		if err != nil || answer.refuse {
+			http.Error(w, fmt.Sprintf("refused by the test collector (%v)", err), http.StatusBadRequest)
+			return
+		}
+		out, err := proto.Marshal(&coltracepb.ExportTraceServiceResponse{PartialSuccess: answer.partial(req)})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(out)
+	}))
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestExportDropsFromCollectorAnswer: a batch the collector refuses is
+// counted as dropped (where export), whole; one it takes with a partial
+// success counts only the spans it rejected, and none when the partial
+// success is a warning that rejected nothing. Over both OTLP protocols,
+// through the SDK's clients, whose partial-success error is what is read.
+func TestExportDropsFromCollectorAnswer(t *testing.T) {
+	const streams = 20
+	tests := []struct {
+		name     string
+		protocol string
+		answer   collectorAnswer
+		want     uint64 // dropped, where export
+	}{
+		{name: "http: partial success", protocol: "http/protobuf", answer: collectorAnswer{rejected: 3, msg: "3 spans (of 20) too old"}, want: 3},
+		{name: "http: partial success, a warning", protocol: "http/protobuf", answer: collectorAnswer{msg: "attributes truncated"}, want: 0},
+		{name: "http: refused", protocol: "http/protobuf", answer: collectorAnswer{refuse: true}, want: streams},
+		{name: "grpc: partial success", protocol: "grpc", answer: collectorAnswer{rejected: 3, msg: "3 spans (of 20) too old"}, want: 3},
+		{name: "grpc: partial success, a warning", protocol: "grpc", answer: collectorAnswer{msg: "attributes truncated"}, want: 0},
+		{name: "grpc: refused", protocol: "grpc", answer: collectorAnswer{refuse: true}, want: streams},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clearOTelEnv(t)
+			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", tc.protocol)
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlpCollector(t, tc.protocol, tc.answer))
+			// One export, of every stream span, by Shutdown's flush.
+			t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
+			tel, err := Setup(context.Background(), Options{})
+			if err != nil {
+				t.Fatalf("Setup: %v", err)
+			}
+			conn := tel.Tracer().StartConn(ConnStart{Peer: "127.0.0.1:1"})
+			for i := range streams {
+				s := conn.StartStream(StreamStart{Method: "/a.B/C", StreamID: uint32(2*i + 1)})
+				s.End(StreamEnd{At: time.Now()})
+			}
+			// The connection span stays open: it would be one more span.
+			shutdown(t, tel)
+			if got, want := tel.Tracer().Drops(), (Drops{Export: tc.want}); got != want {
+				t.Errorf("dropped %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestExportLost: how many spans of a batch of 10 an export error lost,
+// for the shapes the exporters give their errors. (The SDK clients' text
+// itself is pinned by TestExportDropsFromCollectorAnswer.)
+func TestExportLost(t *testing.T) {
+	partial := func(msg string, n int) error {
+		return fmt.Errorf("OTLP partial success: %s (%d spans rejected)", msg, n)
+	}
+	tests := []struct {
+		name string
+		err  error
+		want uint64
+	}{
+		{name: "no error", err: nil, want: 0},
+		{name: "failed", err: errors.New("connection refused"), want: 10},
+		{name: "partial success", err: partial("too old", 3), want: 3},
+		{name: "partial success, a warning", err: partial("truncated", 0), want: 0},
+		{name: "wrapped", err: fmt.Errorf("traces export: %w", errors.Join(partial("too old", 3))), want: 3},
+		{name: "message with parentheses", err: partial("bad (7 spans rejected) (of 10)", 2), want: 2},
+		{name: "joined partial successes", err: errors.Join(partial("a", 2), partial("b", 1)), want: 3},
+		{name: "partial success and a failure", err: errors.Join(partial("a", 2), errors.New("rpc error: code = Unavailable")), want: 10},
+		{name: "more rejected than sent", err: partial("?", 50), want: 10},
+		{name: "count not a number", err: errors.New("OTLP partial success: x (many spans rejected)"), want: 10},
+		{name: "no count", err: errors.New("OTLP partial success: x spans rejected)"), want: 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exportLost(tc.err, 10); got != tc.want {
+				t.Errorf("exportLost(%v, 10) = %d, want %d", tc.err, got, tc.want)
 			}
 		})
 	}
