@@ -63,7 +63,12 @@ type dropCounter struct {
 	warned   Drops     // guarded by mu: the counts at the last warning
 }
 
+// newDropCounter returns a drop counter that warns to log; nil discards
+// the warnings.
 func newDropCounter(log *slog.Logger) *dropCounter {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &dropCounter{log: log, now: time.Now}
 }
 

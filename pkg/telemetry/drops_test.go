@@ -384,3 +384,14 @@ func TestExportLost(t *testing.T) {
 		})
 	}
 }
+
+// TestDropCounterNilLogger: a drop counter made without a logger (as tests
+// and benchmarks make theirs) counts and warns into nothing, not a panic.
+func TestDropCounterNilLogger(t *testing.T) {
+	c := newDropCounter(nil)
+	c.export.Add(1)
+	c.warn()
+	if got := c.load(); got != (Drops{Export: 1}) {
+		t.Errorf("counted %+v, want one export drop", got)
+	}
+}
