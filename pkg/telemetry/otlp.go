@@ -70,16 +70,18 @@ func newOTLPExporter(ctx context.Context) (*otlpExporter, error) {
 	return &otlpExporter{client: c}, nil
 }
 
-// ExportSpans encodes spans and uploads them in one request.
+// ExportSpans encodes spans and uploads them in one request; a batch with
+// no span (nil ones aside) uploads nothing, as the SDK's exporter.
 func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	if len(spans) == 0 {
+	groups := groupSpans(spans)
+	if len(groups) == 0 {
 		return nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var rss []*tracepb.ResourceSpans
+	rss := make([]*tracepb.ResourceSpans, 0, len(groups))
 	e.buf = e.buf[:0]
-	for _, g := range groupSpans(spans) {
+	for _, g := range groups {
 		start := len(e.buf)
 		e.buf = appendResourceSpans(e.buf, g)
 		rs := &tracepb.ResourceSpans{}

@@ -244,3 +244,24 @@ func TestOTLPEncodingRepairsInvalidUTF8(t *testing.T) {
 		})
 	}
 }
+
+// TestOTLPEmptyBatchNotSent: a batch with no span uploads nothing.
+func TestOTLPEmptyBatchNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spans []sdktrace.ReadOnlySpan
+	}{
+		{name: "none"},
+		{name: "nil spans only", spans: []sdktrace.ReadOnlySpan{nil, nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := &captureClient{}
+			if err := (&otlpExporter{client: client}).ExportSpans(context.Background(), tc.spans); err != nil {
+				t.Fatalf("ExportSpans: %v", err)
+			}
+			if client.uploads != 0 {
+				t.Errorf("%d uploads, want none", client.uploads)
+			}
+		})
+	}
+}
