@@ -1,7 +1,9 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -43,8 +45,20 @@ import (
 type otlpExporter struct {
 	client otlptrace.Client
 
-	mu  sync.Mutex // guards buf; held during an export
+	mu  sync.Mutex  // held during an export
+	enc otlpEncoder // guarded by mu
+}
+
+// otlpEncoder appends OTLP protobuf to its reused buffer. Its first error
+// sticks: the append methods then add nothing more, and the export that
+// made it returns it.
+type otlpEncoder struct {
+	// maxNested is the longest nested message it encodes; 0 means
+	// nestedMessageMaxBytes (tests lower it).
+	maxNested int
+
 	buf []byte
+	err error
 }
 
 // newOTLPExporter returns the OTLP exporter for the protocol that
@@ -71,7 +85,8 @@ func newOTLPExporter(ctx context.Context) (*otlpExporter, error) {
 }
 
 // ExportSpans encodes spans and uploads them in one request; a batch with
-// no span (nil ones aside) uploads nothing, as the SDK's exporter.
+// no span (nil ones aside) uploads nothing, as the SDK's exporter. When a
+// span cannot be encoded the batch is not sent and the error says why.
 func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	groups := groupSpans(spans)
 	if len(groups) == 0 {
@@ -79,14 +94,19 @@ func (e *otlpExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	enc := &e.enc
+	enc.buf, enc.err = enc.buf[:0], nil
 	rss := make([]*tracepb.ResourceSpans, 0, len(groups))
-	e.buf = e.buf[:0]
 	for _, g := range groups {
-		start := len(e.buf)
-		e.buf = appendResourceSpans(e.buf, g)
+		start := len(enc.buf)
+		enc.buf = enc.appendResourceSpans(enc.buf, g)
 		rs := &tracepb.ResourceSpans{}
-		rs.ProtoReflect().SetUnknown(protoreflect.RawFields(e.buf[start:len(e.buf):len(e.buf)]))
+		rs.ProtoReflect().SetUnknown(protoreflect.RawFields(enc.buf[start:len(enc.buf):len(enc.buf)]))
 		rss = append(rss, rs)
+	}
+	if enc.err != nil {
+		enc.buf = nil // it may have grown huge: not kept for the next batch
+		return fmt.Errorf("traces export: encode %d spans: %w", len(spans), enc.err)
 	}
 	if err := e.client.UploadTraces(ctx, rss); err != nil {
 		return fmt.Errorf("traces export: %w", err)
@@ -207,21 +227,34 @@ const (
 	fAnyBytes             = 7
 	fArrayValues          = 1
 	fKeyValueListValues   = 1
-	maxLenVarint          = 5 // room reserved for a nested message's length
-	nestedMessageMaxBytes = 1<<28 - 1
+	maxLenVarint          = 5             // room reserved for a nested message's length
+	nestedMessageMaxBytes = math.MaxInt32 // protobuf's limit on a message; its length fits in maxLenVarint
 )
+
+// errMessageTooLong is the encoder's error for a nested message longer
+// than its limit.
+var errMessageTooLong = errors.New("OTLP message too long")
 
 // appendNested appends field num as a nested message whose bytes f
 // appends. The length goes in front once known: room for the longest is
-// reserved and the message moved back over what was not needed.
-func appendNested(b []byte, num protowire.Number, f func([]byte) []byte) []byte {
+// reserved and the message moved back over what was not needed. A message
+// over the limit is left out, and sets e.err; after an error appendNested
+// appends nothing.
+func (e *otlpEncoder) appendNested(b []byte, num protowire.Number, f func([]byte) []byte) []byte {
+	if e.err != nil {
+		return b
+	}
+	field := len(b)
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	at := len(b)
 	b = append(b, 0, 0, 0, 0, 0)
 	b = f(b)
 	n := len(b) - at - maxLenVarint
-	if n > nestedMessageMaxBytes {
-		panic("telemetry: OTLP message over 256 MiB") // a batch is far smaller
+	if limit := cmp.Or(e.maxNested, nestedMessageMaxBytes); e.err == nil && n > limit {
+		e.err = fmt.Errorf("%w: a nested message (field %d) of %d bytes, over %d", errMessageTooLong, num, n, limit)
+	}
+	if e.err != nil { // this message's, or one f appended
+		return b[:field]
 	}
 	sz := protowire.SizeVarint(uint64(n))
 	protowire.AppendVarint(b[:at], uint64(n))
@@ -266,17 +299,17 @@ func appendFixed32Field(b []byte, num protowire.Number, v uint32) []byte {
 // structs the SDK's tracetransform builds: proto3 fields at their zero
 // value are left out, oneof members and set messages never.
 
-func appendResourceSpans(b []byte, g spanGroup) []byte {
+func (e *otlpEncoder) appendResourceSpans(b []byte, g spanGroup) []byte {
 	if g.res != nil {
-		b = appendNested(b, fResourceSpansResource, func(b []byte) []byte {
+		b = e.appendNested(b, fResourceSpansResource, func(b []byte) []byte {
 			for it := g.res.Iter(); it.Next(); {
-				b = appendKeyValue(b, fResourceAttributes, it.Attribute())
+				b = e.appendKeyValue(b, fResourceAttributes, it.Attribute())
 			}
 			return b
 		})
 	}
 	for _, sg := range g.scopes {
-		b = appendNested(b, fResourceSpansScope, func(b []byte) []byte { return appendScopeSpans(b, sg) })
+		b = e.appendNested(b, fResourceSpansScope, func(b []byte) []byte { return e.appendScopeSpans(b, sg) })
 	}
 	if u := g.res.SchemaURL(); u != "" {
 		b = appendString(b, fResourceSpansSchemaURL, u)
@@ -284,9 +317,9 @@ func appendResourceSpans(b []byte, g spanGroup) []byte {
 	return b
 }
 
-func appendScopeSpans(b []byte, sg scopeGroup) []byte {
+func (e *otlpEncoder) appendScopeSpans(b []byte, sg scopeGroup) []byte {
 	if sc := sg.scope; sc != (instrumentation.Scope{}) {
-		b = appendNested(b, fScopeSpansScope, func(b []byte) []byte {
+		b = e.appendNested(b, fScopeSpansScope, func(b []byte) []byte {
 			if sc.Name != "" {
 				b = appendString(b, fScopeName, sc.Name)
 			}
@@ -294,13 +327,13 @@ func appendScopeSpans(b []byte, sg scopeGroup) []byte {
 				b = appendString(b, fScopeVersion, sc.Version)
 			}
 			for it := sc.Attributes.Iter(); it.Next(); {
-				b = appendKeyValue(b, fScopeAttributes, it.Attribute())
+				b = e.appendKeyValue(b, fScopeAttributes, it.Attribute())
 			}
 			return b
 		})
 	}
 	for _, s := range sg.spans {
-		b = appendNested(b, fScopeSpansSpans, func(b []byte) []byte { return appendSpan(b, s) })
+		b = e.appendNested(b, fScopeSpansSpans, func(b []byte) []byte { return e.appendSpan(b, s) })
 	}
 	if sg.scope.SchemaURL != "" {
 		b = appendString(b, fScopeSpansSchemaURL, sg.scope.SchemaURL)
@@ -308,7 +341,7 @@ func appendScopeSpans(b []byte, sg scopeGroup) []byte {
 	return b
 }
 
-func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+func (e *otlpEncoder) appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = appendBytes(b, fSpanTraceID, tid[:])
@@ -333,13 +366,13 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = appendFixed64Field(b, fSpanEnd, t)
 	}
 	for _, kv := range s.Attributes() {
-		b = appendKeyValue(b, fSpanAttributes, kv)
+		b = e.appendKeyValue(b, fSpanAttributes, kv)
 	}
 	if n := clampUint32(s.DroppedAttributes()); n != 0 {
 		b = appendVarintField(b, fSpanDroppedAttrs, uint64(n))
 	}
 	for _, ev := range s.Events() {
-		b = appendNested(b, fSpanEvents, func(b []byte) []byte {
+		b = e.appendNested(b, fSpanEvents, func(b []byte) []byte {
 			if t := unixNano(ev.Time.UnixNano()); t != 0 {
 				b = appendFixed64Field(b, fEventTime, t)
 			}
@@ -347,7 +380,7 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 				b = appendString(b, fEventName, ev.Name)
 			}
 			for _, kv := range ev.Attributes {
-				b = appendKeyValue(b, fEventAttributes, kv)
+				b = e.appendKeyValue(b, fEventAttributes, kv)
 			}
 			if n := clampUint32(ev.DroppedAttributeCount); n != 0 {
 				b = appendVarintField(b, fEventDroppedAttrs, uint64(n))
@@ -359,12 +392,12 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = appendVarintField(b, fSpanDroppedEvents, uint64(n))
 	}
 	for _, l := range s.Links() {
-		b = appendNested(b, fSpanLinks, func(b []byte) []byte {
+		b = e.appendNested(b, fSpanLinks, func(b []byte) []byte {
 			ltid, lsid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
 			b = appendBytes(b, fLinkTraceID, ltid[:])
 			b = appendBytes(b, fLinkSpanID, lsid[:])
 			for _, kv := range l.Attributes {
-				b = appendKeyValue(b, fLinkAttributes, kv)
+				b = e.appendKeyValue(b, fLinkAttributes, kv)
 			}
 			if n := clampUint32(l.DroppedAttributeCount); n != 0 {
 				b = appendVarintField(b, fLinkDroppedAttrs, uint64(n))
@@ -376,7 +409,7 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = appendVarintField(b, fSpanDroppedLinks, uint64(n))
 	}
 	st := s.Status()
-	b = appendNested(b, fSpanStatus, func(b []byte) []byte {
+	b = e.appendNested(b, fSpanStatus, func(b []byte) []byte {
 		if st.Description != "" {
 			b = appendString(b, fStatusMessage, st.Description)
 		}
@@ -388,17 +421,17 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	return appendFixed32Field(b, fSpanFlags, otlpFlags(sc.TraceFlags(), parent))
 }
 
-func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
-	return appendNested(b, num, func(b []byte) []byte {
+func (e *otlpEncoder) appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+	return e.appendNested(b, num, func(b []byte) []byte {
 		if kv.Key != "" {
 			b = appendString(b, fKeyValueKey, string(kv.Key))
 		}
-		return appendNested(b, fKeyValueValue, func(b []byte) []byte { return appendAnyValue(b, kv.Value) })
+		return e.appendNested(b, fKeyValueValue, func(b []byte) []byte { return e.appendAnyValue(b, kv.Value) })
 	})
 }
 
 // appendAnyValue appends the fields of an AnyValue holding v.
-func appendAnyValue(b []byte, v attribute.Value) []byte {
+func (e *otlpEncoder) appendAnyValue(b []byte, v attribute.Value) []byte {
 	switch v.Type() {
 	case attribute.BOOL:
 		return appendVarintField(b, fAnyBool, protowire.EncodeBool(v.AsBool()))
@@ -411,23 +444,23 @@ func appendAnyValue(b []byte, v attribute.Value) []byte {
 	case attribute.BYTESLICE:
 		return appendBytes(b, fAnyBytes, v.AsByteSlice())
 	case attribute.BOOLSLICE:
-		return appendArray(b, v.AsBoolSlice(), func(b []byte, x bool) []byte {
+		return appendArray(e, b, v.AsBoolSlice(), func(b []byte, x bool) []byte {
 			return appendVarintField(b, fAnyBool, protowire.EncodeBool(x))
 		})
 	case attribute.INT64SLICE:
-		return appendArray(b, v.AsInt64Slice(), func(b []byte, x int64) []byte { return appendVarintField(b, fAnyInt, uint64(x)) })
+		return appendArray(e, b, v.AsInt64Slice(), func(b []byte, x int64) []byte { return appendVarintField(b, fAnyInt, uint64(x)) })
 	case attribute.FLOAT64SLICE:
-		return appendArray(b, v.AsFloat64Slice(), func(b []byte, x float64) []byte {
+		return appendArray(e, b, v.AsFloat64Slice(), func(b []byte, x float64) []byte {
 			return appendFixed64Field(b, fAnyDouble, math.Float64bits(x))
 		})
 	case attribute.STRINGSLICE:
-		return appendArray(b, v.AsStringSlice(), func(b []byte, x string) []byte { return appendString(b, fAnyString, x) })
+		return appendArray(e, b, v.AsStringSlice(), func(b []byte, x string) []byte { return appendString(b, fAnyString, x) })
 	case attribute.SLICE:
-		return appendArray(b, v.AsSlice(), appendAnyValue)
+		return appendArray(e, b, v.AsSlice(), e.appendAnyValue)
 	case attribute.MAP:
-		return appendNested(b, fAnyKvlist, func(b []byte) []byte {
+		return e.appendNested(b, fAnyKvlist, func(b []byte) []byte {
 			for _, kv := range v.AsMap() {
-				b = appendKeyValue(b, fKeyValueListValues, kv)
+				b = e.appendKeyValue(b, fKeyValueListValues, kv)
 			}
 			return b
 		})
@@ -439,10 +472,11 @@ func appendAnyValue(b []byte, v attribute.Value) []byte {
 }
 
 // appendArray appends an ArrayValue of xs, each an AnyValue that f fills.
-func appendArray[T any](b []byte, xs []T, f func([]byte, T) []byte) []byte {
-	return appendNested(b, fAnyArray, func(b []byte) []byte {
+// (A function: a method cannot have type parameters.)
+func appendArray[T any](e *otlpEncoder, b []byte, xs []T, f func([]byte, T) []byte) []byte {
+	return e.appendNested(b, fAnyArray, func(b []byte) []byte {
 		for _, x := range xs {
-			b = appendNested(b, fArrayValues, func(b []byte) []byte { return f(b, x) })
+			b = e.appendNested(b, fArrayValues, func(b []byte) []byte { return f(b, x) })
 		}
 		return b
 	})

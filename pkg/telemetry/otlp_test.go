@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hangup-dev/hangup/pkg/event"
@@ -242,6 +244,46 @@ func TestOTLPEncodingRepairsInvalidUTF8(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOTLPEncodingTooLong: a batch holding a message longer than the
+// encoder's limit is not sent: the export returns an error, and the batch
+// span processor's spans are counted as dropped (where export).
+func TestOTLPEncodingTooLong(t *testing.T) {
+	if n := protowire.SizeVarint(nestedMessageMaxBytes); n > maxLenVarint {
+		t.Fatalf("the limit's length takes %d bytes, more than the %d reserved", n, maxLenVarint)
+	}
+	client := &captureClient{}
+	exp := &otlpExporter{client: client, enc: otlpEncoder{maxNested: 256}}
+	drops := newDropCounter(nil)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(newCountedProcessor(exp, 16, drops)))
+	tr := tp.Tracer(instrumentationName)
+	for _, attr := range []string{"short", strings.Repeat("x", 300)} {
+		_, s := tr.Start(context.Background(), "span", trace.WithAttributes(attribute.String("a", attr)))
+		s.End()
+	}
+	if err := tp.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if client.uploads != 0 {
+		t.Errorf("%d uploads, want none", client.uploads)
+	}
+	if got, want := drops.load(), (Drops{Export: 2}); got != want {
+		t.Errorf("dropped %+v, want %+v", got, want)
+	}
+
+	// The error names the limit, and the next batch, within it, is sent.
+	long := tracetest.SpanStub{Name: "long", Attributes: []attribute.KeyValue{attribute.String("a", strings.Repeat("x", 300))}}
+	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{long.Snapshot()}); !errors.Is(err, errMessageTooLong) {
+		t.Errorf("ExportSpans of a span over the limit: %v, want %v", err, errMessageTooLong)
+	}
+	short := tracetest.SpanStub{Name: "short"}
+	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{short.Snapshot()}); err != nil {
+		t.Errorf("ExportSpans after a failed one: %v", err)
+	}
+	if client.uploads != 1 || len(client.got) != 1 {
+		t.Errorf("%d uploads of %d ResourceSpans, want the short span's", client.uploads, len(client.got))
 	}
 }
 
