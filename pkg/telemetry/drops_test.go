@@ -191,7 +191,8 @@ func TestDropWarningRateLimited(t *testing.T) {
 }
 
 // TestBatchFromEnv: the batch span processor's sizes come from the
-// standard variables, with a clear error for a bad value.
+// standard variables as the SDK reads them, but with a clear error for a
+// bad value, where the SDK falls back to its default.
 func TestBatchFromEnv(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -201,9 +202,11 @@ func TestBatchFromEnv(t *testing.T) {
 	}{
 		{name: "defaults", want: batchSizes{queue: defaultBSPQueue, batch: defaultBSPBatch}},
 		{name: "both set", queue: "100", batch: "10", want: batchSizes{queue: 100, batch: 10}},
-		{name: "batch cut to the queue", queue: "100", batch: "1000", want: batchSizes{queue: 100, batch: 100}},
+		{name: "batch over the queue, the queue under the default batch", queue: "100", batch: "1000", want: batchSizes{queue: 100, batch: 100}},
+		{name: "batch over the queue, the queue over the default batch", queue: "1000", batch: "2000", want: batchSizes{queue: 1000, batch: defaultBSPBatch}},
 		{name: "not a number", queue: "lots", wantErr: `OTEL_BSP_MAX_QUEUE_SIZE="lots": want a positive number`},
 		{name: "zero batch", batch: "0", wantErr: `OTEL_BSP_MAX_EXPORT_BATCH_SIZE="0": want a positive number`},
+		{name: "negative queue", queue: "-1", wantErr: `OTEL_BSP_MAX_QUEUE_SIZE="-1": want a positive number`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
