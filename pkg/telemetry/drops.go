@@ -57,10 +57,15 @@ type dropCounter struct {
 	// atomic
 	spanQueue, exportQueue, export atomic.Uint64
 	warnedTotal                    atomic.Uint64 // Total() at the last warning
+	// nextWarn is the earliest time of the next warning, in Unix
+	// nanoseconds: the caller of warn whose CompareAndSwap moves it on by
+	// dropWarnEvery is the one that writes the warning, so that a drop
+	// within the interval costs atomic loads, no lock.
+	nextWarn atomic.Int64
 
-	mu       sync.Mutex
-	lastWarn time.Time // guarded by mu
-	warned   Drops     // guarded by mu: the counts at the last warning
+	// mu is taken only by the caller that won nextWarn, once per warning.
+	mu     sync.Mutex
+	warned Drops // guarded by mu: the counts at the last warning
 }
 
 // newDropCounter returns a drop counter that warns to log; nil discards
@@ -78,26 +83,34 @@ func (c *dropCounter) load() Drops {
 
 // warn logs the drops since the last warning, unless there are none or the
 // last warning is less than dropWarnEvery old. It costs an atomic load or
-// two when nothing was dropped, so it may be called after every span.
+// two when nothing was dropped, and a clock read more within the interval,
+// so it may be called after every span, from any goroutine.
 func (c *dropCounter) warn() {
 	if c.spanQueue.Load()+c.exportQueue.Load()+c.export.Load() == c.warnedTotal.Load() {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.now()
-	if !c.lastWarn.IsZero() && now.Sub(c.lastWarn) < dropWarnEvery {
+	next, now := c.nextWarn.Load(), c.now().UnixNano()
+	if now < next {
 		return
 	}
+	claimed := now + int64(dropWarnEvery)
+	if !c.nextWarn.CompareAndSwap(next, claimed) {
+		return // another caller writes this warning
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	d := c.load()
 	n := d.sub(c.warned)
 	if n.Total() == 0 {
+		// The warning just written by the last winner had them: give
+		// the interval back, so that the next drop is told at once.
+		c.nextWarn.CompareAndSwap(claimed, next)
 		return
 	}
 	c.log.Warn("spans dropped: traces are incomplete",
 		DropSpanQueue, n.SpanQueue, DropExportQueue, n.ExportQueue, DropExport, n.Export,
 		"total", d.Total(), "hint", dropHint(n))
-	c.lastWarn, c.warned = now, d
+	c.warned = d
 	c.warnedTotal.Store(d.Total())
 }
 

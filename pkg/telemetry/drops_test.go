@@ -145,6 +145,7 @@ func TestSpansDroppedAreCounted(t *testing.T) {
 // per dropWarnEvery with the counts since the last warning.
 func TestDropWarningRateLimited(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 18, 0, 0, 0, time.UTC)
+	const every = dropWarnEvery
 	steps := []struct {
 		name     string
 		at       time.Duration // after t0
@@ -154,23 +155,16 @@ func TestDropWarningRateLimited(t *testing.T) {
 		{name: "nothing dropped", at: 0},
 		{name: "first drop warns at once", at: time.Second, drop: Drops{ExportQueue: 3},
 			wantWarn: "span_queue=0 export_queue=3 export=0 total=3"},
-		{name: "more within the interval wait", at: 5 * time.Second, drop: Drops{SpanQueue: 2}},
-		{name: "still within", at: 10*time.Second + time.Second - 1, drop: Drops{Export: 1}},
-		{name: "after the interval, the counts since", at: 11 * time.Second,
+		{name: "more within the interval wait", at: every / 2, drop: Drops{SpanQueue: 2}},
+		{name: "still within", at: time.Second + every - 1, drop: Drops{Export: 1}},
+		{name: "after the interval, the counts since", at: time.Second + every,
 			wantWarn: "span_queue=2 export_queue=0 export=1 total=6"},
-		{name: "nothing new, no warning", at: 30 * time.Second},
-		{name: "new drop after quiet warns at once", at: 31 * time.Second, drop: Drops{Export: 5},
+		{name: "nothing new, no warning", at: 3 * every},
+		{name: "new drop after quiet warns at once", at: 3*every + time.Second, drop: Drops{Export: 5},
 			wantWarn: "span_queue=0 export_queue=0 export=5 total=11"},
 	}
 	var logs lockedBuffer
-	c := newDropCounter(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	})))
+	c := newDropCounter(testLogger(&logs))
 	var now time.Time
 	c.now = func() time.Time { return now }
 	for _, st := range steps {
@@ -187,6 +181,54 @@ func TestDropWarningRateLimited(t *testing.T) {
 		case st.wantWarn != "" && !strings.Contains(got, st.wantWarn):
 			t.Errorf("%s: warned %q, want one with %q", st.name, got, st.wantWarn)
 		}
+	}
+}
+
+// testLogger logs text without times to w.
+func testLogger(w *lockedBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+}
+
+// TestDropWarningConcurrent: goroutines dropping and warning at once (the
+// span goroutine and the batch span processor's do) write one warning per
+// interval between them, and the next one counts every drop since.
+func TestDropWarningConcurrent(t *testing.T) {
+	const goroutines, drops = 4, 100
+	var logs lockedBuffer
+	c := newDropCounter(testLogger(&logs))
+	var now atomic.Pointer[time.Time]
+	t0 := time.Date(2026, 12, 2, 18, 0, 0, 0, time.UTC)
+	now.Store(&t0)
+	c.now = func() time.Time { return *now.Load() }
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range drops {
+				c.export.Add(1)
+				c.warn()
+			}
+		})
+	}
+	wg.Wait()
+	if n := strings.Count(logs.String(), "spans dropped"); n != 1 {
+		t.Fatalf("%d warnings within one interval, want 1:\n%s", n, logs.String())
+	}
+	t1 := t0.Add(dropWarnEvery)
+	now.Store(&t1)
+	c.export.Add(1) // one at least the first warning cannot have seen
+	c.warn()
+	if n := strings.Count(logs.String(), "spans dropped"); n != 2 {
+		t.Fatalf("%d warnings after the interval, want 2:\n%s", n, logs.String())
+	}
+	if want := fmt.Sprintf("total=%d", goroutines*drops+1); !strings.Contains(logs.String(), want) {
+		t.Errorf("no warning with %s:\n%s", want, logs.String())
 	}
 }
 
