@@ -12,6 +12,23 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
+// One dropCounter per Telemetry, shared with atomics by the goroutines
+// that lose spans (see the top of trace.go for who runs what), each
+// counting where it loses them:
+//
+//   - the relay's goroutines (and pkg/notify's): span_queue, in
+//     Tracer.send;
+//   - the Tracer's goroutine: export_queue, in countedProcessor.OnEnd,
+//     which the SDK calls as that goroutine ends a span; it calls warn
+//     after every op;
+//   - the batch span processor's goroutine: export, in
+//     countedExporter.ExportSpans, the exporter's one caller; it calls
+//     warn after every export.
+//
+// /metrics reads the counts (Tracer.Drops). countedProcessor and
+// countedExporter belong to Telemetry's TracerProvider: Setup builds them
+// (spanProcessor), the provider's Shutdown flushes and stops them.
+
 // Where a span, or a change to one, can be lost on its way to the
 // exporter: the values of the where attribute of
 // hangup.telemetry.spans.dropped.
