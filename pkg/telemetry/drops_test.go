@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,21 +68,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// waitSample waits until /metrics at url has sample at want.
-func waitSample(t *testing.T, url, sample string, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	var got map[string]float64
-	for time.Now().Before(deadline) {
-		got = testtools.ScrapeMetrics(t, url)
-		if v, ok := got[sample]; ok && v == want {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s = %v after 5s, want %v; /metrics has %v", sample, got[sample], want, keys(got))
-}
-
 // TestSpansDroppedAreCounted: every stream span is exported or counted as
 // dropped in /metrics, by where it was lost, and the loss is logged. The
 // batch span processor of the OpenTelemetry SDK drops spans silently when
@@ -124,7 +110,21 @@ func TestSpansDroppedAreCounted(t *testing.T) {
 				s := conn.StartStream(StreamStart{Method: "/a.B/C", StreamID: uint32(2*i + 1)})
 				s.End(StreamEnd{At: time.Now()})
 			}
-			waitSample(t, srv.URL, "hangup_telemetry_spans_dropped_total{where="+tc.where+"}", float64(tc.dropped))
+			// Every span's fate is settled, with no wait, once the span
+			// goroutine has applied every end (the processor's OnEnd,
+			// which counts an export_queue drop, runs there) and, with
+			// the exporter open, the processor has flushed its queue (a
+			// failed export is counted before it returns).
+			tel.Tracer().stop()
+			if !tc.blocked {
+				if err := tel.tp.ForceFlush(context.Background()); err != nil && !errors.Is(err, tc.exportErr) {
+					t.Fatalf("ForceFlush: %v", err)
+				}
+			}
+			sample := "hangup_telemetry_spans_dropped_total{where=" + tc.where + "}"
+			if got := testtools.ScrapeMetrics(t, srv.URL); got[sample] != float64(tc.dropped) {
+				t.Errorf("%s = %v, want %d; /metrics has %v", sample, got[sample], tc.dropped, keys(got))
+			}
 			if tc.blocked {
 				close(exp.open)
 			}
@@ -439,4 +439,23 @@ func TestDropCounterNilLogger(t *testing.T) {
 	if got := c.load(); got != (Drops{Export: 1}) {
 		t.Errorf("counted %+v, want one export drop", got)
 	}
+}
+
+// TestDocsQuoteDropWarnEvery: docs/metrics.md, on the dropped spans'
+// series, gives the warning interval dropWarnEvery is.
+func TestDocsQuoteDropWarnEvery(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatalf("read the metrics doc: %v", err)
+	}
+	want := fmt.Sprintf("a warning at most every %g s", dropWarnEvery.Seconds())
+	for line := range strings.Lines(string(doc)) {
+		if strings.HasPrefix(line, "| `hangup_telemetry_spans_dropped_total`") {
+			if !strings.Contains(line, want) {
+				t.Errorf("docs/metrics.md's row of hangup_telemetry_spans_dropped_total does not say %q:\n%s", want, line)
+			}
+			return
+		}
+	}
+	t.Error("docs/metrics.md has no row for hangup_telemetry_spans_dropped_total")
 }
