@@ -247,15 +247,15 @@ func TestOTLPEncodingRepairsInvalidUTF8(t *testing.T) {
 	}
 }
 
-// TestOTLPEncodingTooLong: a batch holding a message longer than the
-// encoder's limit is not sent: the export returns an error, and the batch
+// TestOTLPEncodingTooLong: a batch that encodes to more bytes than a
+// request may carry is not sent: the export returns an error, and the batch
 // span processor's spans are counted as dropped (where export).
 func TestOTLPEncodingTooLong(t *testing.T) {
-	if n := protowire.SizeVarint(nestedMessageMaxBytes); n > maxLenVarint {
+	if n := protowire.SizeVarint(maxRequestEncodedSize); n > maxLenVarint {
 		t.Fatalf("the limit's length takes %d bytes, more than the %d reserved", n, maxLenVarint)
 	}
 	client := &captureClient{}
-	exp := &otlpExporter{client: client, enc: otlpEncoder{maxNested: 256}}
+	exp := &otlpExporter{client: client, maxBytes: 256}
 	drops := newDropCounter(nil)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(newCountedProcessor(exp, 16, drops)))
 	tr := tp.Tracer(instrumentationName)
@@ -275,8 +275,8 @@ func TestOTLPEncodingTooLong(t *testing.T) {
 
 	// The error names the limit, and the next batch, within it, is sent.
 	long := tracetest.SpanStub{Name: "long", Attributes: []attribute.KeyValue{attribute.String("a", strings.Repeat("x", 300))}}
-	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{long.Snapshot()}); !errors.Is(err, errMessageTooLong) {
-		t.Errorf("ExportSpans of a span over the limit: %v, want %v", err, errMessageTooLong)
+	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{long.Snapshot()}); !errors.Is(err, errRequestTooLong) {
+		t.Errorf("ExportSpans of a span over the limit: %v, want %v", err, errRequestTooLong)
 	}
 	short := tracetest.SpanStub{Name: "short"}
 	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{short.Snapshot()}); err != nil {
@@ -305,5 +305,23 @@ func TestOTLPEmptyBatchNotSent(t *testing.T) {
 				t.Errorf("%d uploads, want none", client.uploads)
 			}
 		})
+	}
+}
+
+// TestIsASCII: every length up to three words, with no byte over 0x7f and
+// with one at each position.
+func TestIsASCII(t *testing.T) {
+	for n := range 25 {
+		s := []byte(strings.Repeat("a", n))
+		if !isASCII(string(s)) {
+			t.Errorf("isASCII(%q) = false", s)
+		}
+		for i := range n {
+			s[i] = 0x80
+			if isASCII(string(s)) {
+				t.Errorf("isASCII(%q) = true", s)
+			}
+			s[i] = 'a'
+		}
 	}
 }
