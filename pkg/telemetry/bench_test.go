@@ -171,3 +171,18 @@ func BenchmarkExportBatch(b *testing.B) {
 	b.ReportMetric(float64(oursA)/n, "hangup-allocs/span")
 	b.ReportMetric(oursT.Seconds()/sdkT.Seconds(), "hangup/sdk")
 }
+
+// BenchmarkDropWithinWarnInterval measures a drop and the warn call after
+// it while the last warning is less than dropWarnEvery old, on every P at
+// once: what a collector outage adds to each span it loses.
+func BenchmarkDropWithinWarnInterval(b *testing.B) {
+	c := newDropCounter(nil)
+	c.export.Add(1)
+	c.warn() // the warning that starts the interval
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c.export.Add(1)
+			c.warn()
+		}
+	})
+}

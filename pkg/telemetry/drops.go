@@ -3,12 +3,31 @@ package telemetry
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
+
+// One dropCounter per Telemetry, shared with atomics by the goroutines
+// that lose spans (see the top of trace.go for who runs what), each
+// counting where it loses them:
+//
+//   - the relay's goroutines (and pkg/notify's): span_queue, in
+//     Tracer.send;
+//   - the Tracer's goroutine: export_queue, in countedProcessor.OnEnd,
+//     which the SDK calls as that goroutine ends a span; it calls warn
+//     after every op;
+//   - the batch span processor's goroutine: export, in
+//     countedExporter.ExportSpans, the exporter's one caller; it calls
+//     warn after every export.
+//
+// /metrics reads the counts (Tracer.Drops). countedProcessor and
+// countedExporter belong to Telemetry's TracerProvider: Setup builds them
+// (spanProcessor), the provider's Shutdown flushes and stops them.
 
 // Where a span, or a change to one, can be lost on its way to the
 // exporter: the values of the where attribute of
@@ -22,7 +41,9 @@ const (
 	// (OTEL_BSP_MAX_QUEUE_SIZE) was full; the span is lost.
 	DropExportQueue = "export_queue"
 	// DropExport: the exporter returned an error for a batch (the
-	// collector was unreachable or refused it); its spans are lost.
+	// collector was unreachable or refused it); its spans are lost. When
+	// the collector took the batch but rejected some of its spans (an OTLP
+	// partial success), only those are lost.
 	DropExport = "export"
 )
 
@@ -53,13 +74,23 @@ type dropCounter struct {
 	// atomic
 	spanQueue, exportQueue, export atomic.Uint64
 	warnedTotal                    atomic.Uint64 // Total() at the last warning
+	// nextWarn is the earliest time of the next warning, in Unix
+	// nanoseconds: the caller of warn whose CompareAndSwap moves it on by
+	// dropWarnEvery is the one that writes the warning, so that a drop
+	// within the interval costs atomic loads, no lock.
+	nextWarn atomic.Int64
 
-	mu       sync.Mutex
-	lastWarn time.Time // guarded by mu
-	warned   Drops     // guarded by mu: the counts at the last warning
+	// mu is taken only by the caller that won nextWarn, once per warning.
+	mu     sync.Mutex
+	warned Drops // guarded by mu: the counts at the last warning
 }
 
+// newDropCounter returns a drop counter that warns to log; nil discards
+// the warnings.
 func newDropCounter(log *slog.Logger) *dropCounter {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &dropCounter{log: log, now: time.Now}
 }
 
@@ -69,26 +100,34 @@ func (c *dropCounter) load() Drops {
 
 // warn logs the drops since the last warning, unless there are none or the
 // last warning is less than dropWarnEvery old. It costs an atomic load or
-// two when nothing was dropped, so it may be called after every span.
+// two when nothing was dropped, and a clock read more within the interval,
+// so it may be called after every span, from any goroutine.
 func (c *dropCounter) warn() {
 	if c.spanQueue.Load()+c.exportQueue.Load()+c.export.Load() == c.warnedTotal.Load() {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.now()
-	if !c.lastWarn.IsZero() && now.Sub(c.lastWarn) < dropWarnEvery {
+	next, now := c.nextWarn.Load(), c.now().UnixNano()
+	if now < next {
 		return
 	}
+	claimed := now + int64(dropWarnEvery)
+	if !c.nextWarn.CompareAndSwap(next, claimed) {
+		return // another caller writes this warning
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	d := c.load()
 	n := d.sub(c.warned)
 	if n.Total() == 0 {
+		// The warning just written by the last winner had them: give
+		// the interval back, so that the next drop is told at once.
+		c.nextWarn.CompareAndSwap(claimed, next)
 		return
 	}
 	c.log.Warn("spans dropped: traces are incomplete",
 		DropSpanQueue, n.SpanQueue, DropExportQueue, n.ExportQueue, DropExport, n.Export,
 		"total", d.Total(), "hint", dropHint(n))
-	c.lastWarn, c.warned = now, d
+	c.warned = d
 	c.warnedTotal.Store(d.Total())
 }
 
@@ -142,7 +181,7 @@ func (p *countedProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 }
 
 // countedExporter counts the spans of each finished export out of its
-// processor and those of a failed one as dropped (where export).
+// processor, and those a failed one lost as dropped (where export).
 type countedExporter struct {
 	sdktrace.SpanExporter
 	p *countedProcessor
@@ -151,9 +190,78 @@ type countedExporter struct {
 func (e *countedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	err := e.SpanExporter.ExportSpans(ctx, spans)
 	e.p.held.Add(-int64(len(spans)))
-	if err != nil {
-		e.p.drops.export.Add(uint64(len(spans)))
+	if lost := exportLost(err, len(spans)); lost > 0 {
+		e.p.drops.export.Add(lost)
 	}
 	e.p.drops.warn()
 	return err
+}
+
+// exportLost is how many of an export's n spans its error err lost: none
+// for nil; for an OTLP partial success only (the collector took the batch
+// but rejected some of its spans, or merely warned), the spans rejected;
+// all n for any other error, alone or joined to a partial success (with
+// gRPC a failed call can carry both).
+func exportLost(err error, n int) uint64 {
+	if err == nil {
+		return 0
+	}
+	rejected, ok := partialRejected(err)
+	if !ok {
+		return uint64(n)
+	}
+	return min(rejected, uint64(n))
+}
+
+// partialRejected walks err's tree (the exporters wrap and join errors) and
+// returns the spans its OTLP partial successes rejected, and whether every
+// error in it other than a wrapper is one.
+func partialRejected(err error) (uint64, bool) {
+	switch e := err.(type) {
+	case interface{ Unwrap() error }:
+		if inner := e.Unwrap(); inner != nil {
+			return partialRejected(inner)
+		}
+	case interface{ Unwrap() []error }:
+		inner := e.Unwrap()
+		var sum uint64
+		for _, ie := range inner {
+			n, ok := partialRejected(ie)
+			if !ok {
+				return 0, false
+			}
+			sum += n
+		}
+		return sum, len(inner) > 0
+	}
+	return parsePartialSuccess(err.Error())
+}
+
+// The text of the OTLP clients' partial-success error,
+// "OTLP partial success: <collector's message> (<n> spans rejected)".
+const (
+	partialSuccessPrefix = "OTLP partial success: "
+	partialSuccessSuffix = " spans rejected)"
+)
+
+// parsePartialSuccess returns the count of spans a partial-success error's
+// text msg gives, and whether msg is one. The error's type,
+// PartialSuccess, is internal to otlptracehttp and otlptracegrpc (each has
+// its own copy), so its text is what is read: the count is in the last
+// parenthesis, after the collector's message, which may hold anything,
+// parentheses included.
+func parsePartialSuccess(msg string) (uint64, bool) {
+	if !strings.HasPrefix(msg, partialSuccessPrefix) || !strings.HasSuffix(msg, partialSuccessSuffix) {
+		return 0, false
+	}
+	msg = strings.TrimSuffix(msg, partialSuccessSuffix)
+	i := strings.LastIndex(msg, " (")
+	if i < len(partialSuccessPrefix) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(msg[i+len(" ("):], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }

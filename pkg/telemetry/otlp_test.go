@@ -2,7 +2,11 @@ package telemetry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,31 +18,37 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hangup-dev/hangup/pkg/event"
 )
 
-// captureClient is an otlptrace.Client that keeps what it would upload,
-// marshalled and read back as the receiver would.
-type captureClient struct{ got []*tracepb.ResourceSpans }
+// captureClient is an otlptrace.Client that keeps what it would upload:
+// each request marshalled as the SDK's clients marshal it and read back as
+// a collector reads it. A request the collector could not read fails the
+// upload, as the collector refuses the whole batch.
+type captureClient struct {
+	uploads int // UploadTraces calls
+	got     []*tracepb.ResourceSpans
+}
 
 func (*captureClient) Start(context.Context) error { return nil }
 func (*captureClient) Stop(context.Context) error  { return nil }
 func (c *captureClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceSpans) error {
-	for _, rs := range rss {
-		b, err := proto.Marshal(rs)
-		if err != nil {
-			return err
-		}
-		var back tracepb.ResourceSpans
-		if err := proto.Unmarshal(b, &back); err != nil {
-			return err
-		}
-		c.got = append(c.got, &back)
+	c.uploads++
+	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	if err != nil {
+		return fmt.Errorf("marshal the request: %w", err)
 	}
+	var back coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(b, &back); err != nil {
+		return fmt.Errorf("the collector cannot read the request: %w", err)
+	}
+	c.got = append(c.got, back.ResourceSpans...)
 	return nil
 }
 
@@ -133,5 +143,185 @@ func TestOTLPGroupsResources(t *testing.T) {
 	}
 	if len(got.got) != 2 || len(got.got[0].ScopeSpans[0].Spans) != 2 || len(got.got[1].ScopeSpans[0].Spans) != 1 {
 		t.Errorf("got %v, want resource a with 2 spans, then b with 1", got.got)
+	}
+}
+
+// seqIDs gives trace and span ids in sequence, so that spans recorded twice
+// the same way get the same ids.
+type seqIDs struct {
+	mu sync.Mutex
+	n  uint64
+}
+
+func (g *seqIDs) next() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n++
+	return g.n
+}
+
+func (g *seqIDs) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
+	var tid trace.TraceID
+	tid[0], tid[15] = 1, byte(g.next())
+	return tid, g.NewSpanID(ctx, tid)
+}
+
+func (g *seqIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID {
+	var sid trace.SpanID
+	sid[0], sid[7] = 1, byte(g.next())
+	return sid
+}
+
+// TestOTLPEncodingRepairsInvalidUTF8: a string that is not valid UTF-8 (a
+// client's :path, :authority and GOAWAY debug data can hold any bytes) is
+// sent with each invalid sequence replaced by U+FFFD, which is what the
+// SDK's exporter sends for the repaired strings. Protobuf strings must be
+// UTF-8: a collector refuses a whole request holding one that is not (and
+// the SDK's exporter, given the raw strings, fails to marshal the batch).
+func TestOTLPEncodingRepairsInvalidUTF8(t *testing.T) {
+	const bad = "a\xffb\xe2\x82" // an invalid byte, then a truncated sequence
+	repaired := strings.ToValidUTF8(bad, "\uFFFD")
+	t0 := time.Date(2026, 12, 2, 18, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		// record makes spans with str in client-controlled strings.
+		record func(tp *sdktrace.TracerProvider, str string)
+	}{
+		{name: "hangup's stream span: :path, :authority, GOAWAY debug data", record: func(tp *sdktrace.TracerProvider, str string) {
+			tr := newTracer(tp.Tracer(instrumentationName), 64, newDropCounter(nil))
+			conn := tr.StartConn(ConnStart{ID: "c1", Peer: "10.0.0.1:5000", Start: t0})
+			st := conn.StartStream(StreamStart{Method: "/" + str + ".Svc/" + str, Authority: str + ":50051", StreamID: 1, Start: t0})
+			st.GoAway(t0, 0, 1, str, event.InitiatorClient)
+			st.End(StreamEnd{At: t0.Add(time.Millisecond)})
+			conn.GoAway(t0, 2, 1, str, event.InitiatorClient)
+			conn.End(t0.Add(time.Second), event.ReasonGoAway, event.InitiatorClient)
+			tr.stop()
+		}},
+		{name: "every string field", record: func(tp *sdktrace.TracerProvider, str string) {
+			tr := tp.Tracer(str, trace.WithInstrumentationVersion(str), trace.WithSchemaURL(str),
+				trace.WithInstrumentationAttributes(attribute.String(str, str)))
+			_, s := tr.Start(context.Background(), str, trace.WithTimestamp(t0),
+				trace.WithLinks(trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
+					TraceID: trace.TraceID{2}, SpanID: trace.SpanID{2}}), Attributes: []attribute.KeyValue{attribute.String("l", str)}}),
+				trace.WithAttributes(
+					attribute.String(str, str), attribute.StringSlice("ss", []string{"ok", str}),
+					attribute.Slice("sl", attribute.StringValue(str)),
+					attribute.Map("m", attribute.String(str, str)),
+				))
+			s.AddEvent(str, trace.WithTimestamp(t0), trace.WithAttributes(attribute.String("e", str)))
+			s.SetStatus(codes.Error, str)
+			s.End(trace.WithTimestamp(t0.Add(time.Second)))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spans := func(str string) []sdktrace.ReadOnlySpan {
+				t.Helper()
+				rec := tracetest.NewSpanRecorder()
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithIDGenerator(&seqIDs{}),
+					sdktrace.WithResource(resource.NewWithAttributes(str, attribute.String("service.name", str))))
+				defer func() { _ = tp.Shutdown(context.Background()) }()
+				tc.record(tp, str)
+				return rec.Ended()
+			}
+			want := &captureClient{}
+			if err := otlptrace.NewUnstarted(want).ExportSpans(context.Background(), spans(repaired)); err != nil {
+				t.Fatalf("SDK exporter, strings repaired: %v", err)
+			}
+			got := &captureClient{}
+			if err := (&otlpExporter{client: got}).ExportSpans(context.Background(), spans(bad)); err != nil {
+				t.Fatalf("otlpExporter: %v", err)
+			}
+			sortScopes(want.got)
+			sortScopes(got.got)
+			if len(got.got) != len(want.got) {
+				t.Fatalf("%d ResourceSpans, the SDK exporter sent %d", len(got.got), len(want.got))
+			}
+			for i := range want.got {
+				if !proto.Equal(want.got[i], got.got[i]) {
+					t.Errorf("ResourceSpans %d differs from the SDK exporter's for the repaired strings:\nSDK:\n%s\nhangup:\n%s", i,
+						prototext.Format(want.got[i]), prototext.Format(got.got[i]))
+				}
+			}
+		})
+	}
+}
+
+// TestOTLPEncodingTooLong: a batch that encodes to more bytes than a
+// request may carry is not sent: the export returns an error, and the batch
+// span processor's spans are counted as dropped (where export).
+func TestOTLPEncodingTooLong(t *testing.T) {
+	if n := protowire.SizeVarint(maxRequestEncodedSize); n > maxLenVarint {
+		t.Fatalf("the limit's length takes %d bytes, more than the %d reserved", n, maxLenVarint)
+	}
+	client := &captureClient{}
+	exp := &otlpExporter{client: client, maxBytes: 256}
+	drops := newDropCounter(nil)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(newCountedProcessor(exp, 16, drops)))
+	tr := tp.Tracer(instrumentationName)
+	for _, attr := range []string{"short", strings.Repeat("x", 300)} {
+		_, s := tr.Start(context.Background(), "span", trace.WithAttributes(attribute.String("a", attr)))
+		s.End()
+	}
+	if err := tp.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if client.uploads != 0 {
+		t.Errorf("%d uploads, want none", client.uploads)
+	}
+	if got, want := drops.load(), (Drops{Export: 2}); got != want {
+		t.Errorf("dropped %+v, want %+v", got, want)
+	}
+
+	// The error names the limit, and the next batch, within it, is sent.
+	long := tracetest.SpanStub{Name: "long", Attributes: []attribute.KeyValue{attribute.String("a", strings.Repeat("x", 300))}}
+	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{long.Snapshot()}); !errors.Is(err, errRequestTooLong) {
+		t.Errorf("ExportSpans of a span over the limit: %v, want %v", err, errRequestTooLong)
+	}
+	short := tracetest.SpanStub{Name: "short"}
+	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{short.Snapshot()}); err != nil {
+		t.Errorf("ExportSpans after a failed one: %v", err)
+	}
+	if client.uploads != 1 || len(client.got) != 1 {
+		t.Errorf("%d uploads of %d ResourceSpans, want the short span's", client.uploads, len(client.got))
+	}
+}
+
+// TestOTLPEmptyBatchNotSent: a batch with no span uploads nothing.
+func TestOTLPEmptyBatchNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spans []sdktrace.ReadOnlySpan
+	}{
+		{name: "none"},
+		{name: "nil spans only", spans: []sdktrace.ReadOnlySpan{nil, nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := &captureClient{}
+			if err := (&otlpExporter{client: client}).ExportSpans(context.Background(), tc.spans); err != nil {
+				t.Fatalf("ExportSpans: %v", err)
+			}
+			if client.uploads != 0 {
+				t.Errorf("%d uploads, want none", client.uploads)
+			}
+		})
+	}
+}
+
+// TestIsASCII: every length up to three words, with no byte over 0x7f and
+// with one at each position.
+func TestIsASCII(t *testing.T) {
+	for n := range 25 {
+		s := []byte(strings.Repeat("a", n))
+		if !isASCII(string(s)) {
+			t.Errorf("isASCII(%q) = false", s)
+		}
+		for i := range n {
+			s[i] = 0x80
+			if isASCII(string(s)) {
+				t.Errorf("isASCII(%q) = true", s)
+			}
+			s[i] = 'a'
+		}
 	}
 }

@@ -8,7 +8,8 @@
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, ...; for
 // OTLP the SDK's own gRPC or HTTP client sends what hangup encodes, see
 // otlpExporter), the batch span processor's OTEL_BSP_* (its queue and batch
-// sizes read here, see batchFromEnv), the resource by resource.WithFromEnv
+// sizes read here, see batchFromEnv: unlike the SDK, which ignores a bad
+// value, Setup fails on one), the resource by resource.WithFromEnv
 // (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) and the sampler by the trace
 // SDK (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG).
 //
@@ -238,8 +239,12 @@ type batchSizes struct{ queue, batch int }
 // batchFromEnv reads OTEL_BSP_MAX_QUEUE_SIZE and
 // OTEL_BSP_MAX_EXPORT_BATCH_SIZE (the SDK reads the other OTEL_BSP_*
 // variables itself): hangup needs the queue size to count what the
-// processor drops (see countedProcessor). A batch larger than the queue is
-// cut to the queue's size, as the specification wants.
+// processor drops (see countedProcessor). A batch larger than the queue
+// becomes the default batch or the queue's size, whichever is smaller, as
+// the SDK's NewBatchSpanProcessor does. Stricter than the SDK, which falls
+// back to its default on a value that is not a number (and takes zero or a
+// negative one), a value that is not a positive number is an error: the
+// sidecar refuses to start rather than run with a queue it was not given.
 func batchFromEnv() (batchSizes, error) {
 	b := batchSizes{queue: defaultBSPQueue, batch: defaultBSPBatch}
 	for _, v := range []struct {
@@ -256,7 +261,9 @@ func batchFromEnv() (batchSizes, error) {
 		}
 		*v.n = n
 	}
-	b.batch = min(b.batch, b.queue)
+	if b.batch > b.queue {
+		b.batch = min(defaultBSPBatch, b.queue)
+	}
 	return b, nil
 }
 

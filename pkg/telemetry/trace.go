@@ -20,6 +20,26 @@ import (
 	"github.com/hangup-dev/hangup/pkg/event"
 )
 
+// Who runs what, from a span's start to its export:
+//
+//   - The relay's goroutines start spans (Tracer.StartConn,
+//     Conn.StartStream) on their own goroutine, and send every later
+//     change, end included, as an op on Tracer.ops (Tracer.send), as
+//     pkg/notify's goroutine does for Tracer.Notified. They never touch a
+//     span after its start.
+//   - The Tracer's one goroutine (loop: started by newTracer, ended by
+//     stop) owns every span from then on. It applies the ops and ends the
+//     spans, so the SDK runs the span processor's OnEnd on it
+//     (countedProcessor, drops.go).
+//   - The batch span processor's goroutine, the SDK's, is the one caller
+//     of the exporter (countedExporter around otlpExporter, or around the
+//     exporter autoexport picked).
+//
+// Telemetry owns all of them: Setup builds the Tracer, the TracerProvider
+// and its processor and exporter; Shutdown stops the Tracer first (it
+// applies what was queued), then the provider, which flushes the
+// processor and shuts the exporter down.
+
 // Span and attribute names hangup adds to the RPC semantic conventions.
 const (
 	ConnectionSpanName = "hangup.connection" // one per relayed client connection
