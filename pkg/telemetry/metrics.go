@@ -20,26 +20,27 @@ import (
 // hangup.disconnects becomes hangup_disconnects_total and
 // hangup.detection.latency becomes hangup_detection_latency_seconds.
 const (
-	MetricConnectionsActive = "hangup.connections.active"
-	MetricStreamsActive     = "hangup.streams.active"
-	MetricDisconnects       = "hangup.disconnects"
-	MetricDetectionLatency  = "hangup.detection.latency"
-	MetricNotifyLatency     = "hangup.notify.latency"
-	MetricNotifyQueueDepth  = "hangup.notify.queue.depth"
-	MetricNotifyDropped     = "hangup.notify.dropped"
-	MetricNotifyRetries     = "hangup.notify.retries"
-	MetricNotifyDelivered   = "hangup.notify.delivered"
-	MetricKeepalivePings    = "hangup.keepalive.pings"
-	MetricKeepaliveTimeouts = "hangup.keepalive.timeouts"
-	MetricRTT               = "hangup.rtt"
-	MetricAbuseGoAways      = "hangup.abuse.goaways"
-	MetricSpansDropped      = "hangup.telemetry.spans.dropped"
-	MetricWatchWatchers     = "hangup.watch.watchers"
-	MetricWatchSent         = "hangup.watch.sent"
-	MetricWatchGaps         = "hangup.watch.gaps"
-	MetricWatchMissed       = "hangup.watch.missed"
-	MetricGraceEvents       = "hangup.grace.events"
-	MetricGraceHolding      = "hangup.grace.holding"
+	MetricConnectionsActive    = "hangup.connections.active"
+	MetricStreamsActive        = "hangup.streams.active"
+	MetricDisconnects          = "hangup.disconnects"
+	MetricDetectionLatency     = "hangup.detection.latency"
+	MetricNotifyLatency        = "hangup.notify.latency"
+	MetricNotifyQueueDepth     = "hangup.notify.queue.depth"
+	MetricNotifyDropped        = "hangup.notify.dropped"
+	MetricNotifyHeadersDropped = "hangup.notify.headers_dropped"
+	MetricNotifyRetries        = "hangup.notify.retries"
+	MetricNotifyDelivered      = "hangup.notify.delivered"
+	MetricKeepalivePings       = "hangup.keepalive.pings"
+	MetricKeepaliveTimeouts    = "hangup.keepalive.timeouts"
+	MetricRTT                  = "hangup.rtt"
+	MetricAbuseGoAways         = "hangup.abuse.goaways"
+	MetricSpansDropped         = "hangup.telemetry.spans.dropped"
+	MetricWatchWatchers        = "hangup.watch.watchers"
+	MetricWatchSent            = "hangup.watch.sent"
+	MetricWatchGaps            = "hangup.watch.gaps"
+	MetricWatchMissed          = "hangup.watch.missed"
+	MetricGraceEvents          = "hangup.grace.events"
+	MetricGraceHolding         = "hangup.grace.holding"
 )
 
 // Metric attribute keys.
@@ -353,6 +354,11 @@ func (m *Metrics) ObserveNotifier(stats func() notify.Stats) error {
 	if err != nil {
 		return fmt.Errorf("telemetry: create %s: %w", MetricNotifyDropped, err)
 	}
+	headersDropped, err := m.meter.Int64ObservableCounter(MetricNotifyHeadersDropped, metric.WithUnit("{event}"),
+		metric.WithDescription("Disconnect events sent without their request headers because the app refused them as too large."))
+	if err != nil {
+		return fmt.Errorf("telemetry: create %s: %w", MetricNotifyHeadersDropped, err)
+	}
 	retries, err := m.meter.Int64ObservableCounter(MetricNotifyRetries, metric.WithUnit("{call}"),
 		metric.WithDescription("Notify calls that repeated a failed call."))
 	if err != nil {
@@ -367,10 +373,11 @@ func (m *Metrics) ObserveNotifier(stats func() notify.Stats) error {
 		s := stats()
 		o.ObserveInt64(depth, int64(s.QueueDepth))
 		o.ObserveInt64(dropped, int64(s.Dropped))
+		o.ObserveInt64(headersDropped, int64(s.HeadersDropped))
 		o.ObserveInt64(retries, int64(s.Retries))
 		o.ObserveInt64(delivered, int64(s.Delivered))
 		return nil
-	}, depth, dropped, retries, delivered)
+	}, depth, dropped, headersDropped, retries, delivered)
 	if err != nil {
 		return fmt.Errorf("telemetry: observe notifier: %w", err)
 	}

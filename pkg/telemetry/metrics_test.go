@@ -21,7 +21,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatalf("Setup: %v", err)
 	}
 	defer shutdown(t, tel)
-	stats := notify.Stats{QueueDepth: 3, Dropped: 5, Retries: 7, Delivered: 11}
+	stats := notify.Stats{QueueDepth: 3, Dropped: 5, Retries: 7, Delivered: 11, HeadersDropped: 0}
 	if err := tel.Metrics().ObserveNotifier(func() notify.Stats { return stats }); err != nil {
 		t.Fatalf("ObserveNotifier: %v", err)
 	}
@@ -68,7 +68,7 @@ func TestMetricsScrape(t *testing.T) {
 	m.KeepaliveTimeout()
 	m.AbuseGoAway("too_many_pings")
 	m.AbuseGoAway("rapid_reset")
-	stats = notify.Stats{QueueDepth: 1, Dropped: 6, Retries: 9, Delivered: 12}
+	stats = notify.Stats{QueueDepth: 1, Dropped: 6, Retries: 9, Delivered: 12, HeadersDropped: 4}
 	gstats = grace.Stats{Held: 7, Resumed: 3, Expired: 3, Holding: 1}
 	wc = watch.Counters{Watchers: 1, Sent: 14, Gaps: 2, Missed: 12}
 	after := testtools.ScrapeMetrics(t, srv.URL)
@@ -92,6 +92,7 @@ func TestMetricsScrape(t *testing.T) {
 		{"hangup_abuse_goaways_total{kind=rapid_reset}", 1},
 		{"hangup_notify_queue_depth", -2},
 		{"hangup_notify_dropped_total", 1},
+		{"hangup_notify_headers_dropped_total", 4},
 		{"hangup_notify_retries_total", 2},
 		{"hangup_notify_delivered_total", 1},
 		{"hangup_grace_events_total{outcome=held}", 3},
