@@ -153,7 +153,7 @@ func Tables(res *Results) string {
 		w("Every RSS is read once it has settled, by the same rule for every peer: read every %v until it has stayed within %.1f%% (at least %d KiB) for %v, at most %v. ",
 			settleEvery, 100.0/settleFraction, settleTolerance>>10, settleWindow, settleMax)
 		w("A Go process (hangup, tcprelay) returns garbage and free pages some time after the work that made them, where a C proxy frees into malloc at once; ")
-		w("hangup gives its spare heap back within a second or two of going idle (`--release-idle-heap`). ")
+		w("the settling waits for that. ")
 		w("Ratios to the proxy that needs least (a growth of 0.0 is left out of the ratios). ")
 		w("nginx allocates its `worker_connections` connection structures at start (the harness sizes them for the largest count), ")
 		w("so its idle connections cost little beyond that; tcprelay holds six descriptors per connection (two sockets, a splice pipe per direction).\n\n")

@@ -33,7 +33,7 @@ func Targets(res *Results) string {
 	}
 	if nr := res.Notify; nr != nil {
 		check("notify", "disconnect → the app's Notify, p99 ≤ 1 ms (RST_STREAM, one at a time)", ms(nr.RSTp99), nr.RSTp99 <= time.Millisecond)
-		check("notify", "bursts ≥ 100k events/s", fmt.Sprintf("%.0f events/s", nr.BurstEventsPerS), nr.BurstEventsPerS >= 100e3)
+		check("burst", "bursts ≥ 100k events/s", fmt.Sprintf("%.0f events/s", nr.BurstEventsPerS), nr.BurstEventsPerS >= 100e3)
 	}
 	for _, m := range h.Memory {
 		check("memory", fmt.Sprintf("≤ 4 KiB RSS per idle connection (%d connections)", m.Conns), fmt.Sprintf("%.1f KiB", m.PerConnBytes/1024), m.PerConnBytes <= 4<<10)
@@ -87,6 +87,14 @@ func Targets(res *Results) string {
 			w("so on 2 shared cores a p99 sample is mostly a call queued for a CPU (the app's, the receiver's or the sidecar's).\n")
 		} else {
 			w("- **Notification** (met). An event is sent at once when no Notify call is in flight, and batched only behind one that is.\n")
+		}
+		if missed["burst"] {
+			w("- **Bursts** (missed). Behind a call in flight events go in batches of up to 100, which allocate nothing per event on the way out. ")
+			w("Profiled on this machine (2026-12-02): the sidecar spent about 14 µs of CPU per burst event (20 µs before the notifier stopped allocating per event), ")
+			w("while the app's receiver and the harness that resets the connections took about two thirds of the 2 cores; ")
+			w("in process, without them, `BenchmarkNotifyBurst100k` reached 88k events/s on the same cores.\n")
+		} else {
+			w("- **Bursts** (met). Behind a call in flight events go in batches of up to 100, which allocate nothing per event on the way out.\n")
 		}
 	}
 	if missed["throughput"] && relay != nil {

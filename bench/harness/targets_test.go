@@ -36,7 +36,7 @@ func TestTargets(t *testing.T) {
 	}{
 		{"all met", func(*Results, *PeerResult) {}, 0, nil},
 		{"slow notify", func(res *Results, _ *PeerResult) { res.Notify.RSTp99 = 2 * time.Millisecond }, 1, []string{"Notification"}},
-		{"slow burst", func(res *Results, _ *PeerResult) { res.Notify.BurstEventsPerS = 90e3 }, 1, []string{"Notification"}},
+		{"slow burst", func(res *Results, _ *PeerResult) { res.Notify.BurstEventsPerS = 90e3 }, 1, []string{"Bursts"}},
 		{"slow unary", func(_ *Results, h *PeerResult) { h.Saturation.PerSecond = 90; h.Traced.Saturation.PerSecond = 88 }, 1, []string{"Throughput"}},
 		{"CPU over the relay's budget", func(_ *Results, h *PeerResult) { h.CPUPerMillion = 1.3 }, 1, []string{"Throughput"}},
 		{"CPU above haproxy", func(_ *Results, h *PeerResult) { h.CPUPerMillion = 9 }, 2, []string{"Throughput"}},
