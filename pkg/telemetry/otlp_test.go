@@ -54,6 +54,33 @@ func (c *captureClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceS
 
 // sortScopes orders each ResourceSpans' scopes by name, since the SDK's
 // exporter groups them through a map.
+// sameAsSDK exports ours with otlpExporter and sdk with the SDK's own
+// exporter, fails unless the ResourceSpans sent are equal (scopes in name
+// order), and returns ours.
+func sameAsSDK(t *testing.T, sdk, ours []sdktrace.ReadOnlySpan) []*tracepb.ResourceSpans {
+	t.Helper()
+	want := &captureClient{}
+	if err := otlptrace.NewUnstarted(want).ExportSpans(context.Background(), sdk); err != nil {
+		t.Fatalf("SDK exporter: %v", err)
+	}
+	got := &captureClient{}
+	if err := (&otlpExporter{client: got}).ExportSpans(context.Background(), ours); err != nil {
+		t.Fatalf("otlpExporter: %v", err)
+	}
+	sortScopes(want.got)
+	sortScopes(got.got)
+	if len(got.got) != len(want.got) {
+		t.Fatalf("%d ResourceSpans, the SDK exporter sent %d", len(got.got), len(want.got))
+	}
+	for i := range want.got {
+		if !proto.Equal(want.got[i], got.got[i]) {
+			t.Errorf("ResourceSpans %d differs from the SDK exporter's:\nSDK:\n%s\nhangup:\n%s", i,
+				prototext.Format(want.got[i]), prototext.Format(got.got[i]))
+		}
+	}
+	return got.got
+}
+
 func sortScopes(rss []*tracepb.ResourceSpans) {
 	for _, rs := range rss {
 		sort.Slice(rs.ScopeSpans, func(i, j int) bool {
@@ -104,27 +131,8 @@ func TestOTLPEncodingMatchesSDK(t *testing.T) {
 		t.Fatalf("recorded %d spans, want 5", len(spans))
 	}
 
-	want := &captureClient{}
-	sdkExp := otlptrace.NewUnstarted(want)
-	if err := sdkExp.ExportSpans(context.Background(), spans); err != nil {
-		t.Fatalf("SDK exporter: %v", err)
-	}
-	got := &captureClient{}
-	if err := (&otlpExporter{client: got}).ExportSpans(context.Background(), spans); err != nil {
-		t.Fatalf("otlpExporter: %v", err)
-	}
-	sortScopes(want.got)
-	sortScopes(got.got)
-	if len(got.got) != len(want.got) {
-		t.Fatalf("%d ResourceSpans, the SDK exporter sent %d", len(got.got), len(want.got))
-	}
-	for i := range want.got {
-		if !proto.Equal(want.got[i], got.got[i]) {
-			t.Errorf("ResourceSpans %d differs from the SDK exporter's:\nSDK:\n%s\nhangup:\n%s", i,
-				prototext.Format(want.got[i]), prototext.Format(got.got[i]))
-		}
-	}
-	if n := len(got.got); n != 1 || len(got.got[0].ScopeSpans) != 2 {
+	got := sameAsSDK(t, spans, spans)
+	if n := len(got); n != 1 || len(got[0].ScopeSpans) != 2 {
 		t.Errorf("got %d resources, want 1 with 2 scopes", n)
 	}
 }
@@ -224,25 +232,7 @@ func TestOTLPEncodingRepairsInvalidUTF8(t *testing.T) {
 				tc.record(tp, str)
 				return rec.Ended()
 			}
-			want := &captureClient{}
-			if err := otlptrace.NewUnstarted(want).ExportSpans(context.Background(), spans(repaired)); err != nil {
-				t.Fatalf("SDK exporter, strings repaired: %v", err)
-			}
-			got := &captureClient{}
-			if err := (&otlpExporter{client: got}).ExportSpans(context.Background(), spans(bad)); err != nil {
-				t.Fatalf("otlpExporter: %v", err)
-			}
-			sortScopes(want.got)
-			sortScopes(got.got)
-			if len(got.got) != len(want.got) {
-				t.Fatalf("%d ResourceSpans, the SDK exporter sent %d", len(got.got), len(want.got))
-			}
-			for i := range want.got {
-				if !proto.Equal(want.got[i], got.got[i]) {
-					t.Errorf("ResourceSpans %d differs from the SDK exporter's for the repaired strings:\nSDK:\n%s\nhangup:\n%s", i,
-						prototext.Format(want.got[i]), prototext.Format(got.got[i]))
-				}
-			}
+			sameAsSDK(t, spans(repaired), spans(bad))
 		})
 	}
 }
