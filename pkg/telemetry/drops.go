@@ -135,7 +135,7 @@ func (c *dropCounter) warn() {
 func dropHint(n Drops) string {
 	switch {
 	case n.Export >= n.SpanQueue && n.Export >= n.ExportQueue:
-		return "the exporter failed: check the collector at OTEL_EXPORTER_OTLP_ENDPOINT"
+		return "the export failed or the collector rejected spans: check the collector at OTEL_EXPORTER_OTLP_ENDPOINT and its log"
 	case n.ExportQueue >= n.SpanQueue:
 		return "more spans than the exporter sends: raise OTEL_BSP_MAX_QUEUE_SIZE or sample fewer (OTEL_TRACES_SAMPLER)"
 	default:
