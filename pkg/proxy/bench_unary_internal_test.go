@@ -156,15 +156,18 @@ func BenchmarkUnaryCalls(b *testing.B) {
 		b.Cleanup(c.stopTimer)
 		up = newClientForwarder(c)
 		down = newAppForwarder(c)
-		up.buf, down.buf = bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
+		up.takeBatch()
+		down.takeBatch()
+		up.growTo(readBufSize) // a busy connection's buffers
+		down.growTo(readBufSize)
 		return up, down
 	}
 	relay := func(b *testing.B, up, down *forwarder, u *unaryTraffic) {
-		up.n = copy(*up.buf, u.reqs)
+		up.n = copy(up.buf, u.reqs)
 		if err := up.process(); err != nil {
 			b.Fatal(err)
 		}
-		down.n = copy(*down.buf, u.resps)
+		down.n = copy(down.buf, u.resps)
 		if err := down.process(); err != nil {
 			b.Fatal(err)
 		}

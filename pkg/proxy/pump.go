@@ -18,7 +18,41 @@ import (
 // frame boundary, and a larger frame grows its own buffer.
 const readBufSize = 2 * (defaultMaxFrameSize + frameHeaderLen)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+// smallBufSize is the buffer a forwarder reads into first each time it
+// wakes: a batch of control frames, a call's headers and small messages.
+// A read that fills it moves the forwarder to a readBufSize buffer until
+// it parks, so a busy connection reads as much per system call as before,
+// while one that carries small calls holds an eighth of it for the
+// ParkAfter that it waits before parking (issue 15).
+const smallBufSize = 4096
+
+// batch is what a forwarder needs only while it runs: the read buffer and
+// each batch's output, reused from batch to batch. A parked forwarder
+// holds none (an idle connection's memory, issue 15): they come from
+// batchPool together and go back together.
+type batch struct {
+	// buf is small, *big, or a buffer of its own for a frame larger
+	// than readBufSize.
+	buf   []byte
+	small []byte  // smallBufSize, the batch's own
+	big   *[]byte // from bigBufPool while buf is it; else nil
+
+	now      time.Time // when the batch was read
+	replies  []byte    // frames the relay answers the source with itself
+	out      net.Buffers
+	wbufs    net.Buffers // out as handed to the write, which consumes it
+	scratch  []byte      // frames the relay rewrote in this batch
+	runStart int         // start of the bytes of buf not yet added to out
+	events   []event.Event
+}
+
+var (
+	batchPool = sync.Pool{New: func() any {
+		b := make([]byte, smallBufSize)
+		return &batch{buf: b, small: b}
+	}}
+	bigBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+)
 
 // forwarder relays the frames of one direction of a connection. It runs on
 // one goroutine at a time and owns everything below; the stream table it
@@ -34,8 +68,10 @@ type forwarder struct {
 	side frameRules // the client's (client.go) or the app's (app.go)
 	dec  *headerDecoder
 
-	buf  *[]byte     // nil while nothing is pending: an idle connection holds no buffer
-	n    int         // bytes held in *buf
+	// *batch is nil while nothing is pending: an idle connection holds
+	// no buffer. Its fields are used as the forwarder's own.
+	*batch
+	n    int         // bytes held in buf
 	idle *readWaiter // only when sock is nil
 
 	// sock parks the forwarder while its source is quiet, so that an idle
@@ -66,15 +102,6 @@ type forwarder struct {
 	wroteHD bool // per batch: it forwards HEADERS or DATA (toward the client)
 
 	blk headerBlock
-
-	// Per batch, reused.
-	now      time.Time // when the batch was read
-	replies  []byte    // frames the relay answers the source with itself
-	out      net.Buffers
-	wbufs    net.Buffers // out as handed to the write, which consumes it
-	scratch  []byte      // frames the relay rewrote in this batch
-	runStart int         // start of the bytes of buf not yet added to out
-	events   []event.Event
 }
 
 // src is the socket this forwarder reads.
@@ -162,8 +189,11 @@ var errParked = errors.New("parked")
 func (f *forwarder) start(initial []byte) {
 	go func() {
 		if len(initial) > 0 {
-			f.buf = bufPool.Get().(*[]byte)
-			f.n = copy(*f.buf, initial)
+			f.takeBatch()
+			if len(initial) > len(f.buf) {
+				f.growTo(len(initial))
+			}
+			f.n = copy(f.buf, initial)
 			if err := f.process(); err != nil {
 				f.done(err)
 				return
@@ -203,20 +233,19 @@ func (f *forwarder) done(err error) {
 // waits for bytes without a buffer instead.
 func (f *forwarder) run() error {
 	for {
-		if f.buf == nil {
+		if f.batch == nil {
 			if f.sock == nil {
 				if err := f.idle.wait(); err != nil {
 					return readError{err}
 				}
 			}
-			f.buf = bufPool.Get().(*[]byte)
+			f.takeBatch()
 		}
 		f.armQuiet()
-		nr, err := f.src().Read((*f.buf)[f.n:])
+		nr, err := f.src().Read(f.buf[f.n:])
 		if nr > 0 {
-			f.n += nr
 			f.side.countRead(nr)
-			if perr := f.process(); perr != nil {
+			if perr := f.consume(nr); perr != nil {
 				return perr
 			}
 		}
@@ -229,7 +258,7 @@ func (f *forwarder) run() error {
 			if f.clearDeadline() || f.n > 0 {
 				continue
 			}
-			f.releaseBuf()
+			f.releaseBatch()
 			if f.sock.Park() != nil {
 				continue // closed meanwhile: the Read says so
 			}
@@ -242,17 +271,61 @@ func (f *forwarder) run() error {
 			return errParked
 		}
 		if f.n == 0 && f.sock == nil {
-			f.releaseBuf()
+			f.releaseBatch()
 		}
 	}
 }
 
-// releaseBuf gives the read buffer back while nothing is pending in it.
-func (f *forwarder) releaseBuf() {
-	if len(*f.buf) == readBufSize {
-		bufPool.Put(f.buf)
+// consume processes nr bytes just read into the buffer after its f.n
+// pending ones. When they filled a small buffer the source has more, and
+// the next read gets a big one.
+func (f *forwarder) consume(nr int) error {
+	filled := f.n+nr == len(f.buf)
+	f.n += nr
+	if err := f.process(); err != nil {
+		return err
 	}
-	f.buf = nil
+	if filled && len(f.buf) < readBufSize {
+		f.growTo(readBufSize)
+	}
+	return nil
+}
+
+// takeBatch takes a small buffer and batch state from the pool.
+func (f *forwarder) takeBatch() { f.batch = batchPool.Get().(*batch) }
+
+// growTo moves the bytes pending in the buffer to a larger one: a pooled
+// readBufSize buffer when need fits in one, else one of need bytes.
+func (f *forwarder) growTo(need int) {
+	b := f.batch
+	var nb []byte
+	var big *[]byte
+	if need <= readBufSize {
+		big = bigBufPool.Get().(*[]byte)
+		nb = *big
+	} else {
+		nb = make([]byte, need)
+	}
+	copy(nb, b.buf[:f.n])
+	if b.big != nil {
+		bigBufPool.Put(b.big)
+	}
+	b.buf, b.big = nb, big
+}
+
+// releaseBatch gives the buffers and batch state back while nothing is
+// pending in the buffer. The last batch's events are cleared so that the
+// pool does not keep their strings alive.
+func (f *forwarder) releaseBatch() {
+	b := f.batch
+	if b.big != nil {
+		bigBufPool.Put(b.big)
+		b.big = nil
+	}
+	clear(b.events)
+	b.buf, b.events = b.small, b.events[:0]
+	batchPool.Put(b)
+	f.batch = nil
 }
 
 // armQuiet sets the read deadline after which a quiet source parks. It
@@ -312,7 +385,7 @@ func (f *forwarder) wake() {
 // is in fields reused from batch to batch (out, scratch, replies, events,
 // runStart); where the walk stopped is what walkLocked returns.
 func (f *forwarder) process() error {
-	b := (*f.buf)[:f.n]
+	b := f.buf[:f.n]
 	f.out, f.scratch, f.runStart, f.events = f.out[:0], f.scratch[:0], 0, f.events[:0]
 
 	f.c.mu.Lock()
@@ -503,30 +576,18 @@ func (f *forwarder) dropData(h frameHeader, off, end int) int {
 // keepRest moves an incomplete frame to the front of the buffer, growing
 // the buffer when the frame is larger than it.
 func (f *forwarder) keepRest(rest []byte) {
-	f.n = len(rest)
-	if f.n == 0 {
-		return
-	}
-	need := len(*f.buf)
+	f.n = copy(f.buf, rest)
 	if f.n >= frameHeaderLen {
-		need = max(need, frameHeaderLen+int(parseFrameHeader(rest).Length))
-	}
-	if need > len(*f.buf) {
-		nb := make([]byte, need)
-		copy(nb, rest)
-		if len(*f.buf) == readBufSize {
-			bufPool.Put(f.buf)
+		if need := frameHeaderLen + int(parseFrameHeader(f.buf).Length); need > len(f.buf) {
+			f.growTo(need)
 		}
-		f.buf = &nb
-		return
 	}
-	copy(*f.buf, rest)
 }
 
 // flushRun adds the forwarded-as-is bytes up to end to the batch.
 func (f *forwarder) flushRun(end int) {
 	if end > f.runStart {
-		f.out = append(f.out, (*f.buf)[f.runStart:end])
+		f.out = append(f.out, f.buf[f.runStart:end])
 	}
 	f.runStart = end
 }

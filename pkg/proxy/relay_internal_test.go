@@ -70,17 +70,24 @@ func newTestConnWith(t *testing.T, mutate ...func(*Config)) *testConn {
 	return tc
 }
 
-// feed hands bytes to a forwarder as one read.
+// feed hands bytes to a forwarder as the relay's reads would: each read
+// at most what the buffer has room for (one read when b fits).
 func feed(t *testing.T, f *forwarder, b []byte) error {
 	t.Helper()
-	if f.buf == nil {
-		f.buf = bufPool.Get().(*[]byte)
+	for len(b) > 0 {
+		if f.batch == nil {
+			f.takeBatch()
+		}
+		if f.n == len(f.buf) {
+			t.Fatalf("the buffer (%d bytes) is full of an incomplete frame and was not grown", len(f.buf))
+		}
+		n := copy(f.buf[f.n:], b)
+		b = b[n:]
+		if err := f.consume(n); err != nil {
+			return err
+		}
 	}
-	if f.n+len(b) > len(*f.buf) {
-		t.Fatalf("feed of %d bytes overflows the %d-byte buffer", len(b), len(*f.buf))
-	}
-	f.n += copy((*f.buf)[f.n:], b)
-	return f.process()
+	return nil
 }
 
 // frames builds wire bytes with x/net's Framer.
