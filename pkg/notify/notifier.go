@@ -128,8 +128,7 @@ type Notifier struct {
 
 	// Guarded by mu.
 	mu           sync.Mutex
-	q            []item // the queue is q[head:]
-	head         int
+	q            queue
 	nextSeq      uint64
 	draining     bool // Close was called: the sender stops when the queue is empty
 	stopped      bool // the sender returned: Publish drops
@@ -263,7 +262,7 @@ func (n *Notifier) Publish(ev Event) {
 		n.recordDropLocked(old.ev.ID)
 		overflow = true
 	}
-	n.q = append(n.q, item{ev: ev, seq: n.nextSeq, queuedAt: now})
+	n.q.push(item{ev: ev, seq: n.nextSeq, queuedAt: now})
 	n.nextSeq++
 	n.depth.Store(int64(n.lenLocked()))
 	n.mu.Unlock()
@@ -519,8 +518,9 @@ func (n *Notifier) nextBatch(retry bool) []item {
 		n.mu.Lock()
 	}
 	k := min(n.lenLocked(), n.cfg.BatchMax)
-	batch := append(n.batchBuf[:0], n.q[n.head:n.head+k]...)
-	for i := range batch {
+	batch := n.batchBuf[:0]
+	for i := range k {
+		batch = append(batch, *n.q.at(i))
 		batch[i].attempts++
 	}
 	n.mu.Unlock()
@@ -597,8 +597,8 @@ func (n *Notifier) countFailed(batch []item) {
 	n.mu.Lock()
 	// Only overflow removed events from the front meanwhile: the queue
 	// still starts with the rest of the batch.
-	for i := n.head; i < len(n.q) && n.q[i].seq <= last; i++ {
-		n.q[i].attempts++
+	for i := 0; i < n.q.len() && n.q.at(i).seq <= last; i++ {
+		n.q.at(i).attempts++
 	}
 	n.mu.Unlock()
 }
@@ -684,9 +684,9 @@ func (n *Notifier) ack(batch []item) {
 	count := 0
 	n.mu.Lock()
 	if n.lenLocked() > 0 {
-		first = n.q[n.head].seq
+		first = n.q.at(0).seq
 	}
-	for n.lenLocked() > 0 && n.q[n.head].seq <= last {
+	for n.lenLocked() > 0 && n.q.at(0).seq <= last {
 		n.popLocked()
 		count++
 	}
@@ -745,38 +745,24 @@ func (n *Notifier) recordDropLocked(id string) {
 	}
 }
 
-func (n *Notifier) lenLocked() int { return len(n.q) - n.head }
+func (n *Notifier) lenLocked() int { return n.q.len() }
 
 // frontLocked returns the queued event seq when it is the first, or nil.
 func (n *Notifier) frontLocked(seq uint64) *item {
-	if n.lenLocked() == 0 || n.q[n.head].seq != seq {
+	if n.lenLocked() == 0 || n.q.at(0).seq != seq {
 		return nil
 	}
-	return &n.q[n.head]
+	return n.q.at(0)
 }
 
-func (n *Notifier) popLocked() item {
-	it := n.q[n.head]
-	n.q[n.head] = item{} // let the event's strings and map go
-	n.head++
-	switch {
-	case n.head == len(n.q):
-		n.q, n.head = n.q[:0], 0
-	case n.head >= cap(n.q)/2:
-		// Slide down so the backing array stays about QueueSize long.
-		k := copy(n.q, n.q[n.head:])
-		clear(n.q[k:])
-		n.q, n.head = n.q[:k], 0
-	}
-	return it
-}
+func (n *Notifier) popLocked() item { return n.q.pop() }
 
 // notifyFlushLocked ends the Flush calls whose events have all left the
 // queue.
 func (n *Notifier) notifyFlushLocked() {
 	kept := n.flushWaiters[:0]
 	for _, w := range n.flushWaiters {
-		if n.lenLocked() == 0 || n.q[n.head].seq > w.seq {
+		if n.lenLocked() == 0 || n.q.at(0).seq > w.seq {
 			close(w.done)
 		} else {
 			kept = append(kept, w)

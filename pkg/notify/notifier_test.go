@@ -254,7 +254,7 @@ func TestBatchDelayHoldsPartialBatches(t *testing.T) {
 				ev := testEvent(0, i)
 				ev.DetectedAt = time.Unix(1700000000, 0)
 				published = append(published, ev)
-				n.q = append(n.q, item{ev: ev, seq: n.nextSeq, queuedAt: time.Now()})
+				n.q.push(item{ev: ev, seq: n.nextSeq, queuedAt: time.Now()})
 				n.nextSeq++
 			}
 			n.mu.Unlock()
@@ -887,7 +887,7 @@ func TestBurstOfLargeEventsIsDelivered(t *testing.T) {
 func queueAll(n *Notifier, evs []Event) {
 	n.mu.Lock()
 	for _, ev := range evs {
-		n.q = append(n.q, item{ev: ev, seq: n.nextSeq, queuedAt: time.Now()})
+		n.q.push(item{ev: ev, seq: n.nextSeq, queuedAt: time.Now()})
 		n.nextSeq++
 	}
 	n.depth.Store(int64(n.lenLocked()))
