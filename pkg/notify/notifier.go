@@ -126,6 +126,11 @@ type Notifier struct {
 	req        notifyv1.NotifyRequest
 	batchBytes int // the most bytes in one call: maxBatchBytes, less once the app refused a call as too large
 
+	// appBack is set by the watcher when the channel to the app is ready
+	// again after it was lost: the app may be a new process with a larger
+	// receive limit, so the sender's next call may be maxBatchBytes again.
+	appBack atomic.Bool
+
 	// Guarded by mu.
 	mu           sync.Mutex
 	q            queue
@@ -301,8 +306,9 @@ func (n *Notifier) incarnationEvent() Event {
 
 // watch is the watcher goroutine: each time the channel to the app is READY
 // again after it was lost (TRANSIENT_FAILURE, or IDLE and reconnected), it
-// queues the incarnation event once more. The first READY needs none: the
-// event New queued goes on that connection.
+// queues the incarnation event once more, and lets calls grow back to
+// maxBatchBytes (appBack). The first READY needs none: the event New
+// queued goes on that connection.
 func (n *Notifier) watch() {
 	defer n.wg.Done()
 	wasReady, lost := false, false
@@ -310,6 +316,7 @@ func (n *Notifier) watch() {
 		switch st {
 		case connectivity.Ready:
 			if wasReady && lost && !isClosed(n.closing) {
+				n.appBack.Store(true)
 				n.log.Info("notify: reconnected to the app; naming the live incarnation again", "incarnation", n.incarnation)
 				n.Publish(n.incarnationEvent())
 			}
@@ -433,6 +440,10 @@ func (n *Notifier) send() {
 		batch := n.nextBatch(failed > 0)
 		if batch == nil {
 			return
+		}
+		if n.appBack.Swap(false) && n.batchBytes < maxBatchBytes {
+			n.log.Info("notify: the app is back; calls may be as large as before it refused one", "max_call_bytes", maxBatchBytes)
+			n.batchBytes = maxBatchBytes
 		}
 		batch = n.build(batch)
 		if failed > 0 {
@@ -644,7 +655,7 @@ func tooLarge(err error) bool {
 func (n *Notifier) refused(batch []item, size int, err error) {
 	if c := size / 2; c < n.batchBytes {
 		n.batchBytes = c
-		n.log.Warn("notify: the app refused a call as too large; sending smaller calls from now on. Raise the app's max receive message size (grpc's default is 4 MiB)",
+		n.log.Warn("notify: the app refused a call as too large; sending smaller calls until it reconnects. Raise the app's max receive message size (grpc's default is 4 MiB)",
 			"events", len(batch), "bytes", size, "max_call_bytes", n.batchBytes, "err", err)
 	}
 	if len(batch) > 1 {

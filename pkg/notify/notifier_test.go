@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -811,6 +812,56 @@ func TestAnnounceAgainAfterReconnect(t *testing.T) {
 	if !strings.Contains(logs.String(), "naming the live incarnation again") {
 		t.Errorf("no log line for the reconnection; logs:\n%s", logs)
 	}
+}
+
+// TestCallsGrowBackWhenTheAppReconnects: after the app refused calls as
+// too large the notifier sends smaller ones, but once the app is back from
+// a restart, perhaps with a larger receive limit, a call may carry 1 MiB
+// again.
+func TestCallsGrowBackWhenTheAppReconnects(t *testing.T) {
+	large := func(i int) Event {
+		ev := testEvent(0, i)
+		ev.Headers = largeHeaders()
+		return ev
+	}
+	batch := func(from, to int) []Event {
+		var evs []Event
+		for i := from; i < to; i++ {
+			evs = append(evs, large(i))
+		}
+		return evs
+	}
+	first := startReceiverOn(t, "tcp", "127.0.0.1:0", &receiver{}, grpc.MaxRecvMsgSize(120<<10))
+	n, logs := newTestNotifier(t, Config{
+		Addr:     first.addr,
+		Timeout:  100 * time.Millisecond,
+		RetryMin: time.Millisecond,
+		RetryMax: 20 * time.Millisecond,
+	}, nil)
+	n.announce() // starts the watcher
+	queueAll(n, batch(0, 7))
+	flush(t, n)
+	if !strings.Contains(logs.String(), "sending smaller calls") {
+		t.Fatalf("the first app never refused a call; logs:\n%s", logs)
+	}
+	first.stop()
+
+	second := startReceiver(t, first.addr, &receiver{}) // grpc's default limit, 4 MiB
+	second.waitUntil(t, "the incarnation event after the reconnection", func(r *receiver) bool {
+		return len(r.accepted) >= 1 && strings.Contains(logs.String(), "naming the live incarnation again")
+	})
+	queueAll(n, batch(7, 14)) // about 345 KB
+	flush(t, n)
+	_, batches, _ := second.snapshot()
+	for _, b := range batches {
+		if got := ids(b); slices.Contains(got, "c0-e0007") {
+			if len(got) < 7 {
+				t.Errorf("after the reconnection the events went %d to a call (%v), want all 7 in one: the calls did not grow back", len(got), got)
+			}
+			return
+		}
+	}
+	t.Errorf("the second app never got event c0-e0007")
 }
 
 // TestDisabledNotifierAnnouncesNothing: without an address nothing starts.
