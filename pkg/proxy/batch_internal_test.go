@@ -12,6 +12,33 @@ import (
 	"github.com/hangup-dev/hangup/pkg/event"
 )
 
+// TestUnparkedForwarderStaysBig: a forwarder that cannot park (TLS) gives
+// its batch back after every read; once its source filled the small
+// buffer it takes a big one each time, as it did before small buffers,
+// rather than reading a busy source 4 KiB at a time.
+func TestUnparkedForwarderStaysBig(t *testing.T) {
+	tc := newTestConnWith(t, func(c *Config) { c.Sink = event.SinkFunc(func(event.Event) {}) })
+	f := tc.up
+	f.sock = nil // as for TLS
+	if err := feed(t, f, frames(t, func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: request(enc, hb, "/a.S/M"), EndHeaders: true})
+		_ = fr.WriteData(1, false, make([]byte, 2*smallBufSize))
+	})); err != nil {
+		t.Fatal(err)
+	}
+	f.releaseBatch() // as run does after each read when the socket cannot park
+	f.takeBatch()
+	if len(f.buf) != readBufSize {
+		t.Errorf("after a read that filled the small buffer the next read gets %d bytes, want %d", len(f.buf), readBufSize)
+	}
+	f.releaseBatch()
+	f.parked()
+	f.takeBatch()
+	if len(f.buf) != smallBufSize {
+		t.Errorf("after parking the next read gets %d bytes, want %d", len(f.buf), smallBufSize)
+	}
+}
+
 // TestReadBufferFollowsTheSource checks the client forwarder's read buffer
 // after each kind of read: the small one while batches fit in it, a
 // pooled big one once a read filled it or a frame needs more, and, once

@@ -100,6 +100,11 @@ type forwarder struct {
 	// pass fields' padding.
 	from    source
 	wroteHD bool // per batch: it forwards HEADERS or DATA (toward the client)
+	// busy: a read filled the small buffer since the forwarder last
+	// parked, so each batch it takes starts with a big one. It matters
+	// where the socket cannot park (TLS) and the batch goes back after
+	// every read.
+	busy bool
 
 	blk headerBlock
 }
@@ -259,6 +264,7 @@ func (f *forwarder) run() error {
 				continue
 			}
 			f.releaseBatch()
+			f.parked()
 			if f.sock.Park() != nil {
 				continue // closed meanwhile: the Read says so
 			}
@@ -287,12 +293,23 @@ func (f *forwarder) consume(nr int) error {
 	}
 	if filled && len(f.buf) < readBufSize {
 		f.growTo(readBufSize)
+		f.busy = true
 	}
 	return nil
 }
 
-// takeBatch takes a small buffer and batch state from the pool.
-func (f *forwarder) takeBatch() { f.batch = batchPool.Get().(*batch) }
+// takeBatch takes a buffer and batch state from the pool: a big buffer
+// when a read filled the small one since the forwarder last parked.
+func (f *forwarder) takeBatch() {
+	f.batch = batchPool.Get().(*batch)
+	if f.busy {
+		f.growTo(readBufSize)
+	}
+}
+
+// parked forgets that the source was busy: the next wake reads into the
+// small buffer first.
+func (f *forwarder) parked() { f.busy = false }
 
 // growTo moves the bytes pending in the buffer to a larger one: a pooled
 // readBufSize buffer when need fits in one, else one of need bytes.
