@@ -711,12 +711,7 @@ func TestPublishFillsIDAndDetectedAt(t *testing.T) {
 func TestReceiverRestarts(t *testing.T) {
 	first := startReceiver(t, "127.0.0.1:0", &receiver{})
 	failed := make(chan struct{}, 1)
-	n, _ := newTestNotifier(t, Config{
-		Addr:     first.addr,
-		Timeout:  100 * time.Millisecond,
-		RetryMin: time.Millisecond,
-		RetryMax: 20 * time.Millisecond,
-	}, func(ctx context.Context, d time.Duration) bool {
+	n, _ := newTestNotifier(t, fastRetry(first.addr), func(ctx context.Context, d time.Duration) bool {
 		select {
 		case failed <- struct{}{}:
 		default:
@@ -781,17 +776,18 @@ func TestAnnounceNamesTheLiveIncarnationFirst(t *testing.T) {
 	}
 }
 
+// fastRetry is the config of a notifier whose app restarts during a test:
+// short calls and retries, so that the new app is reached at once.
+func fastRetry(addr string) Config {
+	return Config{Addr: addr, Timeout: 100 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond}
+}
+
 // TestAnnounceAgainAfterReconnect: when the app comes back (a restart of the
 // app, or of the channel), it is told the live incarnation again without
 // any other event to carry it.
 func TestAnnounceAgainAfterReconnect(t *testing.T) {
 	first := startReceiver(t, "127.0.0.1:0", &receiver{})
-	n, logs := newTestNotifier(t, Config{
-		Addr:     first.addr,
-		Timeout:  100 * time.Millisecond,
-		RetryMin: time.Millisecond,
-		RetryMax: 20 * time.Millisecond,
-	}, nil)
+	n, logs := newTestNotifier(t, fastRetry(first.addr), nil)
 	n.announce()
 	first.waitUntil(t, "the first incarnation event", func(r *receiver) bool { return len(r.accepted) == 1 })
 	first.stop()
@@ -832,12 +828,7 @@ func TestCallsGrowBackWhenTheAppReconnects(t *testing.T) {
 		return evs
 	}
 	first := startReceiverOn(t, "tcp", "127.0.0.1:0", &receiver{}, grpc.MaxRecvMsgSize(120<<10))
-	n, logs := newTestNotifier(t, Config{
-		Addr:     first.addr,
-		Timeout:  100 * time.Millisecond,
-		RetryMin: time.Millisecond,
-		RetryMax: 20 * time.Millisecond,
-	}, nil)
+	n, logs := newTestNotifier(t, fastRetry(first.addr), nil)
 	n.announce() // starts the watcher
 	queueAll(n, batch(0, 7))
 	flush(t, n)
