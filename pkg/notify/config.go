@@ -71,7 +71,7 @@ type Config struct {
 	QueueSize int
 
 	// BatchMax is the most events in one Notify call. Default 100, minimum 1.
-	// A call also carries at most 1 MiB of encoded events (maxBatchBytes),
+	// A call also carries at most 1 MiB of encoded events (MaxCallBytes),
 	// less once the app refused one as too large. Flag: --notify-batch-max.
 	BatchMax int
 

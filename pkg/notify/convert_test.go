@@ -131,7 +131,7 @@ func TestWireEventReuse(t *testing.T) {
 
 // TestSizeBound: sizeBound never counts less than an event's encoding takes
 // in a NotifyRequest, with every field of the proto at its largest, so that
-// a call capped by it stays within maxBatchBytes. A string field added to
+// a call capped by it stays within MaxCallBytes. A string field added to
 // the proto (and to the conversion) but not to sizeBound fails here.
 func TestSizeBound(t *testing.T) {
 	// Every field of the wire form set through reflection, none forgotten:

@@ -27,7 +27,7 @@ import (
 // rest are only counted, so that an overflow storm cannot grow memory.
 const maxLoggedIDs = 1000
 
-// maxBatchBytes caps the encoded size of one NotifyRequest, as BatchMax caps
+// MaxCallBytes caps the encoded size of one NotifyRequest, as BatchMax caps
 // its events (a batch always holds at least one event). Events carry the
 // stream's allow-listed request headers, so 100 of them can outgrow the
 // largest message the app accepts: 4 MiB by default in grpc-go, grpc-java,
@@ -36,7 +36,7 @@ const maxLoggedIDs = 1000
 // stays well under those defaults and costs nothing when events are small
 // (100 events without headers are about 20 KB); an app with a smaller limit
 // is handled when it refuses a call (see Notifier.refused).
-const maxBatchBytes = 1 << 20
+const MaxCallBytes = 1 << 20
 
 // HeadersDroppedKey is the Headers entry, set to "true", of an event the app
 // refused as too large and that was sent again without its request headers.
@@ -70,7 +70,7 @@ type Stats struct {
 // failures included, is retried with the backoff: the sidecar cannot tell a
 // bug in the app from a restart, and only the app can acknowledge an event.
 //
-// A call carries at most BatchMax events and maxBatchBytes (1 MiB) of them
+// A call carries at most BatchMax events and MaxCallBytes (1 MiB) of them
 // encoded, so that a burst of events with large headers stays within the
 // app's largest accepted message. When the app still refuses a call as too
 // large (RESOURCE_EXHAUSTED or OUT_OF_RANGE saying so: its limit is
@@ -124,11 +124,11 @@ type Notifier struct {
 	batchBuf   []item
 	wire       []*wireEvent
 	req        notifyv1.NotifyRequest
-	batchBytes int // the most bytes in one call: maxBatchBytes, less once the app refused a call as too large
+	batchBytes int // the most bytes in one call: MaxCallBytes, less once the app refused a call as too large
 
 	// appBack is set by the watcher when the channel to the app is ready
 	// again after it was lost: the app may be a new process with a larger
-	// receive limit, so the sender's next call may be maxBatchBytes again.
+	// receive limit, so the sender's next call may be MaxCallBytes again.
 	appBack atomic.Bool
 
 	// Guarded by mu.
@@ -190,7 +190,7 @@ func newNotifier(cfg Config, wait func(context.Context, time.Duration) bool, hol
 	}
 	cfg = cfg.withDefaults()
 	n := &Notifier{cfg: cfg, log: cfg.Logger.With("notify_addr", cfg.Addr), wait: wait, hold: hold,
-		incarnation: event.Incarnation(), batchBytes: maxBatchBytes}
+		incarnation: event.Incarnation(), batchBytes: MaxCallBytes}
 	if cfg.Addr == "" {
 		n.disabled = true
 		return n, nil
@@ -307,7 +307,7 @@ func (n *Notifier) incarnationEvent() Event {
 // watch is the watcher goroutine: each time the channel to the app is READY
 // again after it was lost (TRANSIENT_FAILURE, or IDLE and reconnected), it
 // queues the incarnation event once more, and lets calls grow back to
-// maxBatchBytes (appBack). The first READY needs none: the event New
+// MaxCallBytes (appBack). The first READY needs none: the event New
 // queued goes on that connection.
 func (n *Notifier) watch() {
 	defer n.wg.Done()
@@ -441,9 +441,9 @@ func (n *Notifier) send() {
 		if batch == nil {
 			return
 		}
-		if n.appBack.Swap(false) && n.batchBytes < maxBatchBytes {
-			n.log.Info("notify: the app is back; calls may be as large as before it refused one", "max_call_bytes", maxBatchBytes)
-			n.batchBytes = maxBatchBytes
+		if n.appBack.Swap(false) && n.batchBytes < MaxCallBytes {
+			n.log.Info("notify: the app is back; calls may be as large as before it refused one", "max_call_bytes", MaxCallBytes)
+			n.batchBytes = MaxCallBytes
 		}
 		batch = n.build(batch)
 		if failed > 0 {
@@ -464,7 +464,7 @@ func (n *Notifier) send() {
 		n.failures.Add(1)
 		failed++
 		n.countFailed(batch)
-		if tooLarge(err) {
+		if TooLarge(err) {
 			// Waiting would not help: send less, at once.
 			n.refused(batch, size, err)
 			continue
@@ -625,8 +625,9 @@ var tooLargePhrases = []string{
 	"too large",            // tonic (OUT_OF_RANGE): "decoded message length too large: found N bytes, the limit is: M bytes"
 }
 
-// tooLarge reports whether err is the app refusing a call as too large.
-func tooLarge(err error) bool {
+// TooLarge reports whether err is a DisconnectNotify server refusing a
+// call as larger than its max receive message size.
+func TooLarge(err error) bool {
 	// The status itself, not status.FromError's: that one's message is the
 	// whole wrapped error's, which says things of its own.
 	var se interface{ GRPCStatus() *status.Status }

@@ -913,8 +913,8 @@ func TestBurstOfLargeEventsIsDelivered(t *testing.T) {
 	}
 	_, batches, _ := r.snapshot()
 	for i, b := range batches {
-		if size := proto.Size(&notifyv1.NotifyRequest{Events: b}); size > maxBatchBytes {
-			t.Errorf("call %d carried %d events in %d bytes, more than maxBatchBytes %d", i+1, len(b), size, maxBatchBytes)
+		if size := proto.Size(&notifyv1.NotifyRequest{Events: b}); size > MaxCallBytes {
+			t.Errorf("call %d carried %d events in %d bytes, more than MaxCallBytes %d", i+1, len(b), size, MaxCallBytes)
 		}
 	}
 	// About 21 events fit in 1 MiB: the cap, not a lone event per call,
@@ -939,7 +939,7 @@ func queueAll(n *Notifier, evs []Event) {
 }
 
 // TestAppRefusesCallsAsTooLarge: an app whose max receive message size is
-// below maxBatchBytes refuses calls; the notifier sends smaller ones at
+// below MaxCallBytes refuses calls; the notifier sends smaller ones at
 // once, then a lone event without its headers, and drops (counted and
 // logged) only an event too large even without them. The queue never
 // stalls and the order is kept.
@@ -1095,8 +1095,8 @@ func TestTooLarge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tooLarge(tt.err); got != tt.want {
-				t.Errorf("tooLarge(%v) = %v, want %v", tt.err, got, tt.want)
+			if got := TooLarge(tt.err); got != tt.want {
+				t.Errorf("TooLarge(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}
@@ -1117,7 +1117,7 @@ func TestBuildCapsBatchBytes(t *testing.T) {
 		batchBytes int
 		want       int
 	}{
-		{name: "all fit", batchBytes: maxBatchBytes, want: 4},
+		{name: "all fit", batchBytes: MaxCallBytes, want: 4},
 		{name: "cap between events", batchBytes: 2*one + one/2, want: 2},
 		{name: "cap exactly two", batchBytes: 2 * one, want: 2},
 		{name: "the first always goes", batchBytes: 1, want: 1},

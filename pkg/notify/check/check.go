@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/hangup-dev/hangup/api/hangup/notify/v1"
@@ -48,7 +49,8 @@ type Options struct {
 type Result struct {
 	Name    string        // what was checked, e.g. "single stream event"
 	Passed  bool          // the target answered every call of the check with OK in time
-	Message string        // what happened; on failure, what to fix
+	Warning bool          // passed, but the target will lose detail the sidecar sends: Message says what to change
+	Message string        // what happened; on failure or warning, what to fix
 	Elapsed time.Duration // time the check took
 }
 
@@ -87,6 +89,10 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 		start := time.Now()
 		msg, err := ch.run(ctx, c)
 		r := Result{Name: ch.name, Passed: err == nil, Message: msg, Elapsed: time.Since(start)}
+		var w warning
+		if errors.As(err, &w) {
+			r.Passed, r.Warning = true, true
+		}
 		if err != nil {
 			r.Message = err.Error()
 		}
@@ -109,10 +115,15 @@ func Passed(results []Result) bool {
 func Print(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tRESULT\tTIME\tDETAIL")
-	passed := 0
+	passed, warned := 0, 0
 	for _, r := range results {
 		res := "FAIL"
-		if r.Passed {
+		switch {
+		case r.Warning:
+			res = "WARN"
+			passed++
+			warned++
+		case r.Passed:
 			res = "PASS"
 			passed++
 		}
@@ -121,7 +132,11 @@ func Print(w io.Writer, results []Result) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("print check results: %w", err)
 	}
-	if _, err := fmt.Fprintf(w, "%d of %d checks passed\n", passed, len(results)); err != nil {
+	summary := fmt.Sprintf("%d of %d checks passed", passed, len(results))
+	if warned > 0 {
+		summary += fmt.Sprintf(", %d with a warning", warned)
+	}
+	if _, err := fmt.Fprintln(w, summary); err != nil {
 		return fmt.Errorf("print check results: %w", err)
 	}
 	return nil
@@ -153,6 +168,12 @@ func (c *checker) notify(ctx context.Context, evs []*notifyv1.DisconnectEvent) e
 	}
 	return fmt.Errorf("the call with %d events did not return OK; the sidecar would retry this batch until its queue overflows: %w", len(evs), err)
 }
+
+// warning is a check's outcome when the target answered as the sidecar
+// can live with, at a cost to the app that it should fix.
+type warning struct{ msg string }
+
+func (w warning) Error() string { return w.msg }
 
 type check struct {
 	name string
@@ -225,6 +246,23 @@ var checks = []check{
 			return "", err
 		}
 		return fmt.Sprintf("a batch of %d events (the sidecar's default maximum) acknowledged", len(evs)), nil
+	}},
+	{"largest call", func(ctx context.Context, c *checker) (string, error) {
+		// Events carry the allow-listed request headers, and a call
+		// carries up to notify.MaxCallBytes of them.
+		evs := largestBatch(newConnID())
+		size := proto.Size(&notifyv1.NotifyRequest{Events: evs})
+		err := c.notify(ctx, evs)
+		if err != nil && notify.TooLarge(err) {
+			return "", warning{fmt.Sprintf("the app refused a call of %d bytes as too large: its max receive message size is below the %d bytes "+
+				"a sidecar's call may carry. The sidecar then sends smaller calls, and an event too large on its own goes without its request "+
+				"headers (marked %s) or is dropped. Raise the limit to at least 1 MiB plus the largest headers --notify-headers allows "+
+				"(grpc's default 4 MiB is enough): %v", size, notify.MaxCallBytes, notify.HeadersDroppedKey, err)}
+		}
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d events with large request headers, %d bytes in one call, acknowledged", len(evs), size), nil
 	}},
 	{"retried batch", func(ctx context.Context, c *checker) (string, error) {
 		conn := newConnID()
@@ -342,6 +380,22 @@ func connectionEvent(conn string, r event.Reason) *notifyv1.DisconnectEvent {
 		StartedAt:    now.Add(-time.Hour),
 		DetectedAt:   now,
 	})
+}
+
+// largestBatch is stream events of conn whose request headers make the
+// call as large as a sidecar's may be (notify.MaxCallBytes) without going
+// over.
+func largestBatch(conn string) []*notifyv1.DisconnectEvent {
+	const padding = 64 << 10 // per event
+	var evs []*notifyv1.DisconnectEvent
+	for i := 0; ; i++ {
+		ev := streamEvent(conn, uint32(2*i+1), event.ReasonRSTStream)
+		ev.Headers = map[string]string{"x-notify-check-padding": strings.Repeat("p", padding)}
+		if proto.Size(&notifyv1.NotifyRequest{Events: append(evs, ev)}) > notify.MaxCallBytes {
+			return evs
+		}
+		evs = append(evs, ev)
+	}
 }
 
 func initiator(r event.Reason) event.Initiator {

@@ -52,15 +52,15 @@ func (r *receiver) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*no
 	return &notifyv1.NotifyResponse{}, nil
 }
 
-// serve serves r (or no service at all when r is nil) on 127.0.0.1 until
-// the test ends.
-func serve(t *testing.T, r *receiver) string {
+// serve serves r (or no service at all when r is nil) on 127.0.0.1, with
+// the server's opts, until the test ends.
+func serve(t *testing.T, r *receiver, opts ...grpc.ServerOption) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	if r != nil {
 		r.seen = map[string]bool{}
 		notifyv1.RegisterDisconnectNotifyServer(srv, r)
@@ -231,7 +231,7 @@ func TestBrokenReceiversFail(t *testing.T) {
 				}
 				return nil
 			}},
-			wantFailed: []string{"every reason", "full batch"},
+			wantFailed: []string{"every reason", "full batch", "largest call"},
 			wantMsg:    "too many events",
 		},
 	}
@@ -265,6 +265,39 @@ func TestBrokenReceiversFail(t *testing.T) {
 				t.Errorf("table shows no FAIL:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// TestSmallReceiveLimitWarns: an app that accepts less than a sidecar's
+// largest call passes every check, the largest call with a warning that
+// says what is lost and what to raise.
+func TestSmallReceiveLimitWarns(t *testing.T) {
+	results := run(t, serve(t, &receiver{}, grpc.MaxRecvMsgSize(256<<10)), time.Second)
+	for _, res := range results {
+		switch {
+		case !res.Passed:
+			t.Errorf("%s: failed: %s", res.Name, res.Message)
+		case res.Name == "largest call" && !res.Warning:
+			t.Errorf("%s: passed without a warning: %s", res.Name, res.Message)
+		case res.Name == "largest call":
+			for _, want := range []string{"max receive message size", "without its request headers", "Raise the limit"} {
+				if !strings.Contains(res.Message, want) {
+					t.Errorf("%s: warning %q lacks %q", res.Name, res.Message, want)
+				}
+			}
+		case res.Warning:
+			t.Errorf("%s: warning: %s", res.Name, res.Message)
+		}
+	}
+	if !Passed(results) {
+		t.Error("Passed() = false, want true: a warning is not a failure")
+	}
+	var out bytes.Buffer
+	if err := Print(&out, results); err != nil {
+		t.Fatalf("Print: %v", err)
+	}
+	if !strings.Contains(out.String(), "WARN") || !strings.Contains(out.String(), fmt.Sprintf("%d of %d checks passed, 1 with a warning", len(checks), len(checks))) {
+		t.Errorf("table:\n%s", out.String())
 	}
 }
 
