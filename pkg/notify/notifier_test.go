@@ -1090,6 +1090,7 @@ func TestTooLarge(t *testing.T) {
 		{"wrapped", fmt.Errorf("notify 100 events to 127.0.0.1:15091: %w", status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5039000 vs. 4194304)")), true},
 		{"a quota", status.Error(codes.ResourceExhausted, "rate limit exceeded, try again later"), false},
 		{"another code", status.Error(codes.Internal, "decoded message length too large"), false},
+		{"no error", nil, false},
 		{"not a status", fmt.Errorf("message larger than max"), false},
 		{"only the wrapping says so", fmt.Errorf("event too large: %w", status.Error(codes.ResourceExhausted, "quota")), false},
 	}

@@ -10,8 +10,8 @@ import (
 )
 
 // fuzzFeed hands data to a forwarder in reads of the sizes cuts gives (at
-// most what the buffer has room for),
-// stopping at the first error, as the relay would.
+// most what the buffer has room for), stopping at the first error, as the
+// relay would.
 func fuzzFeed(t *testing.T, f *forwarder, data, cuts []byte) {
 	for len(data) > 0 {
 		n := len(data)
