@@ -196,8 +196,38 @@ func startChain(t *testing.T, f front, sidecarArgs ...string) *chain {
 func (c *chain) startApp(t *testing.T, addr string) string {
 	t.Helper()
 	c.appGS = grpc.NewServer(c.app.ServerOptions()...)
-	c.app.Register(c.appGS)
+	testgrpc.RegisterTestServiceServer(c.appGS, holdingApp{c.app})
 	return listenServe(t, c.appGS, addr)
+}
+
+// holdingApp is the demo app whose FullDuplexCall, once the client
+// half-closes, keeps the stream open until it is cancelled (or
+// holdAfterHalfClose passes), as a handler with more to send would.
+//
+// haproxy ends a vanished client's request stream (an empty DATA frame with
+// END_STREAM) and resets it in the same segment. A handler that returns at
+// io.EOF races the app's gRPC library: it may end normally before the
+// reset cancels it, and then only the DisconnectNotify event says the
+// client left. Holding the stream makes the in-band reset the only way the
+// handler ends, so the check that it was cancelled cannot race.
+type holdingApp struct{ *demoapp.App }
+
+// holdAfterHalfClose bounds the hold: longer than any wait of the tests,
+// so a reset that never reaches the app fails them.
+const holdAfterHalfClose = 30 * time.Second
+
+func (a holdingApp) FullDuplexCall(s testgrpc.TestService_FullDuplexCallServer) error {
+	if err := a.App.FullDuplexCall(s); err != nil {
+		return err
+	}
+	t := time.NewTimer(holdAfterHalfClose)
+	defer t.Stop()
+	select {
+	case <-s.Context().Done():
+		return s.Context().Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func serve(t *testing.T, gs *grpc.Server) string {
