@@ -311,8 +311,8 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 				logf("   notify FAILED: %v", err)
 			} else {
 				res.Notify = &nr
-				logf("   notify: RST_STREAM p50 %s p99 %s; killed client p50 %s p99 %s; burst %d at %.0f events/s",
-					nr.RSTp50, nr.RSTp99, nr.KillP50, nr.KillP99, nr.Burst, nr.BurstEventsPerS)
+				logf("   notify: RST_STREAM p50 %s p99 %s; killed client p50 %s p99 %s (%s p50 after detection); burst %d at %.0f events/s",
+					nr.RSTp50, nr.RSTp99, nr.KillP50, nr.KillP99, nr.KillDeliveryP50, nr.Burst, nr.BurstEventsPerS)
 			}
 		}
 		p.Stop()

@@ -89,6 +89,17 @@ func TestShortRun(t *testing.T) {
 	if res.Notify.RSTp50 <= 0 || res.Notify.KillP50 <= 0 || res.Notify.BurstEventsPerS <= 0 {
 		t.Errorf("notify results %+v, want every figure > 0", *res.Notify)
 	}
+	for _, d := range []struct {
+		name              string
+		delivery, overall time.Duration
+	}{
+		{"RST_STREAM p99", res.Notify.RSTDeliveryP99, res.Notify.RSTp99},
+		{"killed client p99", res.Notify.KillDeliveryP99, res.Notify.KillP99},
+	} {
+		if d.delivery <= 0 || d.delivery > d.overall {
+			t.Errorf("%s: %v after detection, of %v in all: want a part of it", d.name, d.delivery, d.overall)
+		}
+	}
 
 	dir := t.TempDir()
 	res.Command = "go test ./bench/harness"

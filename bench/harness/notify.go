@@ -52,30 +52,54 @@ func RunChildIfAsked() {
 type NotifyResult struct {
 	RSTp50, RSTp99   time.Duration // RST_STREAM sent → Notify received by the app
 	KillP50, KillP99 time.Duration // client process SIGKILLed → Notify received
-	RSTSamples       int
-	KillSamples      int
-	Burst            int     // stream disconnects in the burst
-	BurstConns       int     // connections they were on
-	BurstEventsPerS  float64 // events delivered per second during the burst
-	BurstSeconds     float64
+	// The part of each after the sidecar detected the disconnect: the
+	// rest is the disconnect reaching it (for a killed client, mostly the
+	// kernel tearing the process down and closing its socket).
+	RSTDeliveryP50, RSTDeliveryP99   time.Duration
+	KillDeliveryP50, KillDeliveryP99 time.Duration
+	RSTSamples                       int
+	KillSamples                      int
+	Burst                            int     // stream disconnects in the burst
+	BurstConns                       int     // connections they were on
+	BurstEventsPerS                  float64 // events delivered per second during the burst
+	BurstSeconds                     float64
 }
 
 // waitStreamEvent returns the arrival time of the next stream-scope event
 // about the client at peer (its local address), dropping any other event
 // (late ones from earlier scenarios, connection-scope ones).
-func waitStreamEvent(recv *demoapp.Receiver, peer string) (time.Time, error) {
+func waitStreamEvent(recv *demoapp.Receiver, peer string) (demoapp.Received, error) {
 	timer := time.NewTimer(eventTimeout)
 	defer timer.Stop()
 	for {
 		select {
 		case r := <-recv.Events:
 			if r.Event.Scope == event.ScopeStream && r.Event.PeerAddress == peer {
-				return r.At, nil
+				return r, nil
 			}
 		case <-timer.C:
-			return time.Time{}, fmt.Errorf("no stream event within %s", eventTimeout)
+			return demoapp.Received{}, fmt.Errorf("no stream event within %s", eventTimeout)
 		}
 	}
+}
+
+// latencies are the samples of one kind of disconnect: from the
+// disconnect to the app's receipt, and the part of it after the sidecar
+// detected the disconnect (the event's detected_at, on the same clock).
+type latencies struct{ total, delivery []time.Duration }
+
+func (l *latencies) add(start time.Time, r demoapp.Received) {
+	l.total = append(l.total, r.At.Sub(start))
+	l.delivery = append(l.delivery, r.At.Sub(r.Event.DetectedAt))
+}
+
+// percentiles returns the sample count and the p50 and p99 of total and
+// of delivery.
+func (l *latencies) percentiles() (n int, p50, p99, delivery50, delivery99 time.Duration) {
+	if len(l.total) == 0 {
+		return 0, 0, 0, 0, 0
+	}
+	return len(l.total), pct(l.total, 0.5), pct(l.total, 0.99), pct(l.delivery, 0.5), pct(l.delivery, 0.99)
 }
 
 // drain empties recv without waiting.
@@ -101,7 +125,7 @@ func pct(d []time.Duration, p float64) time.Duration {
 func measureNotify(ctx context.Context, p *Peer, recv *demoapp.Receiver, rst, kills, burstConns, burstStreams int) (NotifyResult, error) {
 	var r NotifyResult
 	drain(recv)
-	var lat []time.Duration
+	var rstLat latencies
 	for i := range rst {
 		c, err := h2raw.Dial(p.Addr)
 		if err == nil {
@@ -112,21 +136,19 @@ func measureNotify(ctx context.Context, p *Peer, recv *demoapp.Receiver, rst, ki
 		}
 		start := time.Now()
 		_ = c.Framer.WriteRSTStream(1, http2.ErrCodeCancel)
-		at, err := waitStreamEvent(recv, c.Conn.LocalAddr().String())
+		got, err := waitStreamEvent(recv, c.Conn.LocalAddr().String())
 		c.Close()
 		if err != nil {
 			return r, fmt.Errorf("RST_STREAM sample %d: %w", i, err)
 		}
-		lat = append(lat, at.Sub(start))
+		rstLat.add(start, got)
 	}
-	if len(lat) > 0 {
-		r.RSTSamples, r.RSTp50, r.RSTp99 = len(lat), pct(lat, 0.5), pct(lat, 0.99)
-	}
+	r.RSTSamples, r.RSTp50, r.RSTp99, r.RSTDeliveryP50, r.RSTDeliveryP99 = rstLat.percentiles()
 	self, err := os.Executable()
 	if err != nil {
 		return r, fmt.Errorf("find the harness binary to run a client process: %w", err)
 	}
-	lat = lat[:0]
+	var killLat latencies
 	for i := range kills {
 		drain(recv)
 		cmd := exec.CommandContext(ctx, self)
@@ -148,16 +170,14 @@ func measureNotify(ctx context.Context, p *Peer, recv *demoapp.Receiver, rst, ki
 		}
 		start := time.Now()
 		_ = cmd.Process.Kill()
-		at, err := waitStreamEvent(recv, child)
+		got, err := waitStreamEvent(recv, child)
 		_ = cmd.Wait()
 		if err != nil {
 			return r, fmt.Errorf("killed-client sample %d: %w", i, err)
 		}
-		lat = append(lat, at.Sub(start))
+		killLat.add(start, got)
 	}
-	if len(lat) > 0 {
-		r.KillSamples, r.KillP50, r.KillP99 = len(lat), pct(lat, 0.5), pct(lat, 0.99)
-	}
+	r.KillSamples, r.KillP50, r.KillP99, r.KillDeliveryP50, r.KillDeliveryP99 = killLat.percentiles()
 	if burstConns == 0 {
 		return r, nil
 	}

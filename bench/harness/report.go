@@ -222,9 +222,12 @@ func Tables(res *Results) string {
 
 	if nr := res.Notify; nr != nil {
 		w("\n### hangup: disconnect → DisconnectNotify received by the app\n\n")
-		w("| disconnect | samples | p50 | p99 |\n|---|---:|---:|---:|\n")
-		w("| client sends RST_STREAM(CANCEL) | %d | %s | %s |\n", nr.RSTSamples, ms(nr.RSTp50), ms(nr.RSTp99))
-		w("| client process SIGKILLed (kernel closes its socket) | %d | %s | %s |\n", nr.KillSamples, ms(nr.KillP50), ms(nr.KillP99))
+		w("From the disconnect (the RST_STREAM written, the kill(2) call) to the app's receipt, and the part of it after the sidecar detected the disconnect (the event's `detected_at`, on the same clock): ")
+		w("the rest is the disconnect reaching the sidecar.\n\n")
+		w("| disconnect | samples | p50 | p99 | after detection p50 | p99 |\n|---|---:|---:|---:|---:|---:|\n")
+		w("| client sends RST_STREAM(CANCEL) | %d | %s | %s | %s | %s |\n", nr.RSTSamples, ms(nr.RSTp50), ms(nr.RSTp99), ms(nr.RSTDeliveryP50), ms(nr.RSTDeliveryP99))
+		w("| client process SIGKILLed (kernel closes its socket) | %d | %s | %s | %s | %s |\n", nr.KillSamples, ms(nr.KillP50), ms(nr.KillP99),
+			ms(nr.KillDeliveryP50), ms(nr.KillDeliveryP99))
 		w("\nBurst: %d open streams on %d connections, all connections reset at once: every stream event reached the app in %.2f s, **%.0f events/s**.\n",
 			nr.Burst, nr.BurstConns, nr.BurstSeconds, nr.BurstEventsPerS)
 	} else if res.NotifyErr != "" {

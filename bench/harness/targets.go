@@ -88,6 +88,11 @@ func Targets(res *Results) string {
 		} else {
 			w("- **Notification** (met). An event is sent at once when no Notify call is in flight, and batched only behind one that is.\n")
 		}
+		if nr := res.Notify; nr.KillSamples > 0 {
+			w("  A killed client takes longer (p50 %s) because the clock starts at kill(2): once the sidecar detected the closed socket the event reached the app in %s at p50, ",
+				ms(nr.KillP50), ms(nr.KillDeliveryP50))
+			w("so the rest is the kernel ending the client process and closing its socket, and the sidecar waking to read the close.\n")
+		}
 		if missed["burst"] {
 			w("- **Bursts** (missed). Behind a call in flight events go in batches of up to 100, which allocate nothing per event on the way out. ")
 			w("Profiled on this machine (2026-12-02): the sidecar spent about 14 µs of CPU per burst event (20 µs before the notifier stopped allocating per event), ")
