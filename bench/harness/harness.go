@@ -129,6 +129,11 @@ type Results struct {
 	Peers     []PeerResult
 	Notify    *NotifyResult // nil when hangup was not measured
 	NotifyErr string        // why the notify scenario failed, if it did
+	// Paired is hangup against the splice relay in alternating rounds;
+	// nil when either was not measured. PairedErr says why it stopped
+	// short, if it did (Paired then has the rounds before).
+	Paired    *Paired
+	PairedErr string
 	// SidecarBinaryBytes is the size of the sidecar binary measured (the
 	// pod's, as the image ships it).
 	SidecarBinaryBytes int64
@@ -233,18 +238,14 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 			pr.Errors = append(pr.Errors, scenario+": "+err.Error())
 			logf("   %s FAILED: %v", scenario, err)
 		}
-		before, uerr := p.Usage()
-		sat, _, err := runH2load(ctx, dir, p.Addr, d, opts.H2loadConns, opts.H2loadStreams, 0)
+		sat, cpu, err := saturate(ctx, dir, p, d, opts.H2loadConns, opts.H2loadStreams)
 		if err != nil {
 			fail("saturation", err)
 		} else {
-			pr.Saturation = sat
+			pr.Saturation, pr.CPUPerMillion = sat, cpu
 			logf("   saturation %.0f calls/s (%d failed)", sat.PerSecond, sat.Failed)
-			if after, err := p.Usage(); uerr == nil && err == nil {
-				// The CPU reading spans the warm-up too, which h2load does
-				// not count: assume the same rate throughout.
-				pr.CPUPerMillion = (after.CPUSeconds - before.CPUSeconds) / (sat.PerSecond * sat.Wall) * 1e6
-				logf("   CPU %.1f s per million calls", pr.CPUPerMillion)
+			if cpu > 0 {
+				logf("   CPU %.1f s per million calls", cpu)
 			}
 		}
 		if name == Direct {
@@ -270,13 +271,9 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 			logf("   latency at %.0f calls/s (got %.0f): p50 %s p90 %s p99 %s p99.9 %s",
 				l.TargetRPS, l.RPS, l.P50, l.P90, l.P99, l.P999)
 		}
-		before, uerr = p.Usage()
-		if pr.Large, err = runStreaming(ctx, p.Addr, 1<<20, 4, d); err != nil {
+		if pr.Large, err = stream1MiB(ctx, p, d); err != nil {
 			fail("streaming 1 MiB", err)
 		} else {
-			if after, err := p.Usage(); uerr == nil && err == nil && pr.Large.Bytes > 0 {
-				pr.Large.CPUPerGiB = (after.CPUSeconds - before.CPUSeconds) / (float64(pr.Large.Bytes) / (1 << 30))
-			}
 			logf("   streaming 1 MiB messages: %.0f MiB/s, proxy CPU %.2f s per GiB", pr.Large.BytesPS/(1<<20), pr.Large.CPUPerGiB)
 		}
 		if pr.Small, err = runStreaming(ctx, p.Addr, 10, 64, d); err != nil {
@@ -328,6 +325,19 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 			}
 		}
 		res.Peers = append(res.Peers, pr)
+	}
+	if slices.Contains(opts.Peers, Hangup) && slices.Contains(opts.Peers, TCPRelay) {
+		logf("== hangup against the splice relay, interleaved")
+		rounds := pairedRounds
+		if opts.Short {
+			rounds = 2
+		}
+		paired, err := measurePaired(ctx, env, dir, rounds, max(d/2, time.Second), opts.H2loadConns, opts.H2loadStreams, logf)
+		res.Paired = paired
+		if err != nil {
+			res.PairedErr = err.Error()
+			logf("   FAILED: %v", err)
+		}
 	}
 	res.Took = time.Since(res.Started)
 	return res, nil

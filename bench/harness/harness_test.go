@@ -5,6 +5,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,18 @@ func TestShortRun(t *testing.T) {
 	} {
 		if d.delivery <= 0 || d.delivery > d.overall {
 			t.Errorf("%s: %v after detection, of %v in all: want a part of it", d.name, d.delivery, d.overall)
+		}
+	}
+
+	if res.Paired == nil || len(res.Paired.Rounds) != 2 {
+		t.Fatalf("interleaved rounds %+v (%s), want 2", res.Paired, res.PairedErr)
+	}
+	for i, r := range res.Paired.Rounds {
+		for _, v := range []float64{throughputRatio(r), cpuRatio(r), tracingRatio(r), streamingRatio(r)} {
+			if !(v > 0) || math.IsInf(v, 0) {
+				t.Errorf("round %d: %+v, want every figure > 0", i+1, r)
+				break
+			}
 		}
 	}
 

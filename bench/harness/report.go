@@ -220,6 +220,8 @@ func Tables(res *Results) string {
 			t.CPUPerMillion, ratio(t.CPUPerMillion, h.CPUPerMillion), t.Spans, dropped)
 	}
 
+	pairedTable(w, res)
+
 	if nr := res.Notify; nr != nil {
 		w("\n### hangup: disconnect → DisconnectNotify received by the app\n\n")
 		w("From the disconnect (the RST_STREAM written, the kill(2) call) to the app's receipt, and the part of it after the sidecar detected the disconnect (the event's `detected_at`, on the same clock): ")
@@ -460,5 +462,38 @@ func footprintTable(w func(string, ...any), res *Results) {
 		if m := idle(p); m != nil {
 			w("| %s | %.1f | %s | %d |\n", p.Name, float64(m.IdleRSSBytes)/(1<<20), ratio(float64(m.IdleRSSBytes), bestRSS), m.IdleThreads)
 		}
+	}
+}
+
+// pairedTable renders the interleaved rounds of hangup against the splice
+// relay and against itself traced: each round's ratios, and their medians,
+// which the targets take.
+func pairedTable(w func(string, ...any), res *Results) {
+	p := res.Paired
+	if p == nil {
+		return
+	}
+	w("\n### hangup against the splice relay, interleaved\n\n")
+	w("The splice relay, hangup and hangup with tracing always on, started side by side and measured in turn (saturated unary as above, then 1 MiB streaming), ")
+	w("%.0f s per scenario, the order reversed each round, so that the machine's drift over the run reaches both sides of each ratio alike. ", p.Seconds)
+	w("The targets take the median of the rounds.\n\n")
+	w("| round | relay calls/s | hangup calls/s | × | relay CPU s / 1M | hangup CPU s / 1M | × | traced calls/s | × untraced | relay MiB/s | hangup MiB/s | × |\n")
+	w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i, r := range p.Rounds {
+		w("| %d | %.0f | %.0f | %.2f× | %.1f | %.1f | %.2f× | %.0f | %.2f× | %.0f | %.0f | %.2f× |\n", i+1,
+			r.Relay.CallsPerS, r.Hangup.CallsPerS, throughputRatio(r),
+			r.Relay.CPUPerMillion, r.Hangup.CPUPerMillion, cpuRatio(r),
+			r.Traced.CallsPerS, tracingRatio(r),
+			r.Relay.StreamBytesPS/(1<<20), r.Hangup.StreamBytesPS/(1<<20), streamingRatio(r))
+	}
+	med := func(f func(PairedRound) float64) string {
+		if m, _, _, ok := p.Median(f); ok {
+			return fmt.Sprintf("**%.2f×**", m)
+		}
+		return "–"
+	}
+	w("| median | | | %s | | | %s | | %s | | | %s |\n", med(throughputRatio), med(cpuRatio), med(tracingRatio), med(streamingRatio))
+	if res.PairedErr != "" {
+		w("\nStopped short: %s\n", res.PairedErr)
 	}
 }

@@ -47,6 +47,19 @@ func TestTargets(t *testing.T) {
 		{"slow streaming", func(_ *Results, h *PeerResult) { h.Large.BytesPS = 98 }, 1, []string{"Streaming"}},
 		{"fat idle connection", func(_ *Results, h *PeerResult) { h.Memory[0].PerConnBytes = 5 << 10 }, 1, []string{"Memory"}},
 		{"fat open stream", func(_ *Results, h *PeerResult) { h.Memory[0].PerStreamByte = 3 << 10 }, 1, []string{"Memory"}},
+		// The interleaved rounds' medians, when there are any, decide the
+		// ratios to the relay and to the untraced run, whatever the peers'
+		// own runs gave.
+		{"rounds met where the own runs missed", func(res *Results, h *PeerResult) {
+			h.Saturation.PerSecond, h.CPUPerMillion, h.Large.BytesPS, h.Traced.Saturation.PerSecond = 80, 2, 50, 40
+			res.Paired = pairedOf(PairedRound{Relay: side(100, 1, 100), Hangup: side(96, 1.2, 100), Traced: side(92, 0, 0)})
+		}, 0, nil},
+		{"rounds missed where the own runs met", func(res *Results, _ *PeerResult) {
+			res.Paired = pairedOf(
+				PairedRound{Relay: side(100, 1, 100), Hangup: side(90, 1.3, 90), Traced: side(80, 0, 0)},
+				PairedRound{Relay: side(100, 1, 100), Hangup: side(99, 1.2, 101), Traced: side(95, 0, 0)},
+				PairedRound{Relay: side(100, 1, 100), Hangup: side(91, 1.4, 95), Traced: side(86, 0, 0)})
+		}, 4, []string{"Throughput", "Tracing", "Streaming"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := Targets(run(tc.mutate))
@@ -62,6 +75,62 @@ func TestTargets(t *testing.T) {
 				t.Errorf("explanations of misses: %d, want %d:\n%s", strings.Count(out, "(missed)"), len(tc.wantMissed), out)
 			}
 		})
+	}
+}
+
+func side(calls, cpu, stream float64) PairedSide {
+	return PairedSide{CallsPerS: calls, CPUPerMillion: cpu, StreamBytesPS: stream}
+}
+
+func pairedOf(rounds ...PairedRound) *Paired { return &Paired{Rounds: rounds, Seconds: 4} }
+
+// TestPairedMedian: the median of a ratio over the rounds that have it,
+// with its range.
+func TestPairedMedian(t *testing.T) {
+	r := func(hangup, relay float64) PairedRound {
+		return PairedRound{Relay: side(relay, 0, 0), Hangup: side(hangup, 0, 0)}
+	}
+	tests := []struct {
+		name        string
+		p           *Paired
+		med, lo, hi float64
+		ok          bool
+	}{
+		{"no rounds", nil, 0, 0, 0, false},
+		{"one", pairedOf(r(90, 100)), 0.9, 0.9, 0.9, true},
+		{"odd count", pairedOf(r(120, 100), r(90, 100), r(100, 100)), 1.0, 0.9, 1.2, true},
+		{"even count", pairedOf(r(90, 100), r(120, 100)), 1.05, 0.9, 1.2, true},
+		{"a round without the figure", pairedOf(r(90, 100), r(0, 100), r(110, 0)), 0.9, 0.9, 0.9, true},
+		{"no round with the figure", pairedOf(r(0, 100)), 0, 0, 0, false},
+	}
+	near := func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			med, lo, hi, ok := tt.p.Median(throughputRatio)
+			if ok != tt.ok || !near(med, tt.med) || !near(lo, tt.lo) || !near(hi, tt.hi) {
+				t.Errorf("Median = %v, %v–%v, %v; want %v, %v–%v, %v", med, lo, hi, ok, tt.med, tt.lo, tt.hi, tt.ok)
+			}
+		})
+	}
+}
+
+// TestPairedTable: each round's ratios and their medians, and why the
+// rounds stopped short.
+func TestPairedTable(t *testing.T) {
+	res := &Results{Paired: pairedOf(
+		PairedRound{Relay: side(50000, 3.5, 600<<20), Hangup: side(55000, 4.2, 660<<20), Traced: side(44000, 12, 0)},
+		PairedRound{Relay: side(50000, 3.5, 600<<20), Hangup: side(45000, 4.9, 540<<20), Traced: side(40500, 13, 0)}),
+		PairedErr: "round 3, tcprelay, saturated unary: h2load: exit status 1"}
+	out := Tables(res)
+	for _, want := range []string{
+		"| 1 | 50000 | 55000 | 1.10× | 3.5 | 4.2 | 1.20× | 44000 | 0.80× | 600 | 660 | 1.10× |",
+		"| 2 | 50000 | 45000 | 0.90× | 3.5 | 4.9 | 1.40× | 40500 | 0.90× | 600 | 540 | 0.90× |",
+		"| median | | | **1.00×** | | | **1.30×** | | **0.85×** | | | **1.00×** |",
+		"Stopped short: round 3, tcprelay",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
 	}
 }
 

@@ -172,30 +172,13 @@ func spansDropped(ctx context.Context, admin string) int64 {
 // with tracing always on, exporting to a spanSink.
 func measureTraced(ctx context.Context, env PeerEnv, dir string, d time.Duration, conns, streams int) (Traced, error) {
 	var t Traced
-	sink := &spanSink{}
-	gs := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}))
-	sink.register(gs)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return t, fmt.Errorf("listen for OTLP: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = gs.Serve(ln) }()
-	defer func() { gs.Stop(); <-done }()
-
-	env.HangupEnv = append(env.HangupEnv, "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
-		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String(), "OTEL_TRACES_SAMPLER=always_on")
-	p, err := StartPeer(ctx, Hangup, env)
+	p, sink, stop, err := startTraced(ctx, env)
 	if err != nil {
 		return t, err
 	}
-	defer p.Stop()
-	before, uerr := p.Usage()
-	if t.Saturation, _, err = runH2load(ctx, dir, p.Addr, d, conns, streams, 0); err != nil {
+	defer stop()
+	if t.Saturation, t.CPUPerMillion, err = saturate(ctx, dir, p, d, conns, streams); err != nil {
 		return t, err
-	}
-	if after, err := p.Usage(); uerr == nil && err == nil && t.Saturation.PerSecond > 0 {
-		t.CPUPerMillion = (after.CPUSeconds - before.CPUSeconds) / (t.Saturation.PerSecond * t.Saturation.Wall) * 1e6
 	}
 	t.Dropped = spansDropped(ctx, p.AdminAddr)
 	// The batch span processor exports every 5 s or 512 spans: a
@@ -204,4 +187,27 @@ func measureTraced(ctx context.Context, env PeerEnv, dir string, d time.Duration
 		return t, errors.New("no span reached the OTLP receiver: tracing was not on")
 	}
 	return t, nil
+}
+
+// startTraced starts hangup with tracing always on, exporting over
+// OTLP/gRPC to a spanSink in this process; stop stops both.
+func startTraced(ctx context.Context, env PeerEnv) (p *Peer, sink *spanSink, stop func(), err error) {
+	sink = &spanSink{}
+	gs := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}))
+	sink.register(gs)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listen for OTLP: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = gs.Serve(ln) }()
+	stopSink := func() { gs.Stop(); <-done }
+
+	env.HangupEnv = append(env.HangupEnv, "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ln.Addr().String(), "OTEL_TRACES_SAMPLER=always_on")
+	if p, err = StartPeer(ctx, Hangup, env); err != nil {
+		stopSink()
+		return nil, nil, nil, err
+	}
+	return p, sink, func() { p.Stop(); stopSink() }, nil
 }
