@@ -79,7 +79,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'NotifyBurst' -benchtime 1x ./test/bench
 
 ## bench-compare: hangup against haproxy, nginx, nghttpx, a splice TCP relay
-## and direct calls, in one run (under 10 minutes); writes docs/BENCHMARKS.md
+## and direct calls, in one run (about 10 minutes); writes docs/BENCHMARKS.md
 ## and its charts. `go test ./bench/harness` runs its shortest mode.
 .PHONY: bench-compare soak
 BENCH_COMPARE_FLAGS ?=

@@ -34,9 +34,10 @@ type Options struct {
 	// Peers to measure, from AllPeers. Default: all of them.
 	Peers []string
 	// Duration of each timed scenario. Default: 8s (a full run of all six
-	// peers then takes about 8 minutes: per peer six timed scenarios, 4s
+	// peers then takes about 10 minutes: per peer six timed scenarios, 4s
 	// of h2load warm-up, the memory scenario and, for hangup, the notify
-	// samples). Minimum: 1s.
+	// samples; then the interleaved rounds at half the length). Minimum:
+	// 1s.
 	Duration time.Duration
 	// Conns are the connection counts of the memory scenario.
 	// Default: 1000 and 10000.
