@@ -65,9 +65,9 @@ type NotifyResult struct {
 	BurstSeconds                     float64
 }
 
-// waitStreamEvent returns the arrival time of the next stream-scope event
-// about the client at peer (its local address), dropping any other event
-// (late ones from earlier scenarios, connection-scope ones).
+// waitStreamEvent returns the next stream-scope event about the client at
+// peer (its local address) as the app received it, dropping any other
+// event (late ones from earlier scenarios, connection-scope ones).
 func waitStreamEvent(recv *demoapp.Receiver, peer string) (demoapp.Received, error) {
 	timer := time.NewTimer(eventTimeout)
 	defer timer.Stop()
