@@ -69,6 +69,15 @@ func (p *Paired) Median(ratio func(PairedRound) float64) (med, lo, hi float64, o
 	return med, rs[0], rs[n-1], true
 }
 
+// MedianOr returns the median of f over the rounds, or fallback when no
+// round has it.
+func (p *Paired) MedianOr(f func(PairedRound) float64, fallback float64) float64 {
+	if med, _, _, ok := p.Median(f); ok {
+		return med
+	}
+	return fallback
+}
+
 // measurePaired starts the splice relay, hangup and hangup with tracing
 // always on, side by side (each idle while another is measured), and runs
 // rounds rounds of d-long scenarios through them.

@@ -110,6 +110,13 @@ func TestPairedMedian(t *testing.T) {
 			if ok != tt.ok || !near(med, tt.med) || !near(lo, tt.lo) || !near(hi, tt.hi) {
 				t.Errorf("Median = %v, %v–%v, %v; want %v, %v–%v, %v", med, lo, hi, ok, tt.med, tt.lo, tt.hi, tt.ok)
 			}
+			want := tt.med
+			if !tt.ok {
+				want = -1
+			}
+			if got := tt.p.MedianOr(throughputRatio, -1); !near(got, want) {
+				t.Errorf("MedianOr(…, -1) = %v, want %v", got, want)
+			}
 		})
 	}
 }
