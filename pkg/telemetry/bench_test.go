@@ -6,9 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -128,9 +134,7 @@ func (c *marshalClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceS
 // SDK's.
 func BenchmarkExportBatch(b *testing.B) {
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
-	tr := newTracer(tp.Tracer(instrumentationName), 1024, newDropCounter(nil))
+	tr := testTracer(rec, resource.Empty(), nil)
 	conn := tr.StartConn(ConnStart{ID: "c1", Peer: "10.1.2.3:40000"})
 	now := time.Now()
 	for i := range 512 {
@@ -186,3 +190,97 @@ func BenchmarkDropWithinWarnInterval(b *testing.B) {
 		}
 	})
 }
+
+// countingProcessor is a span processor that counts the spans it is handed
+// and keeps none: the cost measured is the spans'.
+type countingProcessor struct{ ended int }
+
+func (*countingProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (p *countingProcessor) OnEnd(sdktrace.ReadOnlySpan)                   { p.ended++ }
+func (*countingProcessor) Shutdown(context.Context) error                  { return nil }
+func (*countingProcessor) ForceFlush(context.Context) error                { return nil }
+
+// BenchmarkSpanRecorder measures one stream span's life as the Tracer's
+// goroutine and the relay's live it, on one goroutine: the parent from a
+// client's traceparent, start with the connection's link, an RST_STREAM
+// event, the end's attributes and status, end. hangup's recorder against
+// the SDK's spans doing the same (what Tracer did before the recorder),
+// alternating in blocks in one loop; it reports each one's ns/span and
+// allocs/span and hangup's time as a ratio of the SDK's.
+func BenchmarkSpanRecorder(b *testing.B) {
+	const block = 64
+	ours, theirs := &countingProcessor{}, &countingProcessor{}
+	r := &recorder{res: resource.Empty(), scope: instrumentation.Scope{Name: instrumentationName},
+		sampler: sdktrace.ParentBased(sdktrace.AlwaysSample()), ids: randomIDs{}, proc: ours}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(theirs))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	sdk := tp.Tracer(instrumentationName)
+
+	var tc propagation.TraceContext
+	carrier := &headerCarrier{traceparent: clientTraceparent}
+	link := []sdktrace.Link{{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}})}}
+	linkOpt := trace.WithLinks(trace.Link{SpanContext: link[0].SpanContext})
+	st := &Stream{c: &Conn{peer: peerAttrs("192.0.2.1:40000")}, id: 1, service: "echo.v1.Echo", method: "Say", authority: "echo:50051"}
+	rst := func() []attribute.KeyValue {
+		return []attribute.KeyValue{AttrErrorCode.Int64(8), AttrErrorName.String("CANCEL"), AttrInitiator.String("CLIENT")}
+	}
+	end := func(attrs []attribute.KeyValue) []attribute.KeyValue {
+		attrs = st.appendAttrs(attrs)
+		return append(attrs, AttrDisconnectReason.String("RST_STREAM"), AttrDisconnectInitiator.String("CLIENT"))
+	}
+	now := time.Now()
+	hangupSpans := func() {
+		for range block {
+			ctx := tc.Extract(context.Background(), carrier)
+			d := new(spanData)
+			if !r.start(d, ctx, "echo.v1.Echo/Say", trace.SpanKindServer, now, link) {
+				b.Fatal("not sampled")
+			}
+			d.addEvent(sdktrace.Event{Name: EventRSTStream, Time: now, Attributes: rst()})
+			d.attrs = end(d.attrs)
+			d.status = sdktrace.Status{Code: codes.Error, Description: "RST_STREAM"}
+			d.finish(now)
+		}
+	}
+	var buf []attribute.KeyValue
+	sdkSpans := func() {
+		for range block {
+			ctx := tc.Extract(context.Background(), carrier)
+			_, s := sdk.Start(ctx, "echo.v1.Echo/Say", serverKindOpt, trace.WithTimestamp(now), linkOpt)
+			s.AddEvent(EventRSTStream, trace.WithTimestamp(now), trace.WithAttributes(rst()...))
+			buf = end(buf[:0])
+			s.SetStatus(codes.Error, "RST_STREAM")
+			s.SetAttributes(buf...)
+			s.End(trace.WithTimestamp(now))
+		}
+	}
+	measure := func(f func()) (time.Duration, uint64) {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		start := time.Now()
+		f()
+		d := time.Since(start)
+		runtime.ReadMemStats(&m1)
+		return d, m1.Mallocs - m0.Mallocs
+	}
+	var oursT, sdkT time.Duration
+	var oursA, sdkA uint64
+	for b.Loop() {
+		d, a := measure(sdkSpans)
+		sdkT, sdkA = sdkT+d, sdkA+a
+		d, a = measure(hangupSpans)
+		oursT, oursA = oursT+d, oursA+a
+	}
+	if ours.ended != theirs.ended {
+		b.Fatalf("%d spans ended by hangup, %d by the SDK", ours.ended, theirs.ended)
+	}
+	n := float64(b.N * block)
+	b.ReportMetric(float64(sdkT.Nanoseconds())/n, "sdk-ns/span")
+	b.ReportMetric(float64(oursT.Nanoseconds())/n, "hangup-ns/span")
+	b.ReportMetric(float64(sdkA)/n, "sdk-allocs/span")
+	b.ReportMetric(float64(oursA)/n, "hangup-allocs/span")
+	b.ReportMetric(oursT.Seconds()/sdkT.Seconds(), "hangup/sdk")
+}
+
+// serverKindOpt is the SDK span kind option, built once as Tracer did.
+var serverKindOpt = trace.WithSpanKind(trace.SpanKindServer)

@@ -117,7 +117,7 @@ func TestSpansDroppedAreCounted(t *testing.T) {
 			// failed export is counted before it returns).
 			tel.Tracer().stop()
 			if !tc.blocked {
-				if err := tel.tp.ForceFlush(context.Background()); err != nil && !errors.Is(err, tc.exportErr) {
+				if err := tel.proc.ForceFlush(context.Background()); err != nil && !errors.Is(err, tc.exportErr) {
 					t.Fatalf("ForceFlush: %v", err)
 				}
 			}

@@ -101,7 +101,7 @@ func TestOTLPEncodingMatchesSDK(t *testing.T) {
 	defer func() { _ = tp.Shutdown(context.Background()) }()
 
 	t0 := time.Date(2026, 12, 2, 18, 0, 0, 0, time.UTC)
-	tr := newTracer(tp.Tracer(instrumentationName), 64, newDropCounter(nil))
+	tr := testTracer(rec, res, nil)
 	conn := tr.StartConn(ConnStart{ID: "c1", Peer: "10.0.0.1:5000", Start: t0})
 	conn.RTT(event.RTT{Last: time.Millisecond, Min: time.Millisecond, Smoothed: time.Millisecond, Samples: 2})
 	st := conn.StartStream(StreamStart{Traceparent: clientTraceparent, Tracestate: "k=v", Method: "/echo.v1.Echo/Say",
@@ -193,19 +193,19 @@ func TestOTLPEncodingRepairsInvalidUTF8(t *testing.T) {
 	tests := []struct {
 		name string
 		// record makes spans with str in client-controlled strings.
-		record func(tp *sdktrace.TracerProvider, str string)
+		// tr is hangup's, tp the SDK's, both recording to the same
+		// processor, resource and ids.
+		record func(tr *Tracer, tp *sdktrace.TracerProvider, str string)
 	}{
-		{name: "hangup's stream span: :path, :authority, GOAWAY debug data", record: func(tp *sdktrace.TracerProvider, str string) {
-			tr := newTracer(tp.Tracer(instrumentationName), 64, newDropCounter(nil))
+		{name: "hangup's stream span: :path, :authority, GOAWAY debug data", record: func(tr *Tracer, _ *sdktrace.TracerProvider, str string) {
 			conn := tr.StartConn(ConnStart{ID: "c1", Peer: "10.0.0.1:5000", Start: t0})
 			st := conn.StartStream(StreamStart{Method: "/" + str + ".Svc/" + str, Authority: str + ":50051", StreamID: 1, Start: t0})
 			st.GoAway(t0, 0, 1, str, event.InitiatorClient)
 			st.End(StreamEnd{At: t0.Add(time.Millisecond)})
 			conn.GoAway(t0, 2, 1, str, event.InitiatorClient)
 			conn.End(t0.Add(time.Second), event.ReasonGoAway, event.InitiatorClient)
-			tr.stop()
 		}},
-		{name: "every string field", record: func(tp *sdktrace.TracerProvider, str string) {
+		{name: "every string field", record: func(_ *Tracer, tp *sdktrace.TracerProvider, str string) {
 			tr := tp.Tracer(str, trace.WithInstrumentationVersion(str), trace.WithSchemaURL(str),
 				trace.WithInstrumentationAttributes(attribute.String(str, str)))
 			_, s := tr.Start(context.Background(), str, trace.WithTimestamp(t0),
@@ -226,10 +226,13 @@ func TestOTLPEncodingRepairsInvalidUTF8(t *testing.T) {
 			spans := func(str string) []sdktrace.ReadOnlySpan {
 				t.Helper()
 				rec := tracetest.NewSpanRecorder()
-				tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithIDGenerator(&seqIDs{}),
-					sdktrace.WithResource(resource.NewWithAttributes(str, attribute.String("service.name", str))))
+				ids := &seqIDs{}
+				res := resource.NewWithAttributes(str, attribute.String("service.name", str))
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithIDGenerator(ids), sdktrace.WithResource(res))
 				defer func() { _ = tp.Shutdown(context.Background()) }()
-				tc.record(tp, str)
+				tr := testTracer(rec, res, ids)
+				tc.record(tr, tp, str)
+				tr.stop()
 				return rec.Ended()
 			}
 			sameAsSDK(t, spans(repaired), spans(bad))

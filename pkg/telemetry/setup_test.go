@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	"google.golang.org/protobuf/proto"
@@ -148,6 +149,10 @@ func TestSetupRejectsBadInput(t *testing.T) {
 	}{
 		{name: "negative SpanQueue", opts: Options{SpanQueue: -1}},
 		{name: "unknown OTEL_TRACES_EXPORTER", env: map[string]string{"OTEL_TRACES_EXPORTER": "carrier-pigeon"}},
+		{name: "unknown OTEL_TRACES_SAMPLER", env: map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"},
+			opts: Options{SpanProcessor: tracetest.NewSpanRecorder()}},
+		{name: "OTEL_TRACES_SAMPLER_ARG over 1", env: map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "10"},
+			opts: Options{SpanProcessor: tracetest.NewSpanRecorder()}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

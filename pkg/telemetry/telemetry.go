@@ -10,8 +10,10 @@
 // otlpExporter), the batch span processor's OTEL_BSP_* (its queue and batch
 // sizes read here, see batchFromEnv: unlike the SDK, which ignores a bad
 // value, Setup fails on one), the resource by resource.WithFromEnv
-// (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) and the sampler by the trace
-// SDK (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG).
+// (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) and the sampler as the trace
+// SDK picks it (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG; see
+// samplerFromEnv, which also fails on a bad value). The spans are hangup's
+// own (see recorder), handed to the SDK's batch span processor.
 //
 // Tracing is off, and costs one nil check per stream, when
 // OTEL_SDK_DISABLED=true or when no exporter is configured at all
@@ -42,6 +44,7 @@ import (
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -81,7 +84,8 @@ type Options struct {
 
 	// SpanProcessor, for tests, replaces the exporter and its batch
 	// processor (use a simple processor to see spans synchronously on
-	// Shutdown). It wins over SpanExporter. Default: none.
+	// Shutdown). It wins over SpanExporter. Only its OnEnd, ForceFlush and
+	// Shutdown are called, never OnStart (see recorder). Default: none.
 	SpanProcessor sdktrace.SpanProcessor
 
 	// Registry, for tests, replaces the private Prometheus registry that
@@ -100,8 +104,8 @@ const defaultSpanQueue = 4096
 // Telemetry owns the tracer and meter providers. Create it with Setup and
 // stop it with Shutdown.
 type Telemetry struct {
-	tracer  *Tracer // nil when tracing is off
-	tp      *sdktrace.TracerProvider
+	tracer  *Tracer                // nil when tracing is off
+	proc    sdktrace.SpanProcessor // the tracer's; nil when tracing is off
 	mp      *sdkmetric.MeterProvider
 	metrics *Metrics
 	handler http.Handler
@@ -171,10 +175,16 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	if sp == nil {
 		log.Info("tracing off", "why", why)
 	} else {
-		log.Info("tracing on", "exporter", why)
-		// The sampler is left to the SDK, which reads OTEL_TRACES_SAMPLER.
-		t.tp = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(sp))
-		t.tracer = newTracer(t.tp.Tracer(instrumentationName), opts.SpanQueue, drops)
+		sampler, err := samplerFromEnv()
+		if err != nil {
+			_ = sp.Shutdown(ctx)
+			_ = t.mp.Shutdown(ctx)
+			return nil, err
+		}
+		log.Info("tracing on", "exporter", why, "sampler", sampler.Description())
+		t.proc = sp
+		r := &recorder{res: res, scope: instrumentation.Scope{Name: instrumentationName}, sampler: sampler, ids: randomIDs{}, proc: sp}
+		t.tracer = newTracer(r, opts.SpanQueue, drops)
 	}
 
 	t.metrics, err = newMetrics(t.mp.Meter(instrumentationName), t.tracer)
@@ -312,8 +322,8 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	if t.tracer != nil {
 		t.tracer.stop()
 	}
-	if t.tp != nil {
-		if err := t.tp.Shutdown(ctx); err != nil {
+	if t.proc != nil {
+		if err := t.proc.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("telemetry: flush spans: %w", err))
 		}
 	}

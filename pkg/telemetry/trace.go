@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http2"
@@ -29,16 +30,16 @@ import (
 //     span after its start.
 //   - The Tracer's one goroutine (loop: started by newTracer, ended by
 //     stop) owns every span from then on. It applies the ops and ends the
-//     spans, so the SDK runs the span processor's OnEnd on it
-//     (countedProcessor, drops.go).
+//     spans, handing each to the span processor's OnEnd on it
+//     (countedProcessor, drops.go); from then on the span is read-only.
 //   - The batch span processor's goroutine, the SDK's, is the one caller
 //     of the exporter (countedExporter around otlpExporter, or around the
 //     exporter autoexport picked).
 //
-// Telemetry owns all of them: Setup builds the Tracer, the TracerProvider
-// and its processor and exporter; Shutdown stops the Tracer first (it
-// applies what was queued), then the provider, which flushes the
-// processor and shuts the exporter down.
+// Telemetry owns all of them: Setup builds the Tracer, its recorder
+// (span.go) and the processor and exporter; Shutdown stops the Tracer
+// first (it applies what was queued), then the processor, which flushes
+// and shuts the exporter down.
 
 // Span and attribute names hangup adds to the RPC semantic conventions.
 const (
@@ -76,7 +77,7 @@ const (
 // its traceparent at once to forward it to the app, but every later change
 // (events, status, end) is a small value sent on a bounded channel to one
 // background goroutine, which applies it with the caller's timestamps
-// (trace.WithTimestamp). When the channel is full the change is dropped and
+// (the span's times are the caller's). When the channel is full the change is dropped and
 // counted (Drops, where span_queue); a span whose end was dropped is never
 // exported.
 //
@@ -90,7 +91,7 @@ const (
 // a short "hangup.notify" child span to the stream span (see Notified).
 type Tracer struct {
 	// immutable
-	tr trace.Tracer
+	r  *recorder
 	tc propagation.TraceContext
 
 	ops     chan op // to the background goroutine
@@ -99,17 +100,13 @@ type Tracer struct {
 
 	drops *dropCounter // shared with the export's countedProcessor
 
-	// attrs is the background goroutine's buffer for the attributes of a
-	// span it ends; SetAttributes copies them, so it is reused.
-	attrs []attribute.KeyValue
-
 	// atomic
 	closed atomic.Bool
 }
 
-func newTracer(tr trace.Tracer, queue int, drops *dropCounter) *Tracer {
+func newTracer(r *recorder, queue int, drops *dropCounter) *Tracer {
 	t := &Tracer{
-		tr:      tr,
+		r:       r,
 		drops:   drops,
 		ops:     make(chan op, queue),
 		stopped: make(chan struct{}),
@@ -135,7 +132,7 @@ const (
 // op is one deferred span change, applied by the background goroutine.
 type op struct {
 	kind      opKind
-	span      trace.Span
+	span      *spanData // nil for opNotified
 	at        time.Time
 	code      uint32 // HTTP/2 error code, or gRPC status with hasStatus
 	lastID    uint32 // GOAWAY last-stream-id; delivery attempts for opNotified
@@ -204,79 +201,81 @@ func (t *Tracer) Drops() Drops {
 }
 
 func (t *Tracer) apply(o op) {
+	if o.kind == opNotified {
+		t.notifySpan(o)
+		return
+	}
+	if o.span.ended {
+		return // a change after the end, as the SDK ignores it: the span is the exporter's now
+	}
 	switch o.kind {
 	case opRSTStream:
-		o.span.AddEvent(EventRSTStream, trace.WithTimestamp(o.at), trace.WithAttributes(
+		o.span.addEvent(sdktrace.Event{Name: EventRSTStream, Time: o.at, Attributes: []attribute.KeyValue{
 			AttrErrorCode.Int64(int64(o.code)),
 			AttrErrorName.String(http2.ErrCode(o.code).String()),
 			AttrInitiator.String(o.initiator.String()),
-		))
+		}})
 	case opGoAway:
-		o.span.AddEvent(EventGoAway, trace.WithTimestamp(o.at), trace.WithAttributes(
+		o.span.addEvent(sdktrace.Event{Name: EventGoAway, Time: o.at, Attributes: []attribute.KeyValue{
 			AttrErrorCode.Int64(int64(o.code)),
 			AttrErrorName.String(http2.ErrCode(o.code).String()),
 			AttrLastStreamID.Int64(int64(o.lastID)),
 			AttrDebugData.String(o.str),
 			AttrInitiator.String(o.initiator.String()),
-		))
+		}})
 	case opKeepaliveTimeout:
-		o.span.AddEvent(EventKeepaliveTimeout, trace.WithTimestamp(o.at))
+		o.span.addEvent(sdktrace.Event{Name: EventKeepaliveTimeout, Time: o.at})
 	case opEndStream:
-		attrs := o.stream.appendAttrs(t.attrs[:0])
+		// A stream span has no attribute before its end: append, no
+		// lookup.
+		o.span.attrs = o.stream.appendAttrs(o.span.attrs)
 		if o.hasStatus {
-			attrs = append(attrs, semconv.RPCGRPCStatusCodeKey.Int64(int64(o.code)))
+			o.span.attrs = append(o.span.attrs, semconv.RPCGRPCStatusCodeKey.Int64(int64(o.code)))
 		}
-		t.endWithReason(o, attrs)
+		endWithReason(o)
 	case opEndConn:
-		t.endWithReason(o, t.attrs[:0])
+		endWithReason(o)
 	case opRTT:
 		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-		o.span.SetAttributes(
+		o.span.setAttrs(
 			AttrRTTLastMS.Float64(ms(o.rtt.Last)),
 			AttrRTTMinMS.Float64(ms(o.rtt.Min)),
 			AttrRTTSmoothedMS.Float64(ms(o.rtt.Smoothed)),
 			AttrRTTVarMS.Float64(ms(o.rtt.Var)),
 			AttrRTTSamples.Int64(int64(o.rtt.Samples)),
 		)
-	case opNotified:
-		t.notifySpan(o)
 	}
 }
 
-// endWithReason sets attrs (t.attrs' backing array, kept for the next
-// span), the disconnect attributes and the status, all in one
-// SetAttributes call, and ends the span.
-func (t *Tracer) endWithReason(o op, attrs []attribute.KeyValue) {
+// endWithReason sets the disconnect attributes and the status and ends
+// the span.
+func endWithReason(o op) {
 	if o.reason != event.ReasonUnspecified {
-		attrs = append(attrs,
+		o.span.setAttrs(
 			AttrDisconnectReason.String(o.reason.String()),
 			AttrDisconnectInitiator.String(o.initiator.String()),
 		)
-		o.span.SetStatus(codes.Error, o.reason.String())
+		o.span.status = sdktrace.Status{Code: codes.Error, Description: o.reason.String()}
 	} else {
-		o.span.SetStatus(codes.Ok, "")
+		o.span.status = sdktrace.Status{Code: codes.Ok}
 	}
-	o.span.SetAttributes(attrs...)
-	t.attrs = attrs[:0]
-	o.span.End(trace.WithTimestamp(o.at))
+	o.span.finish(o.at)
 }
 
 // notifySpan starts and ends the hangup.notify span of one delivery.
 func (t *Tracer) notifySpan(o op) {
 	ctx := trace.ContextWithRemoteSpanContext(context.Background(), o.parent)
-	start := o.at.Add(-o.latency)
-	attrs := []attribute.KeyValue{
-		AttrNotifyLatencyMS.Float64(float64(o.latency) / float64(time.Millisecond)),
+	d := new(spanData)
+	if !t.r.start(d, ctx, NotifySpanName, trace.SpanKindInternal, o.at.Add(-o.latency), nil) {
+		return
+	}
+	d.setAttrs(
+		AttrNotifyLatencyMS.Float64(float64(o.latency)/float64(time.Millisecond)),
 		AttrNotifyAttempts.Int64(int64(o.lastID)),
 		AttrEventID.String(o.str),
-	}
-	_, span := t.tr.Start(ctx, NotifySpanName,
-		trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithTimestamp(start),
-		trace.WithAttributes(attrs...),
 	)
-	span.AddEvent(EventNotified, trace.WithTimestamp(o.at), trace.WithAttributes(attrs[:2]...))
-	span.End(trace.WithTimestamp(o.at))
+	d.addEvent(sdktrace.Event{Name: EventNotified, Time: o.at, Attributes: d.attrs[:2:2]})
+	d.finish(o.at)
 }
 
 // ConnStart describes a new client connection.
@@ -290,17 +289,13 @@ type ConnStart struct {
 // nothing.
 type Conn struct {
 	t    *Tracer
-	span trace.Span
-	sc   trace.SpanContext
+	d    spanData             // the span, from its start on the Tracer goroutine's
+	rec  bool                 // d was sampled
 	peer []attribute.KeyValue // network.peer.*, shared read-only by its streams
-	// link is the option linking a stream span to this span, built once
-	// and shared read-only by its streams.
-	link trace.SpanStartOption
+	// link links a stream span to this span; built once and shared
+	// read-only by its streams.
+	link []sdktrace.Link
 }
-
-// serverKind is the span kind option of every stream span, built once
-// rather than per stream.
-var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
 // StartConn starts a "hangup.connection" span, a root span in a new trace.
 // It runs on the caller's goroutine (once per connection). Call End when
@@ -317,14 +312,12 @@ func (t *Tracer) StartConn(c ConnStart) *Conn {
 	if c.ID != "" {
 		attrs = append(attrs[:len(attrs):len(attrs)], AttrConnectionID.String(c.ID))
 	}
-	_, span := t.tr.Start(context.Background(), ConnectionSpanName,
-		trace.WithNewRoot(),
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithTimestamp(c.Start),
-		trace.WithAttributes(attrs...),
-	)
-	sc := span.SpanContext()
-	return &Conn{t: t, span: span, sc: sc, peer: peer, link: trace.WithLinks(trace.Link{SpanContext: sc})}
+	conn := &Conn{t: t, peer: peer}
+	if conn.rec = t.r.start(&conn.d, context.Background(), ConnectionSpanName, trace.SpanKindServer, c.Start, nil); conn.rec {
+		conn.d.setAttrs(attrs...)
+	}
+	conn.link = []sdktrace.Link{{SpanContext: conn.d.sc}}
+	return conn
 }
 
 func peerAttrs(hostport string) []attribute.KeyValue {
@@ -345,38 +338,38 @@ func peerAttrs(hostport string) []attribute.KeyValue {
 // GoAway adds an http2.goaway event to the connection span.
 // initiator says who sent the frame.
 func (c *Conn) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator event.Initiator) {
-	if c == nil {
+	if c == nil || !c.rec {
 		return
 	}
-	c.t.send(op{kind: opGoAway, span: c.span, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
+	c.t.send(op{kind: opGoAway, span: &c.d, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
 }
 
 // KeepaliveTimeout adds a keepalive.ping_timeout event to the connection
 // span.
 func (c *Conn) KeepaliveTimeout(at time.Time) {
-	if c == nil {
+	if c == nil || !c.rec {
 		return
 	}
-	c.t.send(op{kind: opKeepaliveTimeout, span: c.span, at: at})
+	c.t.send(op{kind: opKeepaliveTimeout, span: &c.d, at: at})
 }
 
 // RTT sets the connection's round-trip time as attributes of its span;
 // nothing when no sample was taken. Call it before End.
 func (c *Conn) RTT(r event.RTT) {
-	if c == nil || !r.Known() {
+	if c == nil || !c.rec || !r.Known() {
 		return
 	}
-	c.t.send(op{kind: opRTT, span: c.span, rtt: &r})
+	c.t.send(op{kind: opRTT, span: &c.d, rtt: &r})
 }
 
 // End ends the connection span at at. A reason other than
 // event.ReasonUnspecified (the connection ended by a disconnect) sets
 // status Error and the hangup.disconnect.* attributes; otherwise OK.
 func (c *Conn) End(at time.Time, reason event.Reason, initiator event.Initiator) {
-	if c == nil {
+	if c == nil || !c.rec {
 		return
 	}
-	c.t.send(op{kind: opEndConn, span: c.span, at: at, reason: reason, initiator: initiator})
+	c.t.send(op{kind: opEndConn, span: &c.d, at: at, reason: reason, initiator: initiator})
 }
 
 // TraceID returns the connection span's trace id in hex, "" for nil.
@@ -384,7 +377,7 @@ func (c *Conn) TraceID() string {
 	if c == nil {
 		return ""
 	}
-	return c.sc.TraceID().String()
+	return c.d.sc.TraceID().String()
 }
 
 // SpanID returns the connection span's span id in hex, "" for nil.
@@ -392,7 +385,7 @@ func (c *Conn) SpanID() string {
 	if c == nil {
 		return ""
 	}
-	return c.sc.SpanID().String()
+	return c.d.sc.SpanID().String()
 }
 
 // StreamStart describes a new HTTP/2 stream, from its request HEADERS.
@@ -408,17 +401,16 @@ type StreamStart struct {
 // Stream is one HTTP/2 stream's span. A nil *Stream is valid and does
 // nothing.
 type Stream struct {
-	t    *Tracer
-	c    *Conn
-	span trace.Span
-	sc   trace.SpanContext
+	t *Tracer
+	c *Conn
+	d spanData // the span, from its start on the Tracer goroutine's
 	// rec is false when the sampler dropped the span: its ids still
 	// propagate (with the sampled flag off) but nothing is queued for it.
 	rec bool
 
 	// The RPC attributes, kept as strings (views of the caller's) and set
-	// with the end's attributes in one SetAttributes call by the
-	// background goroutine (see appendAttrs).
+	// with the end's attributes by the background goroutine (see
+	// appendAttrs).
 	id                         uint32
 	service, method, authority string
 }
@@ -439,13 +431,12 @@ func (c *Conn) StartStream(s StreamStart) *Stream {
 		ctx = c.t.tc.Extract(ctx, &headerCarrier{traceparent: s.Traceparent, tracestate: s.Tracestate})
 	}
 	name, service, method := splitMethod(s.Method)
-	// The attributes are not passed here: the samplers OTEL_TRACES_SAMPLER
-	// names do not read them, and setting them at the end with the end's
-	// attributes saves the relay goroutine their slice and the SDK a
-	// second, growing copy (see appendAttrs).
-	_, span := c.t.tr.Start(ctx, name, serverKind, trace.WithTimestamp(s.Start), c.link)
-	return &Stream{t: c.t, c: c, span: span, sc: span.SpanContext(), rec: span.IsRecording(),
-		id: s.StreamID, service: service, method: method, authority: s.Authority}
+	// The attributes are set at the end, with the end's, by the Tracer's
+	// goroutine (see appendAttrs): the samplers OTEL_TRACES_SAMPLER names
+	// do not read them, and the relay goroutine is spared their slice.
+	st := &Stream{t: c.t, c: c, id: s.StreamID, service: service, method: method, authority: s.Authority}
+	st.rec = c.t.r.start(&st.d, ctx, name, trace.SpanKindServer, s.Start, c.link)
+	return st
 }
 
 // appendAttrs appends the stream span's RPC semantic convention attributes
@@ -487,17 +478,17 @@ func serverAddress(authority string) attribute.KeyValue {
 // (version 00, only the sampled flag) without building a context and a
 // carrier per stream.
 func (s *Stream) Traceparent() string {
-	if s == nil || !s.sc.IsValid() {
+	if s == nil || !s.d.sc.IsValid() {
 		return ""
 	}
-	tid, sid := s.sc.TraceID(), s.sc.SpanID()
+	tid, sid := s.d.sc.TraceID(), s.d.sc.SpanID()
 	var b [55]byte // 00-<32 hex>-<16 hex>-<2 hex>
 	copy(b[:], "00-")
 	hex.Encode(b[3:35], tid[:])
 	b[35] = '-'
 	hex.Encode(b[36:52], sid[:])
 	b[52] = '-'
-	hex.Encode(b[53:], []byte{byte(s.sc.TraceFlags() & trace.FlagsSampled)})
+	hex.Encode(b[53:], []byte{byte(s.d.sc.TraceFlags() & trace.FlagsSampled)})
 	return string(b[:])
 }
 
@@ -507,7 +498,7 @@ func (s *Stream) Tracestate() string {
 	if s == nil {
 		return ""
 	}
-	return s.sc.TraceState().String()
+	return s.d.sc.TraceState().String()
 }
 
 // TraceID returns the span's trace id in hex (DisconnectEvent.trace_id), ""
@@ -516,18 +507,18 @@ func (s *Stream) TraceID() string {
 	if s == nil {
 		return ""
 	}
-	return s.sc.TraceID().String()
+	return s.d.sc.TraceID().String()
 }
 
 // Sampled reports whether the span was sampled; false for nil.
-func (s *Stream) Sampled() bool { return s != nil && s.sc.IsSampled() }
+func (s *Stream) Sampled() bool { return s != nil && s.d.sc.IsSampled() }
 
 // SpanID returns the span's id in hex (DisconnectEvent.span_id), "" for nil.
 func (s *Stream) SpanID() string {
 	if s == nil {
 		return ""
 	}
-	return s.sc.SpanID().String()
+	return s.d.sc.SpanID().String()
 }
 
 // RSTStream adds an http2.rst_stream event: code is the RST_STREAM error
@@ -536,7 +527,7 @@ func (s *Stream) RSTStream(at time.Time, code uint32, initiator event.Initiator)
 	if s == nil || !s.rec {
 		return
 	}
-	s.t.send(op{kind: opRSTStream, span: s.span, at: at, code: code, initiator: initiator})
+	s.t.send(op{kind: opRSTStream, span: &s.d, at: at, code: code, initiator: initiator})
 }
 
 // GoAway adds an http2.goaway event to the stream span, for the streams a
@@ -545,7 +536,7 @@ func (s *Stream) GoAway(at time.Time, code, lastStreamID uint32, debug string, i
 	if s == nil || !s.rec {
 		return
 	}
-	s.t.send(op{kind: opGoAway, span: s.span, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
+	s.t.send(op{kind: opGoAway, span: &s.d, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
 }
 
 // KeepaliveTimeout adds a keepalive.ping_timeout event to the stream span.
@@ -553,7 +544,7 @@ func (s *Stream) KeepaliveTimeout(at time.Time) {
 	if s == nil || !s.rec {
 		return
 	}
-	s.t.send(op{kind: opKeepaliveTimeout, span: s.span, at: at})
+	s.t.send(op{kind: opKeepaliveTimeout, span: &s.d, at: at})
 }
 
 // StreamEnd says how a stream ended.
@@ -577,7 +568,7 @@ func (s *Stream) End(e StreamEnd) {
 	if s == nil || !s.rec {
 		return
 	}
-	s.t.send(op{kind: opEndStream, span: s.span, stream: s, at: e.At, code: e.GRPCStatus, hasStatus: e.HasGRPCStatus,
+	s.t.send(op{kind: opEndStream, span: &s.d, stream: s, at: e.At, code: e.GRPCStatus, hasStatus: e.HasGRPCStatus,
 		reason: e.Reason, initiator: e.Initiator})
 }
 

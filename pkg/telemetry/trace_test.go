@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -33,6 +35,17 @@ func recordingSetup(t *testing.T) (*Telemetry, *tracetest.SpanRecorder) {
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	return tel, rec
+}
+
+// testTracer is a Tracer whose spans go to proc, with res as their
+// resource and ids' ids (random when nil). Stop it with stop.
+func testTracer(proc sdktrace.SpanProcessor, res *resource.Resource, ids sdktrace.IDGenerator) *Tracer {
+	if ids == nil {
+		ids = randomIDs{}
+	}
+	r := &recorder{res: res, scope: instrumentation.Scope{Name: instrumentationName},
+		sampler: sdktrace.ParentBased(sdktrace.AlwaysSample()), ids: ids, proc: proc}
+	return newTracer(r, 1024, newDropCounter(nil))
 }
 
 func shutdown(t *testing.T, tel *Telemetry) {
@@ -327,7 +340,7 @@ func TestTracingOff(t *testing.T) {
 				t.Fatalf("Setup: %v", err)
 			}
 			defer shutdown(t, tel)
-			if tel.Tracing() || tel.Tracer() != nil || tel.tp != nil {
+			if tel.Tracing() || tel.Tracer() != nil || tel.proc != nil {
 				t.Fatalf("Tracing() = %v, Tracer() = %v; want off", tel.Tracing(), tel.Tracer())
 			}
 			// The whole per-stream sequence on the nil helpers allocates
@@ -456,18 +469,25 @@ func TestSamplerFromEnv(t *testing.T) {
 // "unknown" cannot be read as 0 ms.
 func TestConnRTTAttributes(t *testing.T) {
 	tests := []struct {
-		name string
-		rtt  event.RTT
-		want map[attribute.Key]any // nil: none of the rtt attributes
+		name    string
+		earlier []event.RTT // set before rtt
+		rtt     event.RTT
+		want    map[attribute.Key]any // nil: none of the rtt attributes
 	}{
-		{"measured", event.RTT{Last: 42 * time.Millisecond, Min: 40 * time.Millisecond, Smoothed: 41500 * time.Microsecond, Var: 2 * time.Millisecond, Samples: 3},
-			map[attribute.Key]any{AttrRTTLastMS: 42.0, AttrRTTMinMS: 40.0, AttrRTTSmoothedMS: 41.5, AttrRTTVarMS: 2.0, AttrRTTSamples: int64(3)}},
-		{"never measured", event.RTT{}, nil},
+		{name: "measured", rtt: event.RTT{Last: 42 * time.Millisecond, Min: 40 * time.Millisecond, Smoothed: 41500 * time.Microsecond, Var: 2 * time.Millisecond, Samples: 3},
+			want: map[attribute.Key]any{AttrRTTLastMS: 42.0, AttrRTTMinMS: 40.0, AttrRTTSmoothedMS: 41.5, AttrRTTVarMS: 2.0, AttrRTTSamples: int64(3)}},
+		{name: "set twice: the last wins, once", earlier: []event.RTT{{Last: time.Second, Min: time.Second, Smoothed: time.Second, Var: time.Second, Samples: 1}},
+			rtt:  event.RTT{Last: 42 * time.Millisecond, Min: 40 * time.Millisecond, Smoothed: 41500 * time.Microsecond, Var: 2 * time.Millisecond, Samples: 3},
+			want: map[attribute.Key]any{AttrRTTLastMS: 42.0, AttrRTTMinMS: 40.0, AttrRTTSmoothedMS: 41.5, AttrRTTVarMS: 2.0, AttrRTTSamples: int64(3)}},
+		{name: "never measured", rtt: event.RTT{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tel, rec := recordingSetup(t)
 			conn := tel.Tracer().StartConn(ConnStart{ID: "c-1", Peer: "192.0.2.1:1234", Start: time.Now()})
+			for _, r := range tt.earlier {
+				conn.RTT(r)
+			}
 			conn.RTT(tt.rtt)
 			conn.End(time.Now(), event.ReasonUnspecified, event.InitiatorUnspecified)
 			shutdown(t, tel)
@@ -477,6 +497,9 @@ func TestConnRTTAttributes(t *testing.T) {
 			}
 			if tt.want != nil {
 				checkAttrs(t, "connection span", cs.Attributes(), tt.want)
+				if n, keys := len(cs.Attributes()), len(attrMap(cs.Attributes())); n != keys {
+					t.Errorf("%d attributes for %d keys: a key repeated", n, keys)
+				}
 				return
 			}
 			for _, k := range []attribute.Key{AttrRTTLastMS, AttrRTTMinMS, AttrRTTSmoothedMS, AttrRTTVarMS, AttrRTTSamples} {
