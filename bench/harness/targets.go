@@ -154,21 +154,22 @@ func Targets(res *Results) string {
 			w("- **Tracing** (missed). With every call traced the sidecar spends %.1f µs more CPU per call (%.1f s against %.1f s per million calls), ",
 				t.CPUPerMillion-h.CPUPerMillion, t.CPUPerMillion, h.CPUPerMillion)
 			w("and the receiver takes each batch on the same 2 cores, while 0.95× leaves about 5%% of an untraced call's CPU ")
-			w("(the sidecar's, the app's and h2load's together) for all of it. Profiled on this machine (2026-12-02, the sidecar then at 25 µs ")
-			w("per traced call against 7 µs untraced): starting the span on the relay's goroutine (the SDK's span, ids, link) about 3.5 µs, ")
-			w("ending it on the span goroutine (attributes, status, the SDK's snapshot) 4 µs, encoding and sending the OTLP batches 4 µs ")
-			w("(the spans are encoded straight into protobuf: the SDK exporter's structs and reflective marshalling took 21 µs), ")
-			w("garbage collection 2 µs, the rest the scheduler. The harness's OTLP receiver counts the spans in each request's bytes without decoding them ")
-			w("(decoding took it 11 µs per span, a collector's work that in a cluster runs elsewhere). What is left is the OTel SDK's own span, per call and by design: ")
-			w("in process (`go test -bench 'Stream$' ./pkg/telemetry`, 2026-12-03) a stream span costs 4.6–4.9 µs, 20 allocations and 2.3 KB, ")
-			w("a third of it the SDK allocating the span and its ids and a quarter its End (the snapshot, and a map built to de-duplicate the attributes), ")
-			w("and encoding it 1.2 µs more (`BenchmarkExportBatch`).")
+			w("(the sidecar's, the app's and h2load's together) for all of it. The spans are hangup's own (`recorder` in pkg/telemetry, 2026-12-03), ")
+			w("handed to the OTel SDK's batch span processor and exported by hangup's OTLP encoder: in process a stream span costs 1.5–1.7 µs and 5 allocations ")
+			w("against 6.1–6.9 µs and 23 for the SDK's spans doing the same (`go test -bench SpanRecorder ./pkg/telemetry`), and in an interleaved ")
+			w("run of the built sidecars the CPU per traced call fell from 13.4–19.6 to 11.0–13.8 s per million calls (untraced 4.6–5.7). ")
+			w("Profiled after that (`perf record` of the traced sidecar under this load, 14.5 s per million calls): encoding the OTLP batches 11%% of its CPU, ")
+			w("starting the spans and writing the traceparent on the relay's goroutines 8%%, the span goroutine applying the ends 7%%, the OTLP gRPC client's ")
+			w("upload 4%%, garbage collection 5%%, and the Go scheduler and sysmon 19%%, much of it handing every span from the relay's goroutine to the span ")
+			w("goroutine and on to the batch span processor's. The harness's OTLP receiver counts the spans in each request's bytes without decoding them ")
+			w("(decoding took it 11 µs per span, a collector's work that in a cluster runs elsewhere).")
 			if cpus := res.Machine.CPUs; cpus > 0 && h.Saturation.PerSecond > 0 {
 				perCall := float64(cpus) / h.Saturation.PerSecond * 1e6 // µs of the machine's CPU per untraced call
 				w(" At 0.95× all of tracing would have about %.1f µs per call (5%% of the %.0f µs of CPU ", perCall/20, perCall)
-				w("that %d cores give each untraced call at %.0f calls/s), less than the SDK's span alone.", cpus, h.Saturation.PerSecond)
+				w("that %d cores give each untraced call at %.0f calls/s).", cpus, h.Saturation.PerSecond)
 			}
-			w(" Meeting it needs spans recorded by hangup itself, as they are already encoded, in place of the SDK's.\n")
+			w(" What is left is spread over the export path; the next candidates are a batch processor of hangup's own that takes the spans ")
+			w("without a goroutine hand-off each, and encoding each connection's constant attributes once.\n")
 		} else {
 			w("- **Tracing** (met). Spans are started and ended off the forwarding goroutine, encoded straight into OTLP protobuf and exported in batches.\n")
 		}
