@@ -449,7 +449,50 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	return appendFixed32Field(b, fSpanFlags, otlpFlags(sc.TraceFlags(), parent))
 }
 
+// appendKeyValue appends kv as a KeyValue field. A string, int, float or
+// bool value with an ASCII key (and, for a string, an ASCII value), which is
+// nearly every attribute, is sized first and written in one pass; the rest
+// go through appendNested, which moves each nested message back over the
+// room it reserved for its length (twice per attribute, a third of a stream
+// span's encoding before).
 func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+	var valueLen int // the AnyValue's bytes; every field number in it takes a one-byte tag
+	switch kv.Value.Type() {
+	case attribute.STRING:
+		s := kv.Value.AsString()
+		if !isASCII(s) {
+			return appendKeyValueNested(b, num, kv) // repaired, its length is not len(s)
+		}
+		valueLen = 1 + protowire.SizeBytes(len(s))
+	case attribute.INT64:
+		valueLen = 1 + protowire.SizeVarint(uint64(kv.Value.AsInt64()))
+	case attribute.FLOAT64:
+		valueLen = 1 + 8
+	case attribute.BOOL:
+		valueLen = 1 + 1
+	default:
+		return appendKeyValueNested(b, num, kv)
+	}
+	keyLen := 0
+	if kv.Key != "" {
+		if !isASCII(string(kv.Key)) {
+			return appendKeyValueNested(b, num, kv)
+		}
+		keyLen = 1 + protowire.SizeBytes(len(kv.Key))
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(keyLen+1+protowire.SizeBytes(valueLen)))
+	if kv.Key != "" {
+		b = protowire.AppendTag(b, fKeyValueKey, protowire.BytesType)
+		b = protowire.AppendString(b, string(kv.Key))
+	}
+	b = protowire.AppendTag(b, fKeyValueValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(valueLen))
+	return appendAnyValue(b, kv.Value)
+}
+
+// appendKeyValueNested is appendKeyValue for any value.
+func appendKeyValueNested(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
 	return appendNested(b, num, func(b []byte) []byte {
 		if kv.Key != "" {
 			b = appendString(b, fKeyValueKey, string(kv.Key))
