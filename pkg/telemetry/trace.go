@@ -76,10 +76,9 @@ const (
 // loop: a span is started on the caller's goroutine, because the relay needs
 // its traceparent at once to forward it to the app, but every later change
 // (events, status, end) is a small value sent on a bounded channel to one
-// background goroutine, which applies it with the caller's timestamps
-// (the span's times are the caller's). When the channel is full the change is dropped and
-// counted (Drops, where span_queue); a span whose end was dropped is never
-// exported.
+// background goroutine, which applies it with the caller's timestamps.
+// When the channel is full the change is dropped and counted (Drops, where
+// span_queue); a span whose end was dropped is never exported.
 //
 // A nil *Tracer is valid and does nothing: it is what Telemetry.Tracer
 // returns when tracing is off, so the relay's only cost then is a nil check.
