@@ -146,13 +146,29 @@ func BenchmarkExportBatch(b *testing.B) {
 	ctx := context.Background()
 	sdkOut, oursOut := &marshalClient{}, &marshalClient{}
 	sdk, ours := otlptrace.NewUnstarted(sdkOut), &otlpExporter{client: oursOut}
-	measure := func(exp sdktrace.SpanExporter) (time.Duration, uint64) {
+	export := func(exp sdktrace.SpanExporter) func() {
+		return func() {
+			if err := exp.ExportSpans(ctx, spans); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	versusSDK(b, len(spans), export(sdk), export(ours))
+	if sdkOut.bytes != oursOut.bytes {
+		b.Fatalf("requests of %d and %d bytes: the encodings differ", sdkOut.bytes, oursOut.bytes)
+	}
+}
+
+// versusSDK runs sdk and hangup in turn in b's loop, each handling spans
+// spans per call, and reports each one's ns/span and allocs/span and
+// hangup's time as a ratio of the SDK's.
+func versusSDK(b *testing.B, spans int, sdk, hangup func()) {
+	b.Helper()
+	measure := func(f func()) (time.Duration, uint64) {
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		start := time.Now()
-		if err := exp.ExportSpans(ctx, spans); err != nil {
-			b.Fatal(err)
-		}
+		f()
 		d := time.Since(start)
 		runtime.ReadMemStats(&m1)
 		return d, m1.Mallocs - m0.Mallocs
@@ -162,13 +178,10 @@ func BenchmarkExportBatch(b *testing.B) {
 	for b.Loop() {
 		d, a := measure(sdk)
 		sdkT, sdkA = sdkT+d, sdkA+a
-		d, a = measure(ours)
+		d, a = measure(hangup)
 		oursT, oursA = oursT+d, oursA+a
 	}
-	if sdkOut.bytes != oursOut.bytes {
-		b.Fatalf("requests of %d and %d bytes: the encodings differ", sdkOut.bytes, oursOut.bytes)
-	}
-	n := float64(b.N) * float64(len(spans))
+	n := float64(b.N) * float64(spans)
 	b.ReportMetric(float64(sdkT.Nanoseconds())/n, "sdk-ns/span")
 	b.ReportMetric(float64(oursT.Nanoseconds())/n, "hangup-ns/span")
 	b.ReportMetric(float64(sdkA)/n, "sdk-allocs/span")
@@ -254,32 +267,10 @@ func BenchmarkSpanRecorder(b *testing.B) {
 			s.End(trace.WithTimestamp(now))
 		}
 	}
-	measure := func(f func()) (time.Duration, uint64) {
-		var m0, m1 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		start := time.Now()
-		f()
-		d := time.Since(start)
-		runtime.ReadMemStats(&m1)
-		return d, m1.Mallocs - m0.Mallocs
-	}
-	var oursT, sdkT time.Duration
-	var oursA, sdkA uint64
-	for b.Loop() {
-		d, a := measure(sdkSpans)
-		sdkT, sdkA = sdkT+d, sdkA+a
-		d, a = measure(hangupSpans)
-		oursT, oursA = oursT+d, oursA+a
-	}
+	versusSDK(b, block, sdkSpans, hangupSpans)
 	if ours.ended != theirs.ended {
 		b.Fatalf("%d spans ended by hangup, %d by the SDK", ours.ended, theirs.ended)
 	}
-	n := float64(b.N * block)
-	b.ReportMetric(float64(sdkT.Nanoseconds())/n, "sdk-ns/span")
-	b.ReportMetric(float64(oursT.Nanoseconds())/n, "hangup-ns/span")
-	b.ReportMetric(float64(sdkA)/n, "sdk-allocs/span")
-	b.ReportMetric(float64(oursA)/n, "hangup-allocs/span")
-	b.ReportMetric(oursT.Seconds()/sdkT.Seconds(), "hangup/sdk")
 }
 
 // serverKindOpt is the SDK span kind option, built once as Tracer did.
