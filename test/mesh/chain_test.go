@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -304,7 +305,28 @@ func (c *chain) client(t *testing.T) testgrpc.TestServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	return testgrpc.NewTestServiceClient(cc)
+	return testgrpc.NewTestServiceClient(statusConn{cc})
+}
+
+// statusConn is a client connection whose unary calls return the status
+// the call ended with even when the far side ended it before the request
+// was sent. grpc-go's own unary path returns a bare io.EOF then
+// (grpc/grpc-go#7230, still so in v1.85), which a front proxy answering
+// 502 at once for an app that is down made a rare flake of
+// TestAppExitsFirst ("a call with the app down: EOF, want UNAVAILABLE").
+// It does what that issue proposes: on io.EOF from sending, receive, which
+// returns the status.
+type statusConn struct{ *grpc.ClientConn }
+
+func (c statusConn) Invoke(ctx context.Context, method string, req, reply any, opts ...grpc.CallOption) error {
+	s, err := c.NewStream(ctx, &grpc.StreamDesc{}, method, opts...)
+	if err != nil {
+		return err
+	}
+	if err := s.SendMsg(req); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return s.RecvMsg(reply)
 }
 
 // openStream starts a FullDuplexCall and waits for its first answer, so
