@@ -245,8 +245,8 @@ func BenchmarkSpanRecorder(b *testing.B) {
 	hangupSpans := func() {
 		for range block {
 			ctx := tc.Extract(context.Background(), carrier)
-			d := new(spanData)
-			if !r.start(d, ctx, "echo.v1.Echo/Say", trace.SpanKindServer, now, link) {
+			d, _ := r.start(ctx, "echo.v1.Echo/Say", trace.SpanKindServer, now, link)
+			if d == nil {
 				b.Fatal("not sampled")
 			}
 			d.addEvent(sdktrace.Event{Name: EventRSTStream, Time: now, Attributes: rst()})

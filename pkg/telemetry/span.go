@@ -24,8 +24,8 @@ import (
 // allocations (2.3 KB) per stream on the relay's goroutines and the
 // Tracer's, most of it the SDK's general span (a mutex, option closures,
 // an attribute map at every End, a snapshot copy at End) for spans whose
-// shape hangup fixes. A recorded span here is one spanData, allocated with
-// the Stream or Conn it belongs to, and handed to the processor as it is:
+// shape hangup fixes. A recorded span here is one spanData, allocated only
+// when the span is sampled, and handed to the processor as it is:
 // it is the sdktrace.ReadOnlySpan the batch span processor and the
 // exporter read.
 //
@@ -83,11 +83,12 @@ type spanData struct {
 	attrBuf    [spanAttrs]attribute.KeyValue // attrs' first backing array
 }
 
-// start fills d as a new span whose parent is the span context in ctx (a
-// remote one, from a traceparent) or, when there is none, the root of a new
-// trace, and reports whether it was sampled (recorded). An unsampled span
-// still gets its ids and flags, to propagate.
-func (r *recorder) start(d *spanData, ctx context.Context, name string, kind trace.SpanKind, at time.Time, links []sdktrace.Link) bool {
+// start starts a span whose parent is the span context in ctx (a remote
+// one, from a traceparent) or, when there is none, the root of a new
+// trace. It returns the span's context and, when it was sampled, its
+// record; an unsampled span has only its ids and flags, to propagate, and
+// costs no allocation.
+func (r *recorder) start(ctx context.Context, name string, kind trace.SpanKind, at time.Time, links []sdktrace.Link) (*spanData, trace.SpanContext) {
 	parent := trace.SpanContextFromContext(ctx)
 	var tid trace.TraceID
 	var sid trace.SpanID
@@ -100,13 +101,13 @@ func (r *recorder) start(d *spanData, ctx context.Context, name string, kind tra
 	res := r.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name, Kind: kind})
 	sampled := res.Decision == sdktrace.RecordAndSample
 	flags := parent.TraceFlags().WithSampled(sampled)
-	d.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, TraceState: res.Tracestate})
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, TraceState: res.Tracestate})
 	if !sampled {
-		return false
+		return nil, sc
 	}
-	d.r, d.name, d.kind, d.parent, d.start, d.links = r, name, kind, parent, at, links
+	d := &spanData{r: r, name: name, kind: kind, sc: sc, parent: parent, start: at, links: links}
 	d.attrs = d.attrBuf[:0]
-	return true
+	return d, sc
 }
 
 // setAttrs sets kvs on d, replacing an attribute of the same key (the last

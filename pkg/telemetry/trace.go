@@ -264,8 +264,8 @@ func endWithReason(o op) {
 // notifySpan starts and ends the hangup.notify span of one delivery.
 func (t *Tracer) notifySpan(o op) {
 	ctx := trace.ContextWithRemoteSpanContext(context.Background(), o.parent)
-	d := new(spanData)
-	if !t.r.start(d, ctx, NotifySpanName, trace.SpanKindInternal, o.at.Add(-o.latency), nil) {
+	d, _ := t.r.start(ctx, NotifySpanName, trace.SpanKindInternal, o.at.Add(-o.latency), nil)
+	if d == nil {
 		return
 	}
 	d.setAttrs(
@@ -288,8 +288,8 @@ type ConnStart struct {
 // nothing.
 type Conn struct {
 	t    *Tracer
-	d    spanData             // the span, from its start on the Tracer goroutine's
-	rec  bool                 // d was sampled
+	d    *spanData // the span, from its start on the Tracer goroutine's; nil when not sampled
+	sc   trace.SpanContext
 	peer []attribute.KeyValue // network.peer.*, shared read-only by its streams
 	// link links a stream span to this span; built once and shared
 	// read-only by its streams.
@@ -312,10 +312,10 @@ func (t *Tracer) StartConn(c ConnStart) *Conn {
 		attrs = append(attrs[:len(attrs):len(attrs)], AttrConnectionID.String(c.ID))
 	}
 	conn := &Conn{t: t, peer: peer}
-	if conn.rec = t.r.start(&conn.d, context.Background(), ConnectionSpanName, trace.SpanKindServer, c.Start, nil); conn.rec {
+	if conn.d, conn.sc = t.r.start(context.Background(), ConnectionSpanName, trace.SpanKindServer, c.Start, nil); conn.d != nil {
 		conn.d.setAttrs(attrs...)
 	}
-	conn.link = []sdktrace.Link{{SpanContext: conn.d.sc}}
+	conn.link = []sdktrace.Link{{SpanContext: conn.sc}}
 	return conn
 }
 
@@ -337,38 +337,38 @@ func peerAttrs(hostport string) []attribute.KeyValue {
 // GoAway adds an http2.goaway event to the connection span.
 // initiator says who sent the frame.
 func (c *Conn) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator event.Initiator) {
-	if c == nil || !c.rec {
+	if c == nil || c.d == nil {
 		return
 	}
-	c.t.send(op{kind: opGoAway, span: &c.d, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
+	c.t.send(op{kind: opGoAway, span: c.d, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
 }
 
 // KeepaliveTimeout adds a keepalive.ping_timeout event to the connection
 // span.
 func (c *Conn) KeepaliveTimeout(at time.Time) {
-	if c == nil || !c.rec {
+	if c == nil || c.d == nil {
 		return
 	}
-	c.t.send(op{kind: opKeepaliveTimeout, span: &c.d, at: at})
+	c.t.send(op{kind: opKeepaliveTimeout, span: c.d, at: at})
 }
 
 // RTT sets the connection's round-trip time as attributes of its span;
 // nothing when no sample was taken. Call it before End.
 func (c *Conn) RTT(r event.RTT) {
-	if c == nil || !c.rec || !r.Known() {
+	if c == nil || c.d == nil || !r.Known() {
 		return
 	}
-	c.t.send(op{kind: opRTT, span: &c.d, rtt: &r})
+	c.t.send(op{kind: opRTT, span: c.d, rtt: &r})
 }
 
 // End ends the connection span at at. A reason other than
 // event.ReasonUnspecified (the connection ended by a disconnect) sets
 // status Error and the hangup.disconnect.* attributes; otherwise OK.
 func (c *Conn) End(at time.Time, reason event.Reason, initiator event.Initiator) {
-	if c == nil || !c.rec {
+	if c == nil || c.d == nil {
 		return
 	}
-	c.t.send(op{kind: opEndConn, span: &c.d, at: at, reason: reason, initiator: initiator})
+	c.t.send(op{kind: opEndConn, span: c.d, at: at, reason: reason, initiator: initiator})
 }
 
 // TraceID returns the connection span's trace id in hex, "" for nil.
@@ -376,7 +376,7 @@ func (c *Conn) TraceID() string {
 	if c == nil {
 		return ""
 	}
-	return c.d.sc.TraceID().String()
+	return c.sc.TraceID().String()
 }
 
 // SpanID returns the connection span's span id in hex, "" for nil.
@@ -384,7 +384,7 @@ func (c *Conn) SpanID() string {
 	if c == nil {
 		return ""
 	}
-	return c.d.sc.SpanID().String()
+	return c.sc.SpanID().String()
 }
 
 // StreamStart describes a new HTTP/2 stream, from its request HEADERS.
@@ -402,10 +402,11 @@ type StreamStart struct {
 type Stream struct {
 	t *Tracer
 	c *Conn
-	d spanData // the span, from its start on the Tracer goroutine's
-	// rec is false when the sampler dropped the span: its ids still
-	// propagate (with the sampled flag off) but nothing is queued for it.
-	rec bool
+	// d is the span, from its start on the Tracer goroutine's; nil when
+	// the sampler dropped it: its ids (sc) still propagate, with the
+	// sampled flag off, but nothing is queued for it.
+	d  *spanData
+	sc trace.SpanContext
 
 	// The RPC attributes, kept as strings (views of the caller's) and set
 	// with the end's attributes by the background goroutine (see
@@ -434,7 +435,7 @@ func (c *Conn) StartStream(s StreamStart) *Stream {
 	// goroutine (see appendAttrs): the samplers OTEL_TRACES_SAMPLER names
 	// do not read them, and the relay goroutine is spared their slice.
 	st := &Stream{t: c.t, c: c, id: s.StreamID, service: service, method: method, authority: s.Authority}
-	st.rec = c.t.r.start(&st.d, ctx, name, trace.SpanKindServer, s.Start, c.link)
+	st.d, st.sc = c.t.r.start(ctx, name, trace.SpanKindServer, s.Start, c.link)
 	return st
 }
 
@@ -477,17 +478,17 @@ func serverAddress(authority string) attribute.KeyValue {
 // (version 00, only the sampled flag) without building a context and a
 // carrier per stream.
 func (s *Stream) Traceparent() string {
-	if s == nil || !s.d.sc.IsValid() {
+	if s == nil || !s.sc.IsValid() {
 		return ""
 	}
-	tid, sid := s.d.sc.TraceID(), s.d.sc.SpanID()
+	tid, sid := s.sc.TraceID(), s.sc.SpanID()
 	var b [55]byte // 00-<32 hex>-<16 hex>-<2 hex>
 	copy(b[:], "00-")
 	hex.Encode(b[3:35], tid[:])
 	b[35] = '-'
 	hex.Encode(b[36:52], sid[:])
 	b[52] = '-'
-	hex.Encode(b[53:], []byte{byte(s.d.sc.TraceFlags() & trace.FlagsSampled)})
+	hex.Encode(b[53:], []byte{byte(s.sc.TraceFlags() & trace.FlagsSampled)})
 	return string(b[:])
 }
 
@@ -497,7 +498,7 @@ func (s *Stream) Tracestate() string {
 	if s == nil {
 		return ""
 	}
-	return s.d.sc.TraceState().String()
+	return s.sc.TraceState().String()
 }
 
 // TraceID returns the span's trace id in hex (DisconnectEvent.trace_id), ""
@@ -506,44 +507,44 @@ func (s *Stream) TraceID() string {
 	if s == nil {
 		return ""
 	}
-	return s.d.sc.TraceID().String()
+	return s.sc.TraceID().String()
 }
 
 // Sampled reports whether the span was sampled; false for nil.
-func (s *Stream) Sampled() bool { return s != nil && s.d.sc.IsSampled() }
+func (s *Stream) Sampled() bool { return s != nil && s.sc.IsSampled() }
 
 // SpanID returns the span's id in hex (DisconnectEvent.span_id), "" for nil.
 func (s *Stream) SpanID() string {
 	if s == nil {
 		return ""
 	}
-	return s.d.sc.SpanID().String()
+	return s.sc.SpanID().String()
 }
 
 // RSTStream adds an http2.rst_stream event: code is the RST_STREAM error
 // code, initiator who sent it.
 func (s *Stream) RSTStream(at time.Time, code uint32, initiator event.Initiator) {
-	if s == nil || !s.rec {
+	if s == nil || s.d == nil {
 		return
 	}
-	s.t.send(op{kind: opRSTStream, span: &s.d, at: at, code: code, initiator: initiator})
+	s.t.send(op{kind: opRSTStream, span: s.d, at: at, code: code, initiator: initiator})
 }
 
 // GoAway adds an http2.goaway event to the stream span, for the streams a
 // GOAWAY affects.
 func (s *Stream) GoAway(at time.Time, code, lastStreamID uint32, debug string, initiator event.Initiator) {
-	if s == nil || !s.rec {
+	if s == nil || s.d == nil {
 		return
 	}
-	s.t.send(op{kind: opGoAway, span: &s.d, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
+	s.t.send(op{kind: opGoAway, span: s.d, at: at, code: code, lastID: lastStreamID, str: debug, initiator: initiator})
 }
 
 // KeepaliveTimeout adds a keepalive.ping_timeout event to the stream span.
 func (s *Stream) KeepaliveTimeout(at time.Time) {
-	if s == nil || !s.rec {
+	if s == nil || s.d == nil {
 		return
 	}
-	s.t.send(op{kind: opKeepaliveTimeout, span: &s.d, at: at})
+	s.t.send(op{kind: opKeepaliveTimeout, span: s.d, at: at})
 }
 
 // StreamEnd says how a stream ended.
@@ -564,10 +565,10 @@ type StreamEnd struct {
 
 // End ends the stream span, on the background goroutine, at e.At.
 func (s *Stream) End(e StreamEnd) {
-	if s == nil || !s.rec {
+	if s == nil || s.d == nil {
 		return
 	}
-	s.t.send(op{kind: opEndStream, span: &s.d, stream: s, at: e.At, code: e.GRPCStatus, hasStatus: e.HasGRPCStatus,
+	s.t.send(op{kind: opEndStream, span: s.d, stream: s, at: e.At, code: e.GRPCStatus, hasStatus: e.HasGRPCStatus,
 		reason: e.Reason, initiator: e.Initiator})
 }
 
