@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -223,8 +222,7 @@ func (*countingProcessor) ForceFlush(context.Context) error                { ret
 func BenchmarkSpanRecorder(b *testing.B) {
 	const block = 64
 	ours, theirs := &countingProcessor{}, &countingProcessor{}
-	r := &recorder{res: resource.Empty(), scope: instrumentation.Scope{Name: instrumentationName},
-		sampler: sdktrace.ParentBased(sdktrace.AlwaysSample()), ids: randomIDs{}, proc: ours}
+	r := newRecorder(resource.Empty(), sdktrace.ParentBased(sdktrace.AlwaysSample()), ours)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(theirs))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
 	sdk := tp.Tracer(instrumentationName)

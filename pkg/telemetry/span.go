@@ -46,6 +46,13 @@ type recorder struct {
 	proc    sdktrace.SpanProcessor
 }
 
+// newRecorder returns a recorder of spans of res, in hangup's
+// instrumentation scope, sampled by sampler, with random ids, handed to
+// proc as they end.
+func newRecorder(res *resource.Resource, sampler sdktrace.Sampler, proc sdktrace.SpanProcessor) *recorder {
+	return &recorder{res: res, scope: instrumentation.Scope{Name: instrumentationName}, sampler: sampler, ids: randomIDs{}, proc: proc}
+}
+
 // maxSpanEvents bounds a span's events, as the SDK's default
 // OTEL_SPAN_EVENT_COUNT_LIMIT does: a client that sends GOAWAY after
 // GOAWAY must not grow its connection span without end. Unlike the SDK,

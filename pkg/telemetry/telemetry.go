@@ -44,7 +44,6 @@ import (
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -183,8 +182,7 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 		}
 		log.Info("tracing on", "exporter", why, "sampler", sampler.Description())
 		t.proc = sp
-		r := &recorder{res: res, scope: instrumentation.Scope{Name: instrumentationName}, sampler: sampler, ids: randomIDs{}, proc: sp}
-		t.tracer = newTracer(r, opts.SpanQueue, drops)
+		t.tracer = newTracer(newRecorder(res, sampler, sp), opts.SpanQueue, drops)
 	}
 
 	t.metrics, err = newMetrics(t.mp.Meter(instrumentationName), t.tracer)

@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -40,11 +39,10 @@ func recordingSetup(t *testing.T) (*Telemetry, *tracetest.SpanRecorder) {
 // testTracer is a Tracer whose spans go to proc, with res as their
 // resource and ids' ids (random when nil). Stop it with stop.
 func testTracer(proc sdktrace.SpanProcessor, res *resource.Resource, ids sdktrace.IDGenerator) *Tracer {
-	if ids == nil {
-		ids = randomIDs{}
+	r := newRecorder(res, sdktrace.ParentBased(sdktrace.AlwaysSample()), proc)
+	if ids != nil {
+		r.ids = ids
 	}
-	r := &recorder{res: res, scope: instrumentation.Scope{Name: instrumentationName},
-		sampler: sdktrace.ParentBased(sdktrace.AlwaysSample()), ids: ids, proc: proc}
 	return newTracer(r, 1024, newDropCounter(nil))
 }
 
