@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -18,19 +19,34 @@ const pollInterval = 20 * time.Millisecond
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
 // a child process that must be told its port on the command line. Another
 // process may grab it before the child binds it; tests that can pass a
-// listener or ":0" should do that instead.
+// listener or ":0" should do that instead. It never returns a port twice
+// in one process: the kernel may, once the probe is closed, so two ports
+// asked for before either child binds (an app's and the sidecar's) could
+// be one.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port on 127.0.0.1: %v", err)
+	for range maxPortProbes {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port on 127.0.0.1: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		if err := ln.Close(); err != nil {
+			t.Fatalf("close probe listener on port %d: %v", port, err)
+		}
+		if _, given := givenPorts.LoadOrStore(port, true); !given {
+			return port
+		}
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close probe listener on port %d: %v", port, err)
-	}
-	return port
+	t.Fatalf("find a free port on 127.0.0.1: %d probes all gave ports handed out before", maxPortProbes)
+	return 0
 }
+
+// givenPorts are the ports FreePort has returned in this process.
+var givenPorts sync.Map
+
+// maxPortProbes bounds FreePort's probes for a port not handed out yet.
+const maxPortProbes = 1000
 
 // WaitHTTP polls url with GET until it answers 200 OK and fails the test if
 // that has not happened within timeout.

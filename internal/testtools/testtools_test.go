@@ -169,3 +169,18 @@ func TestInNetns(t *testing.T) {
 		}
 	})
 }
+
+// TestFreePortNeverRepeats: within one test process FreePort hands out a
+// port once. Two ports asked for one after the other, neither bound yet
+// (an app's port and the sidecar's --watch-addr), were once the same and
+// the sidecar could not bind its own ("address already in use").
+func TestFreePortNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 500 {
+		p := FreePort(t)
+		if seen[p] {
+			t.Fatalf("FreePort returned %d twice", p)
+		}
+		seen[p] = true
+	}
+}
