@@ -475,8 +475,9 @@ func serverAddress(authority string) attribute.KeyValue {
 // Traceparent returns the span's W3C traceparent, to send to the app in
 // place of the client's so that the app's spans nest under the stream span.
 // "" for nil. It writes what propagation.TraceContext.Inject writes
-// (version 00, only the sampled flag) without building a context and a
-// carrier per stream.
+// (version 00; the sampled flag and W3C Level 2's random flag, which says
+// the trace id is random and samplers downstream may rely on) without
+// building a context and a carrier per stream.
 func (s *Stream) Traceparent() string {
 	if s == nil || !s.sc.IsValid() {
 		return ""
@@ -488,7 +489,7 @@ func (s *Stream) Traceparent() string {
 	b[35] = '-'
 	hex.Encode(b[36:52], sid[:])
 	b[52] = '-'
-	hex.Encode(b[53:], []byte{byte(s.sc.TraceFlags() & trace.FlagsSampled)})
+	hex.Encode(b[53:], []byte{byte(s.sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))})
 	return string(b[:])
 }
 

@@ -275,6 +275,48 @@ func TestTraceparentRoundTrip(t *testing.T) {
 	}
 }
 
+// TestTraceparentAsInject: what the app receives is what the OTel
+// propagator would write for the stream span, the W3C flags it keeps
+// (sampled, and Level 2's random) included, and the sampler's tracestate.
+func TestTraceparentAsInject(t *testing.T) {
+	tests := []struct {
+		name        string
+		traceparent string
+		tracestate  string
+		parent      bool // the client's traceparent is a valid parent
+	}{
+		{name: "new root"},
+		{name: "sampled parent", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", parent: true},
+		{name: "unsampled parent", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", parent: true},
+		{name: "sampled parent with a random trace id", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03", parent: true},
+		{name: "unsampled parent with a random trace id", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02", parent: true},
+		{name: "reserved flag bits in version 00: not a parent", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff"},
+		{name: "a later version's flags: the ones version 00 knows", traceparent: "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff-what-comes-next", parent: true},
+		{name: "with tracestate", traceparent: clientTraceparent, tracestate: "vendor=a1,other=b2", parent: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := testTracer(tracetest.NewSpanRecorder(), resource.Empty(), nil)
+			defer tr.stop()
+			conn := tr.StartConn(ConnStart{Peer: "127.0.0.1:1"})
+			st := conn.StartStream(StreamStart{Traceparent: tc.traceparent, Tracestate: tc.tracestate, Method: "/a.B/C"})
+			if parented := st.TraceID() == "4bf92f3577b34da6a3ce929d0e0e4736"; parented != tc.parent {
+				t.Fatalf("stream span in trace %s: parented %v, want %v", st.TraceID(), parented, tc.parent)
+			}
+			want := propagation.MapCarrier{}
+			propagation.TraceContext{}.Inject(trace.ContextWithSpanContext(context.Background(), st.sc), want)
+			if got := st.Traceparent(); got != want.Get("traceparent") {
+				t.Errorf("Traceparent() = %q, want %q (propagation.TraceContext.Inject)", got, want.Get("traceparent"))
+			}
+			if got := st.Tracestate(); got != want.Get("tracestate") || got != tc.tracestate {
+				t.Errorf("Tracestate() = %q, want %q (Inject %q)", got, tc.tracestate, want.Get("tracestate"))
+			}
+			st.End(StreamEnd{At: time.Now()})
+			conn.End(time.Now(), event.ReasonUnspecified, event.InitiatorUnspecified)
+		})
+	}
+}
+
 func TestNotifiedSpan(t *testing.T) {
 	tel, rec := recordingSetup(t)
 	conn := tel.Tracer().StartConn(ConnStart{Peer: "127.0.0.1:1"})
