@@ -8,10 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	"google.golang.org/protobuf/proto"
@@ -146,13 +147,17 @@ func TestSetupRejectsBadInput(t *testing.T) {
 		name string
 		env  map[string]string
 		opts Options
+		// passes names what the case hands Setup as a callerOwned
+		// ("processor" or "exporter"): a Setup that fails must leave it
+		// to the caller, not shut it down.
+		passes string
 	}{
 		{name: "negative SpanQueue", opts: Options{SpanQueue: -1}},
 		{name: "unknown OTEL_TRACES_EXPORTER", env: map[string]string{"OTEL_TRACES_EXPORTER": "carrier-pigeon"}},
-		{name: "unknown OTEL_TRACES_SAMPLER", env: map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"},
-			opts: Options{SpanProcessor: tracetest.NewSpanRecorder()}},
+		{name: "unknown OTEL_TRACES_SAMPLER", env: map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"}, passes: "processor"},
 		{name: "OTEL_TRACES_SAMPLER_ARG over 1", env: map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "10"},
-			opts: Options{SpanProcessor: tracetest.NewSpanRecorder()}},
+			passes: "exporter"},
+		{name: "OTEL_BSP_MAX_QUEUE_SIZE not a number", env: map[string]string{"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, passes: "exporter"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,12 +165,32 @@ func TestSetupRejectsBadInput(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
+			owned := &callerOwned{}
+			switch tc.passes {
+			case "processor":
+				tc.opts.SpanProcessor = owned
+			case "exporter":
+				tc.opts.SpanExporter = owned
+			}
 			tel, err := Setup(context.Background(), tc.opts)
 			if err == nil {
 				_ = tel.Shutdown(context.Background())
 				t.Fatal("Setup succeeded, want an error")
 			}
 			t.Log(err)
+			if n := owned.shutdowns.Load(); n != 0 {
+				t.Errorf("the failing Setup shut down the %s the caller passed in (%d times); it is still the caller's", tc.passes, n)
+			}
 		})
 	}
 }
+
+// callerOwned is a span processor and exporter that counts its Shutdown
+// calls.
+type callerOwned struct{ shutdowns atomic.Int32 }
+
+func (*callerOwned) OnStart(context.Context, sdktrace.ReadWriteSpan)            {}
+func (*callerOwned) OnEnd(sdktrace.ReadOnlySpan)                                {}
+func (*callerOwned) ForceFlush(context.Context) error                           { return nil }
+func (*callerOwned) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (c *callerOwned) Shutdown(context.Context) error                           { c.shutdowns.Add(1); return nil }

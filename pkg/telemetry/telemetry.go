@@ -166,7 +166,7 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	t.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPromLogger{log}})
 
 	drops := newDropCounter(log)
-	sp, why, err := spanProcessor(ctx, opts, drops)
+	sp, sampler, why, err := spanProcessor(ctx, opts, drops)
 	if err != nil {
 		_ = t.mp.Shutdown(ctx)
 		return nil, err
@@ -174,12 +174,6 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	if sp == nil {
 		log.Info("tracing off", "why", why)
 	} else {
-		sampler, err := samplerFromEnv()
-		if err != nil {
-			_ = sp.Shutdown(ctx)
-			_ = t.mp.Shutdown(ctx)
-			return nil, err
-		}
 		log.Info("tracing on", "exporter", why, "sampler", sampler.Description())
 		t.proc = sp
 		t.tracer = newTracer(newRecorder(res, sampler, sp), opts.SpanQueue, drops)
@@ -193,45 +187,54 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	return t, nil
 }
 
-// spanProcessor picks the span processor, or nil and why tracing is off.
-// A batch span processor it builds counts its drops in drops.
-func spanProcessor(ctx context.Context, opts Options, drops *dropCounter) (sdktrace.SpanProcessor, string, error) {
-	var exp sdktrace.SpanExporter
-	why := "Options.SpanExporter"
+// spanProcessor picks the span processor and the sampler, or nil and why
+// tracing is off. Every setting is read before anything is built, so that
+// an error leaves nothing running and a processor or exporter the caller
+// passed in still the caller's. A batch span processor it builds counts
+// its drops in drops.
+func spanProcessor(ctx context.Context, opts Options, drops *dropCounter) (sdktrace.SpanProcessor, sdktrace.Sampler, string, error) {
+	exporter := os.Getenv("OTEL_TRACES_EXPORTER")
 	switch {
-	case opts.SpanProcessor != nil:
-		return opts.SpanProcessor, "Options.SpanProcessor", nil
-	case opts.SpanExporter != nil:
-		exp = opts.SpanExporter
+	case opts.SpanProcessor != nil, opts.SpanExporter != nil:
 	case strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true"):
-		return nil, "OTEL_SDK_DISABLED=true", nil
-	case os.Getenv("OTEL_TRACES_EXPORTER") == "" &&
-		os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" &&
-		os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "":
-		return nil, "no exporter configured (OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_ENDPOINT unset)", nil
-	case os.Getenv("OTEL_TRACES_EXPORTER") == "" || os.Getenv("OTEL_TRACES_EXPORTER") == "otlp":
-		// What autoexport would pick, with hangup's cheaper encoding.
-		var err error
-		if exp, err = newOTLPExporter(ctx); err != nil {
-			return nil, "", fmt.Errorf("telemetry: span exporter from OTEL_EXPORTER_OTLP_*: %w", err)
-		}
-		why = "otlp"
-	default:
-		var err error
-		if exp, err = autoexport.NewSpanExporter(ctx); err != nil {
-			return nil, "", fmt.Errorf("telemetry: span exporter from OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_*: %w", err)
-		}
-		if autoexport.IsNoneSpanExporter(exp) {
-			return nil, "OTEL_TRACES_EXPORTER=none", nil
-		}
-		why = os.Getenv("OTEL_TRACES_EXPORTER")
+		return nil, nil, "OTEL_SDK_DISABLED=true", nil
+	case exporter == "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "":
+		return nil, nil, "no exporter configured (OTEL_TRACES_EXPORTER and OTEL_EXPORTER_OTLP_ENDPOINT unset)", nil
+	case exporter == "none":
+		return nil, nil, "OTEL_TRACES_EXPORTER=none", nil
+	}
+	sampler, err := samplerFromEnv()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if opts.SpanProcessor != nil {
+		return opts.SpanProcessor, sampler, "Options.SpanProcessor", nil
 	}
 	b, err := batchFromEnv()
 	if err != nil {
-		_ = exp.Shutdown(ctx)
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	return newCountedProcessor(exp, b.queue, drops, sdktrace.WithMaxExportBatchSize(b.batch)), why, nil
+	var exp sdktrace.SpanExporter
+	why := "Options.SpanExporter"
+	switch {
+	case opts.SpanExporter != nil:
+		exp = opts.SpanExporter
+	case exporter == "" || exporter == "otlp":
+		// What autoexport would pick, with hangup's cheaper encoding.
+		if exp, err = newOTLPExporter(ctx); err != nil {
+			return nil, nil, "", fmt.Errorf("telemetry: span exporter from OTEL_EXPORTER_OTLP_*: %w", err)
+		}
+		why = "otlp"
+	default:
+		if exp, err = autoexport.NewSpanExporter(ctx); err != nil {
+			return nil, nil, "", fmt.Errorf("telemetry: span exporter from OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_*: %w", err)
+		}
+		if autoexport.IsNoneSpanExporter(exp) {
+			return nil, nil, "OTEL_TRACES_EXPORTER=none", nil
+		}
+		why = exporter
+	}
+	return newCountedProcessor(exp, b.queue, drops, sdktrace.WithMaxExportBatchSize(b.batch)), sampler, why, nil
 }
 
 // The batch span processor's defaults, which OTEL_BSP_MAX_QUEUE_SIZE and
