@@ -19,15 +19,15 @@ import (
 //   - the relay's goroutines (and pkg/notify's): span_queue, in
 //     Tracer.send;
 //   - the Tracer's goroutine: export_queue, in countedProcessor.OnEnd,
-//     which the SDK calls as that goroutine ends a span; it calls warn
-//     after every op;
+//     which the recorder calls as that goroutine ends a span; it calls
+//     warn after every op;
 //   - the batch span processor's goroutine: export, in
 //     countedExporter.ExportSpans, the exporter's one caller; it calls
 //     warn after every export.
 //
 // /metrics reads the counts (Tracer.Drops). countedProcessor and
-// countedExporter belong to Telemetry's TracerProvider: Setup builds them
-// (spanProcessor), the provider's Shutdown flushes and stops them.
+// countedExporter belong to Telemetry: Setup builds them (spanProcessor),
+// Telemetry.Shutdown flushes and stops them once the Tracer has stopped.
 
 // Where a span, or a change to one, can be lost on its way to the
 // exporter: the values of the where attribute of

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -145,4 +146,46 @@ func TestUnsampledStreamHoldsNoRecord(t *testing.T) {
 		t.Errorf("an unsampled stream allocates %d bytes, want under 512", per)
 	}
 	runtime.KeepAlive(streams)
+}
+
+// TestSpanDataDefinesEveryMethod: spanData embeds a nil ReadOnlySpan for
+// the interface's unexported method, so a method a newer SDK adds to the
+// interface would compile and then panic in the exporter that calls it.
+// Every exported method must be spanData's own.
+func TestSpanDataDefinesEveryMethod(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tr := testTracer(rec, resource.Empty(), nil)
+	conn := tr.StartConn(ConnStart{Peer: "127.0.0.1:1"})
+	st := conn.StartStream(StreamStart{Method: "/a.B/C", StreamID: 1})
+	st.End(StreamEnd{At: time.Now()})
+	conn.End(time.Now(), event.ReasonUnspecified, event.InitiatorUnspecified)
+	tr.stop()
+	spans := rec.Ended()
+	if len(spans) == 0 {
+		t.Fatal("no span recorded")
+	}
+	span := reflect.ValueOf(spans[0])
+	if _, ok := spans[0].(*spanData); !ok {
+		t.Fatalf("recorded a %T, want *spanData", spans[0])
+	}
+	iface := reflect.TypeFor[sdktrace.ReadOnlySpan]()
+	for i := range iface.NumMethod() {
+		m := iface.Method(i)
+		if !m.IsExported() {
+			continue
+		}
+		t.Run(m.Name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("(*spanData).%s panics (%v): define it on spanData, the embedded ReadOnlySpan is nil", m.Name, r)
+				}
+			}()
+			fn := span.MethodByName(m.Name)
+			args := make([]reflect.Value, fn.Type().NumIn())
+			for k := range args {
+				args[k] = reflect.Zero(fn.Type().In(k))
+			}
+			fn.Call(args)
+		})
+	}
 }
