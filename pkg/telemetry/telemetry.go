@@ -85,6 +85,10 @@ type Options struct {
 	// processor (use a simple processor to see spans synchronously on
 	// Shutdown). It wins over SpanExporter. Only its OnEnd, ForceFlush and
 	// Shutdown are called, never OnStart (see recorder). Default: none.
+	//
+	// A SpanProcessor or SpanExporter passed in is Telemetry's once Setup
+	// succeeds (Shutdown shuts it down), and still the caller's when Setup
+	// rejects a setting.
 	SpanProcessor sdktrace.SpanProcessor
 
 	// Registry, for tests, replaces the private Prometheus registry that

@@ -166,7 +166,12 @@ func (t *Tracer) loop() {
 }
 
 // stop ends the background goroutine after it applied what was queued.
-// Operations sent afterwards are dropped.
+// Operations sent afterwards are dropped and counted. One sent while stop
+// runs can be neither (send saw the Tracer open, the goroutine had
+// drained), which an atomic pair around every send would prevent at a cost
+// to each span change: Telemetry.Shutdown is called once nothing sends any
+// more (the sidecar stops it after the proxy's and the notifier's
+// goroutines have ended).
 func (t *Tracer) stop() {
 	if !t.closed.Swap(true) {
 		close(t.stopped)
