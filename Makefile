@@ -94,7 +94,7 @@ bench-compare:
 ## built sidecar; checks one event per disconnect and no leaks at the end.
 SOAK_DURATION ?= 10m
 soak:
-	$(GO) run ./bench/soak -duration $(SOAK_DURATION)
+	$(GO) run ./bench/soak -duration $(SOAK_DURATION) $(SOAK_FLAGS)
 
 ## fuzz: each fuzz target for FUZZTIME.
 fuzz:

@@ -189,6 +189,18 @@ func measureTraced(ctx context.Context, env PeerEnv, dir string, d time.Duration
 	return t, nil
 }
 
+// StartTraced starts hangup with every stream traced
+// (OTEL_TRACES_SAMPLER=always_on), exporting over OTLP/gRPC to a receiver
+// in this process that counts the spans without decoding them; spans reads
+// that count, stop stops both.
+func StartTraced(ctx context.Context, env PeerEnv) (p *Peer, spans func() int64, stop func(), err error) {
+	p, sink, stop, err := startTraced(ctx, env)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return p, sink.spans.Load, stop, nil
+}
+
 // startTraced starts hangup with tracing always on, exporting over
 // OTLP/gRPC to a spanSink in this process; stop stops both.
 func startTraced(ctx context.Context, env PeerEnv) (p *Peer, sink *spanSink, stop func(), err error) {

@@ -9,7 +9,7 @@
 // and (when /metrics exports them) goroutines must be back near their
 // baseline. It exits 1 when any of that fails.
 //
-// Usage: go run ./bench/soak [-duration 10m] [-rate 50] [-workers 64]
+// Usage: go run ./bench/soak [-duration 10m] [-rate 50] [-workers 64] [-traced]
 package main
 
 import (
@@ -30,6 +30,7 @@ func main() {
 	flag.DurationVar(&cfg.Duration, "duration", 10*time.Minute, "how long connections keep being opened (minimum 1s)")
 	flag.IntVar(&cfg.Rate, "rate", 50, "connections opened per second (minimum 1)")
 	flag.IntVar(&cfg.Workers, "workers", 64, "connections in flight at most (minimum 1)")
+	flag.BoolVar(&cfg.Traced, "traced", false, "trace every stream (OTEL_TRACES_SAMPLER=always_on), exported over OTLP/gRPC to a receiver that counts the spans")
 	flag.Parse()
 	if cfg.Duration < time.Second || cfg.Rate < 1 || cfg.Workers < 1 {
 		fmt.Fprintf(os.Stderr, "soak: invalid -duration %s -rate %d -workers %d: want at least 1s, 1 and 1\n", cfg.Duration, cfg.Rate, cfg.Workers)

@@ -84,6 +84,7 @@ type config struct {
 	Duration time.Duration // how long connections keep being opened
 	Rate     int           // connections opened per second, spread over the kinds
 	Workers  int           // connections in flight at most
+	Traced   bool          // every stream traced, exported over OTLP to a counting receiver
 	Log      io.Writer
 }
 
@@ -99,6 +100,8 @@ type result struct {
 	Base, End      harness.ProcUsage
 	Goroutine      [2]int // /metrics go_goroutines at baseline and end; -1 when not exported
 	Streamed       int64  // messages on the long-running stream
+	Traced         bool   // the sidecar traced every stream (-traced)
+	Spans          int64  // spans the OTLP receiver got by the end, when Traced
 	// NewFDs are the sidecar's descriptors at the end that were not open at
 	// baseline (their /proc/PID/fd link targets), to tell a leak from a
 	// lazily opened runtime descriptor.
@@ -134,6 +137,9 @@ func (r *result) check() error {
 	}
 	if r.End.RSSBytes > max(2*r.Base.RSSBytes, r.Base.RSSBytes+rssSlack) {
 		errs = append(errs, fmt.Errorf("sidecar RSS %d KiB at the end, %d KiB at baseline", r.End.RSSBytes>>10, r.Base.RSSBytes>>10))
+	}
+	if r.Traced && r.Spans == 0 {
+		errs = append(errs, errors.New("tracing was on, but no span reached the OTLP receiver"))
 	}
 	if r.Goroutine[0] < 0 || r.Goroutine[1] < 0 {
 		errs = append(errs, errors.New("sidecar /metrics has no go_goroutines: cannot check for leaked goroutines"))
@@ -176,12 +182,22 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		return nil, err
 	}
 	defer stopRecv()
-	p, err := harness.StartPeer(ctx, harness.Hangup, harness.PeerEnv{Dir: dir, AppAddr: appAddr, NotifyAddr: notifyAddr,
-		SidecarBin: sidecarBin, HangupArgs: []string{"--keepalive-time", "1s", "--keepalive-timeout", "1s"}})
-	if err != nil {
-		return nil, err
+	env := harness.PeerEnv{Dir: dir, AppAddr: appAddr, NotifyAddr: notifyAddr,
+		SidecarBin: sidecarBin, HangupArgs: []string{"--keepalive-time", "1s", "--keepalive-timeout", "1s"}}
+	var p *harness.Peer
+	spans := func() int64 { return 0 }
+	if cfg.Traced {
+		var stop func()
+		if p, spans, stop, err = harness.StartTraced(ctx, env); err != nil {
+			return nil, err
+		}
+		defer stop()
+	} else {
+		if p, err = harness.StartPeer(ctx, harness.Hangup, env); err != nil {
+			return nil, err
+		}
+		defer p.Stop()
 	}
-	defer p.Stop()
 
 	// The receiver's events, counted per connection by one goroutine.
 	var mu sync.Mutex
@@ -216,7 +232,8 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	}()
 	defer func() { stopCounting(); counted.Wait() }()
 
-	res := &result{Caused: map[eventKey]int{}, Received: map[eventKey]int{}, Episodes: map[kind]int{}, Goroutine: [2]int{-1, -1}}
+	res := &result{Caused: map[eventKey]int{}, Received: map[eventKey]int{}, Episodes: map[kind]int{}, Goroutine: [2]int{-1, -1},
+		Traced: cfg.Traced}
 	// Client address → events it must cause. The kernel reuses a closed
 	// connection's ephemeral port within minutes, so an address collects
 	// the events of every episode that used it.
@@ -344,6 +361,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		return nil, err
 	}
 	res.Goroutine[1] = goroutines(p.AdminAddr)
+	res.Spans = spans()
 	if res.End.FDs > res.Base.FDs {
 		for fd, target := range fdTargets(p.Pid) {
 			if baseFDs[fd] != target {
@@ -609,7 +627,11 @@ func (r *result) report() string {
 	for k := range numKinds {
 		fmt.Fprintf(&b, " %s %d;", k, r.Episodes[k])
 	}
-	fmt.Fprintf(&b, " long-running stream: %d messages\n\n", r.Streamed)
+	fmt.Fprintf(&b, " long-running stream: %d messages\n", r.Streamed)
+	if r.Traced {
+		fmt.Fprintf(&b, "traced: %d spans reached the OTLP receiver (the last batch may still be on its way)\n", r.Spans)
+	}
+	b.WriteString("\n")
 	keys := map[eventKey]bool{}
 	for k := range r.Caused {
 		keys[k] = true

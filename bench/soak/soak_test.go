@@ -67,6 +67,7 @@ func TestCheckFails(t *testing.T) {
 		{"goroutine leak", func(r *result) { r.Goroutine = [2]int{10, 100} }},
 		{"goroutines not exported", func(r *result) { r.Goroutine = [2]int{-1, -1} }},
 		{"failed episode", func(r *result) { r.Failed = []string{"close: dial: refused"} }},
+		{"traced, no span exported", func(r *result) { r.Traced = true }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := good()
