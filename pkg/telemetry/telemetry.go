@@ -230,11 +230,9 @@ func spanProcessor(ctx context.Context, opts Options, drops *dropCounter) (sdktr
 		}
 		why = "otlp"
 	default:
+		// "none", autoexport's no-op, was taken above.
 		if exp, err = autoexport.NewSpanExporter(ctx); err != nil {
 			return nil, nil, "", fmt.Errorf("telemetry: span exporter from OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_*: %w", err)
-		}
-		if autoexport.IsNoneSpanExporter(exp) {
-			return nil, nil, "OTEL_TRACES_EXPORTER=none", nil
 		}
 		why = exporter
 	}
