@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -323,6 +325,40 @@ func handshake(addr string, timeout time.Duration) (*h2raw.Client, error) {
 	return c, nil
 }
 
+// kubeletProbes is how many times probeLikeKubelet calls each probe: the
+// first call maps back what answering needs; later ones show that it
+// stays.
+const kubeletProbes = 3
+
+// probeTimeout is the kubelet's default timeoutSeconds.
+const probeTimeout = time.Second
+
+// probeLikeKubelet calls hangup's readiness and liveness probes at admin
+// as the kubelet does: an HTTP GET on a new connection each time, which
+// must answer 200 within probeTimeout.
+func probeLikeKubelet(ctx context.Context, admin string) error {
+	client := &http.Client{Timeout: probeTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	for range kubeletProbes {
+		for _, path := range []string{"/readyz", "/healthz"} {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return fmt.Errorf("probe %s like the kubelet: %w", path, err)
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("probe %s like the kubelet: %s %q, want 200", path, resp.Status, body)
+			}
+		}
+	}
+	return nil
+}
+
 // Memory is the proxy's RSS growth per idle connection and per idle open
 // stream (one stream on each of Conns connections), and the fresh
 // process's own footprint before the first of them. Every reading is a
@@ -332,10 +368,15 @@ type Memory struct {
 	PerConnBytes  float64
 	PerStreamByte float64
 	// IdleRSSBytes and IdleThreads are the process's (with its workers)
-	// just started, after the readiness calls, with no connection open:
-	// what a pod pays for the proxy before any traffic.
-	IdleRSSBytes int64
-	IdleThreads  int
+	// just started, after the readiness calls and, for hangup, the
+	// kubelet's probes, with no connection open: what a pod pays for the
+	// proxy before any traffic. IdleAnonBytes is the part of the RSS that
+	// is the process's own memory (heap, stacks); the rest is file pages
+	// (the binary, shared libraries), which every process of the same
+	// image on a node shares through the page cache.
+	IdleRSSBytes  int64
+	IdleAnonBytes int64
+	IdleThreads   int
 	// Unsettled names the steps (MemoryStepBase, ...) whose RSS still
 	// moved after settleMax and was read as it was.
 	Unsettled []string
@@ -369,11 +410,16 @@ func MeasureMemory(ctx context.Context, p *Peer, conns int, after func(step stri
 		}
 		return u, nil
 	}
+	if p.AdminAddr != "" {
+		if err := probeLikeKubelet(ctx, p.AdminAddr); err != nil {
+			return m, err
+		}
+	}
 	base, err := read(MemoryStepBase)
 	if err != nil {
 		return m, err
 	}
-	m.IdleRSSBytes, m.IdleThreads = base.RSSBytes, base.Threads
+	m.IdleRSSBytes, m.IdleAnonBytes, m.IdleThreads = base.RSSBytes, base.AnonBytes, base.Threads
 	clients := make([]*h2raw.Client, 0, conns)
 	defer func() {
 		for _, c := range clients {

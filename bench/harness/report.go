@@ -454,13 +454,16 @@ func footprintTable(w func(string, ...any), res *Results) {
 		return
 	}
 	w("\n### Idle footprint: what each pod pays for the proxy\n\n")
-	w("RSS of each proxy's processes (workers included), started fresh, after the readiness calls and before the memory scenario's first connection, once settled (as above). ")
+	w("RSS of each proxy's processes (workers included), started fresh, after the readiness calls (and, for hangup, three rounds of the kubelet's ")
+	w("`/readyz` and `/healthz` probes, which every injected pod gets) and before the memory scenario's first connection, once settled (as above). ")
 	w("hangup is the pod's binary as the `hangup` image ships it (`-tags hangup_pod`, static, stripped: %.1f MiB). ", float64(res.SidecarBinaryBytes)/(1<<20))
-	w("Ratios to the proxy that needs least.\n\n")
-	w("| peer | idle RSS, MiB | × best | threads |\n|---|---:|---:|---:|\n")
+	w("*Anonymous* is the process's own memory (heap, stacks, RssAnon); the rest of the RSS is file pages, the binary's and shared libraries', ")
+	w("which every process of the same image on a node shares through the page cache. Ratios to the proxy that needs least.\n\n")
+	w("| peer | idle RSS, MiB | × best | anonymous, MiB | threads |\n|---|---:|---:|---:|---:|\n")
 	for _, p := range res.Peers {
 		if m := idle(p); m != nil {
-			w("| %s | %.1f | %s | %d |\n", p.Name, float64(m.IdleRSSBytes)/(1<<20), ratio(float64(m.IdleRSSBytes), bestRSS), m.IdleThreads)
+			w("| %s | %.1f | %s | %.1f | %d |\n", p.Name, float64(m.IdleRSSBytes)/(1<<20), ratio(float64(m.IdleRSSBytes), bestRSS),
+				float64(m.IdleAnonBytes)/(1<<20), m.IdleThreads)
 		}
 	}
 }

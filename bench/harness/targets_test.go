@@ -168,12 +168,12 @@ func TestMemoryTableIgnoresPageNoise(t *testing.T) {
 func TestFootprintTable(t *testing.T) {
 	res := &Results{SidecarBinaryBytes: 19_670_000, Peers: []PeerResult{
 		{Name: Direct},
-		{Name: Hangup, Memory: []Memory{{Conns: 1000, IdleRSSBytes: 9 << 20, IdleThreads: 7}}},
-		{Name: Nginx, Memory: []Memory{{Conns: 1000, IdleRSSBytes: 6 << 20, IdleThreads: 3}}},
+		{Name: Hangup, Memory: []Memory{{Conns: 1000, IdleRSSBytes: 9 << 20, IdleAnonBytes: 3 << 20, IdleThreads: 7}}},
+		{Name: Nginx, Memory: []Memory{{Conns: 1000, IdleRSSBytes: 6 << 20, IdleAnonBytes: 5 << 19, IdleThreads: 3}}},
 		{Name: HAProxy},
 	}}
 	out := Tables(res)
-	for _, want := range []string{"18.8 MiB", "| hangup | 9.0 | 1.50× | 7 |", "| nginx | 6.0 | 1.00× | 3 |"} {
+	for _, want := range []string{"18.8 MiB", "| hangup | 9.0 | 1.50× | 3.0 | 7 |", "| nginx | 6.0 | 1.00× | 2.5 | 3 |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
 		}
