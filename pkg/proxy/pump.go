@@ -225,6 +225,11 @@ func (f *forwarder) done(err error) {
 		f.sock.Deregister()
 	}
 	f.side.ended(err)
+	// The read that saw the end took a batch like any other: back to the
+	// pool with it, or every connection's end is garbage to collect.
+	if f.batch != nil {
+		f.releaseBatch()
+	}
 	f.c.forwarderDone()
 }
 

@@ -28,6 +28,7 @@ type bufConn struct {
 
 func (c *bufConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
 func (c *bufConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *bufConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *bufConn) Close() error                     { return nil }
 func (c *bufConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} }
 
