@@ -78,7 +78,7 @@ demo:
 ## bench: the relay against direct calls, in one run, with ratios.
 BENCH_N ?= 3000
 bench:
-	$(GO) test -run '^$$' -bench 'Unary|Streaming|Forward|Tracing' -benchtime $(BENCH_N)x ./test/bench ./pkg/proxy
+	$(GO) test -run '^$$' -bench 'Unary|Streaming|Forward|Tracing|ConnChurn' -benchtime $(BENCH_N)x ./test/bench ./pkg/proxy
 	$(GO) test -run '^$$' -bench 'Detect|NotifyLatency' -benchtime $$(( $(BENCH_N) / 10 + 1 ))x ./test/bench
 	$(GO) test -run '^$$' -bench 'NotifyBurst' -benchtime 1x ./test/bench
 
