@@ -134,12 +134,13 @@ build_one() {
 	esac
 }
 
-# cpu_seconds prints the CPU time (user + system, whole seconds) that this
-# script's finished children used so far: the builds' own cost, which does
-# not grow when other work shares the cores, unlike their wall time.
 # shell_pid is the shell whose children the builds are: this script's, or
 # a lane's (build_lane runs in a subshell of its own).
 shell_pid=$$
+
+# cpu_seconds prints the CPU time (user + system, whole seconds) that the
+# shell's finished children used so far: the builds' own cost, which does
+# not grow when other work shares the cores, unlike their wall time.
 cpu_seconds() {
 	local f
 	read -r -a f </proc/$shell_pid/stat
